@@ -1,0 +1,29 @@
+# cke-rs: `make test` runs every test; `make demo` brings up a local cluster.
+CARGO ?= cargo
+
+.PHONY: all build test deps lint demo demo-down clean
+
+all: build
+
+build:
+	$(CARGO) build --all-targets
+
+deps:
+	./scripts/install-test-deps.sh
+
+test: deps
+	$(CARGO) build --all-targets
+	$(CARGO) test --all-targets -- --test-threads=4
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+demo: deps build
+	./scripts/demo.sh
+
+demo-down:
+	./scripts/demo.sh down
+
+clean:
+	$(CARGO) clean

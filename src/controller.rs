@@ -1,0 +1,1 @@
+//! The leader loop: load, probe, plan, run. (issue 3)

@@ -1,0 +1,1 @@
+//! The cke daemon entry point (main_impl). (issue 3)

@@ -1,0 +1,1 @@
+//! Leader election in the management etcd. (issue 3)

@@ -1,0 +1,22 @@
+//! Pure data types of cke-rs and their validation: the cluster declaration (`cluster.yml`), the
+//! constraints, operation records and the server status. Nothing here does I/O or reads the clock.
+//!
+//! The serde layout follows CKE's JSON/YAML schema (`docs/cluster.md` of CKE) so that existing
+//! cluster files load unchanged; unknown fields are errors.
+
+mod cluster;
+mod constraints;
+mod record;
+mod validate;
+
+pub use cluster::*;
+pub use constraints::*;
+pub use record::*;
+pub use validate::{FieldError, ValidationError};
+
+/// Parses a cluster declaration from YAML or JSON text (JSON is a subset of YAML) and validates it.
+pub fn parse_cluster(text: &str) -> Result<Cluster, ValidationError> {
+    let cluster: Cluster = serde_yaml::from_str(text).map_err(ValidationError::from_yaml)?;
+    cluster.validate()?;
+    Ok(cluster)
+}

@@ -1,0 +1,1 @@
+//! Operators (step machines) and commanders. (issue 3, 6)

@@ -1,0 +1,1 @@
+//! Vault PKI and secrets. (issue 4)

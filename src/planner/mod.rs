@@ -1,0 +1,1 @@
+//! The pure planner. (issue 6)

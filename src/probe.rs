@@ -1,0 +1,1 @@
+//! Node and cluster probe. (issue 5)

@@ -1,0 +1,1 @@
+//! rivers: a small TCP load balancer run on every node. (issue 6)

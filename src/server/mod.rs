@@ -1,0 +1,1 @@
+//! HTTP endpoint: health, version, status, metrics. (issue 3)

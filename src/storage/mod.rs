@@ -1,0 +1,300 @@
+//! The management etcd: CKE's key layout under a configurable prefix (default `/cke/`).
+//!
+//! [`Storage`] is the one trait every component uses. [`EtcdStorage`] talks to a real etcd;
+//! [`MemStorage`] is an in-memory double for fast tests of pure logic. Typed accessors
+//! (cluster, constraints, vault, CA, records, status, leader) are provided methods built on a few
+//! raw operations, so both implementations share the key layout and the JSON encoding.
+//!
+//! Writes made by the leader go through [`Storage::put_fenced`], a transaction conditioned on the
+//! leader's election key still existing with its create revision (see DESIGN.md §3).
+
+mod etcd;
+mod memory;
+
+use async_trait::async_trait;
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::model::{Cluster, Constraints, Record, ServerStatus};
+
+pub use etcd::EtcdStorage;
+pub use memory::MemStorage;
+
+/// Key of the cluster declaration.
+pub const KEY_CLUSTER: &str = "cluster";
+/// Key of the constraints.
+pub const KEY_CONSTRAINTS: &str = "constraints";
+/// Key of the Vault connection settings.
+pub const KEY_VAULT: &str = "vault";
+/// Prefix of CA certificates (`ca/<name>`).
+pub const KEY_CA_PREFIX: &str = "ca/";
+/// Prefix of the leader election.
+pub const KEY_LEADER_PREFIX: &str = "leader/";
+/// Key holding the next record id.
+pub const KEY_RECORD_ID: &str = "records";
+/// Prefix of operation records.
+pub const KEY_RECORDS_PREFIX: &str = "records/";
+/// Key of the leader's status.
+pub const KEY_STATUS: &str = "status";
+/// Key of the configuration version.
+pub const KEY_CONFIG_VERSION: &str = "config-version";
+/// Prefix of user-defined Kubernetes resources.
+pub const KEY_RESOURCE_PREFIX: &str = "resource/";
+/// Prefix of pinned SSH host keys (`ssh-hostkey/<address>`), a cke-rs addition.
+pub const KEY_SSH_HOSTKEY_PREFIX: &str = "ssh-hostkey/";
+
+/// The CA names stored under `ca/` (CKE compatible).
+pub const CA_NAMES: [&str; 6] = [
+    "server",
+    "etcd-peer",
+    "etcd-client",
+    "kubernetes",
+    "kubernetes-aggregation",
+    "kubernetes-webhook",
+];
+
+/// How Vault is reached (`<prefix>vault`, CKE's JSON layout).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultConfig {
+    /// Vault URL, e.g. `https://vault.example:8200`.
+    pub endpoint: String,
+    /// PEM CA certificate that signs Vault's server certificate (empty: system roots).
+    #[serde(rename = "ca-cert", default)]
+    pub ca_cert: String,
+    /// AppRole role id.
+    #[serde(rename = "role-id")]
+    pub role_id: String,
+    /// AppRole secret id.
+    #[serde(rename = "secret-id")]
+    pub secret_id: String,
+}
+
+/// The leader's fence: its election key and that key's create revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// Full key (prefix included) the election created for this leader.
+    pub key: String,
+    /// Its create revision; the fence holds only while the key exists with this revision.
+    pub create_revision: i64,
+}
+
+/// One key-value pair as stored (key without prefix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    /// Key relative to the prefix.
+    pub key: String,
+    /// Raw value.
+    pub value: Vec<u8>,
+    /// etcd create revision.
+    pub create_revision: i64,
+    /// etcd mod revision.
+    pub mod_revision: i64,
+}
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// etcd could not be reached or answered with an error.
+    #[error("management etcd at {endpoints} failed: {source}")]
+    Etcd {
+        /// The endpoints tried.
+        endpoints: String,
+        /// The client error.
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// An operation did not finish in time.
+    #[error("management etcd at {endpoints} did not answer within {timeout:?}")]
+    Timeout {
+        /// The endpoints tried.
+        endpoints: String,
+        /// The limit.
+        timeout: std::time::Duration,
+    },
+    /// A stored value is not what the key should hold.
+    #[error("value of key {key} is invalid: {reason}")]
+    Corrupt {
+        /// The key (with prefix).
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The leader's fence no longer holds: it is not the leader any more.
+    #[error("leadership lost: election key {key} no longer exists with create revision {create_revision}")]
+    LostLeadership {
+        /// The election key.
+        key: String,
+        /// Its expected create revision.
+        create_revision: i64,
+    },
+    /// A compare-and-swap lost a race with another writer.
+    #[error("key {key} was changed concurrently")]
+    Conflict {
+        /// The key.
+        key: String,
+    },
+    /// TLS files of the configuration could not be read.
+    #[error("cannot read {path}: {source}")]
+    Tls {
+        /// File path.
+        path: String,
+        /// I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A conditional write for [`Storage::put_fenced`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Put a value.
+    Put(String, Vec<u8>),
+    /// Delete a key.
+    Delete(String),
+}
+
+/// Access to the management etcd. Keys given to these methods are relative to the prefix.
+#[async_trait]
+pub trait Storage: Send + Sync {
+    /// The key prefix, e.g. `/cke/`.
+    fn prefix(&self) -> &str;
+
+    /// Reads one key.
+    async fn get_raw(&self, key: &str) -> Result<Option<KeyValue>, StorageError>;
+
+    /// Reads every key under `key_prefix`, sorted by key, at most `limit` (0 = all); `descending`
+    /// sorts newest key first.
+    async fn list_raw(&self, key_prefix: &str, limit: i64, descending: bool) -> Result<Vec<KeyValue>, StorageError>;
+
+    /// Writes one key unconditionally (used by `ckecli`, never by the leader loop).
+    async fn put_raw(&self, key: &str, value: Vec<u8>) -> Result<(), StorageError>;
+
+    /// Deletes one key unconditionally; returns whether it existed.
+    async fn delete_raw(&self, key: &str) -> Result<bool, StorageError>;
+
+    /// Applies `writes` atomically only if the fence holds; [`StorageError::LostLeadership`] otherwise.
+    async fn put_fenced(&self, fence: &Fence, writes: Vec<Write>) -> Result<(), StorageError>;
+
+    /// The oldest key under `leader/` (the leader), as (key, value = instance name).
+    async fn leader_key(&self) -> Result<Option<KeyValue>, StorageError> {
+        Ok(self.list_raw_by_create(KEY_LEADER_PREFIX).await?.into_iter().next())
+    }
+
+    /// Keys under `key_prefix` sorted by create revision, oldest first.
+    async fn list_raw_by_create(&self, key_prefix: &str) -> Result<Vec<KeyValue>, StorageError> {
+        let mut kvs = self.list_raw(key_prefix, 0, false).await?;
+        kvs.sort_by_key(|kv| kv.create_revision);
+        Ok(kvs)
+    }
+
+    /// The current leader's instance name, if any.
+    async fn get_leader(&self) -> Result<Option<String>, StorageError> {
+        Ok(self
+            .leader_key()
+            .await?
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
+    }
+
+    /// The cluster declaration, if set.
+    async fn get_cluster(&self) -> Result<Option<Cluster>, StorageError> {
+        get_json(self, KEY_CLUSTER).await
+    }
+
+    /// Stores the cluster declaration (the caller validates it first).
+    async fn put_cluster(&self, cluster: &Cluster) -> Result<(), StorageError> {
+        put_json(self, KEY_CLUSTER, cluster).await
+    }
+
+    /// The constraints, defaults when unset.
+    async fn get_constraints(&self) -> Result<Constraints, StorageError> {
+        Ok(get_json(self, KEY_CONSTRAINTS).await?.unwrap_or_default())
+    }
+
+    /// Stores the constraints.
+    async fn put_constraints(&self, c: &Constraints) -> Result<(), StorageError> {
+        put_json(self, KEY_CONSTRAINTS, c).await
+    }
+
+    /// The Vault connection, if set.
+    async fn get_vault_config(&self) -> Result<Option<VaultConfig>, StorageError> {
+        get_json(self, KEY_VAULT).await
+    }
+
+    /// Stores the Vault connection.
+    async fn put_vault_config(&self, c: &VaultConfig) -> Result<(), StorageError> {
+        put_json(self, KEY_VAULT, c).await
+    }
+
+    /// A CA certificate (PEM) by name (see [`CA_NAMES`]).
+    async fn get_ca(&self, name: &str) -> Result<Option<String>, StorageError> {
+        let key = format!("{KEY_CA_PREFIX}{name}");
+        match self.get_raw(&key).await? {
+            None => Ok(None),
+            Some(kv) => String::from_utf8(kv.value)
+                .map(Some)
+                .map_err(|_| StorageError::Corrupt {
+                    key: self.full_key(&key),
+                    reason: "not UTF-8".into(),
+                }),
+        }
+    }
+
+    /// Stores a CA certificate (PEM) by name.
+    async fn put_ca(&self, name: &str, pem: &str) -> Result<(), StorageError> {
+        self.put_raw(&format!("{KEY_CA_PREFIX}{name}"), pem.as_bytes().to_vec())
+            .await
+    }
+
+    /// The leader's last status, if any.
+    async fn get_status(&self) -> Result<Option<ServerStatus>, StorageError> {
+        get_json(self, KEY_STATUS).await
+    }
+
+    /// The newest `n` records (0 = all kept), newest first.
+    async fn get_records(&self, n: i64) -> Result<Vec<Record>, StorageError> {
+        let kvs = self.list_raw(KEY_RECORDS_PREFIX, n, true).await?;
+        kvs.into_iter()
+            .map(|kv| decode(&self.full_key(&kv.key), &kv.value))
+            .collect()
+    }
+
+    /// A record by id.
+    async fn get_record(&self, id: i64) -> Result<Option<Record>, StorageError> {
+        get_json(self, &format!("{KEY_RECORDS_PREFIX}{}", Record::key_suffix(id))).await
+    }
+
+    /// The full key with prefix.
+    fn full_key(&self, key: &str) -> String {
+        format!("{}{}", self.prefix(), key)
+    }
+}
+
+/// Encodes a value as stored (JSON).
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("model types always serialize")
+}
+
+/// Decodes a stored JSON value, naming the key on failure.
+pub fn decode<T: DeserializeOwned>(key: &str, value: &[u8]) -> Result<T, StorageError> {
+    serde_json::from_slice(value).map_err(|e| StorageError::Corrupt {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Reads and decodes a JSON value.
+pub async fn get_json<T: DeserializeOwned, S: Storage + ?Sized>(s: &S, key: &str) -> Result<Option<T>, StorageError> {
+    match s.get_raw(key).await? {
+        None => Ok(None),
+        Some(kv) => decode(&s.full_key(key), &kv.value).map(Some),
+    }
+}
+
+/// Encodes and writes a JSON value.
+pub async fn put_json<T: Serialize + ?Sized, S: Storage + ?Sized>(
+    s: &S,
+    key: &str,
+    value: &T,
+) -> Result<(), StorageError> {
+    s.put_raw(key, encode(value)).await
+}

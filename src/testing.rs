@@ -1,0 +1,116 @@
+//! Throw-away services for tests: a real etcd (and, with the Vault work, a real OpenBao) on free
+//! loopback ports in a temporary directory, stopped and removed on drop. Used by the integration
+//! tests under `tests/` and by `mtest`; never by the daemon.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound then released; good enough for tests).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Path of a binary, searching `PATH` and the usual sbin directories.
+pub fn find_binary(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .map(PathBuf::from)
+        .chain(["/usr/bin", "/usr/sbin", "/usr/local/bin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// A single-member etcd server for tests.
+pub struct EtcdServer {
+    child: Child,
+    /// Client URL, e.g. `http://127.0.0.1:23791`.
+    pub endpoint: String,
+    /// Data directory (removed on drop).
+    pub dir: tempfile::TempDir,
+}
+
+impl EtcdServer {
+    /// Starts etcd and waits until it answers. Panics with a clear message when etcd is missing
+    /// (`make test` installs Debian's `etcd-server`).
+    pub fn start() -> EtcdServer {
+        let bin = find_binary("etcd").expect("etcd not found: install Debian's etcd-server (make test does)");
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let (cport, pport) = (free_port(), free_port());
+            let endpoint = format!("http://127.0.0.1:{cport}");
+            let peer = format!("http://127.0.0.1:{pport}");
+            let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
+            let child = Command::new(&bin)
+                .args(["--name", "test", "--data-dir"])
+                .arg(dir.path().join("data"))
+                .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
+                .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+                .args(["--initial-cluster", &format!("test={peer}")])
+                .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("cannot start etcd");
+            let mut server = EtcdServer { child, endpoint, dir };
+            if server.wait_ready(Duration::from_secs(20)) {
+                return server;
+            }
+            server.kill();
+        }
+        panic!("etcd did not start; see its log");
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> bool {
+        let start = Instant::now();
+        let addr = self.endpoint.trim_start_matches("http://").to_string();
+        while start.elapsed() < limit {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                // The port answers before the member is ready; a health probe settles it.
+                if health(&addr) {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
+    /// A config file text pointing at this server with `prefix`.
+    pub fn config_yaml(&self, prefix: &str) -> String {
+        format!("endpoints: [\"{}\"]\nprefix: {prefix}\ntimeout: 3s\n", self.endpoint)
+    }
+
+    /// Kills the server (SIGKILL) without removing its data.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn health(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(format!("GET /health HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.contains("\"health\":\"true\"") || buf.contains("\"health\": \"true\"")
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
