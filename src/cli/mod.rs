@@ -1,3 +1,214 @@
 //! `ckecli`: the operators' command line. It talks to the management etcd and Vault, never to `cke`.
-//! One file per command group; [`main_impl`] parses, runs and maps errors to exit codes
-//! (0 success, 1 runtime failure, 2 usage or invalid input).
+//!
+//! One file per command group. [`main_impl`] parses the arguments, runs the command and maps errors to
+//! exit codes: 0 success, 1 runtime failure (etcd or Vault unreachable, nothing found), 2 usage or invalid
+//! input. Invalid input is refused before anything is written.
+
+mod cluster;
+mod constraints;
+mod history;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use tokio::sync::OnceCell;
+
+use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
+use crate::model::ValidationError;
+use crate::storage::{EtcdStorage, Storage, StorageError};
+
+/// Command-line arguments of `ckecli`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ckecli",
+    version,
+    about = "Control cke-rs through the management etcd and Vault"
+)]
+pub struct Cli {
+    /// Path of the management etcd config file (CKE's etcdutil format).
+    #[arg(long, global = true, default_value = DEFAULT_CONFIG_PATH, env = "CKECLI_CONFIG")]
+    pub config: PathBuf,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Set, get or validate the cluster declaration.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
+    /// Set or show constraints.
+    #[command(subcommand)]
+    Constraints(constraints::ConstraintsCommand),
+    /// Show operation records, newest first.
+    History(history::HistoryArgs),
+    /// Print the name of the current leader (exit 1 when there is none).
+    Leader,
+    /// Print the leader's last published status as JSON.
+    Status,
+}
+
+/// Errors of `ckecli` commands; [`CliError::exit_code`] maps them to exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The input (a file or an argument) is invalid; nothing was changed.
+    #[error("{what}: {source}")]
+    Invalid {
+        /// What was given, e.g. the file name.
+        what: String,
+        /// Every problem, each naming its field.
+        source: ValidationError,
+    },
+    /// The arguments do not make sense together.
+    #[error("{0}")]
+    Usage(String),
+    /// The config file cannot be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The management etcd failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Reading input or writing output failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being read or written.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The thing asked for does not exist (e.g. no leader, no cluster declared).
+    #[error("{0}")]
+    NotFound(String),
+    /// Any other runtime failure, with its context.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl CliError {
+    /// 2 for usage and invalid input, 1 for everything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Invalid { .. } | CliError::Usage(_) | CliError::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// What every command may need, created lazily so that offline commands never touch etcd.
+pub struct Ctx {
+    config_path: PathBuf,
+    storage: OnceCell<EtcdStorage>,
+}
+
+impl Ctx {
+    /// A context for this config file.
+    pub fn new(config_path: &Path) -> Self {
+        Ctx {
+            config_path: config_path.to_path_buf(),
+            storage: OnceCell::new(),
+        }
+    }
+
+    /// The parsed config file.
+    pub fn config(&self) -> Result<Config, CliError> {
+        Ok(Config::load(&self.config_path)?)
+    }
+
+    /// The management etcd client.
+    pub async fn storage(&self) -> Result<&EtcdStorage, CliError> {
+        self.storage
+            .get_or_try_init(|| async {
+                let config = self.config()?;
+                Ok::<_, CliError>(EtcdStorage::connect(&config).await?)
+            })
+            .await
+    }
+}
+
+/// Reads a file, or standard input for `-`.
+pub fn read_input(path: &str) -> Result<String, CliError> {
+    let mut text = String::new();
+    let res = if path == "-" {
+        std::io::stdin().read_to_string(&mut text).map(|_| ())
+    } else {
+        std::fs::read_to_string(path).map(|t| text = t)
+    };
+    res.map_err(|e| CliError::Io {
+        what: format!("cannot read {}", display_input(path)),
+        source: e,
+    })?;
+    Ok(text)
+}
+
+/// How an input path is named in messages.
+pub fn display_input(path: &str) -> String {
+    if path == "-" {
+        "standard input".into()
+    } else {
+        path.into()
+    }
+}
+
+/// Prints a value as indented JSON on standard output.
+pub fn print_json<T: serde::Serialize>(v: &T) -> Result<(), CliError> {
+    let s = serde_json::to_string_pretty(v).map_err(anyhow::Error::from)?;
+    println!("{s}");
+    Ok(())
+}
+
+/// Runs one parsed command.
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let ctx = Ctx::new(&cli.config);
+    match cli.command {
+        Command::Cluster(c) => cluster::run(&ctx, c).await,
+        Command::Constraints(c) => constraints::run(&ctx, c).await,
+        Command::History(a) => history::run(&ctx, a).await,
+        Command::Leader => match ctx.storage().await?.get_leader().await? {
+            Some(name) => {
+                println!("{name}");
+                Ok(())
+            }
+            None => Err(CliError::NotFound("no leader".into())),
+        },
+        Command::Status => match ctx.storage().await?.get_status().await? {
+            Some(s) => print_json(&s),
+            None => Err(CliError::NotFound(
+                "no status has been published yet (is a cke leader running?)".into(),
+            )),
+        },
+    }
+}
+
+/// Prints an error and its chain of causes on standard error.
+pub fn print_error(e: &dyn std::error::Error) {
+    eprintln!("ckecli: {e}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        eprintln!("  caused by: {s}");
+        source = s.source();
+    }
+}
+
+/// The whole `ckecli` program; returns the process exit code.
+pub fn main_impl() -> i32 {
+    let cli = Cli::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CKECLI_LOG").unwrap_or_else(|_| "warn".into()))
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(cli)) {
+        Ok(()) => 0,
+        Err(e) => {
+            print_error(&e);
+            e.exit_code()
+        }
+    }
+}
