@@ -94,22 +94,20 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {error}")]
     Read {
         /// File path.
         path: PathBuf,
         /// I/O error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not valid YAML of the expected shape.
-    #[error("config file {path}: {source}")]
+    #[error("config file {path}: {error}")]
     Parse {
         /// File path.
         path: PathBuf,
         /// Parse error (names the field).
-        #[source]
-        source: serde_yaml::Error,
+        error: serde_yaml::Error,
     },
     /// A field has an invalid value.
     #[error("config file {path}: {field}: {reason}")]
@@ -135,7 +133,7 @@ impl Config {
             Err(e) => {
                 return Err(ConfigError::Read {
                     path: path.to_path_buf(),
-                    source: e,
+                    error: e,
                 })
             }
         };
@@ -150,7 +148,7 @@ impl Config {
         } else {
             serde_yaml::from_str(text).map_err(|e| ConfigError::Parse {
                 path: path.to_path_buf(),
-                source: e,
+                error: e,
             })?
         };
         raw.validate(path)

@@ -43,7 +43,7 @@ pub async fn run(ctx: &Ctx, cmd: ClusterCommand) -> Result<(), CliError> {
             let text = read_input(&file)?;
             let cluster = parse_cluster(&text).map_err(|e| CliError::Invalid {
                 what: display_input(&file),
-                source: e,
+                problems: e,
             })?;
             ctx.storage().await?.put_cluster(&cluster).await?;
             Ok(())
@@ -66,7 +66,7 @@ pub async fn run(ctx: &Ctx, cmd: ClusterCommand) -> Result<(), CliError> {
             let text = read_input(&file)?;
             let cluster = parse_cluster(&text).map_err(|e| CliError::Invalid {
                 what: display_input(&file),
-                source: e,
+                problems: e,
             })?;
             let cp = cluster.control_planes().count();
             println!(

@@ -31,7 +31,7 @@ pub async fn run(ctx: &Ctx, cmd: ConstraintsCommand) -> Result<(), CliError> {
             let current = storage.get_constraints().await?;
             let next = current.with(&name, &value).map_err(|e| CliError::Invalid {
                 what: "constraints".into(),
-                source: e,
+                problems: e,
             })?;
             storage.put_constraints(&next).await?;
             Ok(())

@@ -55,12 +55,12 @@ pub enum Command {
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     /// The input (a file or an argument) is invalid; nothing was changed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {problems}")]
     Invalid {
         /// What was given, e.g. the file name.
         what: String,
         /// Every problem, each naming its field.
-        source: ValidationError,
+        problems: ValidationError,
     },
     /// The arguments do not make sense together.
     #[error("{0}")]
@@ -72,12 +72,12 @@ pub enum CliError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// Reading input or writing output failed.
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
     Io {
         /// What was being read or written.
         what: String,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The thing asked for does not exist (e.g. no leader, no cluster declared).
     #[error("{0}")]
@@ -138,7 +138,7 @@ pub fn read_input(path: &str) -> Result<String, CliError> {
     };
     res.map_err(|e| CliError::Io {
         what: format!("cannot read {}", display_input(path)),
-        source: e,
+        error: e,
     })?;
     Ok(text)
 }

@@ -20,3 +20,6 @@ pub fn parse_cluster(text: &str) -> Result<Cluster, ValidationError> {
     cluster.validate()?;
     Ok(cluster)
 }
+
+#[cfg(test)]
+mod tests;

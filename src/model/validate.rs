@@ -80,7 +80,24 @@ impl ValidationError {
 
     /// A parse error; serde_yaml's message already names the field path and the line.
     pub fn from_yaml(e: serde_yaml::Error) -> Self {
-        ValidationError::single("", format!("cannot parse: {e}"))
+        static PATH: Lazy<Regex> = Lazy::new(|| Regex::new(r"^([A-Za-z0-9_.\[\]-]+): (.*)$").unwrap());
+        static FIELD: Lazy<Regex> = Lazy::new(|| Regex::new(r"^(missing|unknown|duplicate) field `([^`]+)`").unwrap());
+        let msg = e.to_string();
+        let (path, rest) = match PATH.captures(&msg) {
+            Some(c) => (c[1].to_string(), c[2].to_string()),
+            None => (String::new(), msg.clone()),
+        };
+        // Name the field itself for missing, unknown and duplicate fields: `nodes[0].user`.
+        let path = match FIELD.captures(&rest) {
+            Some(c) if path.is_empty() => c[2].to_string(),
+            Some(c) => format!("{path}.{}", &c[2]),
+            None => path,
+        };
+        let rest = match FIELD.captures(&rest) {
+            Some(c) if &c[1] == "missing" => rest.replacen(&c[0], "is required", 1),
+            _ => rest,
+        };
+        ValidationError::single(path, rest)
     }
 
     /// True when some error is at exactly this path.

@@ -95,7 +95,7 @@ pub struct KeyValue {
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// etcd could not be reached or answered with an error.
-    #[error("management etcd at {endpoints} failed: {source}")]
+    #[error("management etcd at {endpoints} failed")]
     Etcd {
         /// The endpoints tried.
         endpoints: String,
@@ -134,7 +134,7 @@ pub enum StorageError {
         key: String,
     },
     /// TLS files of the configuration could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Tls {
         /// File path.
         path: String,

@@ -1,0 +1,205 @@
+//! Table tests of the cluster model: good and bad declarations, each bad one asserting the field path.
+
+use super::*;
+
+const BASE: &str = "name: t\nservice_subnet: 10.0.0.0/24\n";
+
+fn cluster(nodes_and_more: &str) -> String {
+    format!("{BASE}{nodes_and_more}")
+}
+
+const ONE_CP: &str = "nodes:\n  - {address: 10.0.0.1, user: core, control_plane: true}\n";
+
+#[test]
+fn good_inputs() {
+    let cases = [
+        cluster(ONE_CP),
+        cluster("nodes:\n  - {address: '::1', user: core, control_plane: true}\n"),
+        cluster("nodes:\n  - {address: 10.0.0.1, hostname: a.example, user: core, control_plane: true}\n  - {address: 10.0.0.2, user: core}\n"),
+        format!("{}{ONE_CP}dns_servers: ['8.8.8.8', '2001:4860:4860::8888']\ndns_service: kube-system/dns\n", BASE),
+        format!("{BASE}{ONE_CP}options:\n  kubelet:\n    config: {{clusterDomain: example.local}}\n"),
+        format!("{BASE}{ONE_CP}reboot:\n  reboot_command: [r]\n  boot_check_command: [c]\n  command_timeout_seconds: 0\n"),
+        r#"{"name": "j", "service_subnet": "10.0.0.0/24", "nodes": [{"address": "10.0.0.1", "user": "u", "control_plane": true}]}"#.to_string(),
+    ];
+    for text in cases {
+        if let Err(e) = parse_cluster(&text) {
+            panic!("rejected valid input:\n{text}\n{e}");
+        }
+    }
+}
+
+#[test]
+fn bad_inputs_name_the_field() {
+    let node = |extra: &str| {
+        cluster(&format!(
+            "nodes:\n  - {{address: 10.0.0.1, user: core, control_plane: true{extra}}}\n"
+        ))
+    };
+    let cases: Vec<(String, &str)> = vec![
+        (cluster("nodes: []\n"), "nodes"),
+        (format!("name: t\n{ONE_CP}"), "service_subnet"),
+        (cluster("nodes:\n  - {address: 10.0.0.1, user: core, control_plane: true}\n  - {address: 10.0.0.0.2, user: core}\n"), "nodes[1].address"),
+        (cluster("nodes:\n  - {address: '', user: core, control_plane: true}\n"), "nodes[0].address"),
+        (node(", user: ''"), "nodes[0].user"),
+        (cluster("nodes:\n  - {address: 10.0.0.1, user: '', control_plane: true}\n"), "nodes[0].user"),
+        (node(", hostname: Upper_Case"), "nodes[0].hostname"),
+        (node(", labels: {'bad key!': v}"), "nodes[0].labels[\"bad key!\"]"),
+        (node(", labels: {'a.b/c': 'x'}"), ""),
+        (node(", labels: {'/c': 'x'}"), "nodes[0].labels[\"/c\"]"),
+        (node(", taints: [{key: a, value: 'x y', effect: NoSchedule}]"), "nodes[0].taints[0].value"),
+        (node(", taints: [{key: '', effect: NoSchedule}]"), "nodes[0].taints[0].key"),
+        (node(", taints: [{key: cke.cybozu.com/master, effect: NoSchedule}]"), "nodes[0].taints[0].key"),
+        (format!("{BASE}{ONE_CP}dns_service: a/b/c\n"), "dns_service"),
+        (format!("{BASE}{ONE_CP}control_plane_tolerations: ['-x']\n"), "control_plane_tolerations[0]"),
+        (format!("{BASE}{ONE_CP}sabakan: {{}}\n"), "sabakan.spare_node_taint_key"),
+        (format!("{BASE}{ONE_CP}trusted_rest_mappings: [{{group: g}}]\n"), "trusted_rest_mappings[0].version"),
+        (format!("{BASE}{ONE_CP}reboot:\n  boot_check_command: [c]\n"), "reboot.reboot_command"),
+        (format!("{BASE}{ONE_CP}reboot:\n  reboot_command: [r]\n  boot_check_command: [c]\n  max_concurrent_reboots: 0\n"), "reboot.max_concurrent_reboots"),
+        (format!("{BASE}{ONE_CP}reboot:\n  reboot_command: [r]\n  boot_check_command: [c]\n  protected_namespaces:\n    matchExpressions: [{{key: a, operator: In}}]\n"), "reboot.protected_namespaces.matchExpressions[0].values"),
+        (format!("{BASE}{ONE_CP}reboot:\n  reboot_command: [r]\n  boot_check_command: [c]\n  protected_namespaces:\n    matchExpressions: [{{key: a, operator: Near}}]\n"), "reboot.protected_namespaces.matchExpressions[0].operator"),
+        (format!("{BASE}{ONE_CP}repair:\n  repair_procedures: []\n"), "repair.repair_procedures"),
+        (format!("{BASE}{ONE_CP}repair:\n  repair_procedures:\n    - {{machine_types: [a], repair_operations: [{{operation: o, repair_steps: [{{repair_command: [x]}}], health_check_command: [h]}}]}}\n    - {{machine_types: [a], repair_operations: [{{operation: o, repair_steps: [{{repair_command: [x]}}], health_check_command: [h]}}]}}\n"), "repair.repair_procedures[1].machine_types[0]"),
+        (format!("{BASE}{ONE_CP}options:\n  etcd:\n    extra_env: {{'1BAD': x}}\n"), "options.etcd.extra_env[\"1BAD\"]"),
+        (format!("{BASE}{ONE_CP}options:\n  rivers:\n    extra_binds: [{{source: /a, destination: /b, propagation: sideways}}]\n"), "options.rivers.extra_binds[0].propagation"),
+        (format!("{BASE}{ONE_CP}options:\n  kube-api:\n    extra_binds: [{{source: /a, destination: /b, selinux_label: q}}]\n"), "options.kube-api.extra_binds[0].selinux_label"),
+        (format!("{BASE}{ONE_CP}options:\n  kube-api:\n    audit_log_policy: '[a'\n"), "options.kube-api.audit_log_policy"),
+        (format!("{BASE}{ONE_CP}options:\n  kubelet:\n    config: [1]\n"), "options.kubelet.config"),
+        (format!("{BASE}{ONE_CP}options:\n  kubelet:\n    config: {{clusterDomain: 'Not Valid'}}\n"), "options.kubelet.config.clusterDomain"),
+        (format!("{BASE}{ONE_CP}options:\n  kubelet:\n    cni_conf_file: {{name: a.conf, content: 'not json'}}\n"), "options.kubelet.cni_conf_file.content"),
+        (format!("{BASE}{ONE_CP}options:\n  kubelet:\n    boot_taints: [{{key: a, effect: Never}}]\n"), "options.kubelet.boot_taints[0].effect"),
+        (format!("{BASE}{ONE_CP}options:\n  kube-scheduler:\n    config: 3\n"), "options.kube-scheduler.config"),
+        (format!("{BASE}{ONE_CP}options:\n  kubelet:\n    unknown: 1\n"), "options.kubelet.unknown"),
+    ];
+    for (text, path) in cases {
+        match parse_cluster(&text) {
+            Ok(_) if path.is_empty() => {}
+            Ok(_) => panic!("accepted invalid input (expected error at {path}):\n{text}"),
+            Err(e) if path.is_empty() => panic!("rejected valid input:\n{text}\n{e}"),
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(
+                    e.has_path(path) || msg.contains(path),
+                    "error for\n{text}\ndoes not name {path:?}: {msg}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let text = "name: ''\nservice_subnet: nope\nnodes:\n  - {address: x, user: ''}\n";
+    let e = parse_cluster(text).unwrap_err();
+    for p in ["name", "service_subnet", "nodes", "nodes[0].address", "nodes[0].user"] {
+        assert!(e.has_path(p), "missing {p}: {e}");
+    }
+}
+
+fn testdata(rel: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(rel)
+}
+
+#[test]
+fn testdata_valid_files_parse() {
+    for f in [
+        "cluster.yml",
+        "cluster-tutorial.yml",
+        "cluster-full.yml",
+        "cluster.json",
+    ] {
+        let text = std::fs::read_to_string(testdata(f)).unwrap();
+        let c = parse_cluster(&text).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(!c.nodes.is_empty());
+    }
+    let full = parse_cluster(&std::fs::read_to_string(testdata("cluster-full.yml")).unwrap()).unwrap();
+    assert_eq!(full.control_planes().count(), 3);
+    assert_eq!(full.options.etcd.volume(), "etcd-data");
+    assert_eq!(full.options.kubelet.cri(), "/var/run/k8s-containerd.sock");
+    assert_eq!(full.nodes[3].nodename(), "10.0.1.21");
+    assert!(full.options.kube_api.audit_log_enabled);
+}
+
+#[test]
+fn testdata_invalid_files_name_their_field() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(testdata("invalid")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .expect("first line: # expect: PATH");
+        let e = parse_cluster(&text).expect_err(&format!("{} was accepted", path.display()));
+        let msg = e.to_string();
+        assert!(
+            e.has_path(expect) || msg.contains(expect),
+            "{}: expected {expect:?} in: {msg}",
+            path.display()
+        );
+        n += 1;
+    }
+    assert!(n >= 20, "only {n} invalid samples");
+}
+
+#[test]
+fn constraints_defaults_set_and_check() {
+    let c = Constraints::default();
+    assert_eq!(c.control_plane_count, 1);
+    assert_eq!(c.minimum_workers_rate, 80);
+    let c3 = c.with("control-plane-count", "3").unwrap();
+    assert_eq!(c3.control_plane_count, 3);
+    assert!(c
+        .with("control-plane-count", "0")
+        .unwrap_err()
+        .has_path("control-plane-count"));
+    assert!(c
+        .with("minimum-workers-rate", "101")
+        .unwrap_err()
+        .has_path("minimum-workers-rate"));
+    assert!(c
+        .with("maximum-repair-queue-entries", "-1")
+        .unwrap_err()
+        .has_path("maximum-repair-queue-entries"));
+    assert!(c
+        .with("control-plane-count", "three")
+        .unwrap_err()
+        .has_path("control-plane-count"));
+    assert!(c.with("no-such", "1").unwrap_err().has_path("no-such"));
+    let cluster = parse_cluster(&std::fs::read_to_string(testdata("cluster.yml")).unwrap()).unwrap();
+    assert!(c3.check(&cluster).is_ok());
+    assert!(c.check(&cluster).unwrap_err().has_path("nodes"));
+    // CKE stores constraints as JSON with these keys.
+    let json = serde_json::to_value(c3).unwrap();
+    assert_eq!(json["control-plane-count"], 3);
+    let back: Constraints = serde_json::from_str(r#"{"control-plane-count": 5}"#).unwrap();
+    assert_eq!(back.minimum_workers_rate, 80);
+}
+
+#[test]
+fn record_json_layout_matches_cke() {
+    let r = Record {
+        id: 42,
+        status: RecordStatus::Running,
+        operation: "etcd-bootstrap".into(),
+        targets: vec!["10.0.0.1".into()],
+        command: RecordCommand {
+            name: "run-container".into(),
+            target: "10.0.0.1".into(),
+            detail: String::new(),
+        },
+        error: String::new(),
+        leader: "host1".into(),
+        start_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        end_at: None,
+    };
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["id"], "42");
+    assert_eq!(v["status"], "running");
+    assert_eq!(v["start-at"], "2023-11-14T22:13:20Z");
+    assert_eq!(Record::key_suffix(42), "000000000000002a");
+    let back: Record = serde_json::from_value(v).unwrap();
+    assert_eq!(back, r);
+}
