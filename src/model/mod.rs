@@ -7,11 +7,13 @@
 mod cluster;
 mod constraints;
 mod record;
+mod status;
 mod validate;
 
 pub use cluster::*;
 pub use constraints::*;
 pub use record::*;
+pub use status::*;
 pub use validate::{FieldError, ValidationError};
 
 /// Parses a cluster declaration from YAML or JSON text (JSON is a subset of YAML) and validates it.

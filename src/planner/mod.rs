@@ -1,1 +1,444 @@
-//! The pure planner. (issue 6)
+//! The pure planner: from the declaration, the constraints and what the probe saw, decide the next
+//! operations and the phase. No I/O, no clock reads, no clients: `now` is an argument, the result is
+//! data ([`Plan`]) that the controller turns into operators, `/status` publishes and `ckecli plan`
+//! prints.
+//!
+//! Phase order (CKE's): rivers → etcd bootstrap → start stopped members → wait for etcd health →
+//! (Kubernetes components) → etcd maintenance → ... → completed. Safety rules (DESIGN.md §4):
+//! bootstrap and maintenance only when every control-plane node is reachable over SSH; at most one
+//! membership change per plan; members join as learners and are promoted once in sync; an outdated
+//! member is restarted only when the others keep quorum.
+
+mod node_filter;
+pub mod params;
+
+#[cfg(test)]
+mod tests;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use node_filter::NodeFilter;
+use params::*;
+
+use crate::model::{Cluster, ClusterStatus, Constraints};
+
+/// The phase a pass ended in (CKE's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// The declaration violates the constraints; nothing is done.
+    ConstraintsViolated,
+    /// Starting or restarting rivers.
+    Rivers,
+    /// Bootstrapping the managed etcd.
+    EtcdBoot,
+    /// Bootstrap needed but a control-plane node is unreachable.
+    EtcdBootAborted,
+    /// Starting stopped members.
+    EtcdStart,
+    /// Waiting for the managed etcd to become healthy.
+    EtcdWait,
+    /// Starting Kubernetes components.
+    K8sStart,
+    /// Membership changes and restarts of the managed etcd.
+    EtcdMaintain,
+    /// Nothing to do.
+    Completed,
+}
+
+impl Phase {
+    /// The phase's name as published (`etcd-boot`, ...).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Phase::ConstraintsViolated => "constraints-violated",
+            Phase::Rivers => "rivers",
+            Phase::EtcdBoot => "etcd-boot",
+            Phase::EtcdBootAborted => "etcd-boot-aborted",
+            Phase::EtcdStart => "etcd-start",
+            Phase::EtcdWait => "etcd-wait",
+            Phase::K8sStart => "k8s-start",
+            Phase::EtcdMaintain => "etcd-maintain",
+            Phase::Completed => "completed",
+        }
+    }
+
+    /// Every phase, for metrics.
+    pub const ALL: [Phase; 9] = [
+        Phase::ConstraintsViolated,
+        Phase::Rivers,
+        Phase::EtcdBoot,
+        Phase::EtcdBootAborted,
+        Phase::EtcdStart,
+        Phase::EtcdWait,
+        Phase::K8sStart,
+        Phase::EtcdMaintain,
+        Phase::Completed,
+    ];
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One planned operation: what to do, to which nodes, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "operation", rename_all = "kebab-case")]
+pub enum OpKind {
+    /// Start rivers on nodes where it is not running.
+    RiversBootstrap {
+        /// Node addresses.
+        nodes: Vec<String>,
+    },
+    /// Restart rivers whose image or params are outdated.
+    RiversRestart {
+        /// Node addresses.
+        nodes: Vec<String>,
+    },
+    /// Start etcd-rivers on control-plane nodes where it is not running.
+    EtcdRiversBootstrap {
+        /// Node addresses.
+        nodes: Vec<String>,
+    },
+    /// Restart outdated etcd-rivers.
+    EtcdRiversRestart {
+        /// Node addresses.
+        nodes: Vec<String>,
+    },
+    /// Bootstrap the managed etcd on every control-plane node.
+    EtcdBootstrap {
+        /// Control-plane node addresses.
+        nodes: Vec<String>,
+    },
+    /// Start stopped members that hold data.
+    EtcdStart {
+        /// Node addresses.
+        nodes: Vec<String>,
+    },
+    /// Wait for the managed etcd to become healthy.
+    EtcdWaitCluster {
+        /// Control-plane node addresses (the endpoints to try).
+        nodes: Vec<String>,
+    },
+    /// Remove a member whose node is not declared.
+    EtcdRemoveMember {
+        /// The member's node address.
+        node: String,
+        /// The member id.
+        id: u64,
+    },
+    /// Remove a member on a node that is no longer control plane, and destroy its container and data.
+    EtcdDestroyMember {
+        /// The node address.
+        node: String,
+        /// The member id.
+        id: u64,
+    },
+    /// Add a control-plane node as a learner, start it, promote it once in sync, mark it.
+    /// `replace` is the id of a half-added member on the same node to remove first.
+    EtcdAddMember {
+        /// The node address.
+        node: String,
+        /// Member id to remove first (a half-added member), if any.
+        replace: Option<u64>,
+    },
+    /// Promote a started learner that is in sync.
+    EtcdPromoteMember {
+        /// The node address.
+        node: String,
+        /// The member id.
+        id: u64,
+    },
+    /// Mark in-sync voting members that lack the added-member marker.
+    EtcdMarkMember {
+        /// Node addresses.
+        nodes: Vec<String>,
+    },
+    /// Restart an outdated member (new image or params).
+    EtcdRestart {
+        /// The node address.
+        node: String,
+    },
+}
+
+/// An operation with the reason it was planned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedOp {
+    /// What to do.
+    #[serde(flatten)]
+    pub kind: OpKind,
+    /// Why, in words an operator understands.
+    pub reason: String,
+}
+
+impl PlannedOp {
+    fn new(kind: OpKind, reason: impl Into<String>) -> Self {
+        PlannedOp {
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    /// The operation's name as recorded (`etcd-add-member`, ...).
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            OpKind::RiversBootstrap { .. } => "rivers-bootstrap",
+            OpKind::RiversRestart { .. } => "rivers-restart",
+            OpKind::EtcdRiversBootstrap { .. } => "etcd-rivers-bootstrap",
+            OpKind::EtcdRiversRestart { .. } => "etcd-rivers-restart",
+            OpKind::EtcdBootstrap { .. } => "etcd-bootstrap",
+            OpKind::EtcdStart { .. } => "etcd-start",
+            OpKind::EtcdWaitCluster { .. } => "etcd-wait-cluster",
+            OpKind::EtcdRemoveMember { .. } => "etcd-remove-member",
+            OpKind::EtcdDestroyMember { .. } => "etcd-destroy-member",
+            OpKind::EtcdAddMember { .. } => "etcd-add-member",
+            OpKind::EtcdPromoteMember { .. } => "etcd-promote-member",
+            OpKind::EtcdMarkMember { .. } => "etcd-mark-member",
+            OpKind::EtcdRestart { .. } => "etcd-restart",
+        }
+    }
+
+    /// The node addresses it acts on.
+    pub fn targets(&self) -> Vec<String> {
+        match &self.kind {
+            OpKind::RiversBootstrap { nodes }
+            | OpKind::RiversRestart { nodes }
+            | OpKind::EtcdRiversBootstrap { nodes }
+            | OpKind::EtcdRiversRestart { nodes }
+            | OpKind::EtcdBootstrap { nodes }
+            | OpKind::EtcdStart { nodes }
+            | OpKind::EtcdWaitCluster { nodes }
+            | OpKind::EtcdMarkMember { nodes } => nodes.clone(),
+            OpKind::EtcdRemoveMember { node, .. }
+            | OpKind::EtcdDestroyMember { node, .. }
+            | OpKind::EtcdAddMember { node, .. }
+            | OpKind::EtcdPromoteMember { node, .. }
+            | OpKind::EtcdRestart { node } => vec![node.clone()],
+        }
+    }
+
+    /// True for operations that change the managed etcd's membership.
+    pub fn changes_membership(&self) -> bool {
+        matches!(
+            self.kind,
+            OpKind::EtcdRemoveMember { .. }
+                | OpKind::EtcdDestroyMember { .. }
+                | OpKind::EtcdAddMember { .. }
+                | OpKind::EtcdPromoteMember { .. }
+        )
+    }
+}
+
+/// The planner's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// The phase.
+    pub phase: Phase,
+    /// What to do next, in order; empty when nothing (or nothing safe) can be done.
+    pub ops: Vec<PlannedOp>,
+    /// Why nothing is done when the phase blocks progress (e.g. unreachable nodes), else empty.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+    /// When the plan was made.
+    pub planned_at: DateTime<Utc>,
+}
+
+/// Inputs besides the declaration and the status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanInputs {
+    /// The images to run.
+    pub images: Images,
+}
+
+/// Decides the next operations. Pure: the same inputs always give the same plan.
+pub fn decide_ops(
+    cluster: &Cluster,
+    status: &ClusterStatus,
+    constraints: &Constraints,
+    inputs: &PlanInputs,
+    now: DateTime<Utc>,
+) -> Plan {
+    let plan = |phase, ops, note: String| Plan {
+        phase,
+        ops,
+        note,
+        planned_at: now,
+    };
+    if let Err(e) = constraints.check(cluster) {
+        return plan(Phase::ConstraintsViolated, vec![], e.to_string());
+    }
+    let nf = NodeFilter::new(cluster, status, inputs);
+
+    // 1. rivers everywhere, etcd-rivers on control-plane nodes.
+    let ops = rivers_ops(&nf);
+    if !ops.is_empty() {
+        return plan(Phase::Rivers, ops, String::new());
+    }
+
+    // 2. Bootstrap the managed etcd when no control-plane node holds data.
+    let unreachable_cps = nf.unreachable_control_planes();
+    if !nf.etcd_bootstrapped() {
+        if !unreachable_cps.is_empty() {
+            return plan(
+                Phase::EtcdBootAborted,
+                vec![],
+                format!(
+                    "etcd bootstrap needs every control-plane node; unreachable: {}",
+                    unreachable_cps.join(", ")
+                ),
+            );
+        }
+        let nodes = nf.control_plane_addresses();
+        return plan(
+            Phase::EtcdBoot,
+            vec![PlannedOp::new(
+                OpKind::EtcdBootstrap { nodes },
+                "no control-plane node holds etcd data",
+            )],
+            String::new(),
+        );
+    }
+
+    // 3. Start members that are stopped but hold data and were fully added.
+    let stopped = nf.etcd_stopped_members();
+    if !stopped.is_empty() {
+        let reason = format!("etcd is not running on {}", stopped.join(", "));
+        return plan(
+            Phase::EtcdStart,
+            vec![PlannedOp::new(OpKind::EtcdStart { nodes: stopped }, reason)],
+            String::new(),
+        );
+    }
+
+    // 4. Wait for health.
+    if !status.etcd.is_healthy {
+        let nodes = nf.control_plane_addresses();
+        return plan(
+            Phase::EtcdWait,
+            vec![PlannedOp::new(
+                OpKind::EtcdWaitCluster { nodes },
+                "the managed etcd is not healthy",
+            )],
+            String::new(),
+        );
+    }
+
+    // 5. Kubernetes components are not managed yet.
+
+    // 6. Maintenance, only when every control-plane node is reachable.
+    if unreachable_cps.is_empty() {
+        if let Some(op) = etcd_maintenance(&nf) {
+            return plan(Phase::EtcdMaintain, vec![op], String::new());
+        }
+        if nf.etcd_maintenance_wanted() && !nf.etcd_is_good() {
+            return plan(
+                Phase::Completed,
+                vec![],
+                "etcd maintenance waits for every member to be in sync".into(),
+            );
+        }
+    } else if nf.etcd_maintenance_wanted() {
+        return plan(
+            Phase::Completed,
+            vec![],
+            format!(
+                "etcd maintenance waits for unreachable control-plane nodes: {}",
+                unreachable_cps.join(", ")
+            ),
+        );
+    }
+    plan(Phase::Completed, vec![], String::new())
+}
+
+fn rivers_ops(nf: &NodeFilter) -> Vec<PlannedOp> {
+    let mut ops = Vec::new();
+    let mut push = |nodes: Vec<String>, kind: fn(Vec<String>) -> OpKind, what: &str| {
+        if !nodes.is_empty() {
+            let reason = format!("{what} on {}", nodes.join(", "));
+            ops.push(PlannedOp::new(kind(nodes), reason));
+        }
+    };
+    push(
+        nf.rivers_stopped(false),
+        |nodes| OpKind::RiversBootstrap { nodes },
+        "rivers is not running",
+    );
+    push(
+        nf.rivers_outdated(false),
+        |nodes| OpKind::RiversRestart { nodes },
+        "rivers is outdated",
+    );
+    push(
+        nf.rivers_stopped(true),
+        |nodes| OpKind::EtcdRiversBootstrap { nodes },
+        "etcd-rivers is not running",
+    );
+    push(
+        nf.rivers_outdated(true),
+        |nodes| OpKind::EtcdRiversRestart { nodes },
+        "etcd-rivers is outdated",
+    );
+    ops
+}
+
+/// CKE's etcd maintenance order, one membership change at a time, learners first.
+fn etcd_maintenance(nf: &NodeFilter) -> Option<PlannedOp> {
+    // Before the health gate: clean up what is not in sync, re-add half-added members, mark members.
+    if let Some((node, id)) = nf.etcd_non_cluster_members(false).into_iter().next() {
+        let reason = format!("member {id:x} on {node} is not declared and not in sync");
+        return Some(PlannedOp::new(OpKind::EtcdRemoveMember { node, id }, reason));
+    }
+    if let Some((node, id)) = nf.etcd_non_cp_members(false).into_iter().next() {
+        let reason = format!("member {id:x} on {node} is no longer control plane and not in sync");
+        return Some(PlannedOp::new(OpKind::EtcdDestroyMember { node, id }, reason));
+    }
+    if let Some((node, id)) = nf.etcd_half_added_members().into_iter().next() {
+        let reason = format!("member {id:x} on {node} was added but never completed its join");
+        return Some(PlannedOp::new(
+            OpKind::EtcdAddMember {
+                node,
+                replace: Some(id),
+            },
+            reason,
+        ));
+    }
+    let unmarked = nf.etcd_unmarked_members();
+    if !unmarked.is_empty() {
+        let reason = format!(
+            "in-sync members without the added-member marker: {}",
+            unmarked.join(", ")
+        );
+        return Some(PlannedOp::new(OpKind::EtcdMarkMember { nodes: unmarked }, reason));
+    }
+
+    if !nf.etcd_is_good() {
+        return None;
+    }
+
+    // After the gate: finish joins, then add, remove, destroy, restart.
+    if let Some((node, id)) = nf.etcd_promotable_learners().into_iter().next() {
+        let reason = format!("learner {id:x} on {node} is in sync");
+        return Some(PlannedOp::new(OpKind::EtcdPromoteMember { node, id }, reason));
+    }
+    if let Some(node) = nf.etcd_new_members().into_iter().next() {
+        let reason = format!("control-plane node {node} is not an etcd member");
+        return Some(PlannedOp::new(OpKind::EtcdAddMember { node, replace: None }, reason));
+    }
+    if let Some((node, id)) = nf.etcd_non_cluster_members(true).into_iter().next() {
+        let reason = format!("member {id:x} on {node} is not declared");
+        return Some(PlannedOp::new(OpKind::EtcdRemoveMember { node, id }, reason));
+    }
+    if let Some((node, id)) = nf.etcd_non_cp_members(true).into_iter().next() {
+        let reason = format!("member {id:x} on {node} is no longer control plane");
+        return Some(PlannedOp::new(OpKind::EtcdDestroyMember { node, id }, reason));
+    }
+    for node in nf.etcd_outdated_members() {
+        if nf.etcd_restart_keeps_quorum(&node) {
+            let reason = format!("etcd on {node} runs an outdated image or parameters");
+            return Some(PlannedOp::new(OpKind::EtcdRestart { node }, reason));
+        }
+    }
+    None
+}

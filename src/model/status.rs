@@ -1,0 +1,92 @@
+//! What the probe observed: the input of the planner. Pure data, serialisable so that `/status`
+//! and `ckecli plan` can show what a decision was based on.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::ServiceParams;
+
+/// The container params label stored on every container cke starts (`com.cybozu.cke`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerParams {
+    /// Parameters cke computes itself.
+    #[serde(default)]
+    pub builtin: ServiceParams,
+    /// Parameters from the cluster declaration's options.
+    #[serde(default)]
+    pub extra: ServiceParams,
+}
+
+/// One cke-managed container on a node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// The container exists (running or not).
+    pub exists: bool,
+    /// The container is running.
+    pub running: bool,
+    /// Its image.
+    #[serde(default)]
+    pub image: String,
+    /// Its params label; `None` when absent or unreadable (always treated as outdated).
+    #[serde(default)]
+    pub params: Option<ContainerParams>,
+}
+
+/// The managed etcd as seen on one node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EtcdNodeStatus {
+    /// The etcd container.
+    pub service: ServiceStatus,
+    /// The data volume exists.
+    pub has_data: bool,
+    /// The added-member marker exists: this member was bootstrapped, or added and fully joined.
+    pub is_added_member: bool,
+}
+
+/// One node as probed over SSH.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// SSH works.
+    pub ssh_connected: bool,
+    /// Why SSH does not work (dial timeout, host key mismatch, ...).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub ssh_error: String,
+    /// The managed etcd.
+    pub etcd: EtcdNodeStatus,
+    /// rivers in front of the API servers.
+    pub rivers: ServiceStatus,
+    /// rivers in front of etcd (control-plane nodes).
+    pub etcd_rivers: ServiceStatus,
+}
+
+/// One member of the managed etcd, keyed by node address in [`EtcdClusterStatus::members`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EtcdMember {
+    /// Member id.
+    pub id: u64,
+    /// Member name; empty until the member has started (joined).
+    pub name: String,
+    /// A learner: replicates but does not vote.
+    pub is_learner: bool,
+}
+
+/// The managed etcd cluster as a whole.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EtcdClusterStatus {
+    /// A lease grant through the members succeeded.
+    pub is_healthy: bool,
+    /// Members by node address (parsed from the peer URL).
+    pub members: BTreeMap<String, EtcdMember>,
+    /// Addresses of members whose own read returned a revision ≥ the health check's.
+    pub in_sync_members: BTreeSet<String>,
+}
+
+/// Everything the planner needs to decide.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// Node statuses by address; a declared node missing here counts as unreachable.
+    pub nodes: BTreeMap<String, NodeStatus>,
+    /// The managed etcd.
+    pub etcd: EtcdClusterStatus,
+}

@@ -1,0 +1,278 @@
+//! Queries over the declaration and the probed status (CKE's node filter). Pure.
+
+use crate::model::{Cluster, ClusterStatus, Node, NodeStatus, ServiceStatus};
+
+use super::params::*;
+use super::PlanInputs;
+
+/// Answers "which nodes ..." questions for the planner.
+pub struct NodeFilter<'a> {
+    cluster: &'a Cluster,
+    status: &'a ClusterStatus,
+    inputs: &'a PlanInputs,
+    unknown: NodeStatus,
+}
+
+impl<'a> NodeFilter<'a> {
+    /// A filter over this declaration and status.
+    pub fn new(cluster: &'a Cluster, status: &'a ClusterStatus, inputs: &'a PlanInputs) -> Self {
+        NodeFilter {
+            cluster,
+            status,
+            inputs,
+            unknown: NodeStatus::default(),
+        }
+    }
+
+    fn node_status(&self, n: &Node) -> &NodeStatus {
+        self.status.nodes.get(&n.address).unwrap_or(&self.unknown)
+    }
+
+    fn reachable(&self, n: &Node) -> bool {
+        self.node_status(n).ssh_connected
+    }
+
+    fn control_planes(&self) -> Vec<&'a Node> {
+        self.cluster.control_planes().collect()
+    }
+
+    /// Control-plane addresses in declaration order.
+    pub fn control_plane_addresses(&self) -> Vec<String> {
+        self.cluster.control_planes().map(|n| n.address.clone()).collect()
+    }
+
+    /// Control-plane nodes SSH cannot reach.
+    pub fn unreachable_control_planes(&self) -> Vec<String> {
+        self.cluster
+            .control_planes()
+            .filter(|n| !self.reachable(n))
+            .map(|n| n.address.clone())
+            .collect()
+    }
+
+    fn declared(&self, address: &str) -> Option<&'a Node> {
+        self.cluster.node(address)
+    }
+
+    /// Reachable nodes (control planes only when `etcd`) where rivers (etcd-rivers) is not running.
+    pub fn rivers_stopped(&self, etcd: bool) -> Vec<String> {
+        self.rivers_nodes(etcd)
+            .filter(|n| !self.rivers_status(n, etcd).running)
+            .map(|n| n.address.clone())
+            .collect()
+    }
+
+    /// Reachable nodes where rivers (etcd-rivers) runs with an outdated image or params.
+    pub fn rivers_outdated(&self, etcd: bool) -> Vec<String> {
+        let cps = self.control_planes();
+        let (builtin, extra) = if etcd {
+            (
+                rivers_builtin_params(&cps, ETCD_CLIENT_PORT, ETCD_RIVERS_LISTEN_PORT),
+                &self.cluster.options.etcd_rivers,
+            )
+        } else {
+            (
+                rivers_builtin_params(&cps, API_SERVER_PORT, RIVERS_LISTEN_PORT),
+                &self.cluster.options.rivers,
+            )
+        };
+        self.rivers_nodes(etcd)
+            .filter(|n| {
+                let st = self.rivers_status(n, etcd);
+                st.running && outdated(st, &self.inputs.images.tools, &builtin, extra)
+            })
+            .map(|n| n.address.clone())
+            .collect()
+    }
+
+    fn rivers_nodes(&self, etcd: bool) -> impl Iterator<Item = &'a Node> + '_ {
+        self.cluster
+            .nodes
+            .iter()
+            .filter(move |n| (!etcd || n.control_plane) && self.reachable(n))
+    }
+
+    fn rivers_status(&self, n: &Node, etcd: bool) -> &ServiceStatus {
+        let st = self.node_status(n);
+        if etcd {
+            &st.etcd_rivers
+        } else {
+            &st.rivers
+        }
+    }
+
+    /// True once any control-plane node holds etcd data, or the managed etcd answers with members
+    /// (so that a declaration replacing every control-plane node joins the existing cluster instead
+    /// of bootstrapping an empty one).
+    pub fn etcd_bootstrapped(&self) -> bool {
+        !self.status.etcd.members.is_empty() || self.cluster.control_planes().any(|n| self.node_status(n).etcd.has_data)
+    }
+
+    /// True when the managed etcd is healthy and every member is in sync.
+    pub fn etcd_is_good(&self) -> bool {
+        let e = &self.status.etcd;
+        e.is_healthy && e.members.keys().all(|a| e.in_sync_members.contains(a))
+    }
+
+    /// Reachable control-plane nodes whose member is stopped but holds data and was fully added.
+    /// When the cluster is healthy, only nodes that are members count.
+    pub fn etcd_stopped_members(&self) -> Vec<String> {
+        let e = &self.status.etcd;
+        self.cluster
+            .control_planes()
+            .filter(|n| self.reachable(n))
+            .filter(|n| !e.is_healthy || e.members.contains_key(&n.address))
+            .filter(|n| {
+                let st = &self.node_status(n).etcd;
+                !st.service.running && st.has_data && st.is_added_member
+            })
+            .map(|n| n.address.clone())
+            .collect()
+    }
+
+    /// Members on undeclared nodes, in sync or not as asked: (address, id).
+    pub fn etcd_non_cluster_members(&self, in_sync: bool) -> Vec<(String, u64)> {
+        let e = &self.status.etcd;
+        e.members
+            .iter()
+            .filter(|(a, _)| self.declared(a).is_none())
+            .filter(|(a, _)| e.in_sync_members.contains(*a) == in_sync)
+            .map(|(a, m)| (a.clone(), m.id))
+            .collect()
+    }
+
+    /// Members on declared nodes that are no longer control plane: (address, id).
+    pub fn etcd_non_cp_members(&self, in_sync: bool) -> Vec<(String, u64)> {
+        let e = &self.status.etcd;
+        e.members
+            .iter()
+            .filter(|(a, _)| self.declared(a).is_some_and(|n| !n.control_plane))
+            .filter(|(a, _)| e.in_sync_members.contains(*a) == in_sync)
+            .map(|(a, m)| (a.clone(), m.id))
+            .collect()
+    }
+
+    /// Members on control-plane nodes that were added but never completed their join: never started
+    /// (no name), or not marked and not running. They are removed and added again.
+    pub fn etcd_half_added_members(&self) -> Vec<(String, u64)> {
+        self.status
+            .etcd
+            .members
+            .iter()
+            .filter(|(a, _)| self.declared(a).is_some_and(|n| n.control_plane))
+            .filter(|(a, m)| {
+                let st = self.status.nodes.get(*a).map(|s| &s.etcd);
+                let marked = st.is_some_and(|s| s.is_added_member);
+                let running = st.is_some_and(|s| s.service.running);
+                !running && (m.name.is_empty() || !marked)
+            })
+            .map(|(a, m)| (a.clone(), m.id))
+            .collect()
+    }
+
+    /// In-sync voting members on control-plane nodes that lack the added-member marker.
+    pub fn etcd_unmarked_members(&self) -> Vec<String> {
+        let e = &self.status.etcd;
+        e.members
+            .iter()
+            .filter(|(a, m)| !m.is_learner && !m.name.is_empty() && e.in_sync_members.contains(*a))
+            .filter(|(a, _)| self.declared(a).is_some_and(|n| n.control_plane))
+            .filter(|(a, _)| {
+                self.status
+                    .nodes
+                    .get(*a)
+                    .is_some_and(|s| s.ssh_connected && s.etcd.service.running && !s.etcd.is_added_member)
+            })
+            .map(|(a, _)| a.clone())
+            .collect()
+    }
+
+    /// Started learners on control-plane nodes that are in sync: (address, id).
+    pub fn etcd_promotable_learners(&self) -> Vec<(String, u64)> {
+        let e = &self.status.etcd;
+        e.members
+            .iter()
+            .filter(|(a, m)| m.is_learner && !m.name.is_empty() && e.in_sync_members.contains(*a))
+            .filter(|(a, _)| self.declared(a).is_some_and(|n| n.control_plane))
+            .map(|(a, m)| (a.clone(), m.id))
+            .collect()
+    }
+
+    /// Control-plane nodes that are not members.
+    pub fn etcd_new_members(&self) -> Vec<String> {
+        self.cluster
+            .control_planes()
+            .filter(|n| !self.status.etcd.members.contains_key(&n.address))
+            .map(|n| n.address.clone())
+            .collect()
+    }
+
+    /// Control-plane nodes running etcd with an outdated image or params (`--initial-*` ignored).
+    pub fn etcd_outdated_members(&self) -> Vec<String> {
+        let volume = self.cluster.options.etcd.volume();
+        let extra = self.cluster.options.etcd.service_params();
+        self.cluster
+            .control_planes()
+            .filter(|n| {
+                let st = &self.node_status(n).etcd.service;
+                if !st.running {
+                    return false;
+                }
+                let builtin = etcd_builtin_params(n, volume, None);
+                match &st.params {
+                    None => true,
+                    Some(p) => {
+                        st.image != self.inputs.images.etcd
+                            || without_initial_args(&p.builtin) != without_initial_args(&builtin)
+                            || without_initial_args(&p.extra) != without_initial_args(&extra)
+                    }
+                }
+            })
+            .map(|n| n.address.clone())
+            .collect()
+    }
+
+    /// True when the voting members other than `address` that are in sync still form a quorum of
+    /// all voting members. Clusters of one or two voting members tolerate no failure and cannot keep
+    /// quorum through any restart; their members are restarted anyway when every member is in sync
+    /// (a short outage, no data loss), or they could never be updated.
+    pub fn etcd_restart_keeps_quorum(&self, address: &str) -> bool {
+        let e = &self.status.etcd;
+        let voting: Vec<&String> = e
+            .members
+            .iter()
+            .filter(|(_, m)| !m.is_learner)
+            .map(|(a, _)| a)
+            .collect();
+        if voting.len() <= 2 {
+            return voting.iter().all(|a| e.in_sync_members.contains(*a)) && voting.iter().any(|a| *a == address);
+        }
+        let others_in_sync = voting
+            .iter()
+            .filter(|a| a.as_str() != address && e.in_sync_members.contains(**a))
+            .count();
+        others_in_sync > voting.len() / 2
+    }
+
+    /// True when etcd maintenance has something it would like to do (used to explain a wait).
+    pub fn etcd_maintenance_wanted(&self) -> bool {
+        !self.etcd_new_members().is_empty()
+            || !self.etcd_non_cluster_members(true).is_empty()
+            || !self.etcd_non_cluster_members(false).is_empty()
+            || !self.etcd_non_cp_members(true).is_empty()
+            || !self.etcd_non_cp_members(false).is_empty()
+            || !self.etcd_outdated_members().is_empty()
+    }
+}
+
+fn outdated(
+    st: &ServiceStatus,
+    image: &str,
+    builtin: &crate::model::ServiceParams,
+    extra: &crate::model::ServiceParams,
+) -> bool {
+    match &st.params {
+        None => true,
+        Some(p) => st.image != image || &p.builtin != builtin || &p.extra != extra,
+    }
+}

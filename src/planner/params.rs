@@ -1,0 +1,167 @@
+//! The container parameters cke computes for each component (the `builtin` half of the params label)
+//! and the images it runs. Pure functions of the declaration, shared by the planner (to detect outdated
+//! containers) and by the operators (to start them).
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Mount, Node, ServiceParams};
+
+/// Client port of the managed etcd.
+pub const ETCD_CLIENT_PORT: u16 = 2379;
+/// Peer port of the managed etcd.
+pub const ETCD_PEER_PORT: u16 = 2380;
+/// Port kube-apiserver listens on.
+pub const API_SERVER_PORT: u16 = 6443;
+/// Local port of `rivers` (in front of the API servers).
+pub const RIVERS_LISTEN_PORT: u16 = 16443;
+/// Local port of `etcd-rivers` (in front of the etcd members).
+pub const ETCD_RIVERS_LISTEN_PORT: u16 = 12379;
+
+/// Container name of the managed etcd.
+pub const ETCD_CONTAINER: &str = "etcd";
+/// Container name of rivers.
+pub const RIVERS_CONTAINER: &str = "rivers";
+/// Container name of etcd-rivers.
+pub const ETCD_RIVERS_CONTAINER: &str = "etcd-rivers";
+/// Volume whose existence marks a member as bootstrapped or fully joined (CKE's name).
+pub const ETCD_ADDED_MEMBER_VOLUME: &str = "etcd-added-member";
+/// Where etcd keeps its data inside the container.
+pub const ETCD_DATA_DIR: &str = "/var/lib/etcd";
+/// Host directory holding the etcd server and peer certificates.
+pub const ETCD_PKI_DIR: &str = "/etc/etcd/pki";
+/// Initial cluster token of the managed etcd.
+pub const ETCD_CLUSTER_TOKEN: &str = "cke";
+
+/// The images cke runs. Defaults name locally built images; production sets real ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Images {
+    /// The managed etcd.
+    pub etcd: String,
+    /// rivers (and other tools).
+    pub tools: String,
+}
+
+impl Default for Images {
+    fn default() -> Self {
+        Images {
+            etcd: "localhost/cke-etcd:latest".into(),
+            tools: "localhost/cke-tools:latest".into(),
+        }
+    }
+}
+
+/// The peer URL of a member on this node.
+pub fn etcd_peer_url(address: &str) -> String {
+    format!("https://{}:{ETCD_PEER_PORT}", bracket(address))
+}
+
+/// The client URL of a member on this node.
+pub fn etcd_client_url(address: &str) -> String {
+    format!("https://{}:{ETCD_CLIENT_PORT}", bracket(address))
+}
+
+fn bracket(address: &str) -> String {
+    if address.contains(':') {
+        format!("[{address}]")
+    } else {
+        address.to_string()
+    }
+}
+
+/// How a member starts: a new cluster, or joining an existing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitialClusterState {
+    /// `--initial-cluster-state=new` (bootstrap).
+    New,
+    /// `--initial-cluster-state=existing` (join).
+    Existing,
+}
+
+/// etcd's built-in parameters for `node`. `initial` is the initial cluster (node addresses, this one
+/// included) and its state; it is `None` to start an already-initialised member. Arguments starting
+/// with `--initial-` are ignored when deciding whether a member is outdated.
+pub fn etcd_builtin_params(
+    node: &Node,
+    volume: &str,
+    initial: Option<(&[String], InitialClusterState)>,
+) -> ServiceParams {
+    let a = &node.address;
+    let mut args = vec![
+        format!("--name={a}"),
+        format!("--data-dir={ETCD_DATA_DIR}"),
+        format!("--listen-peer-urls=https://0.0.0.0:{ETCD_PEER_PORT}"),
+        format!("--listen-client-urls=https://0.0.0.0:{ETCD_CLIENT_PORT}"),
+        format!("--initial-advertise-peer-urls={}", etcd_peer_url(a)),
+        format!("--advertise-client-urls={}", etcd_client_url(a)),
+        format!("--cert-file={ETCD_PKI_DIR}/server.crt"),
+        format!("--key-file={ETCD_PKI_DIR}/server.key"),
+        format!("--client-cert-auth=true"),
+        format!("--trusted-ca-file={ETCD_PKI_DIR}/ca-client.crt"),
+        format!("--peer-cert-file={ETCD_PKI_DIR}/peer.crt"),
+        format!("--peer-key-file={ETCD_PKI_DIR}/peer.key"),
+        format!("--peer-client-cert-auth=true"),
+        format!("--peer-trusted-ca-file={ETCD_PKI_DIR}/ca-peer.crt"),
+        "--enable-v2=false".into(),
+        "--auto-compaction-mode=periodic".into(),
+        "--auto-compaction-retention=1".into(),
+    ];
+    if let Some((members, state)) = initial {
+        let cluster: Vec<String> = members.iter().map(|m| format!("{m}={}", etcd_peer_url(m))).collect();
+        args.push(format!("--initial-cluster={}", cluster.join(",")));
+        args.push(format!("--initial-cluster-token={ETCD_CLUSTER_TOKEN}"));
+        args.push(format!(
+            "--initial-cluster-state={}",
+            match state {
+                InitialClusterState::New => "new",
+                InitialClusterState::Existing => "existing",
+            }
+        ));
+    }
+    ServiceParams {
+        extra_args: args,
+        extra_binds: vec![
+            Mount {
+                source: volume.into(),
+                destination: ETCD_DATA_DIR.into(),
+                ..Default::default()
+            },
+            Mount {
+                source: ETCD_PKI_DIR.into(),
+                destination: ETCD_PKI_DIR.into(),
+                read_only: true,
+                ..Default::default()
+            },
+        ],
+        extra_env: Default::default(),
+    }
+}
+
+/// Drops `--initial-*` arguments, which only matter the first time a member starts.
+pub fn without_initial_args(p: &ServiceParams) -> ServiceParams {
+    ServiceParams {
+        extra_args: p
+            .extra_args
+            .iter()
+            .filter(|a| !a.starts_with("--initial-"))
+            .cloned()
+            .collect(),
+        ..p.clone()
+    }
+}
+
+/// rivers' built-in parameters: listen locally, forward to every control-plane node's `port`.
+pub fn rivers_builtin_params(control_planes: &[&Node], upstream_port: u16, listen_port: u16) -> ServiceParams {
+    let upstreams: Vec<String> = control_planes
+        .iter()
+        .map(|n| format!("{}:{upstream_port}", bracket(&n.address)))
+        .collect();
+    ServiceParams {
+        extra_args: vec![
+            format!("--listen=127.0.0.1:{listen_port}"),
+            format!("--upstreams={}", upstreams.join(",")),
+            "--shutdown-timeout=0s".into(),
+        ],
+        extra_binds: vec![],
+        extra_env: Default::default(),
+    }
+}

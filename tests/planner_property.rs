@@ -1,0 +1,431 @@
+//! Planner property test: over random declarations and random node/etcd states, apply each planned
+//! operation's effect to a simulated cluster (sometimes crashing half-way through a join) and check
+//! that the plan converges to the declaration and that no step leaves fewer than a quorum of voting
+//! members running.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cke::model::*;
+use cke::planner::params::*;
+use cke::planner::*;
+use proptest::prelude::*;
+
+const POOL: usize = 7;
+
+fn addr(i: usize) -> String {
+    format!("10.0.0.{}", i + 1)
+}
+
+fn node(i: usize, cp: bool) -> Node {
+    Node {
+        address: addr(i),
+        hostname: String::new(),
+        user: "core".into(),
+        control_plane: cp,
+        annotations: Default::default(),
+        labels: Default::default(),
+        taints: vec![],
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    id: u64,
+    started: bool,
+    learner: bool,
+}
+
+/// The simulated world: per-node containers and volumes, and the etcd membership.
+#[derive(Debug, Clone)]
+struct World {
+    reachable: BTreeSet<usize>,
+    running: BTreeSet<usize>,
+    has_data: BTreeSet<usize>,
+    marked: BTreeSet<usize>,
+    outdated: BTreeSet<usize>,
+    rivers_current: bool,
+    members: BTreeMap<usize, Member>,
+    next_id: u64,
+    /// Members that run but lag behind (slow disk) until `lag_steps` plans have passed.
+    lagging: BTreeSet<usize>,
+    lag_steps: usize,
+}
+
+impl World {
+    fn voting(&self) -> usize {
+        self.members.values().filter(|m| !m.learner).count()
+    }
+
+    fn in_sync(&self, i: &usize) -> bool {
+        self.members.get(i).is_some_and(|m| m.started) && self.running.contains(i) && !self.lagging.contains(i)
+    }
+
+    /// Voting members that run and are in sync: the "healthy endpoints" quorum is counted on.
+    fn running_voting(&self) -> usize {
+        self.members
+            .iter()
+            .filter(|(i, m)| !m.learner && self.in_sync(i))
+            .count()
+    }
+
+    fn tick(&mut self) {
+        if self.lag_steps == 0 {
+            self.lagging.clear();
+        } else {
+            self.lag_steps -= 1;
+        }
+    }
+
+    fn healthy(&self) -> bool {
+        self.voting() > 0 && self.running_voting() > self.voting() / 2
+    }
+
+    fn status(&self, cluster: &Cluster, images: &Images) -> ClusterStatus {
+        let cps: Vec<&Node> = cluster.control_planes().collect();
+        let rivers = rivers_builtin_params(&cps, API_SERVER_PORT, RIVERS_LISTEN_PORT);
+        let etcd_rivers = rivers_builtin_params(&cps, ETCD_CLIENT_PORT, ETCD_RIVERS_LISTEN_PORT);
+        let svc = |builtin: ServiceParams, extra: ServiceParams, image: &str| ServiceStatus {
+            exists: true,
+            running: true,
+            image: image.into(),
+            params: Some(ContainerParams { builtin, extra }),
+        };
+        let mut st = ClusterStatus::default();
+        for i in 0..POOL {
+            let n = cluster.node(&addr(i)).cloned().unwrap_or_else(|| node(i, true));
+            let mut ns = NodeStatus {
+                ssh_connected: self.reachable.contains(&i),
+                ..Default::default()
+            };
+            if self.rivers_current {
+                ns.rivers = svc(rivers.clone(), cluster.options.rivers.clone(), &images.tools);
+                ns.etcd_rivers = svc(etcd_rivers.clone(), cluster.options.etcd_rivers.clone(), &images.tools);
+            }
+            let mut extra = cluster.options.etcd.service_params();
+            if self.outdated.contains(&i) {
+                extra.extra_args.push("--old-flag".into());
+            }
+            ns.etcd = EtcdNodeStatus {
+                service: ServiceStatus {
+                    exists: self.has_data.contains(&i),
+                    running: self.running.contains(&i),
+                    image: images.etcd.clone(),
+                    params: Some(ContainerParams {
+                        builtin: etcd_builtin_params(&n, cluster.options.etcd.volume(), None),
+                        extra,
+                    }),
+                },
+                has_data: self.has_data.contains(&i),
+                is_added_member: self.marked.contains(&i),
+            };
+            st.nodes.insert(addr(i), ns);
+        }
+        st.etcd.is_healthy = self.healthy();
+        for (i, m) in &self.members {
+            let name = if m.started { addr(*i) } else { String::new() };
+            st.etcd.members.insert(
+                addr(*i),
+                EtcdMember {
+                    id: m.id,
+                    name,
+                    is_learner: m.learner,
+                },
+            );
+            if st.etcd.is_healthy && self.in_sync(i) {
+                st.etcd.in_sync_members.insert(addr(*i));
+            }
+        }
+        st
+    }
+
+    fn index(a: &str) -> usize {
+        a.trim_start_matches("10.0.0.").parse::<usize>().unwrap() - 1
+    }
+
+    /// Applies an operation; `crash_at` stops an add-member join after that many steps (1-3).
+    fn apply(&mut self, op: &PlannedOp, crash_at: Option<u8>) {
+        match &op.kind {
+            OpKind::RiversBootstrap { .. }
+            | OpKind::RiversRestart { .. }
+            | OpKind::EtcdRiversBootstrap { .. }
+            | OpKind::EtcdRiversRestart { .. } => self.rivers_current = true,
+            OpKind::EtcdBootstrap { nodes } => {
+                for a in nodes {
+                    let i = Self::index(a);
+                    self.has_data.insert(i);
+                    self.running.insert(i);
+                    self.marked.insert(i);
+                    self.next_id += 1;
+                    self.members.insert(
+                        i,
+                        Member {
+                            id: self.next_id,
+                            started: true,
+                            learner: false,
+                        },
+                    );
+                }
+            }
+            OpKind::EtcdStart { nodes } => {
+                for a in nodes {
+                    self.running.insert(Self::index(a));
+                }
+            }
+            OpKind::EtcdWaitCluster { .. } => {}
+            OpKind::EtcdRemoveMember { node, id } => {
+                assert!(
+                    self.healthy(),
+                    "membership change planned on an unhealthy cluster: {op:?}"
+                );
+                let i = Self::index(node);
+                assert_eq!(self.members.get(&i).map(|m| m.id), Some(*id));
+                self.members.remove(&i);
+            }
+            OpKind::EtcdDestroyMember { node, id } => {
+                assert!(
+                    self.healthy(),
+                    "membership change planned on an unhealthy cluster: {op:?}"
+                );
+                let i = Self::index(node);
+                assert_eq!(self.members.get(&i).map(|m| m.id), Some(*id));
+                self.members.remove(&i);
+                self.running.remove(&i);
+                self.has_data.remove(&i);
+                self.marked.remove(&i);
+            }
+            OpKind::EtcdAddMember { node, replace } => {
+                assert!(
+                    self.healthy(),
+                    "membership change planned on an unhealthy cluster: {op:?}"
+                );
+                let i = Self::index(node);
+                if let Some(id) = replace {
+                    assert_eq!(self.members.get(&i).map(|m| m.id), Some(*id));
+                    self.members.remove(&i);
+                    self.running.remove(&i);
+                    self.has_data.remove(&i);
+                    self.marked.remove(&i);
+                }
+                self.next_id += 1;
+                self.members.insert(
+                    i,
+                    Member {
+                        id: self.next_id,
+                        started: false,
+                        learner: true,
+                    },
+                );
+                if crash_at == Some(1) {
+                    return;
+                }
+                self.has_data.insert(i);
+                self.running.insert(i);
+                self.members.get_mut(&i).unwrap().started = true;
+                if crash_at == Some(2) {
+                    return;
+                }
+                self.members.get_mut(&i).unwrap().learner = false;
+                if crash_at == Some(3) {
+                    return;
+                }
+                self.marked.insert(i);
+            }
+            OpKind::EtcdPromoteMember { node, .. } => {
+                assert!(self.healthy());
+                self.members.get_mut(&Self::index(node)).unwrap().learner = false;
+            }
+            OpKind::EtcdMarkMember { nodes } => {
+                for a in nodes {
+                    self.marked.insert(Self::index(a));
+                }
+            }
+            OpKind::EtcdRestart { node } => {
+                let i = Self::index(node);
+                // While it restarts the member is down: the rest must hold quorum.
+                self.running.remove(&i);
+                // Clusters of one or two voting members cannot keep quorum through any restart.
+                let tolerant = self.voting() >= 3;
+                assert!(self.healthy() || !tolerant, "restart of {node} would lose quorum");
+                self.running.insert(i);
+                self.outdated.remove(&i);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Case {
+    declared_cp: BTreeSet<usize>,
+    declared_workers: BTreeSet<usize>,
+    world: World,
+    crashes: Vec<Option<u8>>,
+}
+
+fn case() -> impl Strategy<Value = Case> {
+    (
+        prop::collection::btree_set(0..POOL, 1..=5),
+        prop::collection::btree_set(0..POOL, 0..=3),
+        prop::option::of(prop::collection::btree_set(0..POOL, 1..=5)),
+        prop::collection::btree_set(0..POOL, 0..=2),
+        prop::collection::btree_set(0..POOL, 0..=2),
+        any::<bool>(),
+        prop::collection::vec(prop::option::of(1u8..=3), 40),
+        prop::option::of((0..POOL, any::<bool>())),
+        (prop::collection::btree_set(0..POOL, 0..=1), 0usize..12),
+    )
+        .prop_map(
+            |(cp, workers, previous, stop, outdated, rivers_current, crashes, half, (lagging, lag_steps))| {
+                let declared_workers: BTreeSet<usize> = workers.difference(&cp).copied().collect();
+                let mut world = World {
+                    reachable: (0..POOL).collect(),
+                    running: BTreeSet::new(),
+                    has_data: BTreeSet::new(),
+                    marked: BTreeSet::new(),
+                    outdated: BTreeSet::new(),
+                    rivers_current,
+                    members: BTreeMap::new(),
+                    next_id: 100,
+                    lagging: BTreeSet::new(),
+                    lag_steps,
+                };
+                if let Some(prev) = previous {
+                    // A running cluster from an earlier declaration.
+                    for i in &prev {
+                        world.has_data.insert(*i);
+                        world.running.insert(*i);
+                        world.marked.insert(*i);
+                        world.next_id += 1;
+                        world.members.insert(
+                            *i,
+                            Member {
+                                id: world.next_id,
+                                started: true,
+                                learner: false,
+                            },
+                        );
+                    }
+                    // Stop some members, but never so many that quorum is lost (that needs a human).
+                    for i in stop {
+                        if world.running.remove(&i) && !world.healthy() {
+                            world.running.insert(i);
+                        }
+                    }
+                    world.outdated = outdated.intersection(&prev).copied().collect();
+                    // A join interrupted before this leader took over.
+                    if let Some((i, started)) = half {
+                        if !world.members.contains_key(&i) && world.healthy() {
+                            world.next_id += 1;
+                            world.members.insert(
+                                i,
+                                Member {
+                                    id: world.next_id,
+                                    started,
+                                    learner: true,
+                                },
+                            );
+                            if started {
+                                world.has_data.insert(i);
+                                world.running.insert(i);
+                            }
+                        }
+                    }
+                }
+                // Lag is transient and set last, so that the stops above never cost quorum for good.
+                world.lagging = lagging;
+                Case {
+                    declared_cp: cp,
+                    declared_workers,
+                    world,
+                    crashes,
+                }
+            },
+        )
+}
+
+fn cluster_of(case: &Case) -> Cluster {
+    let mut nodes: Vec<Node> = case.declared_cp.iter().map(|i| node(*i, true)).collect();
+    nodes.extend(case.declared_workers.iter().map(|i| node(*i, false)));
+    Cluster {
+        name: "p".into(),
+        nodes,
+        taint_control_plane: false,
+        control_plane_tolerations: vec![],
+        service_subnet: "10.96.0.0/16".into(),
+        dns_servers: vec![],
+        dns_service: String::new(),
+        reboot: None,
+        repair: None,
+        sabakan: None,
+        trusted_rest_mappings: vec![],
+        options: Options::default(),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn plans_converge_without_losing_quorum(case in case()) {
+        let cluster = cluster_of(&case);
+        let constraints = Constraints { control_plane_count: case.declared_cp.len() as i64, ..Default::default() };
+        let inputs = PlanInputs::default();
+        let mut world = case.world.clone();
+        let mut steps = 0;
+        loop {
+            let status = world.status(&cluster, &inputs.images);
+            let plan = decide_ops(&cluster, &status, &constraints, &inputs, chrono::DateTime::UNIX_EPOCH);
+            prop_assert!(plan.ops.iter().filter(|o| o.changes_membership()).count() <= 1, "{plan:?}");
+            if plan.ops.is_empty() {
+                prop_assert_eq!(plan.phase, Phase::Completed, "stuck: {:?}\nworld: {:?}", plan, world);
+                if world.lagging.is_empty() {
+                    break;
+                }
+            }
+            let quorum_before = world.healthy() && world.voting() >= 3;
+            for op in &plan.ops {
+                world.apply(op, case.crashes[steps % case.crashes.len()]);
+            }
+            world.tick();
+            if quorum_before {
+                prop_assert!(world.healthy(), "quorum lost by {:?}\nworld: {:?}", plan, world);
+            }
+            steps += 1;
+            prop_assert!(steps < 60, "no convergence after 60 plans; last {:?}\nworld: {:?}", plan, world);
+        }
+        // Converged: the members are exactly the declared control planes, voting, running, marked.
+        let members: BTreeSet<usize> = world.members.keys().copied().collect();
+        prop_assert_eq!(&members, &case.declared_cp, "world: {:?}", world);
+        for i in &case.declared_cp {
+            prop_assert!(!world.members[i].learner && world.members[i].started);
+            prop_assert!(world.running.contains(i) && world.marked.contains(i));
+            prop_assert!(!world.outdated.contains(i));
+        }
+        prop_assert!(world.rivers_current);
+    }
+
+    #[test]
+    fn an_unreachable_control_plane_blocks_every_membership_change(case in case(), down in 0..POOL) {
+        let cluster = cluster_of(&case);
+        let constraints = Constraints { control_plane_count: case.declared_cp.len() as i64, ..Default::default() };
+        let inputs = PlanInputs::default();
+        let mut world = case.world.clone();
+        world.reachable.remove(&down);
+        let down_is_cp = case.declared_cp.contains(&down);
+        for step in 0..30 {
+            let status = world.status(&cluster, &inputs.images);
+            let plan = decide_ops(&cluster, &status, &constraints, &inputs, chrono::DateTime::UNIX_EPOCH);
+            if down_is_cp {
+                prop_assert!(!plan.ops.iter().any(|o| o.changes_membership() || matches!(o.kind, OpKind::EtcdBootstrap { .. })),
+                    "membership change with {} unreachable: {:?}", addr(down), plan);
+            }
+            prop_assert!(!plan.ops.iter().any(|o| o.targets().contains(&addr(down)) && !o.changes_membership()
+                && !matches!(o.kind, OpKind::EtcdWaitCluster { .. })),
+                "an operation targets unreachable {}: {:?}", addr(down), plan);
+            if plan.ops.is_empty() { break; }
+            for op in &plan.ops {
+                world.apply(op, case.crashes[step % case.crashes.len()]);
+            }
+            world.tick();
+        }
+    }
+}
