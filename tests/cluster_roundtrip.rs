@@ -7,6 +7,7 @@ use cke::model::*;
 use cke::storage::{EtcdStorage, MemStorage, Storage};
 use cke::testing::EtcdServer;
 use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
 
 fn label_key() -> impl Strategy<Value = String> {
     ("(example\\.com/|team\\.io/)?", "[a-z][a-z0-9_.-]{0,10}[a-z0-9]").prop_map(|(p, n)| format!("{p}{n}"))
@@ -122,40 +123,44 @@ fn cluster() -> impl Strategy<Value = Cluster> {
         )
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
-
-    #[test]
-    fn valid_clusters_survive_yaml_store_get_parse(c in cluster()) {
-        prop_assert!(c.validate().is_ok(), "generator produced an invalid cluster: {:?}", c.validate());
+#[test]
+fn valid_clusters_survive_yaml_store_get_parse() {
+    let server = EtcdServer::start();
+    let config = Config::parse(&server.config_yaml("/prop/"), std::path::Path::new("prop")).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let etcd = rt.block_on(EtcdStorage::connect(&config)).unwrap();
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: 64,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&cluster(), |c| {
+        prop_assert!(
+            c.validate().is_ok(),
+            "generator produced an invalid cluster: {:?}",
+            c.validate()
+        );
         let yaml = serde_yaml::to_string(&c).unwrap();
         let parsed = parse_cluster(&yaml).unwrap();
         prop_assert_eq!(&parsed, &c);
-        let back = ETCD.with(|(rt, storage)| rt.block_on(async {
-            storage.put_cluster(&parsed).await.unwrap();
-            storage.get_cluster().await.unwrap().unwrap()
-        }));
+        let back = rt.block_on(async {
+            etcd.put_cluster(&parsed).await.unwrap();
+            etcd.get_cluster().await.unwrap().unwrap()
+        });
         let again = parse_cluster(&serde_yaml::to_string(&back).unwrap()).unwrap();
         prop_assert_eq!(&again, &c);
         // The in-memory double agrees with etcd.
         let mem = MemStorage::default();
-        let from_mem = ETCD.with(|(rt, _)| rt.block_on(async {
+        let from_mem = rt.block_on(async {
             mem.put_cluster(&c).await.unwrap();
             mem.get_cluster().await.unwrap().unwrap()
-        }));
+        });
         prop_assert_eq!(&from_mem, &c);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
-}
-
-// One etcd for all cases; the client is bound to the runtime that created it, so each test thread
-// keeps its own runtime beside its client.
-static SERVER: std::sync::LazyLock<EtcdServer> = std::sync::LazyLock::new(EtcdServer::start);
-
-thread_local! {
-    static ETCD: (tokio::runtime::Runtime, EtcdStorage) = {
-        let config = Config::parse(&SERVER.config_yaml("/prop/"), std::path::Path::new("prop")).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let storage = rt.block_on(EtcdStorage::connect(&config)).unwrap();
-        (rt, storage)
-    };
 }
