@@ -11,6 +11,7 @@ pub mod config;
 pub mod controller;
 pub mod daemon;
 pub mod leader;
+pub mod managed_etcd;
 pub mod metrics;
 pub mod model;
 pub mod op;

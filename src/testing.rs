@@ -114,3 +114,53 @@ impl Drop for EtcdServer {
         let _ = self.child.wait();
     }
 }
+
+/// A throw-away certificate authority for tests (rcgen), so TLS can be tested without Vault.
+pub struct TestCa {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    /// PEM of the CA certificate.
+    pub cert_pem: String,
+}
+
+/// A certificate and its key, PEM.
+pub struct TestCert {
+    /// Certificate.
+    pub cert: String,
+    /// PKCS#8 private key.
+    pub key: String,
+}
+
+impl TestCa {
+    /// A new self-signed CA.
+    pub fn new(name: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        TestCa {
+            cert_pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A certificate with common name `cn`, valid for server and client use, with these IP SANs.
+    pub fn issue(&self, cn: &str, ips: &[std::net::IpAddr]) -> TestCert {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        for ip in ips {
+            params.subject_alt_names.push(rcgen::SanType::IpAddress(*ip));
+        }
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        TestCert {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+}
