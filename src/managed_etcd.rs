@@ -384,6 +384,61 @@ impl ManagedEtcd {
         self.ensure_prefix_user(user, prefix, &users, &roles).await
     }
 
+    /// Streams a snapshot of the keyspace from one member into `path` (written to a temporary file
+    /// first, then renamed, so a partial snapshot never looks complete); returns its size in bytes.
+    pub async fn snapshot_to(&self, path: &std::path::Path) -> Result<u64, ManagedEtcdError> {
+        use tokio::io::AsyncWriteExt;
+        let io_err = |what: String, e: std::io::Error| ManagedEtcdError::Unexpected {
+            endpoints: self.endpoints(),
+            reason: format!("{what}: {e}"),
+        };
+        let tmp = path.with_extension("part");
+        let mut file = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| io_err(format!("create {}", tmp.display()), e))?;
+        let mut c = self.client.clone();
+        let mut stream = self.call("snapshot", c.snapshot()).await?;
+        let mut size = 0u64;
+        loop {
+            let msg = match tokio::time::timeout(self.timeout * 6, stream.message()).await {
+                Err(_) => {
+                    return Err(ManagedEtcdError::Timeout {
+                        endpoints: self.endpoints(),
+                        what: "snapshot stream".into(),
+                        timeout: self.timeout * 6,
+                    })
+                }
+                Ok(Err(e)) => {
+                    return Err(ManagedEtcdError::Request {
+                        endpoints: self.endpoints(),
+                        what: "snapshot".into(),
+                        source: e,
+                    })
+                }
+                Ok(Ok(None)) => break,
+                Ok(Ok(Some(m))) => m,
+            };
+            file.write_all(msg.blob())
+                .await
+                .map_err(|e| io_err(format!("write {}", tmp.display()), e))?;
+            size += msg.blob().len() as u64;
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| io_err(format!("sync {}", tmp.display()), e))?;
+        drop(file);
+        if size == 0 {
+            return Err(ManagedEtcdError::Unexpected {
+                endpoints: self.endpoints(),
+                reason: "empty snapshot".into(),
+            });
+        }
+        tokio::fs::rename(&tmp, path)
+            .await
+            .map_err(|e| io_err(format!("rename to {}", path.display()), e))?;
+        Ok(size)
+    }
+
     /// Members by address, for callers that need the full list.
     pub async fn members_by_address(&self) -> Result<BTreeMap<String, MemberInfo>, ManagedEtcdError> {
         Ok(self

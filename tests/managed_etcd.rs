@@ -189,6 +189,20 @@ async fn bootstrap_rbac_learner_join_and_removal() {
     backup.client().put("/backup/x", "1", None).await.unwrap();
     assert!(backup.client().put("/registry/x", "1", None).await.is_err());
 
+    // A snapshot through the managed etcd is a valid etcd snapshot.
+    let snap = c.dir.path().join("snapshot.db");
+    let size = root.snapshot_to(&snap).await.unwrap();
+    assert!(size > 0 && std::fs::metadata(&snap).unwrap().len() == size);
+    let status = Command::new(find_binary("etcdctl").expect("etcdctl"))
+        .args(["snapshot", "status", "--write-out=json"])
+        .arg(&snap)
+        .env("ETCDCTL_API", "3")
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(v["totalKey"].as_i64().unwrap() >= 2, "{v}");
+
     // Learner-first join of a fourth member.
     let (id, members) = root
         .add_learner_when_ready(&c.peer(3), Duration::from_secs(60))
