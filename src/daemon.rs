@@ -1,1 +1,288 @@
-//! The cke daemon entry point (main_impl). (issue 3)
+//! The `cke` daemon: flags, the election loop, the controller, the HTTP server and graceful
+//! shutdown. `src/bin/cke.rs` only calls [`main_impl`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use etcd_client::WatchOptions;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::controller::{
+    error_chain, Controller, ControllerConfig, NoAgentProber, OperatorFactory, Prober, Shared, TermEnd,
+};
+use crate::leader::Elector;
+use crate::op::test_ops::TestOperatorSpec;
+use crate::planner::params::Images;
+use crate::storage::{EtcdStorage, Storage, KEY_CLUSTER, KEY_CONSTRAINTS, KEY_RESOURCE_PREFIX};
+
+/// Command-line flags of `cke`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "cke",
+    version,
+    about = "cke-rs daemon: keeps an on-premises Kubernetes cluster as declared"
+)]
+pub struct Args {
+    /// Management etcd config file (CKE's etcdutil format).
+    #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+    /// Instance name used in the election and in records (default: the host name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Listen address of the HTTP endpoint (/health, /version, /status, /metrics).
+    #[arg(long, default_value = "0.0.0.0:10180")]
+    pub http: SocketAddr,
+    /// Time between passes when nothing changes.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub interval: Duration,
+    /// TTL of the election lease: how long a crashed leader keeps leadership.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub session_ttl: Duration,
+    /// Plan and publish the plan, but never execute anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How long a running command may finish after SIGTERM before it is abandoned (commands are
+    /// safe to abandon and re-run; a short grace keeps the takeover fast).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Image of the managed etcd.
+    #[arg(long, default_value_t = Images::default().etcd)]
+    pub etcd_image: String,
+    /// Image of rivers and the other tools.
+    #[arg(long, default_value_t = Images::default().tools)]
+    pub tools_image: String,
+    /// Test only: append a test operator (write:PATH, block:SECONDS, fail) to every pass.
+    #[arg(long, hide = true)]
+    pub test_operator: Option<TestOperatorSpec>,
+}
+
+/// Errors that stop the daemon at start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Invalid flags or config.
+    #[error("{0}")]
+    Invalid(String),
+    /// The HTTP listener could not be bound.
+    #[error("cannot listen on {addr}: {error}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        error: std::io::Error,
+    },
+}
+
+/// Runs the daemon until SIGTERM or SIGINT; returns the exit code.
+pub fn main_impl() -> i32 {
+    let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CKE_LOG").unwrap_or_else(|_| "info".into()))
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(args)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("cke: {}", error_chain(&e));
+            match e {
+                DaemonError::Invalid(_) => 2,
+                _ => 1,
+            }
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), DaemonError> {
+    let config = Config::load(&args.config).map_err(|e| DaemonError::Invalid(e.to_string()))?;
+    if args.session_ttl < Duration::from_secs(2) {
+        return Err(DaemonError::Invalid("--session-ttl must be at least 2s".into()));
+    }
+    let name = match args.name.clone() {
+        Some(n) if !n.is_empty() => n,
+        _ => hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "cke".into()),
+    };
+    let storage = EtcdStorage::connect(&config)
+        .await
+        .map_err(|e| DaemonError::Invalid(error_chain(&e)))?;
+    let shared = Arc::new(Shared::default());
+    {
+        let mut st = shared.status.write().unwrap();
+        st.name = name.clone();
+        st.dry_run = args.dry_run;
+    }
+    shared.alive();
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(signals(shutdown_tx));
+
+    let listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .map_err(|e| DaemonError::Listen {
+            addr: args.http,
+            error: e,
+        })?;
+    let http_shutdown = shutdown_rx.clone();
+    let router = crate::server::router(shared.clone());
+    let http = tokio::spawn(async move {
+        let mut rx = http_shutdown;
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            })
+            .await;
+    });
+    tokio::spawn(watch_leader(storage.clone(), shared.clone()));
+
+    let storage_dyn: Arc<dyn Storage> = Arc::new(storage.clone());
+    let prober: Arc<dyn Prober> = Arc::new(NoAgentProber);
+    let operators: OperatorFactory = Arc::new(|_| None);
+    let controller = Controller::new(
+        storage_dyn,
+        prober,
+        operators,
+        shared.clone(),
+        ControllerConfig {
+            name: name.clone(),
+            interval: args.interval,
+            dry_run: args.dry_run,
+            shutdown_grace: args.shutdown_grace,
+            test_operator: args.test_operator.clone(),
+            images: Images {
+                etcd: args.etcd_image.clone(),
+                tools: args.tools_image.clone(),
+            },
+        },
+    );
+    let elector = Elector::new(storage.client(), storage.prefix(), &name, args.session_ttl);
+    tracing::info!(name, http = %args.http, ttl = ?args.session_ttl, dry_run = args.dry_run, "cke started");
+
+    let mut shutdown = shutdown_rx.clone();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let campaign = elector.campaign();
+        tokio::pin!(campaign);
+        let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
+        let won = loop {
+            tokio::select! {
+                r = &mut campaign => break Some(r),
+                _ = heartbeat.tick() => shared.alive(),
+                _ = shutdown.wait_for(|s| *s) => break None,
+            }
+        };
+        let term = match won {
+            None => break,
+            Some(Err(e)) => {
+                tracing::warn!(error = error_chain(&e), "campaign failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.wait_for(|s| *s) => break,
+                }
+                continue;
+            }
+            Some(Ok(t)) => t,
+        };
+        tracing::info!(key = term.fence.key, "became the leader");
+        shared.metrics.set_leader(true);
+        {
+            let mut st = shared.status.write().unwrap();
+            st.is_leader = true;
+            st.leader = Some(name.clone());
+        }
+        let (trigger_tx, mut trigger_rx) = mpsc::channel(1);
+        let watchers = spawn_triggers(&storage, trigger_tx);
+        let end = controller
+            .run_term(&term.fence, term.lost_signal(), shutdown_rx.clone(), &mut trigger_rx)
+            .await;
+        for w in watchers {
+            w.abort();
+        }
+        shared.metrics.set_leader(false);
+        {
+            let mut st = shared.status.write().unwrap();
+            st.is_leader = false;
+            st.planned_operations.clear();
+        }
+        match end {
+            TermEnd::Lost => tracing::warn!("leadership lost; campaigning again"),
+            TermEnd::Shutdown => {
+                tracing::info!("shutting down: resigning leadership");
+                term.resign().await;
+                break;
+            }
+        }
+    }
+    let _ = http.await;
+    tracing::info!("cke stopped");
+    Ok(())
+}
+
+async fn signals(tx: watch::Sender<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("signal received");
+    let _ = tx.send(true);
+}
+
+/// Keeps `/status`'s leader name and `/health`'s etcd freshness current.
+async fn watch_leader(storage: EtcdStorage, shared: Arc<Shared>) {
+    loop {
+        match storage.get_leader().await {
+            Ok(leader) => {
+                shared.etcd_ok();
+                shared.status.write().unwrap().leader = leader;
+            }
+            Err(e) => tracing::debug!(error = error_chain(&e), "management etcd check failed"),
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+}
+
+/// Wakes the controller when the declaration, the constraints or the resources change.
+fn spawn_triggers(storage: &EtcdStorage, tx: mpsc::Sender<()>) -> Vec<tokio::task::JoinHandle<()>> {
+    [
+        (KEY_CLUSTER, false),
+        (KEY_CONSTRAINTS, false),
+        (KEY_RESOURCE_PREFIX, true),
+    ]
+    .into_iter()
+    .map(|(key, prefix)| {
+        let key = storage.full_key(key);
+        let client = storage.client();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut c = client;
+            let opts = if prefix {
+                Some(WatchOptions::new().with_prefix())
+            } else {
+                None
+            };
+            let Ok(mut stream) = c.watch(key.clone(), opts).await else {
+                return;
+            };
+            while let Ok(Some(resp)) = stream.message().await {
+                if !resp.events().is_empty() {
+                    let _ = tx.try_send(());
+                }
+            }
+        })
+    })
+    .collect()
+}

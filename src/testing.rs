@@ -24,9 +24,10 @@ pub fn find_binary(name: &str) -> Option<PathBuf> {
 
 /// A single-member etcd server for tests.
 pub struct EtcdServer {
-    child: Child,
+    child: Option<Child>,
     /// Client URL, e.g. `http://127.0.0.1:23791`.
     pub endpoint: String,
+    peer: String,
     /// Data directory (removed on drop).
     pub dir: tempfile::TempDir,
 }
@@ -35,26 +36,17 @@ impl EtcdServer {
     /// Starts etcd and waits until it answers. Panics with a clear message when etcd is missing
     /// (`make test` installs Debian's `etcd-server`).
     pub fn start() -> EtcdServer {
-        let bin = find_binary("etcd").expect("etcd not found: install Debian's etcd-server (make test does)");
         for _ in 0..5 {
             let dir = tempfile::tempdir().unwrap();
-            let (cport, pport) = (free_port(), free_port());
-            let endpoint = format!("http://127.0.0.1:{cport}");
-            let peer = format!("http://127.0.0.1:{pport}");
-            let log = std::fs::File::create(dir.path().join("etcd.log")).unwrap();
-            let child = Command::new(&bin)
-                .args(["--name", "test", "--data-dir"])
-                .arg(dir.path().join("data"))
-                .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
-                .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-                .args(["--initial-cluster", &format!("test={peer}")])
-                .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("cannot start etcd");
-            let mut server = EtcdServer { child, endpoint, dir };
-            if server.wait_ready(Duration::from_secs(20)) {
+            let endpoint = format!("http://127.0.0.1:{}", free_port());
+            let peer = format!("http://127.0.0.1:{}", free_port());
+            let mut server = EtcdServer {
+                child: None,
+                endpoint,
+                peer,
+                dir,
+            };
+            if server.spawn() {
                 return server;
             }
             server.kill();
@@ -62,18 +54,47 @@ impl EtcdServer {
         panic!("etcd did not start; see its log");
     }
 
+    fn spawn(&mut self) -> bool {
+        let bin = find_binary("etcd").expect("etcd not found: install Debian's etcd-server (make test does)");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("etcd.log"))
+            .unwrap();
+        let child = Command::new(&bin)
+            .args(["--name", "test", "--data-dir"])
+            .arg(self.dir.path().join("data"))
+            .args([
+                "--listen-client-urls",
+                &self.endpoint,
+                "--advertise-client-urls",
+                &self.endpoint,
+            ])
+            .args([
+                "--listen-peer-urls",
+                &self.peer,
+                "--initial-advertise-peer-urls",
+                &self.peer,
+            ])
+            .args(["--initial-cluster", &format!("test={}", self.peer)])
+            .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start etcd");
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(20))
+    }
+
     fn wait_ready(&mut self, limit: Duration) -> bool {
         let start = Instant::now();
         let addr = self.endpoint.trim_start_matches("http://").to_string();
         while start.elapsed() < limit {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
                 return false;
             }
-            if std::net::TcpStream::connect(&addr).is_ok() {
-                // The port answers before the member is ready; a health probe settles it.
-                if health(&addr) {
-                    return true;
-                }
+            if std::net::TcpStream::connect(&addr).is_ok() && health(&addr) {
+                return true;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -87,8 +108,16 @@ impl EtcdServer {
 
     /// Kills the server (SIGKILL) without removing its data.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts a killed server again on the same ports with the same data.
+    pub fn restart(&mut self) {
+        self.kill();
+        assert!(self.spawn(), "etcd did not restart");
     }
 }
 
@@ -110,8 +139,7 @@ fn health(addr: &str) -> bool {
 
 impl Drop for EtcdServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 

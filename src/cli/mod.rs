@@ -198,6 +198,7 @@ pub fn main_impl() -> i32 {
     let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CKECLI_LOG").unwrap_or_else(|_| "warn".into()))
         .init();
     let rt = tokio::runtime::Builder::new_multi_thread()

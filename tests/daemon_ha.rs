@@ -1,0 +1,399 @@
+//! The `cke` daemon against a real etcd with real processes: one leader among three, failover on
+//! kill -9 and SIGTERM (figures printed), cancellation of the dead leader's record, losing etcd,
+//! the HTTP endpoints, and dry runs.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cke::config::Config;
+use cke::model::RecordStatus;
+use cke::storage::{EtcdStorage, Storage};
+use cke::testing::{free_port, EtcdServer};
+
+struct Cke {
+    name: String,
+    port: u16,
+    child: Child,
+}
+
+impl Cke {
+    fn start(config: &PathBuf, name: &str, extra: &[&str], log_dir: &std::path::Path) -> Cke {
+        let port = free_port();
+        let log = std::fs::File::create(log_dir.join(format!("{name}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_cke"))
+            .arg("--config")
+            .arg(config)
+            .args([
+                "--name",
+                name,
+                "--http",
+                &format!("127.0.0.1:{port}"),
+                "--session-ttl",
+                "3s",
+                "--interval",
+                "1s",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Cke {
+            name: name.into(),
+            port,
+            child,
+        }
+    }
+
+    async fn status(&self) -> Option<serde_json::Value> {
+        let url = format!("http://127.0.0.1:{}/status", self.port);
+        let resp = reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        resp.json().await.ok()
+    }
+
+    async fn is_leader(&self) -> bool {
+        self.status().await.is_some_and(|s| s["is_leader"] == true)
+    }
+
+    fn signal(&self, sig: &str) {
+        Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+}
+
+impl Drop for Cke {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Env {
+    etcd: EtcdServer,
+    config: PathBuf,
+    logs: tempfile::TempDir,
+}
+
+impl Env {
+    async fn new() -> Env {
+        let etcd = EtcdServer::start();
+        let config = etcd.dir.path().join("config.yml");
+        std::fs::write(&config, etcd.config_yaml("/cke/")).unwrap();
+        let env = Env {
+            etcd,
+            config,
+            logs: tempfile::tempdir().unwrap(),
+        };
+        let s = env.storage().await;
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/cluster.yml")).unwrap();
+        s.put_cluster(&cke::model::parse_cluster(&text).unwrap()).await.unwrap();
+        s.put_constraints(
+            &cke::model::Constraints::default()
+                .with("control-plane-count", "3")
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        env
+    }
+
+    async fn storage(&self) -> EtcdStorage {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        EtcdStorage::connect(&Config::parse(&text, &self.config).unwrap())
+            .await
+            .unwrap()
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.logs.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+}
+
+async fn leaders(ckes: &[&Cke]) -> Vec<String> {
+    let mut v = Vec::new();
+    for c in ckes {
+        if c.is_leader().await {
+            v.push(c.name.clone());
+        }
+    }
+    v
+}
+
+async fn until<F, Fut, T>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_failover_and_record_cancellation() {
+    let env = Env::new().await;
+    let storage = env.storage().await;
+    let extra = ["--test-operator", "block:60"];
+    let ckes: Vec<Cke> = ["a", "b", "c"]
+        .iter()
+        .map(|n| Cke::start(&env.config, n, &extra, env.logs.path()))
+        .collect();
+    let all: Vec<&Cke> = ckes.iter().collect();
+
+    // Exactly one leader, named by ckecli's key.
+    let first = until("a leader", Duration::from_secs(30), || async {
+        let l = leaders(&all).await;
+        (l.len() == 1).then(|| l[0].clone())
+    })
+    .await;
+    for _ in 0..10 {
+        assert_eq!(
+            leaders(&all).await,
+            vec![first.clone()],
+            "exactly one leader at all times"
+        );
+        assert_eq!(storage.get_leader().await.unwrap().as_deref(), Some(first.as_str()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The leader runs a long command: its record is running.
+    let running = until("a running record", Duration::from_secs(20), || async {
+        storage
+            .get_records(1)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.status == RecordStatus::Running)
+    })
+    .await;
+    assert_eq!(running.leader, first);
+
+    // kill -9: another instance leads within TTL + 2 s, and cancels the dead leader's record.
+    let victim = ckes.iter().find(|c| c.name == first).unwrap();
+    victim.signal("-KILL");
+    let t0 = Instant::now();
+    let rest: Vec<&Cke> = ckes.iter().filter(|c| c.name != first).collect();
+    let second = until("a new leader after kill -9", Duration::from_secs(5), || async {
+        let l = leaders(&rest).await;
+        (l.len() == 1).then(|| l[0].clone())
+    })
+    .await;
+    let kill_failover = t0.elapsed();
+    println!("FIGURE failover after kill -9 (session TTL 3s): {kill_failover:?}");
+    let cancelled = until(
+        "the dead leader's record cancelled",
+        Duration::from_secs(10),
+        || async {
+            storage
+                .get_record(running.id)
+                .await
+                .unwrap()
+                .filter(|r| r.status == RecordStatus::Cancelled)
+        },
+    )
+    .await;
+    assert!(
+        cancelled.error.contains(&first) && cancelled.error.contains(&second),
+        "{}",
+        cancelled.error
+    );
+    assert!(cancelled.end_at.is_some());
+
+    // SIGTERM: the leader resigns and exits 0; takeover in under 2 s.
+    let leader = ckes.iter().find(|c| c.name == second).unwrap();
+    let running = until("the new leader's running record", Duration::from_secs(20), || async {
+        storage
+            .get_records(1)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.status == RecordStatus::Running && r.leader == second)
+    })
+    .await;
+    leader.signal("-TERM");
+    let t0 = Instant::now();
+    let last: Vec<&Cke> = ckes.iter().filter(|c| c.name != first && c.name != second).collect();
+    until("a leader after SIGTERM", Duration::from_secs(2), || async {
+        last[0].is_leader().await.then_some(())
+    })
+    .await;
+    let term_failover = t0.elapsed();
+    println!("FIGURE failover after SIGTERM: {term_failover:?}");
+    let mut leader = ckes.into_iter().find(|c| c.name == second).unwrap();
+    let code = until("the old leader to exit", Duration::from_secs(15), || {
+        let r = leader.child.try_wait().unwrap();
+        async move { r }
+    })
+    .await;
+    assert!(code.success(), "cke exited with {code:?}\n{}", env.log(&second));
+    // Its running command was abandoned after the grace period and recorded as cancelled by itself
+    // (or by the next leader).
+    let r = until(
+        "the resigned leader's record closed",
+        Duration::from_secs(20),
+        || async {
+            storage
+                .get_record(running.id)
+                .await
+                .unwrap()
+                .filter(|r| r.status == RecordStatus::Cancelled)
+        },
+    )
+    .await;
+    assert!(r.end_at.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_etcd_stops_the_leader_and_one_leader_returns() {
+    let mut env = Env::new().await;
+    let out = env.logs.path().join("writes");
+    let spec = format!("write:{}", out.display());
+    let ckes: Vec<Cke> = ["x", "y"]
+        .iter()
+        .map(|n| Cke::start(&env.config, n, &["--test-operator", &spec], env.logs.path()))
+        .collect();
+    let all: Vec<&Cke> = ckes.iter().collect();
+    until("a leader", Duration::from_secs(30), || async {
+        (leaders(&all).await.len() == 1).then_some(())
+    })
+    .await;
+    until("some writes", Duration::from_secs(20), || async {
+        (std::fs::read_to_string(&out).unwrap_or_default().lines().count() >= 6).then_some(())
+    })
+    .await;
+
+    env.etcd.kill();
+    let cut = chrono::Utc::now();
+    // Within the TTL (3 s) plus a keep-alive period, nobody believes it leads, and writes stop.
+    until("no leader while etcd is down", Duration::from_secs(8), || async {
+        leaders(&all).await.is_empty().then_some(())
+    })
+    .await;
+    let stopped = std::fs::read_to_string(&out).unwrap().lines().count();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = std::fs::read_to_string(&out).unwrap().lines().count();
+    assert!(
+        later <= stopped + 3,
+        "the old leader kept acting without etcd: {stopped} -> {later}"
+    );
+    let health = reqwest::get(format!("http://127.0.0.1:{}/health", ckes[0].port)).await;
+    // /health reports etcd unreachable once the freshness window passes; it must answer at least.
+    assert!(health.is_ok());
+
+    env.etcd.restart();
+    let back = chrono::Utc::now();
+    until(
+        "exactly one leader after etcd returns",
+        Duration::from_secs(30),
+        || async { (leaders(&all).await.len() == 1).then_some(()) },
+    )
+    .await;
+    for _ in 0..10 {
+        assert!(leaders(&all).await.len() <= 1, "two leaders at once");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // No record was written while etcd was down, and every record after its return was written by
+    // the instance that leads now or by the one that led before (each under its own fence).
+    let storage = env.storage().await;
+    let now_leader = storage.get_leader().await.unwrap().unwrap();
+    for r in storage.get_records(0).await.unwrap() {
+        assert!(
+            r.start_at < cut || r.start_at >= back - chrono::Duration::seconds(1),
+            "record {} started while etcd was down",
+            r.id
+        );
+        if r.start_at >= back {
+            assert!(
+                r.leader == now_leader || r.status == RecordStatus::Cancelled,
+                "{r:?} by a non-leader"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_endpoints_and_dry_run() {
+    let env = Env::new().await;
+    let out = env.logs.path().join("dry");
+    let spec = format!("write:{}", out.display());
+    let c = Cke::start(
+        &env.config,
+        "dry",
+        &["--dry-run", "--test-operator", &spec],
+        env.logs.path(),
+    );
+    let st = until("a leading dry-run instance", Duration::from_secs(30), || async {
+        c.status()
+            .await
+            .filter(|s| s["is_leader"] == true && s["phase"].is_string())
+    })
+    .await;
+    assert_eq!(st["name"], "dry");
+    assert_eq!(st["leader"], "dry");
+    assert_eq!(st["dry_run"], true);
+    assert_eq!(st["phase"], "etcd-boot-aborted", "{st}");
+    assert!(st["note"].as_str().unwrap().contains("10.66.0.11"), "{st}");
+    assert!(st["phase_timestamp"].is_string());
+    assert!(st["planned_operations"].is_array());
+    // Published to etcd for ckecli status.
+    let storage = env.storage().await;
+    let published = until("status in etcd", Duration::from_secs(10), || async {
+        storage.get_status().await.unwrap()
+    })
+    .await;
+    assert_eq!(published.phase, "etcd-boot-aborted");
+    // Dry run: nothing executed, nothing recorded.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!out.exists(), "dry run executed an operation");
+    assert!(storage.get_records(0).await.unwrap().is_empty());
+
+    let base = format!("http://127.0.0.1:{}", c.port);
+    let health = reqwest::get(format!("{base}/health")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let h: serde_json::Value = health.json().await.unwrap();
+    assert_eq!(h["healthy"], true);
+    let v: serde_json::Value = reqwest::get(format!("{base}/version"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    let m = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "cke_leader 1",
+        "cke_operation_phase{phase=\"etcd-boot-aborted\"} 1",
+        "cke_operation_phase_timestamp_seconds ",
+        "# TYPE cke_operations_total counter",
+        "# TYPE cke_commands_total counter",
+    ] {
+        assert!(m.contains(series), "{series} missing from\n{m}");
+    }
+    // A constraint violation is reported as such.
+    storage
+        .put_constraints(&cke::model::Constraints::default())
+        .await
+        .unwrap();
+    until("constraints-violated", Duration::from_secs(10), || async {
+        c.status().await.filter(|s| s["phase"] == "constraints-violated")
+    })
+    .await;
+}
