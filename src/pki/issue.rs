@@ -1,0 +1,247 @@
+//! Certificate issuance from the PKI mounts. Keys are PKCS#8 PEM; system certificates use the role's
+//! long TTL, user certificates a short one (2 h by default, as CKE).
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::{ca_mount, VaultClient, VaultError};
+
+/// A request to a PKI mount.
+#[derive(Debug, Clone, Default)]
+pub struct IssueRequest {
+    /// CA name (`server`, `etcd-peer`, ...).
+    pub ca: String,
+    /// Common name.
+    pub common_name: String,
+    /// DNS subject alternative names.
+    pub alt_names: Vec<String>,
+    /// IP subject alternative names.
+    pub ip_sans: Vec<String>,
+    /// TTL; the role's default when `None`.
+    pub ttl: Option<Duration>,
+    /// Organizations (Kubernetes groups); needs a role per group, created on demand.
+    pub organization: Option<String>,
+}
+
+/// An issued certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IssuedCert {
+    /// PEM certificate.
+    pub certificate: String,
+    /// PEM PKCS#8 private key.
+    pub private_key: String,
+    /// PEM certificate of the issuing CA.
+    pub ca_certificate: String,
+    /// Serial number.
+    pub serial_number: String,
+    /// Expiry, unix seconds.
+    pub expiration: i64,
+}
+
+/// Issues certificates for cke's components and users.
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    client: VaultClient,
+}
+
+/// The TTL of user certificates (admin kubeconfigs, etcd root).
+pub const USER_CERT_TTL: Duration = Duration::from_secs(2 * 3600);
+
+fn group_role(group: &str) -> String {
+    let hex: String = group.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("group-{hex}")
+}
+
+impl Issuer {
+    /// An issuer over a logged-in client.
+    pub fn new(client: VaultClient) -> Self {
+        Issuer { client }
+    }
+
+    /// Issues from `ca` with the `system` role (or a group role when `organization` is set).
+    pub async fn issue(&self, req: &IssueRequest) -> Result<IssuedCert, VaultError> {
+        let mount = ca_mount(&req.ca);
+        let role = match &req.organization {
+            None if req.ttl.is_some() && matches!(req.ca.as_str(), "kubernetes" | "etcd-client") => "admin".to_string(),
+            None => "system".to_string(),
+            Some(group) => {
+                let role = group_role(group);
+                let path = format!("{mount}/roles/{role}");
+                if self.client.read(&path).await?.is_none() {
+                    self.client
+                        .write(
+                            &path,
+                            &json!({
+                                "ttl": "2h", "max_ttl": "87600h", "organization": [group],
+                                "allow_any_name": true, "enforce_hostnames": false, "allow_ip_sans": true,
+                                "allow_localhost": true, "server_flag": true, "client_flag": true,
+                                "key_type": "ec", "key_bits": 256,
+                            }),
+                        )
+                        .await?;
+                }
+                role
+            }
+        };
+        let mut body = json!({
+            "common_name": req.common_name,
+            "exclude_cn_from_sans": true,
+            "private_key_format": "pkcs8",
+            "format": "pem",
+        });
+        if !req.alt_names.is_empty() {
+            body["alt_names"] = json!(req.alt_names.join(","));
+        }
+        if !req.ip_sans.is_empty() {
+            body["ip_sans"] = json!(req.ip_sans.join(","));
+        }
+        if let Some(ttl) = req.ttl {
+            body["ttl"] = json!(format!("{}s", ttl.as_secs()));
+        }
+        let path = format!("{mount}/issue/{role}");
+        let v = self.client.write(&path, &body).await?;
+        let d = v.get("data").unwrap_or(&v);
+        let field = |k: &str| d[k].as_str().map(str::to_string);
+        let missing = |k: &str| VaultError::Unexpected {
+            endpoint: self.client.endpoint().into(),
+            path: path.clone(),
+            reason: format!("no {k}"),
+        };
+        Ok(IssuedCert {
+            certificate: field("certificate").ok_or_else(|| missing("certificate"))?,
+            private_key: field("private_key").ok_or_else(|| missing("private_key"))?,
+            ca_certificate: field("issuing_ca").ok_or_else(|| missing("issuing_ca"))?,
+            serial_number: field("serial_number").unwrap_or_default(),
+            expiration: d["expiration"].as_i64().unwrap_or_default(),
+        })
+    }
+
+    fn node_sans(address: &str, hostname: &str) -> (Vec<String>, Vec<String>) {
+        let mut alt = vec!["localhost".to_string()];
+        if !hostname.is_empty() && hostname != address {
+            alt.push(hostname.to_string());
+        }
+        (alt, vec![address.to_string(), "127.0.0.1".to_string()])
+    }
+
+    /// The managed etcd's server certificate for a node (CA `server`).
+    pub async fn issue_etcd_server(&self, address: &str, hostname: &str) -> Result<IssuedCert, VaultError> {
+        let (alt_names, ip_sans) = Self::node_sans(address, hostname);
+        let cn = if hostname.is_empty() { address } else { hostname };
+        self.issue(&IssueRequest {
+            ca: "server".into(),
+            common_name: cn.into(),
+            alt_names,
+            ip_sans,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// The managed etcd's peer certificate for a node (CA `etcd-peer`).
+    pub async fn issue_etcd_peer(&self, address: &str, hostname: &str) -> Result<IssuedCert, VaultError> {
+        let (alt_names, ip_sans) = Self::node_sans(address, hostname);
+        let cn = if hostname.is_empty() { address } else { hostname };
+        self.issue(&IssueRequest {
+            ca: "etcd-peer".into(),
+            common_name: cn.into(),
+            alt_names,
+            ip_sans,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// A client certificate of the managed etcd for `user` (CN = user, CA `etcd-client`). `ttl`
+    /// `None` gives a long-lived system certificate.
+    pub async fn issue_etcd_client(&self, user: &str, ttl: Option<Duration>) -> Result<IssuedCert, VaultError> {
+        self.issue(&IssueRequest {
+            ca: "etcd-client".into(),
+            common_name: user.into(),
+            ttl,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// kube-apiserver's serving certificate (CA `server`), valid for the node, localhost and the
+    /// in-cluster names of the `kubernetes` Service.
+    pub async fn issue_kube_apiserver(
+        &self,
+        address: &str,
+        hostname: &str,
+        service_ip: &str,
+        cluster_domain: &str,
+    ) -> Result<IssuedCert, VaultError> {
+        let (mut alt_names, mut ip_sans) = Self::node_sans(address, hostname);
+        for n in ["kubernetes", "kubernetes.default", "kubernetes.default.svc"] {
+            alt_names.push(n.into());
+        }
+        alt_names.push(format!("kubernetes.default.svc.{cluster_domain}"));
+        if !service_ip.is_empty() {
+            ip_sans.push(service_ip.into());
+        }
+        self.issue(&IssueRequest {
+            ca: "server".into(),
+            common_name: "kubernetes".into(),
+            alt_names,
+            ip_sans,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// A kubelet's certificate: CN `system:node:<name>`, group `system:nodes` (CA `kubernetes`).
+    pub async fn issue_kubelet(&self, address: &str, nodename: &str) -> Result<IssuedCert, VaultError> {
+        let (alt_names, ip_sans) = Self::node_sans(address, nodename);
+        self.issue(&IssueRequest {
+            ca: "kubernetes".into(),
+            common_name: format!("system:node:{nodename}"),
+            alt_names,
+            ip_sans,
+            organization: Some("system:nodes".into()),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// A user's Kubernetes client certificate (CA `kubernetes`), e.g. the admin kubeconfig.
+    pub async fn issue_kube_user(&self, user: &str, group: &str, ttl: Duration) -> Result<IssuedCert, VaultError> {
+        self.issue(&IssueRequest {
+            ca: "kubernetes".into(),
+            common_name: user.into(),
+            ttl: Some(ttl),
+            organization: (!group.is_empty()).then(|| group.to_string()),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Removes expired certificates from every PKI mount (`tidy_cert_store`, `tidy_revoked_certs`).
+    pub async fn tidy(&self) -> Result<(), VaultError> {
+        for name in super::CA_MOUNTS {
+            self.client
+                .write(
+                    &format!("{}/tidy", ca_mount(name)),
+                    &json!({"tidy_cert_store": true, "tidy_revoked_certs": true, "safety_buffer": "72h"}),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Tidies every `interval` (the daemon's `--certs-gc-interval`). Runs until aborted.
+    pub fn spawn_tidy(&self, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                if let Err(e) = me.tidy().await {
+                    tracing::warn!(error = %e, "tidying expired certificates failed");
+                }
+            }
+        })
+    }
+}
