@@ -303,3 +303,71 @@ impl Drop for BaoServer {
         let _ = self.child.wait();
     }
 }
+
+/// A set of mtest node hosts (see `mtest/mtest.sh` and docs/mtest.md), torn down on drop.
+/// Needs root. Each instance gets its own name prefix, subnet and state directory.
+pub struct Mtest {
+    /// `--prefix`.
+    pub prefix: String,
+    /// `--subnet`, e.g. `10.67.3`.
+    pub subnet: String,
+    /// The parsed `env.json`.
+    pub env: std::collections::BTreeMap<String, String>,
+    _dir: tempfile::TempDir,
+}
+
+static MTEST_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl Mtest {
+    /// The script.
+    pub fn script() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mtest/mtest.sh")
+    }
+
+    /// Brings up `nodes` node hosts plus whatever `extra` flags ask (`--no-vault`, `--image ...`).
+    pub fn up(nodes: usize, extra: &[&str]) -> Mtest {
+        let n = MTEST_SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let id = (std::process::id().wrapping_mul(7).wrapping_add(n)) % 200 + 20;
+        let prefix = format!("m{id}");
+        let subnet = format!("10.67.{id}");
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = Mtest { prefix, subnet, env: Default::default(), _dir: dir };
+        let out = m.run(&[&["up", "--nodes", &nodes.to_string()], extra].concat());
+        assert!(out.status.success(), "mtest up failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let text = std::fs::read_to_string(m._dir.path().join("env.json")).unwrap();
+        m.env = serde_json::from_str(&text).unwrap();
+        m
+    }
+
+    /// Runs an mtest.sh command for this environment.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("bash")
+            .arg(Self::script())
+            .args(["--dir", self._dir.path().to_str().unwrap(), "--prefix", &self.prefix, "--subnet", &self.subnet])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Node I's address (1-based).
+    pub fn node(&self, i: usize) -> String {
+        self.env[&format!("NODE{i}")].clone()
+    }
+
+    /// The SSH private key authorised on every node.
+    pub fn ssh_key(&self) -> PathBuf {
+        PathBuf::from(&self.env["SSH_KEY"])
+    }
+}
+
+impl Drop for Mtest {
+    fn drop(&mut self) {
+        let _ = self.run(&["down"]);
+    }
+}
+
+/// True when running as root (mtest needs it).
+pub fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}

