@@ -24,7 +24,7 @@ usage() {
 usage: mtest.sh [--dir DIR] [--prefix P] [--subnet A.B.C] COMMAND
   up [--nodes N] [--no-etcd] [--no-vault] [--image NAME=BIN[,BIN...]]...
   down | status | env
-  node-stop I | node-start I | partition I | heal I
+  node-stop I | node-start I | partition I | heal I | rekey I
   ssh I CMD... | exec I CMD...
   load-image I|all TAR
   build-image NAME BIN[,BIN...]     (prints the saved tar path)
@@ -303,6 +303,17 @@ case "$CMD" in
     # A stopped node loses its tmpfs state, as after a power cycle.
     rm -rf "$(node_dir "$i")/fs/run" ;;
   node-start) start_sshd "$1" ;;
+  rekey)
+    # A new SSH host key for node I (sshd restarted in place), as after a reinstall or an attack.
+    i=$1; nd=$(node_dir "$i")
+    rm -f "$nd/ssh_host_ed25519_key" "$nd/ssh_host_ed25519_key.pub"
+    ssh-keygen -q -t ed25519 -N "" -f "$nd/ssh_host_ed25519_key"
+    node_exec "$i" sh -c "kill -HUP \$(cat '$nd/sshd.pid')"
+    sleep 0.2
+    for _ in $(seq 50); do
+      node_exec "$i" bash -c "exec 3<>/dev/tcp/$(ip_of "$i")/22" 2>/dev/null && break
+      sleep 0.1
+    done ;;
   partition) ip link set "${PREFIX}v$1" down ;;
   heal) ip link set "${PREFIX}v$1" up ;;
   ssh) i=$1; shift; ssh_node "$i" "$@" ;;

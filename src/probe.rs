@@ -1,1 +1,110 @@
-//! Node and cluster probe. (issue 5)
+//! Probing the nodes over SSH: per node, whether SSH works (and why not), the state of each cke
+//! container (running, image, params label) and the etcd volumes. Nodes are probed in parallel with
+//! bounded concurrency; an unreachable node costs at most the dial timeout.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+
+use crate::agent::container::ContainerEngine;
+use crate::agent::ssh::SshPool;
+use crate::agent::{shell_quote, AgentError, Runner};
+use crate::model::{Cluster, EtcdNodeStatus, Node, NodeStatus};
+use crate::planner::params::{ETCD_ADDED_MEMBER_VOLUME, ETCD_CONTAINER, ETCD_RIVERS_CONTAINER, RIVERS_CONTAINER};
+
+/// Probes one node. Never fails: problems become `ssh_connected: false` with the reason. A node that
+/// does not answer within twice the dial timeout (a partition with a pooled connection still open) is
+/// reported unreachable and its connection dropped.
+pub async fn probe_node(pool: &Arc<SshPool>, engine: &ContainerEngine, node: &Node, etcd_volume: &str) -> NodeStatus {
+    let limit = pool.config().dial_timeout * 2;
+    match tokio::time::timeout(limit, probe_node_inner(pool, engine, node, etcd_volume)).await {
+        Ok(Ok(st)) => st,
+        Ok(Err(e)) => NodeStatus {
+            ssh_connected: false,
+            ssh_error: e.to_string(),
+            ..Default::default()
+        },
+        Err(_) => {
+            pool.forget(&node.address, &node.user).await;
+            NodeStatus {
+                ssh_connected: false,
+                ssh_error: format!("no answer within {limit:?}"),
+                ..Default::default()
+            }
+        }
+    }
+}
+
+async fn probe_node_inner(
+    pool: &Arc<SshPool>,
+    engine: &ContainerEngine,
+    node: &Node,
+    etcd_volume: &str,
+) -> Result<NodeStatus, AgentError> {
+    let agent = pool.node(&node.address, &node.user);
+    let mut containers = engine
+        .inspect(&agent, &[ETCD_CONTAINER, RIVERS_CONTAINER, ETCD_RIVERS_CONTAINER])
+        .await?;
+    let volumes = volumes_present(&agent, engine, &[etcd_volume, ETCD_ADDED_MEMBER_VOLUME]).await?;
+    Ok(NodeStatus {
+        ssh_connected: true,
+        ssh_error: String::new(),
+        etcd: EtcdNodeStatus {
+            service: containers.remove(ETCD_CONTAINER).unwrap_or_default(),
+            has_data: volumes.contains(&etcd_volume.to_string()),
+            is_added_member: volumes.contains(&ETCD_ADDED_MEMBER_VOLUME.to_string()),
+        },
+        rivers: containers.remove(RIVERS_CONTAINER).unwrap_or_default(),
+        etcd_rivers: containers.remove(ETCD_RIVERS_CONTAINER).unwrap_or_default(),
+    })
+}
+
+async fn volumes_present(
+    agent: &dyn Runner,
+    engine: &ContainerEngine,
+    names: &[&str],
+) -> Result<Vec<String>, AgentError> {
+    // One round trip for all volumes; names are validated by the engine's rules first.
+    for n in names {
+        if !n.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+            return Err(AgentError::Invalid {
+                what: "volume name".into(),
+                reason: format!("{n:?}"),
+            });
+        }
+    }
+    let cli = shell_quote(engine.cli());
+    let script: Vec<String> = names
+        .iter()
+        .map(|n| {
+            format!(
+                "{cli} volume inspect {q} >/dev/null 2>&1 && echo {q}",
+                q = shell_quote(n)
+            )
+        })
+        .collect();
+    let out = agent
+        .run(&format!("{}; true", script.join("; ")), None, Duration::from_secs(60))
+        .await?;
+    Ok(out.stdout_str().lines().map(str::to_string).collect())
+}
+
+/// Probes every declared node, at most `concurrency` at once.
+pub async fn probe_nodes(
+    pool: &Arc<SshPool>,
+    engine: &ContainerEngine,
+    cluster: &Cluster,
+    concurrency: usize,
+) -> BTreeMap<String, NodeStatus> {
+    let volume = cluster.options.etcd.volume().to_string();
+    stream::iter(cluster.nodes.iter())
+        .map(|n| {
+            let volume = volume.clone();
+            async move { (n.address.clone(), probe_node(pool, engine, n, &volume).await) }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await
+}

@@ -331,9 +331,18 @@ impl Mtest {
         let prefix = format!("m{id}");
         let subnet = format!("10.67.{id}");
         let dir = tempfile::tempdir().unwrap();
-        let mut m = Mtest { prefix, subnet, env: Default::default(), _dir: dir };
+        let mut m = Mtest {
+            prefix,
+            subnet,
+            env: Default::default(),
+            _dir: dir,
+        };
         let out = m.run(&[&["up", "--nodes", &nodes.to_string()], extra].concat());
-        assert!(out.status.success(), "mtest up failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "mtest up failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = std::fs::read_to_string(m._dir.path().join("env.json")).unwrap();
         m.env = serde_json::from_str(&text).unwrap();
         m
@@ -343,7 +352,14 @@ impl Mtest {
     pub fn run(&self, args: &[&str]) -> std::process::Output {
         Command::new("bash")
             .arg(Self::script())
-            .args(["--dir", self._dir.path().to_str().unwrap(), "--prefix", &self.prefix, "--subnet", &self.subnet])
+            .args([
+                "--dir",
+                self._dir.path().to_str().unwrap(),
+                "--prefix",
+                &self.prefix,
+                "--subnet",
+                &self.subnet,
+            ])
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -369,5 +385,9 @@ impl Drop for Mtest {
 
 /// True when running as root (mtest needs it).
 pub fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }

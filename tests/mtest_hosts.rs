@@ -10,7 +10,14 @@ fn ssh(m: &Mtest, i: usize, cmd: &str) -> std::process::Output {
     Command::new("ssh")
         .arg("-i")
         .arg(m.ssh_key())
-        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+        ])
         .args(["-o", "ConnectTimeout=3", "-o", "BatchMode=yes"])
         .arg(format!("root@{}", m.node(i)))
         .arg(cmd)
@@ -30,7 +37,11 @@ fn three_isolated_nodes_with_containers_stop_start_partition_and_teardown() {
 
     for i in 1..=3 {
         let o = ssh(&m, i, "ip -4 -o addr show eth0");
-        assert!(o.status.success(), "ssh node{i}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "ssh node{i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         assert!(String::from_utf8_lossy(&o.stdout).contains(&m.node(i)));
     }
     // Isolation: a file under a node path and a container exist only on their node.
@@ -46,7 +57,12 @@ fn three_isolated_nodes_with_containers_stop_start_partition_and_teardown() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let health = || {
         Command::new("etcdctl")
-            .args(["--endpoints", &format!("http://{}:2379", m.node(1)), "endpoint", "health"])
+            .args([
+                "--endpoints",
+                &format!("http://{}:2379", m.node(1)),
+                "endpoint",
+                "health",
+            ])
             .env("ETCDCTL_API", "3")
             .output()
             .unwrap()
@@ -55,16 +71,26 @@ fn three_isolated_nodes_with_containers_stop_start_partition_and_teardown() {
     };
     let start = Instant::now();
     while !health() {
-        assert!(start.elapsed() < Duration::from_secs(30), "etcd in a container on node1 never became healthy");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "etcd in a container on node1 never became healthy"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(String::from_utf8_lossy(&ssh(&m, 2, "podman ps -a --format '{{.Names}}'").stdout).trim().is_empty());
+    assert!(
+        String::from_utf8_lossy(&ssh(&m, 2, "podman ps -a --format '{{.Names}}'").stdout)
+            .trim()
+            .is_empty()
+    );
 
     // Stop: SSH fails fast; start: SSH and the data come back.
     assert!(m.run(&["node-stop", "2"]).status.success());
     let t = Instant::now();
     assert!(!ssh(&m, 2, "true").status.success());
-    assert!(t.elapsed() < Duration::from_secs(5), "a stopped node must refuse at once");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "a stopped node must refuse at once"
+    );
     assert!(m.run(&["node-start", "2"]).status.success());
     assert!(ssh(&m, 2, "true").status.success());
     assert!(ssh(&m, 1, "cat /etc/kubernetes/marker").status.success());
@@ -83,8 +109,12 @@ fn three_isolated_nodes_with_containers_stop_start_partition_and_teardown() {
     let t = Instant::now();
     drop(m);
     println!("FIGURE mtest down: {:?}", t.elapsed());
-    let netns = String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).into_owned();
+    let netns =
+        String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).into_owned();
     assert!(!netns.contains(&format!("{prefix}-node")), "{netns}");
     let links = String::from_utf8_lossy(&Command::new("ip").args(["-o", "link"]).output().unwrap().stdout).into_owned();
-    assert!(!links.contains(&format!(" {prefix}br0")) && !links.contains(&format!(" {prefix}v1")), "{links}");
+    assert!(
+        !links.contains(&format!(" {prefix}br0")) && !links.contains(&format!(" {prefix}v1")),
+        "{links}"
+    );
 }

@@ -1,0 +1,343 @@
+//! A docker-compatible container engine (`docker` or `podman`) driven over SSH. Every name, path and
+//! argument is validated or shell-quoted; no command is built from unchecked input. Containers carry
+//! CKE's params label (`com.cybozu.cke`: `{"builtin": ..., "extra": ...}`) so that outdated ones can
+//! be detected.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use once_cell::sync::Lazy;
+use regex::Regex;
+
+use super::{shell_join, shell_quote, AgentError, Runner};
+use crate::model::{ContainerParams, Mount, ServiceStatus};
+
+/// The params label.
+pub const PARAMS_LABEL: &str = "com.cybozu.cke";
+
+static NAME: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$").unwrap());
+static IMAGE: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[a-zA-Z0-9][a-zA-Z0-9_.:/@-]{0,255}$").unwrap());
+
+fn check(what: &str, re: &Regex, v: &str) -> Result<(), AgentError> {
+    if re.is_match(v) {
+        Ok(())
+    } else {
+        Err(AgentError::Invalid {
+            what: what.into(),
+            reason: format!("{v:?} is not a valid {what}"),
+        })
+    }
+}
+
+/// How to start a system container.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunSpec {
+    /// Container name.
+    pub name: String,
+    /// Image.
+    pub image: String,
+    /// The command and its arguments (builtin then extra).
+    pub command: Vec<String>,
+    /// Bind mounts and named volumes (a source that is not an absolute path is a volume).
+    pub binds: Vec<Mount>,
+    /// Environment.
+    pub env: BTreeMap<String, String>,
+    /// The params label.
+    pub params: ContainerParams,
+}
+
+/// The engine.
+#[derive(Debug, Clone)]
+pub struct ContainerEngine {
+    cli: String,
+    run_flags: Vec<String>,
+    timeout: Duration,
+}
+
+impl Default for ContainerEngine {
+    fn default() -> Self {
+        ContainerEngine::new("podman", vec![])
+    }
+}
+
+impl ContainerEngine {
+    /// An engine using `cli` (`docker` or `podman`) with extra flags for `run` (e.g. `--runtime runc`).
+    pub fn new(cli: &str, run_flags: Vec<String>) -> Self {
+        ContainerEngine {
+            cli: cli.into(),
+            run_flags,
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// The CLI's name (`docker` or `podman`).
+    pub fn cli(&self) -> &str {
+        &self.cli
+    }
+
+    fn cmd(&self, args: &[&str]) -> String {
+        format!("{} {}", shell_quote(&self.cli), shell_join(args))
+    }
+
+    /// The `run` command line for `spec` (pure; validated).
+    pub fn run_command(&self, spec: &RunSpec) -> Result<String, AgentError> {
+        check("container name", &NAME, &spec.name)?;
+        check("image", &IMAGE, &spec.image)?;
+        let label = serde_json::to_string(&spec.params).expect("params serialize");
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "-d".into(),
+            "--name".into(),
+            spec.name.clone(),
+            "--network".into(),
+            "host".into(),
+            "--restart".into(),
+            "no".into(),
+            "--label".into(),
+            format!("{PARAMS_LABEL}={label}"),
+        ];
+        args.extend(self.run_flags.iter().cloned());
+        for m in &spec.binds {
+            if !m.destination.starts_with('/') {
+                return Err(AgentError::Invalid {
+                    what: "mount".into(),
+                    reason: format!("{:?} is not absolute", m.destination),
+                });
+            }
+            if !m.source.starts_with('/') {
+                check("volume name", &NAME, &m.source)?;
+            }
+            let mut opts = vec![if m.read_only { "ro" } else { "rw" }.to_string()];
+            if !m.propagation.is_empty() {
+                opts.push(m.propagation.clone());
+            }
+            if !m.selinux_label.is_empty() {
+                opts.push(m.selinux_label.clone());
+            }
+            args.push("-v".into());
+            args.push(format!("{}:{}:{}", m.source, m.destination, opts.join(",")));
+        }
+        for (k, v) in &spec.env {
+            args.push("-e".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.push(spec.image.clone());
+        args.extend(spec.command.iter().cloned());
+        Ok(format!("{} {}", shell_quote(&self.cli), shell_join(&args)))
+    }
+
+    /// Starts a container (removing a stopped one of the same name first).
+    pub async fn run(&self, node: &dyn Runner, spec: &RunSpec) -> Result<(), AgentError> {
+        let run = self.run_command(spec)?;
+        let rm = self.cmd(&["rm", "-f", &spec.name]);
+        node.check(&format!("{rm} >/dev/null 2>&1; {run}"), None, self.timeout)
+            .await
+            .map(|_| ())
+    }
+
+    /// The state of these containers (absent ones: `exists: false`).
+    pub async fn inspect(
+        &self,
+        node: &dyn Runner,
+        names: &[&str],
+    ) -> Result<BTreeMap<String, ServiceStatus>, AgentError> {
+        for n in names {
+            check("container name", &NAME, n)?;
+        }
+        let script: Vec<String> = names
+            .iter()
+            .map(|n| format!("{} 2>/dev/null || echo '[]'", self.cmd(&["container", "inspect", n])))
+            .collect();
+        let out = node.check(&script.join("; "), None, self.timeout).await?;
+        let mut result: BTreeMap<String, ServiceStatus> = names
+            .iter()
+            .map(|n| (n.to_string(), ServiceStatus::default()))
+            .collect();
+        for doc in serde_json::Deserializer::from_slice(&out.stdout).into_iter::<serde_json::Value>() {
+            let doc = doc.map_err(|e| AgentError::Output {
+                address: node.address().into(),
+                command: "container inspect".into(),
+                reason: e.to_string(),
+            })?;
+            for c in doc.as_array().cloned().unwrap_or_default() {
+                let name = c["Name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .trim_start_matches('/')
+                    .to_string();
+                if let Some(st) = result.get_mut(&name) {
+                    st.exists = true;
+                    st.running = c["State"]["Running"].as_bool().unwrap_or(false);
+                    st.image = c["Config"]["Image"]
+                        .as_str()
+                        .or_else(|| c["ImageName"].as_str())
+                        .unwrap_or_default()
+                        .to_string();
+                    st.params = c["Config"]["Labels"][PARAMS_LABEL]
+                        .as_str()
+                        .and_then(|l| serde_json::from_str(l).ok());
+                }
+            }
+        }
+        Ok(result)
+    }
+
+    /// Stops a container (no error when it does not exist).
+    pub async fn stop(&self, node: &dyn Runner, name: &str) -> Result<(), AgentError> {
+        check("container name", &NAME, name)?;
+        let c = self.cmd(&["stop", "-t", "10", name]);
+        node.check(
+            &format!(
+                "{c} >/dev/null 2>&1 || ! {} >/dev/null 2>&1",
+                self.cmd(&["container", "exists", name])
+            ),
+            None,
+            self.timeout,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Kills a container (no error when it does not exist or is not running).
+    pub async fn kill(&self, node: &dyn Runner, name: &str) -> Result<(), AgentError> {
+        check("container name", &NAME, name)?;
+        node.run(&self.cmd(&["kill", name]), None, self.timeout)
+            .await
+            .map(|_| ())
+    }
+
+    /// Removes a container, running or not (no error when absent).
+    pub async fn remove(&self, node: &dyn Runner, name: &str) -> Result<(), AgentError> {
+        check("container name", &NAME, name)?;
+        node.check(
+            &format!("{} >/dev/null 2>&1 || true", self.cmd(&["rm", "-f", name])),
+            None,
+            self.timeout,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Runs a command inside a running container.
+    pub async fn exec(&self, node: &dyn Runner, name: &str, command: &[&str]) -> Result<super::Output, AgentError> {
+        check("container name", &NAME, name)?;
+        let mut args = vec!["exec", name];
+        args.extend_from_slice(command);
+        node.check(&self.cmd(&args), None, self.timeout).await
+    }
+
+    /// Creates a named volume (idempotent).
+    pub async fn volume_create(&self, node: &dyn Runner, name: &str) -> Result<(), AgentError> {
+        check("volume name", &NAME, name)?;
+        if self.volume_exists(node, name).await? {
+            return Ok(());
+        }
+        node.check(&self.cmd(&["volume", "create", name]), None, self.timeout)
+            .await
+            .map(|_| ())
+    }
+
+    /// Whether a named volume exists.
+    pub async fn volume_exists(&self, node: &dyn Runner, name: &str) -> Result<bool, AgentError> {
+        check("volume name", &NAME, name)?;
+        let out = node
+            .run(&self.cmd(&["volume", "inspect", name]), None, self.timeout)
+            .await?;
+        Ok(out.status == 0)
+    }
+
+    /// Removes a named volume (no error when absent).
+    pub async fn volume_remove(&self, node: &dyn Runner, name: &str) -> Result<(), AgentError> {
+        check("volume name", &NAME, name)?;
+        node.check(
+            &format!("{} >/dev/null 2>&1 || true", self.cmd(&["volume", "rm", "-f", name])),
+            None,
+            self.timeout,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Whether an image is present.
+    pub async fn image_exists(&self, node: &dyn Runner, image: &str) -> Result<bool, AgentError> {
+        check("image", &IMAGE, image)?;
+        let out = node
+            .run(&self.cmd(&["image", "inspect", image]), None, self.timeout)
+            .await?;
+        Ok(out.status == 0)
+    }
+
+    /// Pulls an image.
+    pub async fn pull(&self, node: &dyn Runner, image: &str) -> Result<(), AgentError> {
+        check("image", &IMAGE, image)?;
+        node.check(&self.cmd(&["pull", "-q", image]), None, Duration::from_secs(600))
+            .await
+            .map(|_| ())
+    }
+
+    /// Loads an image from a tar archive on the node.
+    pub async fn load(&self, node: &dyn Runner, tar_path: &str) -> Result<(), AgentError> {
+        if !tar_path.starts_with('/') {
+            return Err(AgentError::Invalid {
+                what: "path".into(),
+                reason: format!("{tar_path:?} must be absolute"),
+            });
+        }
+        node.check(
+            &self.cmd(&["load", "-q", "-i", tar_path]),
+            None,
+            Duration::from_secs(600),
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_commands_are_quoted_and_validated() {
+        let e = ContainerEngine::new("podman", vec!["--runtime".into(), "runc".into()]);
+        let spec = RunSpec {
+            name: "etcd".into(),
+            image: "localhost/cke-etcd:latest".into(),
+            command: vec!["/usr/bin/etcd".into(), "--name=a b".into()],
+            binds: vec![Mount {
+                source: "etcd-cke".into(),
+                destination: "/var/lib/etcd".into(),
+                ..Default::default()
+            }],
+            env: BTreeMap::from([("GOMAXPROCS".into(), "2".into())]),
+            params: ContainerParams::default(),
+        };
+        let c = e.run_command(&spec).unwrap();
+        assert!(c.starts_with("podman run -d --name etcd --network host"), "{c}");
+        assert!(c.contains("--runtime runc"));
+        assert!(c.contains("-v etcd-cke:/var/lib/etcd:rw"));
+        assert!(c.contains("'--name=a b'"));
+        assert!(c.contains("'com.cybozu.cke={\"builtin\":"), "{c}");
+        for bad in ["a;b", "$(x)", "", "-rf"] {
+            let s = RunSpec {
+                name: bad.into(),
+                ..spec.clone()
+            };
+            assert!(e.run_command(&s).is_err(), "{bad:?} accepted");
+        }
+        let s = RunSpec {
+            image: "x y".into(),
+            ..spec.clone()
+        };
+        assert!(e.run_command(&s).is_err());
+        let s = RunSpec {
+            binds: vec![Mount {
+                source: "vol;rm".into(),
+                destination: "/d".into(),
+                ..Default::default()
+            }],
+            ..spec
+        };
+        assert!(e.run_command(&s).is_err());
+    }
+}

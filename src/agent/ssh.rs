@@ -1,0 +1,393 @@
+//! SSH to the nodes (russh): a pool of connections keyed by address and user, reused across commands
+//! and passes, with a dial timeout, keep-alives, reconnection when a connection broke, verified host
+//! keys, and a semaphore bounding how many commands run at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use russh::client::{self, Handle};
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::ChannelMsg;
+use tokio::sync::{Mutex, Semaphore};
+
+use super::hostkey::{HostKeyMode, HostKeyStore};
+use super::{shell_quote, AgentError, Output, Runner};
+use crate::metrics::SSH_HOSTKEY_MISMATCHES;
+
+/// Supplies SSH private keys by node address.
+#[async_trait]
+pub trait KeyProvider: Send + Sync {
+    /// The private key (OpenSSH or PEM text) for `address`.
+    async fn private_key(&self, address: &str) -> Result<String, AgentError>;
+}
+
+/// One key for every node (tests, `ckecli ssh --identity`).
+pub struct StaticKey(pub String);
+
+#[async_trait]
+impl KeyProvider for StaticKey {
+    async fn private_key(&self, _address: &str) -> Result<String, AgentError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Keys from Vault (`cke/secrets/ssh`: the node's own key, else the default).
+pub struct VaultKeys(pub crate::pki::VaultClient);
+
+#[async_trait]
+impl KeyProvider for VaultKeys {
+    async fn private_key(&self, address: &str) -> Result<String, AgentError> {
+        match crate::pki::secrets::ssh_private_key(&self.0, address).await {
+            Ok(Some(k)) => Ok(k),
+            Ok(None) => Err(AgentError::NoKey {
+                address: address.into(),
+                reason: "none in Vault (ckecli vault ssh-privkey)".into(),
+            }),
+            Err(e) => Err(AgentError::NoKey {
+                address: address.into(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// Pool settings.
+#[derive(Debug, Clone)]
+pub struct SshConfig {
+    /// TCP connect plus SSH handshake limit.
+    pub dial_timeout: Duration,
+    /// Keep-alive interval on idle connections.
+    pub keepalive: Duration,
+    /// Host-key policy.
+    pub host_key_mode: HostKeyMode,
+    /// Commands running at once over the whole pool.
+    pub max_concurrency: usize,
+    /// SSH port.
+    pub port: u16,
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        SshConfig {
+            dial_timeout: Duration::from_secs(5),
+            keepalive: Duration::from_secs(5),
+            host_key_mode: HostKeyMode::Tofu,
+            max_concurrency: 64,
+            port: 22,
+        }
+    }
+}
+
+struct Verifier {
+    address: String,
+    store: Arc<dyn HostKeyStore>,
+    mode: HostKeyMode,
+    refused: Arc<std::sync::Mutex<Option<String>>>,
+    seen: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl client::Handler for Verifier {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            *self.refused.lock().unwrap() = Some("host certificates are not accepted; pin a host key".into());
+            return Ok(false);
+        };
+        let presented = key.to_openssh().map_err(|_| russh::Error::UnknownKey)?;
+        let presented = presented.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        *self.seen.lock().unwrap() = Some(presented.clone());
+        let pinned = match self.store.get(&self.address).await {
+            Ok(p) => p,
+            Err(e) => {
+                *self.refused.lock().unwrap() = Some(format!("cannot read the pinned key: {e}"));
+                return Ok(false);
+            }
+        };
+        let verdict = match (pinned, self.mode) {
+            (Some(p), _) if p.split_whitespace().take(2).collect::<Vec<_>>().join(" ") == presented => Ok(()),
+            (Some(p), _) => Err(format!("presented {presented}, pinned {p}")),
+            (None, HostKeyMode::Strict) => Err(format!("no pinned key (strict mode); presented {presented}")),
+            (None, HostKeyMode::Tofu) => match self.store.set(&self.address, &presented).await {
+                Ok(()) => {
+                    tracing::info!(
+                        address = self.address,
+                        key = presented,
+                        "pinned SSH host key on first use"
+                    );
+                    Ok(())
+                }
+                Err(e) => Err(format!("cannot pin the key: {e}")),
+            },
+        };
+        match verdict {
+            Ok(()) => Ok(true),
+            Err(reason) => {
+                SSH_HOSTKEY_MISMATCHES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tracing::error!(
+                    address = self.address,
+                    reason,
+                    "SSH HOST KEY REFUSED: possible man-in-the-middle; node treated as unreachable"
+                );
+                *self.refused.lock().unwrap() = Some(reason);
+                Ok(false)
+            }
+        }
+    }
+}
+
+type Conn = Arc<Handle<Verifier>>;
+
+/// The pool.
+pub struct SshPool {
+    keys: Arc<dyn KeyProvider>,
+    hostkeys: Arc<dyn HostKeyStore>,
+    cfg: SshConfig,
+    conns: Mutex<HashMap<(String, String), Conn>>,
+    sem: Arc<Semaphore>,
+}
+
+impl SshPool {
+    /// A pool.
+    pub fn new(keys: Arc<dyn KeyProvider>, hostkeys: Arc<dyn HostKeyStore>, cfg: SshConfig) -> Arc<Self> {
+        let sem = Arc::new(Semaphore::new(cfg.max_concurrency.max(1)));
+        Arc::new(SshPool {
+            keys,
+            hostkeys,
+            cfg,
+            conns: Mutex::new(HashMap::new()),
+            sem,
+        })
+    }
+
+    /// A runner for `user@address`. Connecting happens on the first command.
+    pub fn node(self: &Arc<Self>, address: &str, user: &str) -> NodeAgent {
+        NodeAgent {
+            pool: self.clone(),
+            address: address.into(),
+            user: user.into(),
+        }
+    }
+
+    /// Connects and returns the host key presented (used by `ckecli ssh-hostkey scan`); the key is
+    /// checked against the pins like any other connection.
+    pub async fn scan(address: &str, port: u16, timeout: Duration) -> Result<String, AgentError> {
+        struct Capture(Arc<std::sync::Mutex<Option<String>>>);
+        impl client::Handler for Capture {
+            type Error = russh::Error;
+            async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+                let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+                    return Ok(false);
+                };
+                let line = key.to_openssh().map_err(|_| russh::Error::UnknownKey)?;
+                *self.0.lock().unwrap() = Some(line.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
+                Ok(false)
+            }
+        }
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let config = Arc::new(client::Config::default());
+        let _ = tokio::time::timeout(timeout, client::connect(config, (address, port), Capture(seen.clone()))).await;
+        let key = seen.lock().unwrap().clone();
+        key.ok_or_else(|| AgentError::Connect {
+            address: address.into(),
+            reason: "no host key received".into(),
+        })
+    }
+
+    async fn connect(&self, address: &str, user: &str) -> Result<Conn, AgentError> {
+        let key_text = self.keys.private_key(address).await?;
+        let key = russh::keys::decode_secret_key(&key_text, None).map_err(|e| AgentError::NoKey {
+            address: address.into(),
+            reason: format!("unusable private key: {e}"),
+        })?;
+        let config = Arc::new(client::Config {
+            keepalive_interval: Some(self.cfg.keepalive),
+            keepalive_max: 2,
+            inactivity_timeout: None,
+            ..Default::default()
+        });
+        let refused = Arc::new(std::sync::Mutex::new(None));
+        let verifier = Verifier {
+            address: address.into(),
+            store: self.hostkeys.clone(),
+            mode: self.cfg.host_key_mode,
+            refused: refused.clone(),
+            seen: Arc::new(std::sync::Mutex::new(None)),
+        };
+        let connect = client::connect(config, (address, self.cfg.port), verifier);
+        let mut handle = match tokio::time::timeout(self.cfg.dial_timeout, connect).await {
+            Err(_) => {
+                return Err(AgentError::Connect {
+                    address: address.into(),
+                    reason: format!("no answer within {:?}", self.cfg.dial_timeout),
+                })
+            }
+            Ok(Err(e)) => {
+                if let Some(reason) = refused.lock().unwrap().take() {
+                    return Err(AgentError::HostKey {
+                        address: address.into(),
+                        reason,
+                    });
+                }
+                return Err(AgentError::Connect {
+                    address: address.into(),
+                    reason: e.to_string(),
+                });
+            }
+            Ok(Ok(h)) => h,
+        };
+        let hash = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
+        let auth = tokio::time::timeout(
+            self.cfg.dial_timeout,
+            handle.authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key as PrivateKey), hash)),
+        )
+        .await
+        .map_err(|_| AgentError::Connect {
+            address: address.into(),
+            reason: "authentication timed out".into(),
+        })?
+        .map_err(|e| AgentError::Connect {
+            address: address.into(),
+            reason: e.to_string(),
+        })?;
+        if !auth.success() {
+            return Err(AgentError::Auth {
+                address: address.into(),
+                user: user.into(),
+            });
+        }
+        Ok(Arc::new(handle))
+    }
+
+    async fn get(&self, address: &str, user: &str) -> Result<Conn, AgentError> {
+        let key = (address.to_string(), user.to_string());
+        if let Some(c) = self.conns.lock().await.get(&key) {
+            if !c.is_closed() {
+                return Ok(c.clone());
+            }
+        }
+        let c = self.connect(address, user).await?;
+        self.conns.lock().await.insert(key, c.clone());
+        Ok(c)
+    }
+
+    /// The pool's settings.
+    pub fn config(&self) -> &SshConfig {
+        &self.cfg
+    }
+
+    /// Drops the pooled connection to `user@address` (the next command reconnects).
+    pub async fn forget(&self, address: &str, user: &str) {
+        self.conns.lock().await.remove(&(address.to_string(), user.to_string()));
+    }
+
+    /// Closes every pooled connection.
+    pub async fn close_all(&self) {
+        self.conns.lock().await.clear();
+    }
+}
+
+/// Commands on one node through the pool.
+#[derive(Clone)]
+pub struct NodeAgent {
+    pool: Arc<SshPool>,
+    address: String,
+    user: String,
+}
+
+async fn exec(conn: &Conn, command: &str, stdin: Option<&[u8]>) -> Result<Output, russh::Error> {
+    let mut ch = conn.channel_open_session().await?;
+    ch.exec(true, command).await?;
+    if let Some(data) = stdin {
+        ch.data(data).await?;
+    }
+    ch.eof().await?;
+    let mut out = Output {
+        status: 255,
+        ..Default::default()
+    };
+    while let Some(msg) = ch.wait().await {
+        match msg {
+            ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
+            ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
+            ChannelMsg::ExitStatus { exit_status } => out.status = exit_status,
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+impl NodeAgent {
+    /// The SSH user.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Writes `content` to `path` atomically (a temporary file renamed into place) with `mode` and,
+    /// when given, `owner` (`user[:group]`). Parent directories are created.
+    pub async fn write_file(
+        &self,
+        path: &str,
+        content: &[u8],
+        mode: u32,
+        owner: Option<&str>,
+    ) -> Result<(), AgentError> {
+        if !path.starts_with('/') || path.contains('\0') {
+            return Err(AgentError::Invalid {
+                what: "path".into(),
+                reason: format!("{path:?} must be absolute"),
+            });
+        }
+        let q = shell_quote(path);
+        let chown = match owner {
+            Some(o) => format!(" && chown {} \"$tmp\"", shell_quote(o)),
+            None => String::new(),
+        };
+        let script = format!(
+            "set -e; umask 077; mkdir -p \"$(dirname {q})\"; tmp=$(mktemp {q}.XXXXXX); trap 'rm -f \"$tmp\"' EXIT; \
+             cat > \"$tmp\"; chmod {mode:o} \"$tmp\"{chown}; mv -f \"$tmp\" {q}; trap - EXIT"
+        );
+        self.check(&script, Some(content), Duration::from_secs(60))
+            .await
+            .map(|_| ())
+    }
+}
+
+#[async_trait]
+impl Runner for NodeAgent {
+    fn address(&self) -> &str {
+        &self.address
+    }
+
+    async fn run(&self, command: &str, stdin: Option<&[u8]>, timeout: Duration) -> Result<Output, AgentError> {
+        let _permit = self.pool.sem.acquire().await.expect("semaphore never closes");
+        for attempt in 0..2 {
+            let conn = self.pool.get(&self.address, &self.user).await?;
+            match tokio::time::timeout(timeout, exec(&conn, command, stdin)).await {
+                Err(_) => {
+                    // The channel may be stuck; drop the connection so the next command starts clean.
+                    self.pool.forget(&self.address, &self.user).await;
+                    return Err(AgentError::Timeout {
+                        address: self.address.clone(),
+                        command: command.into(),
+                        timeout,
+                    });
+                }
+                Ok(Ok(out)) => return Ok(out),
+                Ok(Err(e)) => {
+                    self.pool.forget(&self.address, &self.user).await;
+                    if attempt == 1 {
+                        return Err(AgentError::Session {
+                            address: self.address.clone(),
+                            reason: e.to_string(),
+                        });
+                    }
+                    tracing::debug!(address = self.address, error = %e, "SSH connection broke; reconnecting");
+                }
+            }
+        }
+        unreachable!("the loop returns")
+    }
+}

@@ -1,0 +1,238 @@
+//! The SSH agent, host-key pinning, the container engine and the probe against real mtest node hosts
+//! (network namespaces with their own sshd and podman).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cke::agent::container::{ContainerEngine, RunSpec};
+use cke::agent::hostkey::{HostKeyMode, HostKeyStore, StorageHostKeys};
+use cke::agent::ssh::{SshConfig, SshPool, StaticKey};
+use cke::agent::{AgentError, Runner};
+use cke::metrics::SSH_HOSTKEY_MISMATCHES;
+use cke::model::{ContainerParams, Mount, Node, ServiceParams};
+use cke::probe::probe_node;
+use cke::storage::{MemStorage, Storage};
+use cke::testing::{is_root, Mtest};
+
+fn pool(m: &Mtest, store: Arc<dyn HostKeyStore>, mode: HostKeyMode) -> Arc<SshPool> {
+    let key = std::fs::read_to_string(m.ssh_key()).unwrap();
+    let cfg = SshConfig {
+        dial_timeout: Duration::from_secs(3),
+        host_key_mode: mode,
+        ..Default::default()
+    };
+    SshPool::new(Arc::new(StaticKey(key)), store, cfg)
+}
+
+fn node(m: &Mtest, i: usize) -> Node {
+    Node {
+        address: m.node(i),
+        hostname: String::new(),
+        user: "root".into(),
+        control_plane: true,
+        annotations: Default::default(),
+        labels: Default::default(),
+        taints: vec![],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_files_host_keys_containers_and_probe() {
+    if !is_root() {
+        eprintln!("SKIPPED: mtest needs root");
+        return;
+    }
+    let m = Mtest::up(2, &["--no-vault", "--no-etcd"]);
+    let storage: Arc<dyn Storage> = Arc::new(MemStorage::default());
+    let pins: Arc<dyn HostKeyStore> = Arc::new(StorageHostKeys(storage.clone()));
+    let p = pool(&m, pins.clone(), HostKeyMode::Tofu);
+    let n1 = p.node(&m.node(1), "root");
+    let t = Duration::from_secs(20);
+
+    // Commands: stdout, stderr, exit status, stdin.
+    let out = n1.run("echo out; echo err >&2; exit 3", None, t).await.unwrap();
+    assert_eq!(
+        (
+            out.stdout_str(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            out.status
+        ),
+        ("out\n".into(), "err\n".into(), 3)
+    );
+    let out = n1.run("wc -c", Some(&vec![b'x'; 100_000]), t).await.unwrap();
+    assert_eq!(out.stdout_str().trim(), "100000");
+    assert!(matches!(
+        n1.check("false", None, t).await,
+        Err(AgentError::Failed { status: 1, .. })
+    ));
+    // A command that outlives its timeout.
+    let e = n1.run("sleep 10", None, Duration::from_millis(500)).await.unwrap_err();
+    assert!(matches!(e, AgentError::Timeout { .. }), "{e}");
+    // Files: atomically, with mode and owner.
+    n1.write_file("/etc/kubernetes/pki/x.key", b"secret\n", 0o600, Some("root:root"))
+        .await
+        .unwrap();
+    let out = n1
+        .check(
+            "stat -c '%a %U' /etc/kubernetes/pki/x.key; cat /etc/kubernetes/pki/x.key",
+            None,
+            t,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_str(), "600 root\nsecret\n");
+    // Connections are reused: 20 commands in a row on one connection are quick and all succeed.
+    for i in 0..20 {
+        assert_eq!(
+            n1.check(&format!("echo {i}"), None, t)
+                .await
+                .unwrap()
+                .stdout_str()
+                .trim(),
+            i.to_string()
+        );
+    }
+    // Reconnect after sshd restarts.
+    assert!(m.run(&["node-stop", "1"]).status.success());
+    assert!(m.run(&["node-start", "1"]).status.success());
+    assert_eq!(n1.check("echo back", None, t).await.unwrap().stdout_str(), "back\n");
+
+    // Host keys: TOFU pinned node1's key; a changed key is refused, counted, and the node looks down.
+    let pinned = pins.get(&m.node(1)).await.unwrap().expect("pinned on first use");
+    assert!(pinned.starts_with("ssh-ed25519 "));
+    let before = SSH_HOSTKEY_MISMATCHES.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(m.run(&["rekey", "1"]).status.success());
+    let fresh = pool(&m, pins.clone(), HostKeyMode::Tofu);
+    let e = fresh.node(&m.node(1), "root").run("true", None, t).await.unwrap_err();
+    assert!(matches!(e, AgentError::HostKey { .. }), "{e}");
+    assert!(e.to_string().contains("pinned"), "{e}");
+    assert!(SSH_HOSTKEY_MISMATCHES.load(std::sync::atomic::Ordering::SeqCst) > before);
+    let st = probe_node(&fresh, &ContainerEngine::default(), &node(&m, 1), "etcd-cke").await;
+    assert!(!st.ssh_connected && st.ssh_error.contains("host key"), "{st:?}");
+    // Strict: refuses unpinned node2; pinning the scanned key lets it in.
+    let strict = pool(&m, pins.clone(), HostKeyMode::Strict);
+    let e = strict.node(&m.node(2), "root").run("true", None, t).await.unwrap_err();
+    assert!(matches!(e, AgentError::HostKey { .. }), "{e}");
+    let scanned = SshPool::scan(&m.node(2), 22, Duration::from_secs(3)).await.unwrap();
+    pins.set(&m.node(2), &scanned).await.unwrap();
+    assert!(strict.node(&m.node(2), "root").run("true", None, t).await.is_ok());
+    // Re-pin node1 to its new key (what an operator does after verifying the change).
+    pins.set(
+        &m.node(1),
+        &SshPool::scan(&m.node(1), 22, Duration::from_secs(3)).await.unwrap(),
+    )
+    .await
+    .unwrap();
+
+    // Container engine and probe.
+    let p = pool(&m, pins.clone(), HostKeyMode::Strict);
+    let engine = ContainerEngine::default();
+    let n1 = p.node(&m.node(1), "root");
+    engine.volume_create(&n1, "etcd-cke").await.unwrap();
+    engine.volume_create(&n1, "etcd-cke").await.unwrap();
+    assert!(engine.volume_exists(&n1, "etcd-cke").await.unwrap());
+    assert!(engine.image_exists(&n1, "localhost/cke-etcd:latest").await.unwrap());
+    let a = m.node(1);
+    let params = ContainerParams {
+        builtin: ServiceParams {
+            extra_args: vec![format!("--name={a}")],
+            ..Default::default()
+        },
+        extra: ServiceParams {
+            extra_args: vec!["--log-level=info".into()],
+            ..Default::default()
+        },
+    };
+    let spec = RunSpec {
+        name: "etcd".into(),
+        image: "localhost/cke-etcd:latest".into(),
+        command: vec![
+            "/usr/bin/etcd".into(),
+            format!("--name={a}"),
+            "--data-dir=/var/lib/etcd".into(),
+            format!("--listen-client-urls=http://{a}:2379"),
+            format!("--advertise-client-urls=http://{a}:2379"),
+            format!("--listen-peer-urls=http://{a}:2380"),
+            format!("--initial-advertise-peer-urls=http://{a}:2380"),
+            format!("--initial-cluster={a}=http://{a}:2380"),
+        ],
+        binds: vec![Mount {
+            source: "etcd-cke".into(),
+            destination: "/var/lib/etcd".into(),
+            ..Default::default()
+        }],
+        env: Default::default(),
+        params: params.clone(),
+    };
+    engine.run(&n1, &spec).await.unwrap();
+    let st = probe_node(&p, &engine, &node(&m, 1), "etcd-cke").await;
+    assert!(st.ssh_connected, "{st:?}");
+    assert!(
+        st.etcd.service.running && st.etcd.has_data && !st.etcd.is_added_member,
+        "{st:?}"
+    );
+    assert_eq!(st.etcd.service.image, "localhost/cke-etcd:latest");
+    assert_eq!(st.etcd.service.params.as_ref(), Some(&params));
+    assert!(!st.rivers.exists);
+    let out = engine
+        .exec(
+            &n1,
+            "etcd",
+            &[
+                "/usr/bin/etcdctl",
+                "--endpoints",
+                &format!("http://{a}:2379"),
+                "put",
+                "k",
+                "v",
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(out.stdout_str().contains("OK"));
+    engine.stop(&n1, "etcd").await.unwrap();
+    let st = probe_node(&p, &engine, &node(&m, 1), "etcd-cke").await;
+    assert!(st.etcd.service.exists && !st.etcd.service.running);
+    engine.remove(&n1, "etcd").await.unwrap();
+    engine.remove(&n1, "etcd").await.unwrap();
+    engine.volume_remove(&n1, "etcd-cke").await.unwrap();
+    let st = probe_node(&p, &engine, &node(&m, 1), "etcd-cke").await;
+    assert!(!st.etcd.service.exists && !st.etcd.has_data);
+    // Node 2 saw none of it.
+    let st2 = probe_node(&p, &engine, &node(&m, 2), "etcd-cke").await;
+    assert!(st2.ssh_connected && !st2.etcd.service.exists);
+
+    // Unreachable nodes are reported within the dial timeout (3 s here), then come back.
+    assert!(m.run(&["node-stop", "2"]).status.success());
+    let t0 = Instant::now();
+    let st = probe_node(&p, &engine, &node(&m, 2), "etcd-cke").await;
+    assert!(!st.ssh_connected && !st.ssh_error.is_empty());
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "stopped node took {:?}",
+        t0.elapsed()
+    );
+    assert!(m.run(&["node-start", "2"]).status.success());
+    assert!(m.run(&["partition", "1"]).status.success());
+    let t0 = Instant::now();
+    let st = probe_node(&p, &engine, &node(&m, 1), "etcd-cke").await;
+    assert!(!st.ssh_connected);
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "partitioned node took {:?}",
+        t0.elapsed()
+    );
+    assert!(m.run(&["heal", "1"]).status.success());
+    let st = probe_node(&p, &engine, &node(&m, 2), "etcd-cke").await;
+    assert!(st.ssh_connected, "{st:?}");
+    let start = Instant::now();
+    loop {
+        if probe_node(&p, &engine, &node(&m, 1), "etcd-cke").await.ssh_connected {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "node1 did not come back after heal"
+        );
+    }
+}
