@@ -10,6 +10,7 @@ mod constraints;
 mod etcd;
 mod history;
 mod kubernetes;
+mod ssh;
 mod vault;
 
 use std::io::Read;
@@ -65,6 +66,13 @@ pub enum Command {
     /// Kubernetes client credentials.
     #[command(subcommand)]
     Kubernetes(kubernetes::KubernetesCommand),
+    /// Open a shell or run a command on a node (key from Vault, pinned host key).
+    Ssh(ssh::SshArgs),
+    /// Copy files to or from a node.
+    Scp(ssh::ScpArgs),
+    /// Manage pinned SSH host keys.
+    #[command(subcommand, name = "ssh-hostkey")]
+    SshHostkey(ssh::HostKeyCommand),
 }
 
 /// Errors of `ckecli` commands; [`CliError::exit_code`] maps them to exit codes.
@@ -104,6 +112,9 @@ pub enum CliError {
     /// The thing asked for does not exist (e.g. no leader, no cluster declared).
     #[error("{0}")]
     NotFound(String),
+    /// A child process (ssh, scp) exited with this code; it has said why.
+    #[error("exited with {0}")]
+    ChildExit(i32),
     /// Any other runtime failure, with its context.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
@@ -114,6 +125,7 @@ impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Invalid { .. } | CliError::Usage(_) | CliError::Config(_) => 2,
+            CliError::ChildExit(c) => *c,
             _ => 1,
         }
     }
@@ -215,6 +227,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Ca(c) => ca::run(&ctx, c).await,
         Command::Etcd(c) => etcd::run(&ctx, c).await,
         Command::Kubernetes(c) => kubernetes::run(&ctx, c).await,
+        Command::Ssh(a) => ssh::ssh(&ctx, a).await,
+        Command::Scp(a) => ssh::scp(&ctx, a).await,
+        Command::SshHostkey(c) => ssh::hostkey(&ctx, c).await,
     }
 }
 
@@ -244,7 +259,9 @@ pub fn main_impl() -> i32 {
     match rt.block_on(run(cli)) {
         Ok(()) => 0,
         Err(e) => {
-            print_error(&e);
+            if !matches!(e, CliError::ChildExit(_)) {
+                print_error(&e);
+            }
             e.exit_code()
         }
     }
