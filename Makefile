@@ -27,3 +27,7 @@ demo-down:
 
 clean:
 	$(CARGO) clean
+
+.PHONY: bench
+bench: deps
+	$(CARGO) test --release --test bench_probe -- --ignored --nocapture

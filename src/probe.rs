@@ -4,13 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
 
 use crate::agent::container::ContainerEngine;
 use crate::agent::ssh::SshPool;
 use crate::agent::{shell_quote, AgentError, Runner};
+
 use crate::model::{Cluster, EtcdNodeStatus, Node, NodeStatus};
 use crate::planner::params::{ETCD_ADDED_MEMBER_VOLUME, ETCD_CONTAINER, ETCD_RIVERS_CONTAINER, RIVERS_CONTAINER};
 
@@ -44,52 +44,54 @@ async fn probe_node_inner(
     etcd_volume: &str,
 ) -> Result<NodeStatus, AgentError> {
     let agent = pool.node(&node.address, &node.user);
-    let mut containers = engine
-        .inspect(&agent, &[ETCD_CONTAINER, RIVERS_CONTAINER, ETCD_RIVERS_CONTAINER])
+    // One round trip per node: the containers' inspect output, a separator, then present volumes.
+    for v in [etcd_volume, ETCD_ADDED_MEMBER_VOLUME] {
+        if !v.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) || v.is_empty() {
+            return Err(AgentError::Invalid {
+                what: "volume name".into(),
+                reason: format!("{v:?}"),
+            });
+        }
+    }
+    let names = [ETCD_CONTAINER, RIVERS_CONTAINER, ETCD_RIVERS_CONTAINER];
+    let cli = shell_quote(engine.cli());
+    let mut script: Vec<String> = names
+        .iter()
+        .map(|n| format!("{cli} container inspect {n} 2>/dev/null || echo '[]'"))
+        .collect();
+    script.push(format!("echo {SEPARATOR}"));
+    for v in [etcd_volume, ETCD_ADDED_MEMBER_VOLUME] {
+        script.push(format!(
+            "{cli} volume inspect {q} >/dev/null 2>&1 && echo {q}",
+            q = shell_quote(v)
+        ));
+    }
+    script.push("true".into());
+    let out = agent
+        .check(&script.join("; "), None, pool.config().dial_timeout * 2)
         .await?;
-    let volumes = volumes_present(&agent, engine, &[etcd_volume, ETCD_ADDED_MEMBER_VOLUME]).await?;
+    let text = out.stdout_str();
+    let (inspect, volumes) = text.split_once(SEPARATOR).ok_or_else(|| AgentError::Output {
+        address: node.address.clone(),
+        command: "probe".into(),
+        reason: "no separator in the output".into(),
+    })?;
+    let mut containers = engine.parse_inspect(&node.address, inspect.as_bytes(), &names)?;
+    let volumes: Vec<&str> = volumes.lines().map(str::trim).collect();
     Ok(NodeStatus {
         ssh_connected: true,
         ssh_error: String::new(),
         etcd: EtcdNodeStatus {
             service: containers.remove(ETCD_CONTAINER).unwrap_or_default(),
-            has_data: volumes.contains(&etcd_volume.to_string()),
-            is_added_member: volumes.contains(&ETCD_ADDED_MEMBER_VOLUME.to_string()),
+            has_data: volumes.contains(&etcd_volume),
+            is_added_member: volumes.contains(&ETCD_ADDED_MEMBER_VOLUME),
         },
         rivers: containers.remove(RIVERS_CONTAINER).unwrap_or_default(),
         etcd_rivers: containers.remove(ETCD_RIVERS_CONTAINER).unwrap_or_default(),
     })
 }
 
-async fn volumes_present(
-    agent: &dyn Runner,
-    engine: &ContainerEngine,
-    names: &[&str],
-) -> Result<Vec<String>, AgentError> {
-    // One round trip for all volumes; names are validated by the engine's rules first.
-    for n in names {
-        if !n.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
-            return Err(AgentError::Invalid {
-                what: "volume name".into(),
-                reason: format!("{n:?}"),
-            });
-        }
-    }
-    let cli = shell_quote(engine.cli());
-    let script: Vec<String> = names
-        .iter()
-        .map(|n| {
-            format!(
-                "{cli} volume inspect {q} >/dev/null 2>&1 && echo {q}",
-                q = shell_quote(n)
-            )
-        })
-        .collect();
-    let out = agent
-        .run(&format!("{}; true", script.join("; ")), None, Duration::from_secs(60))
-        .await?;
-    Ok(out.stdout_str().lines().map(str::to_string).collect())
-}
+const SEPARATOR: &str = "----cke-probe-volumes----";
 
 /// Probes every declared node, at most `concurrency` at once.
 pub async fn probe_nodes(

@@ -149,13 +149,23 @@ impl ContainerEngine {
             .map(|n| format!("{} 2>/dev/null || echo '[]'", self.cmd(&["container", "inspect", n])))
             .collect();
         let out = node.check(&script.join("; "), None, self.timeout).await?;
+        self.parse_inspect(node.address(), &out.stdout, names)
+    }
+
+    /// Parses the concatenated output of `container inspect NAME || echo '[]'` for each name.
+    pub fn parse_inspect(
+        &self,
+        address: &str,
+        stdout: &[u8],
+        names: &[&str],
+    ) -> Result<BTreeMap<String, ServiceStatus>, AgentError> {
         let mut result: BTreeMap<String, ServiceStatus> = names
             .iter()
             .map(|n| (n.to_string(), ServiceStatus::default()))
             .collect();
-        for doc in serde_json::Deserializer::from_slice(&out.stdout).into_iter::<serde_json::Value>() {
+        for doc in serde_json::Deserializer::from_slice(stdout).into_iter::<serde_json::Value>() {
             let doc = doc.map_err(|e| AgentError::Output {
-                address: node.address().into(),
+                address: address.into(),
                 command: "container inspect".into(),
                 reason: e.to_string(),
             })?;
