@@ -51,7 +51,10 @@ impl Prober for NoAgentProber {
 }
 
 /// Turns a planned operation into an operator, or `None` when this build cannot run it yet.
-pub type OperatorFactory = Arc<dyn Fn(&PlannedOp) -> Option<Box<dyn Operator>> + Send + Sync>;
+pub type OperatorFactory = Arc<dyn Fn(&PlannedOp, &Cluster) -> Option<Box<dyn Operator>> + Send + Sync>;
+
+/// Builds the infra commanders use for one pass.
+pub type InfraFactory = Arc<dyn Fn(Arc<dyn Storage>, Arc<Cluster>) -> Infra + Send + Sync>;
 
 /// What `/status` shows; updated by the controller and the election loop.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -167,6 +170,7 @@ pub struct Controller {
     storage: Arc<dyn Storage>,
     prober: Arc<dyn Prober>,
     operators: OperatorFactory,
+    infra: InfraFactory,
     shared: Arc<Shared>,
     cfg: ControllerConfig,
 }
@@ -198,13 +202,21 @@ impl Controller {
         shared: Arc<Shared>,
         cfg: ControllerConfig,
     ) -> Self {
+        let infra: InfraFactory = Arc::new(Infra::minimal);
         Controller {
             storage,
             prober,
             operators,
+            infra,
             shared,
             cfg,
         }
+    }
+
+    /// Uses `infra` to build each pass's infra (node agents, Vault, images).
+    pub fn with_infra(mut self, infra: InfraFactory) -> Self {
+        self.infra = infra;
+        self
     }
 
     /// Runs passes for one term until leadership is lost or shutdown is requested. `triggers`
@@ -305,13 +317,10 @@ impl Controller {
             return Ok(());
         }
         let cluster = Arc::new(cluster);
-        let infra = Infra {
-            storage: self.storage.clone(),
-            cluster: cluster.clone(),
-        };
+        let infra = (self.infra)(self.storage.clone(), cluster.clone());
         let mut operators: Vec<Box<dyn Operator>> = Vec::new();
         for planned in &plan.ops {
-            match (self.operators)(planned) {
+            match (self.operators)(planned, &cluster) {
                 Some(op) => operators.push(op),
                 None => tracing::warn!(
                     operation = planned.name(),

@@ -10,13 +10,20 @@ use clap::Parser;
 use etcd_client::WatchOptions;
 use tokio::sync::{mpsc, watch};
 
+use crate::agent::container::ContainerEngine;
+use crate::agent::hostkey::{HostKeyMode, StorageHostKeys};
+use crate::agent::ssh::{KeyProvider, SshConfig, SshPool, VaultKeys};
+use crate::agent::AgentError;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::controller::{
-    error_chain, Controller, ControllerConfig, NoAgentProber, OperatorFactory, Prober, Shared, TermEnd,
+    error_chain, Controller, ControllerConfig, InfraFactory, OperatorFactory, Prober, Shared, TermEnd,
 };
 use crate::leader::Elector;
 use crate::op::test_ops::TestOperatorSpec;
+use crate::op::Infra;
+use crate::pki::VaultClient;
 use crate::planner::params::Images;
+use crate::probe::SshProber;
 use crate::storage::{EtcdStorage, Storage, KEY_CLUSTER, KEY_CONSTRAINTS, KEY_RESOURCE_PREFIX};
 
 /// Command-line flags of `cke`.
@@ -52,6 +59,16 @@ pub struct Args {
     /// How often expired certificates are tidied from every PKI mount.
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub certs_gc_interval: Duration,
+    /// SSH host-key policy: `tofu` pins the first key seen per node, `strict` needs keys pinned
+    /// beforehand (`ckecli ssh-hostkey`).
+    #[arg(long, value_enum, default_value_t = HostKeyMode::Tofu)]
+    pub ssh_host_key_mode: HostKeyMode,
+    /// The docker-compatible CLI on the nodes: `docker` or `podman`.
+    #[arg(long, default_value = "docker", value_parser = ["docker", "podman"])]
+    pub container_cli: String,
+    /// Nodes probed at once.
+    #[arg(long, default_value_t = 32)]
+    pub probe_concurrency: usize,
     /// Image of the managed etcd.
     #[arg(long, default_value_t = Images::default().etcd)]
     pub etcd_image: String,
@@ -148,25 +165,19 @@ async fn run(args: Args) -> Result<(), DaemonError> {
     tokio::spawn(watch_leader(storage.clone(), shared.clone()));
 
     let storage_dyn: Arc<dyn Storage> = Arc::new(storage.clone());
-    let prober: Arc<dyn Prober> = Arc::new(NoAgentProber);
-    let operators: OperatorFactory = Arc::new(|_| None);
-    let controller = Controller::new(
-        storage_dyn,
-        prober,
-        operators,
-        shared.clone(),
-        ControllerConfig {
-            name: name.clone(),
-            interval: args.interval,
-            dry_run: args.dry_run,
-            shutdown_grace: args.shutdown_grace,
-            test_operator: args.test_operator.clone(),
-            images: Images {
-                etcd: args.etcd_image.clone(),
-                tools: args.tools_image.clone(),
-            },
-        },
-    );
+    let images = Images {
+        etcd: args.etcd_image.clone(),
+        tools: args.tools_image.clone(),
+    };
+    let engine = ContainerEngine::new(&args.container_cli, vec![]);
+    let controller_cfg = ControllerConfig {
+        name: name.clone(),
+        interval: args.interval,
+        dry_run: args.dry_run,
+        shutdown_grace: args.shutdown_grace,
+        test_operator: args.test_operator.clone(),
+        images: images.clone(),
+    };
     let elector = Elector::new(storage.client(), storage.prefix(), &name, args.session_ttl);
     tracing::info!(name, http = %args.http, ttl = ?args.session_ttl, dry_run = args.dry_run, "cke started");
 
@@ -206,7 +217,45 @@ async fn run(args: Args) -> Result<(), DaemonError> {
         }
         let (trigger_tx, mut trigger_rx) = mpsc::channel(1);
         let mut watchers = spawn_triggers(&storage, trigger_tx);
-        watchers.extend(start_vault_tasks(&storage, args.certs_gc_interval).await);
+        let (vault, tasks) = start_vault_tasks(&storage, args.certs_gc_interval).await;
+        watchers.extend(tasks);
+        let keys: Arc<dyn KeyProvider> = match &vault {
+            Some(v) => Arc::new(VaultKeys(v.clone())),
+            None => Arc::new(NoKeys),
+        };
+        let pool = SshPool::new(
+            keys,
+            Arc::new(StorageHostKeys(storage_dyn.clone())),
+            SshConfig {
+                host_key_mode: args.ssh_host_key_mode,
+                ..Default::default()
+            },
+        );
+        let prober: Arc<dyn Prober> = Arc::new(SshProber::new(
+            pool.clone(),
+            engine.clone(),
+            vault.clone(),
+            storage_dyn.clone(),
+            args.probe_concurrency,
+        ));
+        let operators: OperatorFactory = Arc::new(|planned, cluster| Some(crate::op::operator_for(planned, cluster)));
+        let (engine2, images2) = (engine.clone(), images.clone());
+        let infra: InfraFactory = Arc::new(move |storage, cluster| Infra {
+            storage,
+            cluster,
+            nodes: Some(pool.clone()),
+            engine: engine2.clone(),
+            vault: vault.clone(),
+            images: images2.clone(),
+        });
+        let controller = Controller::new(
+            storage_dyn.clone(),
+            prober,
+            operators,
+            shared.clone(),
+            controller_cfg.clone(),
+        )
+        .with_infra(infra);
         let end = controller
             .run_term(&term.fence, term.lost_signal(), shutdown_rx.clone(), &mut trigger_rx)
             .await;
@@ -260,29 +309,45 @@ async fn watch_leader(storage: EtcdStorage, shared: Arc<Shared>) {
 }
 
 /// On the leader: a Vault client from the `vault` key with token renewal, and the periodic tidy of
-/// expired certificates. Without a `vault` key there is nothing to do yet (logged once per term).
-async fn start_vault_tasks(storage: &EtcdStorage, gc_interval: Duration) -> Vec<tokio::task::JoinHandle<()>> {
+/// expired certificates. Without a `vault` key there is no client (logged once per term).
+async fn start_vault_tasks(
+    storage: &EtcdStorage,
+    gc_interval: Duration,
+) -> (Option<VaultClient>, Vec<tokio::task::JoinHandle<()>>) {
     let config = match storage.get_vault_config().await {
         Ok(Some(c)) => c,
         Ok(None) => {
             tracing::warn!("Vault is not configured (ckecli vault init); certificates cannot be issued");
-            return vec![];
+            return (None, vec![]);
         }
         Err(e) => {
             tracing::warn!(error = error_chain(&e), "cannot read the Vault connection");
-            return vec![];
+            return (None, vec![]);
         }
     };
-    match crate::pki::VaultClient::connect(&config).await {
+    match VaultClient::connect(&config).await {
         Ok(client) => {
             let renewal = client.spawn_renewal();
-            let tidy = crate::pki::Issuer::new(client).spawn_tidy(gc_interval);
-            vec![renewal, tidy]
+            let tidy = crate::pki::Issuer::new(client.clone()).spawn_tidy(gc_interval);
+            (Some(client), vec![renewal, tidy])
         }
         Err(e) => {
             tracing::warn!(error = error_chain(&e), "cannot log in to Vault");
-            vec![]
+            (None, vec![])
         }
+    }
+}
+
+/// The key provider while Vault is not configured: every node is unreachable, saying why.
+struct NoKeys;
+
+#[async_trait::async_trait]
+impl KeyProvider for NoKeys {
+    async fn private_key(&self, address: &str) -> Result<String, AgentError> {
+        Err(AgentError::NoKey {
+            address: address.into(),
+            reason: "Vault is not configured (ckecli vault init)".into(),
+        })
     }
 }
 

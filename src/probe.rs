@@ -101,12 +101,97 @@ pub async fn probe_nodes(
     concurrency: usize,
 ) -> BTreeMap<String, NodeStatus> {
     let volume = cluster.options.etcd.volume().to_string();
-    stream::iter(cluster.nodes.iter())
-        .map(|n| {
-            let volume = volume.clone();
-            async move { (n.address.clone(), probe_node(pool, engine, n, &volume).await) }
-        })
+    let mut futures = Vec::new();
+    for n in cluster.nodes.iter().cloned() {
+        let volume = volume.clone();
+        futures.push(async move {
+            let st = probe_node(pool, engine, &n, &volume).await;
+            (n.address, st)
+        });
+    }
+    stream::iter(futures)
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await
+}
+
+/// The daemon's prober: nodes over SSH, and the managed etcd through every control-plane node with a
+/// `root` client certificate from Vault (cached, re-issued hourly).
+pub struct SshProber {
+    pool: Arc<SshPool>,
+    engine: ContainerEngine,
+    vault: Option<crate::pki::VaultClient>,
+    storage: Arc<dyn crate::storage::Storage>,
+    concurrency: usize,
+    tls: tokio::sync::Mutex<Option<(tokio::time::Instant, crate::managed_etcd::EtcdTls)>>,
+}
+
+impl SshProber {
+    /// A prober.
+    pub fn new(
+        pool: Arc<SshPool>,
+        engine: ContainerEngine,
+        vault: Option<crate::pki::VaultClient>,
+        storage: Arc<dyn crate::storage::Storage>,
+        concurrency: usize,
+    ) -> Self {
+        SshProber {
+            pool,
+            engine,
+            vault,
+            storage,
+            concurrency,
+            tls: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn etcd_tls(&self) -> Option<crate::managed_etcd::EtcdTls> {
+        let mut cached = self.tls.lock().await;
+        if let Some((at, tls)) = cached.as_ref() {
+            if at.elapsed() < std::time::Duration::from_secs(3600) {
+                return Some(tls.clone());
+            }
+        }
+        let vault = self.vault.clone()?;
+        let cert = crate::pki::Issuer::new(vault)
+            .issue_etcd_client("root", Some(std::time::Duration::from_secs(7200)))
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "cannot issue the etcd root certificate for probing"))
+            .ok()?;
+        let ca = self.storage.get_ca("server").await.ok().flatten()?;
+        let tls = crate::managed_etcd::EtcdTls {
+            ca,
+            cert: cert.certificate,
+            key: cert.private_key,
+        };
+        *cached = Some((tokio::time::Instant::now(), tls.clone()));
+        Some(tls)
+    }
+
+    async fn etcd_status(&self, cluster: &Cluster) -> crate::model::EtcdClusterStatus {
+        let Some(tls) = self.etcd_tls().await else {
+            return Default::default();
+        };
+        let endpoints = cluster
+            .control_planes()
+            .map(|n| crate::planner::params::etcd_client_url(&n.address))
+            .collect();
+        let Ok(etcd) =
+            crate::managed_etcd::ManagedEtcd::connect(endpoints, tls, std::time::Duration::from_secs(5)).await
+        else {
+            return Default::default();
+        };
+        etcd.cluster_status().await.unwrap_or_default()
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::controller::Prober for SshProber {
+    async fn probe(&self, cluster: &Cluster) -> crate::model::ClusterStatus {
+        let (nodes, etcd) = tokio::join!(
+            probe_nodes(&self.pool, &self.engine, cluster, self.concurrency),
+            self.etcd_status(cluster)
+        );
+        crate::model::ClusterStatus { nodes, etcd }
+    }
 }

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 fn controller(storage: Arc<MemStorage>, spec: TestOperatorSpec) -> (Controller, Arc<Shared>) {
     let shared = Arc::new(Shared::default());
-    let ops: OperatorFactory = Arc::new(|_| None);
+    let ops: OperatorFactory = Arc::new(|_, _| None);
     let cfg = ControllerConfig {
         name: "me".into(),
         interval: Duration::from_millis(50),

@@ -159,7 +159,7 @@ pub fn rivers_builtin_params(control_planes: &[&Node], upstream_port: u16, liste
         extra_args: vec![
             format!("--listen=127.0.0.1:{listen_port}"),
             format!("--upstreams={}", upstreams.join(",")),
-            "--shutdown-timeout=0s".into(),
+            "--shutdown-timeout=10s".into(),
         ],
         extra_binds: vec![],
         extra_env: Default::default(),
