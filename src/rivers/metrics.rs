@@ -69,6 +69,12 @@ pub(crate) fn render(stats: &Stats) -> String {
         "Client connections closed because no upstream could be dialled.",
         stats.no_upstream,
     );
+    gauge(
+        "rivers_health_check_rounds_total",
+        "counter",
+        "Completed rounds of the active health check.",
+        stats.check_rounds,
+    );
     type Field = fn(&super::UpstreamStats) -> u64;
     let per: [(&str, &str, &str, Field); 5] = [
         (
@@ -122,6 +128,7 @@ mod tests {
             accepted: 7,
             active: 2,
             no_upstream: 1,
+            check_rounds: 4,
             upstreams: vec![UpstreamStats {
                 address: "10.0.0.1:6443".into(),
                 current: true,
@@ -136,6 +143,7 @@ mod tests {
             "rivers_connections_active 2",
             "rivers_connections_accepted_total 7",
             "rivers_connections_no_upstream_total 1",
+            "rivers_health_check_rounds_total 4",
             "rivers_upstream_healthy{upstream=\"10.0.0.1:6443\"} 1",
             "rivers_upstream_connections_active{upstream=\"10.0.0.1:6443\"} 2",
             "rivers_upstream_connections_total{upstream=\"10.0.0.1:6443\"} 6",

@@ -32,6 +32,7 @@ pub(crate) struct Shared {
     pub(crate) accepted: AtomicU64,
     pub(crate) active: AtomicU64,
     pub(crate) no_upstream: AtomicU64,
+    check_rounds: AtomicU64,
 }
 
 /// Whole-proxy counters plus one entry per upstream.
@@ -43,6 +44,8 @@ pub struct Stats {
     pub active: u64,
     /// Client connections closed because no upstream could be dialled.
     pub no_upstream: u64,
+    /// Completed rounds of the active health check.
+    pub check_rounds: u64,
     /// Per-upstream counters: the current set first, then removed upstreams still draining.
     pub upstreams: Vec<UpstreamStats>,
 }
@@ -108,6 +111,7 @@ impl Shared {
             accepted: self.accepted.load(Ordering::Relaxed),
             active: self.active.load(Ordering::Relaxed),
             no_upstream: self.no_upstream.load(Ordering::Relaxed),
+            check_rounds: self.check_rounds.load(Ordering::Relaxed),
             upstreams: self.pool.stats(),
         }
     }
@@ -150,6 +154,7 @@ impl Server {
             accepted: AtomicU64::new(0),
             active: AtomicU64::new(0),
             no_upstream: AtomicU64::new(0),
+            check_rounds: AtomicU64::new(0),
         });
         Ok(Server {
             listener,
@@ -206,7 +211,7 @@ impl Server {
             };
             tokio::select! {
                 biased;
-                _ = state.wait_for(|s| *s != RUNNING) => break,
+                _ = wait_state(&mut state, |s| s != RUNNING) => break,
                 Some(done) = conns.join_next(), if !conns.is_empty() => log_join(done),
                 (permit, res) = accept => match res {
                     Ok((stream, peer)) => {
@@ -249,7 +254,7 @@ impl Server {
                     tracing::warn!(open = aborted, "shutdown timeout expired; closing open connections");
                     break;
                 }
-                _ = state.wait_for(|s| *s == ABORTING) => {
+                _ = wait_state(&mut state, |s| s == ABORTING) => {
                     aborted = conns.len();
                     break;
                 }
@@ -259,6 +264,12 @@ impl Server {
         background.shutdown().await;
         ShutdownReport { aborted }
     }
+}
+
+/// Waits until the run state satisfies `cond` (returns at once if it already does).
+async fn wait_state(state: &mut watch::Receiver<u8>, cond: impl Fn(u8) -> bool) {
+    // The sender lives in `Shared`, which the caller holds, so this only ends by `cond`.
+    let _ = state.wait_for(|s| cond(*s)).await;
 }
 
 fn log_join(done: Result<(), tokio::task::JoinError>) {
@@ -396,4 +407,5 @@ async fn check_all(shared: &Shared, first: bool) {
         }
     });
     futures::future::join_all(checks).await;
+    shared.check_rounds.fetch_add(1, Ordering::Relaxed);
 }
