@@ -553,3 +553,125 @@ async fn metrics_health_follows_upstream_health() {
     rivers.handle.set_upstreams(vec![a.address()]).unwrap();
     poll("health 200 again", || async { status().await == 200 }).await;
 }
+
+// ---- figures (not a test of speed; run with scripts/bench-rivers.sh) ----
+
+/// A sink: reads until EOF, then answers the byte count and closes.
+async fn start_sink() -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        while let Ok((mut s, _)) = listener.accept().await {
+            conns.spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut n = 0u64;
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => n += k as u64,
+                    }
+                }
+                let _ = s.write_all(n.to_string().as_bytes()).await;
+            });
+            while conns.try_join_next().is_some() {}
+        }
+    });
+    (addr, task)
+}
+
+/// Sends `bytes` to `addr` and returns the count the sink reports.
+async fn upload(addr: SocketAddr, bytes: u64) -> u64 {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let chunk = vec![7u8; 64 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let k = left.min(chunk.len() as u64) as usize;
+        s.write_all(&chunk[..k]).await.unwrap();
+        left -= k as u64;
+    }
+    s.shutdown().await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out.parse().unwrap()
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+async fn throughput(label: &str, addr: SocketAddr, streams: u64, mib: u64) {
+    let per = mib * 1024 * 1024 / streams;
+    let start = Instant::now();
+    let mut set = JoinSet::new();
+    for _ in 0..streams {
+        set.spawn(upload(addr, per));
+    }
+    while let Some(n) = set.join_next().await {
+        assert_eq!(n.unwrap(), per, "the sink got every byte");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{label:<28} {streams:>2} stream(s) {mib:>5} MiB in {secs:>7.3} s = {:>9.1} MiB/s",
+        mib as f64 / secs
+    );
+}
+
+async fn conn_rate(label: &str, addr: SocketAddr, workers: u64, total: u64) {
+    let start = Instant::now();
+    let mut set = JoinSet::new();
+    for w in 0..workers {
+        set.spawn(async move {
+            for i in 0..total / workers {
+                let answer = ask(addr, &format!("w{w}-{i}")).await.unwrap();
+                assert!(answer.ends_with(":bye\n"), "{answer}");
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let n = total / workers * workers;
+    println!(
+        "{label:<28} {workers:>2} worker(s) {n:>6} conns in {secs:>7.3} s = {:>9.0} conn/s",
+        n as f64 / secs
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "prints throughput and connection-rate figures; run scripts/bench-rivers.sh"]
+async fn bench_throughput_and_connection_rate() {
+    let mib = env_or("RIVERS_BENCH_MIB", 512);
+    let conns = env_or("RIVERS_BENCH_CONNS", 4000);
+    let (sink, _sink_task) = start_sink().await;
+    let (sink2, _sink2_task) = start_sink().await;
+    let sinks = Rivers::start_addrs(vec![sink.to_string(), sink2.to_string()], |c| {
+        c.check_interval = Duration::from_secs(1)
+    })
+    .await;
+    println!("rivers bench on loopback (the direct rows bypass rivers)");
+    throughput("direct", sink, 1, mib).await;
+    throughput("through rivers", sinks.addr, 1, mib).await;
+    throughput("direct", sink, 4, mib).await;
+    throughput("through rivers", sinks.addr, 4, mib).await;
+
+    let a = Echo::start("a").await;
+    let b = Echo::start("b").await;
+    let echoes = Rivers::start(&[&a, &b], |c| c.check_interval = Duration::from_secs(1)).await;
+    conn_rate("direct", a.addr, 1, conns / 4).await;
+    conn_rate("through rivers", echoes.addr, 1, conns / 4).await;
+    conn_rate("direct", a.addr, 16, conns).await;
+    conn_rate("through rivers", echoes.addr, 16, conns).await;
+    let stats = echoes.stats();
+    println!(
+        "rivers counters: accepted {} no_upstream {} per upstream {:?}",
+        stats.accepted,
+        stats.no_upstream,
+        stats
+            .upstreams
+            .iter()
+            .map(|u| (u.address.as_str(), u.total))
+            .collect::<Vec<_>>()
+    );
+}
