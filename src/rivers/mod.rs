@@ -14,7 +14,6 @@ mod pool;
 mod server;
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 pub use config::{Args, Config, LogFormat, LogLevel};
 pub use pool::UpstreamStats;
@@ -138,9 +137,6 @@ fn run_blocking(args: Args) -> Result<ShutdownReport, RiversError> {
             tracing::warn!("second signal received: closing open connections now");
             handle.shutdown_now();
         });
-        let report = server.run().await;
-        // Give the log line of the last connection a moment to be written; nothing else is pending.
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        Ok(report)
+        Ok(server.run().await)
     })
 }

@@ -331,7 +331,14 @@ async fn connect_upstream(shared: &Shared) -> Option<(Arc<Upstream>, TcpStream)>
         )
         .await
         {
-            Ok(stream) => return Some((upstream, stream)),
+            Ok(stream) => {
+                // Only possible for an unhealthy upstream when none was healthy: a dial that works
+                // is as good as a passed check.
+                if !upstream.set_healthy(true) {
+                    tracing::info!(upstream = %upstream.address, "dial succeeded; upstream marked healthy");
+                }
+                return Some((upstream, stream));
+            }
             Err(e) => {
                 upstream.record_dial_failure();
                 if upstream.set_healthy(false) {
