@@ -419,6 +419,24 @@ async fn failed_check_closes_connections_to_that_upstream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_connections_bounds_open_connections() {
+    let a = Echo::start("a").await;
+    let rivers = Rivers::start(&[&a], |c| c.max_connections = 1).await;
+    let mut first = Session::open(rivers.addr).await;
+    assert_eq!(first.say("one").await.as_deref(), Some("a:one"));
+    let addr = rivers.addr;
+    let second = tokio::spawn(async move { who(addr, "two").await });
+    // The second client waits in the listen backlog while the first is open (this cannot pass by
+    // accident: a correct proxy never accepts it early, however slow the machine is).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second.is_finished());
+    assert_eq!(rivers.stats().accepted, 1);
+    drop(first);
+    assert_eq!(tokio::time::timeout(WAIT, second).await.unwrap().unwrap(), "a");
+    assert_eq!(rivers.stats().accepted, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_stops_accepting_and_drains() {
     let a = Echo::start("a").await;
     let mut rivers = Rivers::start(&[&a], |_| {}).await;
