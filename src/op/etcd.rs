@@ -171,9 +171,12 @@ async fn wait_in_sync(infra: &Infra, cmd: &RecordCommand, address: &str, limit: 
     }
 }
 
+/// The id of the learner an add-member operation registered, and the member addresses after it.
+type AddedMember = Arc<Mutex<Option<(u64, Vec<String>)>>>;
+
 macro_rules! step {
     ($name:expr, $target:expr, $detail:expr, |$infra:ident, $cmd:ident| $body:block) => {{
-        FnCommand::new($name, &$target, $detail, move |$infra, $cmd| Box::pin(async move $body))
+        FnCommand::boxed($name, &$target, $detail, move |$infra, $cmd| Box::pin(async move $body))
     }};
 }
 
@@ -318,7 +321,7 @@ pub fn operator(planned: &PlannedOp, cluster: &Cluster) -> Box<dyn Operator> {
             steps.push(step!("create-volume", node.clone(), &volume, |infra, cmd| {
                 create_volume(infra, cmd, &cmd.target, &v).await
             }));
-            let added: Arc<Mutex<Option<(u64, Vec<String>)>>> = Arc::new(Mutex::new(None));
+            let added: AddedMember = Arc::new(Mutex::new(None));
             let (p, a) = (peers.clone(), added.clone());
             steps.push(step!(
                 "add-learner",
@@ -408,5 +411,5 @@ pub fn operator(planned: &PlannedOp, cluster: &Cluster) -> Box<dyn Operator> {
         | OpKind::EtcdRiversBootstrap { .. }
         | OpKind::EtcdRiversRestart { .. } => unreachable!("rivers operations are built by op::rivers"),
     }
-    SeqOperator::new(name, targets, steps)
+    SeqOperator::boxed(name, targets, steps)
 }

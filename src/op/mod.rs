@@ -139,7 +139,7 @@ pub struct FnCommand {
 
 impl FnCommand {
     /// A command named `name` acting on `target`.
-    pub fn new<F>(name: &str, target: &str, detail: &str, f: F) -> Box<dyn Commander>
+    pub fn boxed<F>(name: &str, target: &str, detail: &str, f: F) -> Box<dyn Commander>
     where
         F: for<'a> FnOnce(&'a Infra, &'a RecordCommand) -> CommandFuture<'a> + Send + 'static,
     {
@@ -178,7 +178,7 @@ pub struct SeqOperator {
 
 impl SeqOperator {
     /// An operator.
-    pub fn new(name: &str, targets: Vec<String>, commands: Vec<Box<dyn Commander>>) -> Box<dyn Operator> {
+    pub fn boxed(name: &str, targets: Vec<String>, commands: Vec<Box<dyn Commander>>) -> Box<dyn Operator> {
         Box::new(SeqOperator {
             name: name.into(),
             targets,

@@ -29,7 +29,7 @@ pub fn operator(name: &str, nodes: &[String], cluster: &Cluster, etcd: bool) -> 
         .iter()
         .map(|address| {
             let params = params.clone();
-            FnCommand::new("run-container", address, container, move |infra, cmd| {
+            FnCommand::boxed("run-container", address, container, move |infra, cmd| {
                 Box::pin(async move {
                     let address = cmd.target.clone();
                     let node = infra.node(&address, cmd)?;
@@ -55,5 +55,5 @@ pub fn operator(name: &str, nodes: &[String], cluster: &Cluster, etcd: bool) -> 
             })
         })
         .collect();
-    SeqOperator::new(name, nodes.to_vec(), commands)
+    SeqOperator::boxed(name, nodes.to_vec(), commands)
 }
