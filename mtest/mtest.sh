@@ -38,7 +38,11 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --dir) DIR=$2; shift 2 ;;
     --prefix) PREFIX=$2; shift 2 ;;
-    --subnet) SUBNET=${2%.0/24}; SUBNET=${SUBNET%.0}; shift 2 ;;
+    --subnet)
+      # Accept 10.66.0 or 10.66.0.0/24.
+      SUBNET=${2%/24}
+      [ "$(printf '%s' "$SUBNET" | tr -dc . | wc -c)" -eq 3 ] && SUBNET=${SUBNET%.*}
+      shift 2 ;;
     -h|--help) usage ;;
     *) break ;;
   esac

@@ -354,6 +354,12 @@ impl Controller {
         let st = ServerStatus {
             phase: plan.phase.as_str().to_string(),
             timestamp,
+            note: plan.note.clone(),
+            operations: plan
+                .ops
+                .iter()
+                .map(|o| serde_json::to_value(o).expect("plans serialize"))
+                .collect(),
         };
         self.storage
             .put_fenced(ctx.fence, vec![Write::Put(KEY_STATUS.into(), encode(&st))])

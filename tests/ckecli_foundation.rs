@@ -335,14 +335,31 @@ async fn history_leader_and_status() {
     let o = env.ckecli(&["status"]);
     assert_eq!(o.status.code(), Some(1));
     let st = ServerStatus {
-        phase: "completed".into(),
+        phase: "etcd-maintain".into(),
         timestamp: chrono::Utc::now(),
+        note: String::new(),
+        operations: vec![
+            serde_json::json!({"operation": "etcd-add-member", "node": "10.0.0.4", "replace": null, "reason": "control-plane node 10.0.0.4 is not an etcd member"}),
+        ],
     };
     storage.put_raw("status", encode(&st)).await.unwrap();
     let o = env.ckecli(&["status"]);
     assert_ok(&o);
     let back: ServerStatus = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(back, st);
+    // ckecli plan prints what the leader plans next, with targets and reasons.
+    let o = env.ckecli(&["plan"]);
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("etcd-add-member")
+            && stdout(&o).contains("10.0.0.4")
+            && stdout(&o).contains("not an etcd member"),
+        "{}",
+        stdout(&o)
+    );
+    let o = env.ckecli(&["plan", "--output", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["operations"][0]["operation"], "etcd-add-member");
 }
 
 #[tokio::test]

@@ -54,7 +54,10 @@ fn start_cke(m: &Mtest, name: &str, log: &PathBuf) -> Cke {
 fn cluster_yaml(m: &Mtest, cps: &[usize]) -> String {
     let mut s = String::from("name: e2e\nservice_subnet: 10.96.0.0/16\nnodes:\n");
     for i in cps {
-        s.push_str(&format!("  - {{address: {}, hostname: node{i}, user: root, control_plane: true}}\n", m.node(*i)));
+        s.push_str(&format!(
+            "  - {{address: {}, hostname: node{i}, user: root, control_plane: true}}\n",
+            m.node(*i)
+        ));
     }
     s
 }
@@ -69,7 +72,9 @@ async fn root_etcd(m: &Mtest, nodes: &[usize]) -> ManagedEtcd {
         key: v["private_key"].as_str().unwrap().into(),
     };
     let endpoints = nodes.iter().map(|i| format!("https://{}:2379", m.node(*i))).collect();
-    ManagedEtcd::connect(endpoints, tls, Duration::from_secs(5)).await.unwrap()
+    ManagedEtcd::connect(endpoints, tls, Duration::from_secs(5))
+        .await
+        .unwrap()
 }
 
 async fn wait_members(m: &Mtest, nodes: &[usize], limit: Duration, log: &PathBuf) -> Duration {
@@ -91,7 +96,10 @@ async fn wait_members(m: &Mtest, nodes: &[usize], limit: Duration, log: &PathBuf
         }
         if t0.elapsed() > limit {
             let hist = String::from_utf8_lossy(&ckecli(m, &["history", "-n", "5"], None).stdout).into_owned();
-            panic!("members never became {want:?}\nhistory: {hist}\nlog: {}", std::fs::read_to_string(log).unwrap_or_default());
+            panic!(
+                "members never became {want:?}\nhistory: {hist}\nlog: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -109,8 +117,14 @@ async fn bootstrap_rbac_scale_and_restart_without_losing_writes() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("cke.log");
     assert!(ckecli(&m, &["vault", "init"], None).status.success());
-    assert!(ckecli(&m, &["vault", "ssh-privkey", m.ssh_key().to_str().unwrap()], None).status.success());
-    assert!(ckecli(&m, &["constraints", "set", "control-plane-count", "3"], None).status.success());
+    assert!(
+        ckecli(&m, &["vault", "ssh-privkey", m.ssh_key().to_str().unwrap()], None)
+            .status
+            .success()
+    );
+    assert!(ckecli(&m, &["constraints", "set", "control-plane-count", "3"], None)
+        .status
+        .success());
     let o = ckecli(&m, &["cluster", "set", "-"], Some(&cluster_yaml(&m, &[1, 2, 3])));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let t0 = Instant::now();
@@ -133,7 +147,10 @@ async fn bootstrap_rbac_scale_and_restart_without_losing_writes() {
     )
     .await
     .unwrap();
-    assert!(nobody.client().get("/registry/", None).await.is_err(), "RBAC must refuse unknown users");
+    assert!(
+        nobody.client().get("/registry/", None).await.is_err(),
+        "RBAC must refuse unknown users"
+    );
     // rivers runs on every node, etcd-rivers on control planes.
     let ps = m.run(&["ssh", "1", "podman ps --format '{{.Names}}'"]);
     let names = String::from_utf8_lossy(&ps.stdout).into_owned();
@@ -164,8 +181,14 @@ async fn bootstrap_rbac_scale_and_restart_without_losing_writes() {
     });
 
     // Scale 3 -> 5: learners joined one at a time.
-    assert!(ckecli(&m, &["constraints", "set", "control-plane-count", "5"], None).status.success());
-    assert!(ckecli(&m, &["cluster", "set", "-"], Some(&cluster_yaml(&m, &[1, 2, 3, 4, 5]))).status.success());
+    assert!(ckecli(&m, &["constraints", "set", "control-plane-count", "5"], None)
+        .status
+        .success());
+    assert!(
+        ckecli(&m, &["cluster", "set", "-"], Some(&cluster_yaml(&m, &[1, 2, 3, 4, 5])))
+            .status
+            .success()
+    );
     let took = wait_members(&m, &[1, 2, 3, 4, 5], Duration::from_secs(240), &log).await;
     println!("FIGURE scale 3 -> 5 (two learner joins): {took:?}");
 
@@ -178,12 +201,24 @@ async fn bootstrap_rbac_scale_and_restart_without_losing_writes() {
 
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let (acked, longest) = writer.await.unwrap();
-    println!("FIGURE writes acknowledged: {}, longest write outage: {longest:?}", acked.len());
+    println!(
+        "FIGURE writes acknowledged: {}, longest write outage: {longest:?}",
+        acked.len()
+    );
     let check = root_etcd(&m, &[1, 2, 3, 4, 5]).await;
     let mut c = check.client();
-    let got = c.get("/registry/writer/", Some(etcd_client::GetOptions::new().with_prefix().with_keys_only())).await.unwrap();
-    let present: std::collections::HashSet<String> =
-        got.kvs().iter().map(|kv| String::from_utf8_lossy(kv.key()).into_owned()).collect();
+    let got = c
+        .get(
+            "/registry/writer/",
+            Some(etcd_client::GetOptions::new().with_prefix().with_keys_only()),
+        )
+        .await
+        .unwrap();
+    let present: std::collections::HashSet<String> = got
+        .kvs()
+        .iter()
+        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+        .collect();
     let lost: Vec<&String> = acked.iter().filter(|k| !present.contains(*k)).collect();
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     assert!(acked.len() > 50);

@@ -54,6 +54,12 @@ pub enum Command {
     Leader,
     /// Print the leader's last published status as JSON.
     Status,
+    /// Print what the leader plans to do next (operation, targets, reason), without doing it.
+    Plan {
+        /// Output format: text or json.
+        #[arg(long, short, default_value = "text", value_parser = ["text", "json"])]
+        output: String,
+    },
     /// Set up Vault and manage the secrets kept there.
     #[command(subcommand)]
     Vault(vault::VaultCommand),
@@ -223,6 +229,37 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 "no status has been published yet (is a cke leader running?)".into(),
             )),
         },
+        Command::Plan { output } => {
+            let Some(s) = ctx.storage().await?.get_status().await? else {
+                return Err(CliError::NotFound(
+                    "no plan has been published yet (is a cke leader running?)".into(),
+                ));
+            };
+            if output == "json" {
+                return print_json(
+                    &serde_json::json!({"phase": s.phase, "timestamp": s.timestamp, "note": s.note, "operations": s.operations}),
+                );
+            }
+            println!("phase: {} (since {})", s.phase, s.timestamp);
+            if !s.note.is_empty() {
+                println!("note: {}", s.note);
+            }
+            if s.operations.is_empty() {
+                println!("nothing planned");
+            }
+            for op in &s.operations {
+                let name = op["operation"].as_str().unwrap_or("?");
+                let targets = match (&op["nodes"], &op["node"]) {
+                    (serde_json::Value::Array(a), _) => {
+                        a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(",")
+                    }
+                    (_, serde_json::Value::String(n)) => n.clone(),
+                    _ => String::new(),
+                };
+                println!("- {name} [{targets}]: {}", op["reason"].as_str().unwrap_or(""));
+            }
+            Ok(())
+        }
         Command::Vault(c) => vault::run(&ctx, c).await,
         Command::Ca(c) => ca::run(&ctx, c).await,
         Command::Etcd(c) => etcd::run(&ctx, c).await,

@@ -97,4 +97,11 @@ pub struct ServerStatus {
     pub phase: String,
     /// When that phase was entered.
     pub timestamp: DateTime<Utc>,
+    /// Why the pass did nothing, when it says (a cke-rs addition).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+    /// The operations the leader plans next, each with `operation`, its targets and `reason` (a
+    /// cke-rs addition; `ckecli plan` prints them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<serde_json::Value>,
 }
