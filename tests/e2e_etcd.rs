@@ -2,108 +2,13 @@
 //! in podman containers on the nodes. Bootstrap of a 3-node managed etcd, RBAC, scaling to 5 and a
 //! restart of stopped members, with a writer checking that no acknowledged write is lost.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+mod e2e_common;
+
 use std::time::{Duration, Instant};
 
 use cke::managed_etcd::{EtcdTls, ManagedEtcd};
-use cke::testing::{free_port, is_root, Mtest};
-
-struct Cke(Child);
-
-impl Drop for Cke {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn ckecli(m: &Mtest, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ckecli"))
-        .arg("--config")
-        .arg(&m.env["CKE_CONFIG"])
-        .args(args)
-        .env("VAULT_ADDR", &m.env["VAULT_ADDR"])
-        .env("VAULT_TOKEN", &m.env["VAULT_TOKEN"])
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(s) = stdin {
-        c.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    c.wait_with_output().unwrap()
-}
-
-fn start_cke(m: &Mtest, name: &str, log: &PathBuf) -> Cke {
-    let child = Command::new(env!("CARGO_BIN_EXE_cke"))
-        .arg("--config")
-        .arg(&m.env["CKE_CONFIG"])
-        .args(["--name", name, "--http", &format!("127.0.0.1:{}", free_port())])
-        .args(["--interval", "3s", "--session-ttl", "5s", "--container-cli", "podman"])
-        .env("CKE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    Cke(child)
-}
-
-fn cluster_yaml(m: &Mtest, cps: &[usize]) -> String {
-    let mut s = String::from("name: e2e\nservice_subnet: 10.96.0.0/16\nnodes:\n");
-    for i in cps {
-        s.push_str(&format!(
-            "  - {{address: {}, hostname: node{i}, user: root, control_plane: true}}\n",
-            m.node(*i)
-        ));
-    }
-    s
-}
-
-async fn root_etcd(m: &Mtest, nodes: &[usize]) -> ManagedEtcd {
-    let o = ckecli(m, &["etcd", "root-issue"], None);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let tls = EtcdTls {
-        ca: v["ca_certificate"].as_str().unwrap().into(),
-        cert: v["certificate"].as_str().unwrap().into(),
-        key: v["private_key"].as_str().unwrap().into(),
-    };
-    let endpoints = nodes.iter().map(|i| format!("https://{}:2379", m.node(*i))).collect();
-    ManagedEtcd::connect(endpoints, tls, Duration::from_secs(5))
-        .await
-        .unwrap()
-}
-
-async fn wait_members(m: &Mtest, nodes: &[usize], limit: Duration, log: &PathBuf) -> Duration {
-    let t0 = Instant::now();
-    let want: Vec<String> = nodes.iter().map(|i| m.node(*i)).collect();
-    loop {
-        let etcd = root_etcd(m, nodes).await;
-        if let Ok(st) = etcd.cluster_status().await {
-            let members: Vec<String> = st.members.keys().cloned().collect();
-            let mut sorted = want.clone();
-            sorted.sort();
-            if st.is_healthy
-                && members == sorted
-                && st.in_sync_members.len() == want.len()
-                && st.members.values().all(|mm| !mm.is_learner)
-            {
-                return t0.elapsed();
-            }
-        }
-        if t0.elapsed() > limit {
-            let hist = String::from_utf8_lossy(&ckecli(m, &["history", "-n", "5"], None).stdout).into_owned();
-            panic!(
-                "members never became {want:?}\nhistory: {hist}\nlog: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
+use cke::testing::{is_root, Mtest};
+use e2e_common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_rbac_scale_and_restart_without_losing_writes() {
@@ -116,19 +21,10 @@ async fn bootstrap_rbac_scale_and_restart_without_losing_writes() {
     let m = Mtest::up(5, &["--image", &tools]);
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("cke.log");
-    assert!(ckecli(&m, &["vault", "init"], None).status.success());
-    assert!(
-        ckecli(&m, &["vault", "ssh-privkey", m.ssh_key().to_str().unwrap()], None)
-            .status
-            .success()
-    );
-    assert!(ckecli(&m, &["constraints", "set", "control-plane-count", "3"], None)
-        .status
-        .success());
-    let o = ckecli(&m, &["cluster", "set", "-"], Some(&cluster_yaml(&m, &[1, 2, 3])));
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    prepare(&m, 3);
+    declare(&m, &[1, 2, 3], &[]);
     let t0 = Instant::now();
-    let _cke = start_cke(&m, "e2e", &log);
+    let _cke = start_cke(&m, "e2e", &log, &[]);
 
     // Bootstrap: three voting members, healthy, in sync.
     wait_members(&m, &[1, 2, 3], Duration::from_secs(240), &log).await;
@@ -181,14 +77,7 @@ async fn bootstrap_rbac_scale_and_restart_without_losing_writes() {
     });
 
     // Scale 3 -> 5: learners joined one at a time.
-    assert!(ckecli(&m, &["constraints", "set", "control-plane-count", "5"], None)
-        .status
-        .success());
-    assert!(
-        ckecli(&m, &["cluster", "set", "-"], Some(&cluster_yaml(&m, &[1, 2, 3, 4, 5])))
-            .status
-            .success()
-    );
+    declare(&m, &[1, 2, 3, 4, 5], &[]);
     let took = wait_members(&m, &[1, 2, 3, 4, 5], Duration::from_secs(240), &log).await;
     println!("FIGURE scale 3 -> 5 (two learner joins): {took:?}");
 

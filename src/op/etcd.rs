@@ -171,6 +171,15 @@ async fn wait_in_sync(infra: &Infra, cmd: &RecordCommand, address: &str, limit: 
     }
 }
 
+/// Test hook: when `CKE_FAILPOINT` names this point, the process dies on the spot (as on a power
+/// loss), so tests can check that another leader finishes the work. Never set it in production.
+fn failpoint(name: &str) {
+    if std::env::var("CKE_FAILPOINT").is_ok_and(|v| v == name) {
+        tracing::error!(failpoint = name, "failpoint reached: aborting");
+        std::process::abort();
+    }
+}
+
 /// The id of the learner an add-member operation registered, and the member addresses after it.
 type AddedMember = Arc<Mutex<Option<(u64, Vec<String>)>>>;
 
@@ -304,13 +313,15 @@ pub fn operator(planned: &PlannedOp, cluster: &Cluster) -> Box<dyn Operator> {
                             .map_err(|e| err(cmd, e))
                     }
                 ));
-                steps.push(step!(
-                    "destroy-etcd",
-                    node.clone(),
-                    "container, volumes, certificates",
-                    |infra, cmd| { wipe(infra, cmd, &cmd.target).await }
-                ));
             }
+            // The node is not a member: whatever etcd state it holds (an earlier membership, a
+            // half-added start) must go, or the new member would start from stale data.
+            steps.push(step!(
+                "destroy-etcd",
+                node.clone(),
+                "stale container, volumes, certificates",
+                |infra, cmd| { wipe(infra, cmd, &cmd.target).await }
+            ));
             steps.push(step!(
                 "write-certificates",
                 node.clone(),
@@ -335,6 +346,7 @@ pub fn operator(planned: &PlannedOp, cluster: &Cluster) -> Box<dyn Operator> {
                         .map_err(|e| err(cmd, e))?;
                     let addresses: Vec<String> = members.iter().filter_map(|m| m.address()).collect();
                     *a.lock().unwrap() = Some((id, addresses));
+                    failpoint("after-add-learner");
                     Ok(())
                 }
             ));

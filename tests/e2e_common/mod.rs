@@ -1,0 +1,160 @@
+//! Helpers shared by the end-to-end tests on mtest node hosts.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use cke::managed_etcd::{EtcdTls, ManagedEtcd};
+use cke::testing::{free_port, Mtest};
+
+/// A `cke` process, killed on drop.
+pub struct Cke(pub Child);
+
+impl Drop for Cke {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs ckecli against the environment's etcd and OpenBao.
+pub fn ckecli(m: &Mtest, args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ckecli"))
+        .arg("--config")
+        .arg(&m.env["CKE_CONFIG"])
+        .args(args)
+        .env("VAULT_ADDR", &m.env["VAULT_ADDR"])
+        .env("VAULT_TOKEN", &m.env["VAULT_TOKEN"])
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(s) = stdin {
+        c.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    c.wait_with_output().unwrap()
+}
+
+/// `ckecli` that must succeed.
+#[track_caller]
+pub fn ok(m: &Mtest, args: &[&str], stdin: Option<&str>) -> String {
+    let o = ckecli(m, args, stdin);
+    assert!(
+        o.status.success(),
+        "ckecli {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Starts `cke` with test-friendly timings; `env` adds variables (e.g. a failpoint).
+pub fn start_cke(m: &Mtest, name: &str, log: &Path, env: &[(&str, &str)]) -> Cke {
+    let child = Command::new(env!("CARGO_BIN_EXE_cke"))
+        .arg("--config")
+        .arg(&m.env["CKE_CONFIG"])
+        .args(["--name", name, "--http", &format!("127.0.0.1:{}", free_port())])
+        .args(["--interval", "3s", "--session-ttl", "5s", "--container-cli", "podman"])
+        .env("CKE_LOG", "info")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    Cke(child)
+}
+
+/// Vault, the SSH key and the constraint, ready for a declaration.
+pub fn prepare(m: &Mtest, control_planes: usize) {
+    ok(m, &["vault", "init"], None);
+    ok(m, &["vault", "ssh-privkey", m.ssh_key().to_str().unwrap()], None);
+    ok(
+        m,
+        &["constraints", "set", "control-plane-count", &control_planes.to_string()],
+        None,
+    );
+}
+
+/// A declaration with these nodes (1-based) as control planes, plus `extra` YAML under `options`.
+pub fn cluster_yaml(m: &Mtest, cps: &[usize], etcd_extra_args: &[&str]) -> String {
+    let mut s = String::from("name: e2e\nservice_subnet: 10.96.0.0/16\nnodes:\n");
+    for i in cps {
+        s.push_str(&format!(
+            "  - {{address: {}, hostname: node{i}, user: root, control_plane: true}}\n",
+            m.node(*i)
+        ));
+    }
+    if !etcd_extra_args.is_empty() {
+        s.push_str("options:\n  etcd:\n    extra_args:\n");
+        for a in etcd_extra_args {
+            s.push_str(&format!("      - \"{a}\"\n"));
+        }
+    }
+    s
+}
+
+/// Declares the cluster (and the matching constraint).
+pub fn declare(m: &Mtest, cps: &[usize], etcd_extra_args: &[&str]) {
+    let current: serde_json::Value = serde_json::from_str(&ok(m, &["constraints", "show"], None)).unwrap();
+    let n = cps.len().to_string();
+    // Raise the count first when growing, lower it after when shrinking, so both states stay valid.
+    if current["control-plane-count"].as_u64().unwrap_or(0) < cps.len() as u64 {
+        ok(m, &["constraints", "set", "control-plane-count", &n], None);
+    }
+    ok(
+        m,
+        &["cluster", "set", "-"],
+        Some(&cluster_yaml(m, cps, etcd_extra_args)),
+    );
+    ok(m, &["constraints", "set", "control-plane-count", &n], None);
+}
+
+/// A root connection to the managed etcd through these nodes.
+pub async fn root_etcd(m: &Mtest, nodes: &[usize]) -> ManagedEtcd {
+    let v: serde_json::Value = serde_json::from_str(&ok(m, &["etcd", "root-issue"], None)).unwrap();
+    let tls = EtcdTls {
+        ca: v["ca_certificate"].as_str().unwrap().into(),
+        cert: v["certificate"].as_str().unwrap().into(),
+        key: v["private_key"].as_str().unwrap().into(),
+    };
+    let endpoints = nodes.iter().map(|i| format!("https://{}:2379", m.node(*i))).collect();
+    ManagedEtcd::connect(endpoints, tls, Duration::from_secs(5))
+        .await
+        .unwrap()
+}
+
+/// The member addresses, when the cluster answers through `via`.
+pub async fn members(m: &Mtest, via: &[usize]) -> Option<Vec<String>> {
+    let st = root_etcd(m, via).await.cluster_status().await.ok()?;
+    Some(st.members.keys().cloned().collect())
+}
+
+/// Waits until the members are exactly `nodes`, voting, healthy and in sync; returns how long it took.
+pub async fn wait_members(m: &Mtest, nodes: &[usize], limit: Duration, log: &Path) -> Duration {
+    let t0 = Instant::now();
+    let mut want: Vec<String> = nodes.iter().map(|i| m.node(*i)).collect();
+    want.sort();
+    loop {
+        let etcd = root_etcd(m, nodes).await;
+        if let Ok(st) = etcd.cluster_status().await {
+            let got: Vec<String> = st.members.keys().cloned().collect();
+            if st.is_healthy
+                && got == want
+                && st.in_sync_members.len() == want.len()
+                && st.members.values().all(|mm| !mm.is_learner)
+            {
+                return t0.elapsed();
+            }
+        }
+        if t0.elapsed() > limit {
+            let hist = String::from_utf8_lossy(&ckecli(m, &["history", "-n", "5"], None).stdout).into_owned();
+            panic!(
+                "members never became {want:?}\nhistory: {hist}\nlog: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
