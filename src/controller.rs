@@ -423,12 +423,7 @@ impl Controller {
             match ctx.check() {
                 Ok(()) => {}
                 Err(PassError::Shutdown) => {
-                    record.status = RecordStatus::Cancelled;
-                    record.error = "cancelled: cke is shutting down".into();
-                    record.end_at = Some(Utc::now());
-                    self.write_record(ctx, &record, vec![]).await?;
-                    self.finish(&record);
-                    return Err(PassError::Shutdown);
+                    return self.close(ctx, &mut record, "cancelled: cke is shutting down").await
                 }
                 Err(e) => return Err(self.note_last(&record, e)),
             }
@@ -447,14 +442,7 @@ impl Controller {
                 _ = signalled(&mut shutdown) => {
                     match tokio::time::timeout(self.cfg.shutdown_grace, &mut run).await {
                         Ok(r) => r,
-                        Err(_) => {
-                            record.status = RecordStatus::Cancelled;
-                            record.error = "cancelled: cke is shutting down".into();
-                            record.end_at = Some(Utc::now());
-                            self.write_record(ctx, &record, vec![]).await?;
-                            self.finish(&record);
-                            return Err(PassError::Shutdown);
-                        }
+                        Err(_) => return self.close(ctx, &mut record, "cancelled: cke is shutting down").await,
                     }
                 }
             };
@@ -476,6 +464,16 @@ impl Controller {
         self.finish(&record);
         tracing::info!(id, operation = record.operation, "operation completed");
         Ok(())
+    }
+
+    /// Records the operation as cancelled for shutdown and ends the pass.
+    async fn close(&self, ctx: &TermCtx<'_>, record: &mut Record, reason: &str) -> Result<(), PassError> {
+        record.status = RecordStatus::Cancelled;
+        record.error = reason.into();
+        record.end_at = Some(Utc::now());
+        self.write_record(ctx, record, vec![]).await?;
+        self.finish(record);
+        Err(PassError::Shutdown)
     }
 
     fn note_last(&self, record: &Record, e: PassError) -> PassError {

@@ -25,15 +25,7 @@ fn pool(m: &Mtest, store: Arc<dyn HostKeyStore>, mode: HostKeyMode) -> Arc<SshPo
 }
 
 fn node(m: &Mtest, i: usize) -> Node {
-    Node {
-        address: m.node(i),
-        hostname: String::new(),
-        user: "root".into(),
-        control_plane: true,
-        annotations: Default::default(),
-        labels: Default::default(),
-        taints: vec![],
-    }
+    Node::new(&m.node(i), "root", true)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

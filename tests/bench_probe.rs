@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use cke::agent::container::ContainerEngine;
 use cke::agent::hostkey::StorageHostKeys;
 use cke::agent::ssh::{SshConfig, SshPool, StaticKey};
-use cke::model::{Cluster, Node, Options};
+use cke::model::{Cluster, Node};
 use cke::probe::probe_nodes;
 use cke::storage::MemStorage;
 use cke::testing::{free_port, is_root};
@@ -58,30 +58,9 @@ async fn bench_probe_100_nodes() {
     }
 
     let nodes: Vec<Node> = (1..=100)
-        .map(|i| Node {
-            address: format!("127.0.0.{i}"),
-            hostname: String::new(),
-            user: "root".into(),
-            control_plane: i <= 3,
-            annotations: Default::default(),
-            labels: Default::default(),
-            taints: vec![],
-        })
+        .map(|i| Node::new(&format!("127.0.0.{i}"), "root", i <= 3))
         .collect();
-    let cluster = Cluster {
-        name: "bench".into(),
-        nodes,
-        taint_control_plane: false,
-        control_plane_tolerations: vec![],
-        service_subnet: "10.96.0.0/16".into(),
-        dns_servers: vec![],
-        dns_service: String::new(),
-        reboot: None,
-        repair: None,
-        sabakan: None,
-        trusted_rest_mappings: vec![],
-        options: Options::default(),
-    };
+    let cluster = Cluster::new("bench", "10.96.0.0/16", nodes);
     let key = std::fs::read_to_string(d.join("user")).unwrap();
     let pins = Arc::new(StorageHostKeys(Arc::new(MemStorage::default())));
     let pool = SshPool::new(

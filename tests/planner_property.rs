@@ -17,15 +17,7 @@ fn addr(i: usize) -> String {
 }
 
 fn node(i: usize, cp: bool) -> Node {
-    Node {
-        address: addr(i),
-        hostname: String::new(),
-        user: "core".into(),
-        control_plane: cp,
-        annotations: Default::default(),
-        labels: Default::default(),
-        taints: vec![],
-    }
+    Node::new(&addr(i), "core", cp)
 }
 
 #[derive(Debug, Clone)]
@@ -345,20 +337,7 @@ fn case() -> impl Strategy<Value = Case> {
 fn cluster_of(case: &Case) -> Cluster {
     let mut nodes: Vec<Node> = case.declared_cp.iter().map(|i| node(*i, true)).collect();
     nodes.extend(case.declared_workers.iter().map(|i| node(*i, false)));
-    Cluster {
-        name: "p".into(),
-        nodes,
-        taint_control_plane: false,
-        control_plane_tolerations: vec![],
-        service_subnet: "10.96.0.0/16".into(),
-        dns_servers: vec![],
-        dns_service: String::new(),
-        reboot: None,
-        repair: None,
-        sabakan: None,
-        trusted_rest_mappings: vec![],
-        options: Options::default(),
-    }
+    Cluster::new("p", "10.96.0.0/16", nodes)
 }
 
 proptest! {

@@ -54,6 +54,24 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// A cluster with these nodes and defaults for everything else.
+    pub fn new(name: &str, service_subnet: &str, nodes: Vec<Node>) -> Cluster {
+        Cluster {
+            name: name.into(),
+            nodes,
+            taint_control_plane: false,
+            control_plane_tolerations: vec![],
+            service_subnet: service_subnet.into(),
+            dns_servers: vec![],
+            dns_service: String::new(),
+            reboot: None,
+            repair: None,
+            sabakan: None,
+            trusted_rest_mappings: vec![],
+            options: Options::default(),
+        }
+    }
+
     /// The control-plane nodes, in declaration order.
     pub fn control_planes(&self) -> impl Iterator<Item = &Node> {
         self.nodes.iter().filter(|n| n.control_plane)
@@ -96,6 +114,19 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node with no host name, labels, annotations or taints.
+    pub fn new(address: &str, user: &str, control_plane: bool) -> Node {
+        Node {
+            address: address.into(),
+            hostname: String::new(),
+            user: user.into(),
+            control_plane,
+            annotations: Default::default(),
+            labels: Default::default(),
+            taints: vec![],
+        }
+    }
+
     /// The node's name in Kubernetes: `hostname` when set, the address otherwise.
     pub fn nodename(&self) -> &str {
         if self.hostname.is_empty() {

@@ -17,15 +17,10 @@ fn err(cmd: &RecordCommand, e: impl std::fmt::Display) -> CommandError {
 }
 
 fn node_of(cluster: &Cluster, address: &str) -> Node {
-    cluster.node(address).cloned().unwrap_or(Node {
-        address: address.into(),
-        hostname: String::new(),
-        user: "root".into(),
-        control_plane: false,
-        annotations: Default::default(),
-        labels: Default::default(),
-        taints: vec![],
-    })
+    cluster
+        .node(address)
+        .cloned()
+        .unwrap_or(Node::new(address, "root", false))
 }
 
 /// Writes the node's etcd server and peer certificates and the CAs it trusts to `/etc/etcd/pki`.

@@ -27,30 +27,9 @@ impl Fixture {
     /// `cps` control planes then `workers` workers; all reachable with current rivers, no etcd yet.
     pub fn new(cps: usize, workers: usize) -> Self {
         let nodes = (0..cps + workers)
-            .map(|i| Node {
-                address: addr(i),
-                hostname: String::new(),
-                user: "core".into(),
-                control_plane: i < cps,
-                annotations: Default::default(),
-                labels: Default::default(),
-                taints: vec![],
-            })
+            .map(|i| Node::new(&addr(i), "core", i < cps))
             .collect();
-        let cluster = Cluster {
-            name: "t".into(),
-            nodes,
-            taint_control_plane: false,
-            control_plane_tolerations: vec![],
-            service_subnet: "10.96.0.0/16".into(),
-            dns_servers: vec![],
-            dns_service: String::new(),
-            reboot: None,
-            repair: None,
-            sabakan: None,
-            trusted_rest_mappings: vec![],
-            options: Options::default(),
-        };
+        let cluster = Cluster::new("t", "10.96.0.0/16", nodes);
         let constraints = Constraints {
             control_plane_count: cps as i64,
             ..Default::default()
@@ -101,15 +80,11 @@ impl Fixture {
 
     /// A running, marked, in-sync member on `address`.
     pub fn set_member(&mut self, address: &str, id: u64, learner: bool) {
-        let node = self.cluster.node(address).cloned().unwrap_or(Node {
-            address: address.into(),
-            hostname: String::new(),
-            user: "core".into(),
-            control_plane: true,
-            annotations: Default::default(),
-            labels: Default::default(),
-            taints: vec![],
-        });
+        let node = self
+            .cluster
+            .node(address)
+            .cloned()
+            .unwrap_or(Node::new(address, "core", true));
         let st = self.status.nodes.entry(address.to_string()).or_insert(NodeStatus {
             ssh_connected: true,
             ..Default::default()
