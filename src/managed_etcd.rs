@@ -302,22 +302,31 @@ impl ManagedEtcd {
         Ok(st)
     }
 
-    /// Creates the users and roles cke relies on and enables authentication (idempotent):
-    /// `root` (role root) and `kube-apiserver` (role with read-write on `/registry/`), both without
-    /// passwords: clients authenticate with certificates whose CN is the user name.
-    pub async fn setup_auth(&self) -> Result<(), ManagedEtcdError> {
+    async fn users_and_roles(&self) -> Result<(BTreeSet<String>, BTreeSet<String>), ManagedEtcdError> {
         let mut c = self.client.clone();
-        let users: BTreeSet<String> = match self.call("user list", c.user_list()).await {
-            Ok(r) => r.users().iter().cloned().collect(),
-            Err(e) => return Err(e),
-        };
-        let roles: BTreeSet<String> = self
+        let users = self
+            .call("user list", c.user_list())
+            .await?
+            .users()
+            .iter()
+            .cloned()
+            .collect();
+        let roles = self
             .call("role list", c.role_list())
             .await?
             .roles()
             .iter()
             .cloned()
             .collect();
+        Ok((users, roles))
+    }
+
+    /// Creates the users and roles cke relies on and enables authentication (idempotent):
+    /// `root` (role root) and `kube-apiserver` (role with read-write on `/registry/`), both without
+    /// passwords: clients authenticate with certificates whose CN is the user name.
+    pub async fn setup_auth(&self) -> Result<(), ManagedEtcdError> {
+        let mut c = self.client.clone();
+        let (users, roles) = self.users_and_roles().await?;
         if !users.contains("root") {
             self.call(
                 "user add root",
@@ -366,21 +375,7 @@ impl ManagedEtcd {
 
     /// Adds (or updates) a user with read-write access to `prefix` (`ckecli etcd user-add`).
     pub async fn user_add(&self, user: &str, prefix: &str) -> Result<(), ManagedEtcdError> {
-        let mut c = self.client.clone();
-        let users: BTreeSet<String> = self
-            .call("user list", c.user_list())
-            .await?
-            .users()
-            .iter()
-            .cloned()
-            .collect();
-        let roles: BTreeSet<String> = self
-            .call("role list", c.role_list())
-            .await?
-            .roles()
-            .iter()
-            .cloned()
-            .collect();
+        let (users, roles) = self.users_and_roles().await?;
         self.ensure_prefix_user(user, prefix, &users, &roles).await
     }
 

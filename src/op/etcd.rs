@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::{CommandError, FnCommand, Infra, Operator, SeqOperator};
+use super::{CommandError, Commander, FnCommand, Infra, Operator, SeqOperator};
 use crate::agent::container::RunSpec;
 use crate::agent::Runner;
 use crate::model::{Cluster, ContainerParams, Node, RecordCommand};
@@ -184,6 +184,29 @@ macro_rules! step {
     }};
 }
 
+fn remove_member_step(node: String, peers: Arc<Vec<String>>, id: u64, detail: &str) -> Box<dyn Commander> {
+    step!("remove-member", node, detail, |infra, cmd| {
+        infra
+            .managed_etcd(&peers, cmd)
+            .await?
+            .remove(id)
+            .await
+            .map_err(|e| err(cmd, e))
+    })
+}
+
+fn mark_step(node: String) -> Box<dyn Commander> {
+    step!("mark-member", node, ETCD_ADDED_MEMBER_VOLUME, |infra, cmd| {
+        create_volume(infra, cmd, &cmd.target, ETCD_ADDED_MEMBER_VOLUME).await
+    })
+}
+
+fn certs_step(node: String) -> Box<dyn Commander> {
+    step!("write-certificates", node, "etcd server and peer", |infra, cmd| {
+        write_certs(infra, cmd, &cmd.target).await
+    })
+}
+
 /// The operator for a planned etcd operation.
 pub fn operator(planned: &PlannedOp, cluster: &Cluster) -> Box<dyn Operator> {
     let name = planned.name();
@@ -231,22 +254,12 @@ pub fn operator(planned: &PlannedOp, cluster: &Cluster) -> Box<dyn Operator> {
                 }
             ));
             for a in &nodes {
-                steps.push(step!(
-                    "mark-member",
-                    a.clone(),
-                    ETCD_ADDED_MEMBER_VOLUME,
-                    |infra, cmd| { create_volume(infra, cmd, &cmd.target, ETCD_ADDED_MEMBER_VOLUME).await }
-                ));
+                steps.push(mark_step(a.clone()));
             }
         }
         OpKind::EtcdStart { nodes } => {
             for a in nodes {
-                steps.push(step!(
-                    "write-certificates",
-                    a.clone(),
-                    "etcd server and peer",
-                    |infra, cmd| { write_certs(infra, cmd, &cmd.target).await }
-                ));
+                steps.push(certs_step(a.clone()));
                 steps.push(step!("run-container", a, "etcd", |infra, cmd| {
                     run_etcd(infra, cmd, &cmd.target, None).await
                 }));
@@ -260,30 +273,11 @@ pub fn operator(planned: &PlannedOp, cluster: &Cluster) -> Box<dyn Operator> {
         }
         OpKind::EtcdRemoveMember { node, id } => {
             let peers = Arc::new(others(cluster, &node));
-            steps.push(step!("remove-member", node, &format!("{id:x}"), |infra, cmd| {
-                infra
-                    .managed_etcd(&peers, cmd)
-                    .await?
-                    .remove(id)
-                    .await
-                    .map_err(|e| err(cmd, e))
-            }));
+            steps.push(remove_member_step(node, peers, id, &format!("{id:x}")));
         }
         OpKind::EtcdDestroyMember { node, id } => {
             let peers = Arc::new(others(cluster, &node));
-            steps.push(step!(
-                "remove-member",
-                node.clone(),
-                &format!("{id:x}"),
-                |infra, cmd| {
-                    infra
-                        .managed_etcd(&peers, cmd)
-                        .await?
-                        .remove(id)
-                        .await
-                        .map_err(|e| err(cmd, e))
-                }
-            ));
+            steps.push(remove_member_step(node.clone(), peers.clone(), id, &format!("{id:x}")));
             steps.push(step!(
                 "destroy-etcd",
                 node,
@@ -295,18 +289,11 @@ pub fn operator(planned: &PlannedOp, cluster: &Cluster) -> Box<dyn Operator> {
             let peers = Arc::new(others(cluster, &node));
             if let Some(old) = replace {
                 let p = peers.clone();
-                steps.push(step!(
-                    "remove-member",
+                steps.push(remove_member_step(
                     node.clone(),
+                    p.clone(),
+                    old,
                     &format!("{old:x} (half-added)"),
-                    |infra, cmd| {
-                        infra
-                            .managed_etcd(&p, cmd)
-                            .await?
-                            .remove(old)
-                            .await
-                            .map_err(|e| err(cmd, e))
-                    }
                 ));
             }
             // The node is not a member: whatever etcd state it holds (an earlier membership, a
@@ -317,12 +304,7 @@ pub fn operator(planned: &PlannedOp, cluster: &Cluster) -> Box<dyn Operator> {
                 "stale container, volumes, certificates",
                 |infra, cmd| { wipe(infra, cmd, &cmd.target).await }
             ));
-            steps.push(step!(
-                "write-certificates",
-                node.clone(),
-                "etcd server and peer",
-                |infra, cmd| { write_certs(infra, cmd, &cmd.target).await }
-            ));
+            steps.push(certs_step(node.clone()));
             let v = volume.clone();
             steps.push(step!("create-volume", node.clone(), &volume, |infra, cmd| {
                 create_volume(infra, cmd, &cmd.target, &v).await
@@ -368,9 +350,7 @@ pub fn operator(planned: &PlannedOp, cluster: &Cluster) -> Box<dyn Operator> {
                     .await
                     .map_err(|e| err(cmd, e))
             }));
-            steps.push(step!("mark-member", node, ETCD_ADDED_MEMBER_VOLUME, |infra, cmd| {
-                create_volume(infra, cmd, &cmd.target, ETCD_ADDED_MEMBER_VOLUME).await
-            }));
+            steps.push(mark_step(node));
         }
         OpKind::EtcdPromoteMember { node, id } => {
             let peers = Arc::new(others(cluster, &node));
@@ -385,24 +365,15 @@ pub fn operator(planned: &PlannedOp, cluster: &Cluster) -> Box<dyn Operator> {
                         .map_err(|e| err(cmd, e))
                 }
             ));
-            steps.push(step!("mark-member", node, ETCD_ADDED_MEMBER_VOLUME, |infra, cmd| {
-                create_volume(infra, cmd, &cmd.target, ETCD_ADDED_MEMBER_VOLUME).await
-            }));
+            steps.push(mark_step(node));
         }
         OpKind::EtcdMarkMember { nodes } => {
             for a in nodes {
-                steps.push(step!("mark-member", a, ETCD_ADDED_MEMBER_VOLUME, |infra, cmd| {
-                    create_volume(infra, cmd, &cmd.target, ETCD_ADDED_MEMBER_VOLUME).await
-                }));
+                steps.push(mark_step(a));
             }
         }
         OpKind::EtcdRestart { node } => {
-            steps.push(step!(
-                "write-certificates",
-                node.clone(),
-                "etcd server and peer",
-                |infra, cmd| { write_certs(infra, cmd, &cmd.target).await }
-            ));
+            steps.push(certs_step(node.clone()));
             steps.push(step!(
                 "run-container",
                 node.clone(),
