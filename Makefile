@@ -13,7 +13,7 @@ deps:
 
 test: deps
 	$(CARGO) build --all-targets
-	$(CARGO) test --all-targets -- --test-threads=4
+	$(CARGO) test --all-targets --no-fail-fast -- --test-threads=4
 
 lint:
 	$(CARGO) fmt --all -- --check

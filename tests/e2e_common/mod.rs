@@ -158,3 +158,21 @@ pub async fn wait_members(m: &Mtest, nodes: &[usize], limit: Duration, log: &Pat
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
+
+/// Waits until the newest record of `operation` is completed.
+pub async fn wait_completed(m: &Mtest, operation: &str, limit: Duration) {
+    let t0 = Instant::now();
+    loop {
+        let text = String::from_utf8_lossy(&ckecli(m, &["history"], None).stdout).into_owned();
+        let done = serde_json::Deserializer::from_str(&text)
+            .into_iter::<cke::model::Record>()
+            .filter_map(Result::ok)
+            .find(|r| r.operation == operation)
+            .is_some_and(|r| r.status == cke::model::RecordStatus::Completed);
+        if done {
+            return;
+        }
+        assert!(t0.elapsed() < limit, "{operation} did not complete within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
