@@ -107,6 +107,8 @@ async fn rolling_restart_crash_safety_unreachable_node_and_replacement() {
         "FIGURE join completed by the next leader after a crash: {:?} after the crash",
         took
     );
+    // The member is voting and in sync; the operation still marks it before it completes.
+    wait_completed(&m, "etcd-add-member", Duration::from_secs(60)).await;
     assert_eq!(ok(&m, &["leader"], None).trim(), "b");
     let recs = records(&m);
     let crashed = recs
