@@ -82,6 +82,22 @@ async fn bootstrap_rbac_scale_and_restart_without_losing_writes() {
     declare(&m, &[1, 2, 3, 4, 5], &[]);
     let took = wait_members(&m, &[1, 2, 3, 4, 5], Duration::from_secs(240), &log).await;
     println!("FIGURE scale 3 -> 5 (two learner joins): {took:?}");
+    let text = ok(&m, &["history"], None);
+    for r in serde_json::Deserializer::from_str(&text)
+        .into_iter::<cke::model::Record>()
+        .filter_map(Result::ok)
+    {
+        if let Some(end) = r.end_at {
+            println!(
+                "  record {} {} {:?}: {} ms ({})",
+                r.id,
+                r.operation,
+                r.status,
+                (end - r.start_at).num_milliseconds(),
+                r.error
+            );
+        }
+    }
 
     // Demote 5 -> 3 (two members removed, one at a time) while the writer keeps writing.
     declare(&m, &[1, 2, 3], &[]);
