@@ -99,16 +99,7 @@ pub enum DaemonError {
 /// Runs the daemon until SIGTERM or SIGINT; returns the exit code.
 pub fn main_impl() -> i32 {
     let args = Args::parse();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CKE_LOG").unwrap_or_else(|_| "info".into()))
-        .init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = crate::process_setup("CKE_LOG", "info");
     match rt.block_on(run(args)) {
         Ok(()) => 0,
         Err(e) => {

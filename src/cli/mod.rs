@@ -283,16 +283,7 @@ pub fn print_error(e: &dyn std::error::Error) {
 /// The whole `ckecli` program; returns the process exit code.
 pub fn main_impl() -> i32 {
     let cli = Cli::parse();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CKECLI_LOG").unwrap_or_else(|_| "warn".into()))
-        .init();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let rt = crate::process_setup("CKECLI_LOG", "warn");
     match rt.block_on(run(cli)) {
         Ok(()) => 0,
         Err(e) => {
