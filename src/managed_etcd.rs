@@ -116,8 +116,27 @@ fn options(tls: &EtcdTls, timeout: Duration) -> ConnectOptions {
 }
 
 impl ManagedEtcd {
-    /// A client over `endpoints` (e.g. `https://10.0.0.1:2379`). Connecting is lazy.
+    /// A client over `endpoints` (e.g. `https://10.0.0.1:2379`). Endpoints that do not accept a TCP
+    /// connection within a second are left out (the client would otherwise send some requests to a
+    /// node whose member is down or not yet started); when none answers, all are kept so that the
+    /// error names them.
     pub async fn connect(endpoints: Vec<String>, tls: EtcdTls, timeout: Duration) -> Result<Self, ManagedEtcdError> {
+        let checks = endpoints.iter().map(|e| async move {
+            let rest = e.split_once("://").map_or(e.as_str(), |(_, r)| r);
+            let hostport = rest.split('/').next().unwrap_or(rest).to_string();
+            let ok = matches!(
+                tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(hostport)).await,
+                Ok(Ok(_))
+            );
+            (e.clone(), ok)
+        });
+        let live: Vec<String> = futures::future::join_all(checks)
+            .await
+            .into_iter()
+            .filter(|(_, ok)| *ok)
+            .map(|(e, _)| e)
+            .collect();
+        let endpoints = if live.is_empty() { endpoints } else { live };
         let client = Client::connect(endpoints.clone(), Some(options(&tls, timeout)))
             .await
             .map_err(|e| ManagedEtcdError::Request {
@@ -226,11 +245,25 @@ impl ManagedEtcd {
     /// Promotes a learner, retrying while it catches up, for at most `limit`.
     pub async fn promote_when_ready(&self, id: u64, limit: Duration) -> Result<(), ManagedEtcdError> {
         let start = tokio::time::Instant::now();
+        let mut refusals = 0u32;
         loop {
             match self.promote(id).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    tracing::info!(member = format!("{id:x}"), refusals, elapsed = ?start.elapsed(), "learner promoted");
+                    return Ok(());
+                }
                 Err(e) if start.elapsed() >= limit => return Err(e),
-                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                Err(e) => {
+                    if refusals == 0 {
+                        tracing::info!(
+                            member = format!("{id:x}"),
+                            error = crate::controller::error_chain(&e),
+                            "learner not ready for promotion; retrying"
+                        );
+                    }
+                    refusals += 1;
+                    tokio::time::sleep(Duration::from_millis(500)).await
+                }
             }
         }
     }
