@@ -16,6 +16,11 @@ fn err(cmd: &RecordCommand, e: impl std::fmt::Display) -> CommandError {
     CommandError::new(cmd, e.to_string())
 }
 
+/// A failure of `cmd` caused by `e`, with `e`'s whole chain of causes.
+fn cause(cmd: &RecordCommand, e: &dyn std::error::Error) -> CommandError {
+    CommandError::new(cmd, crate::controller::error_chain(e))
+}
+
 fn node_of(cluster: &Cluster, address: &str) -> Node {
     cluster
         .node(address)
@@ -31,17 +36,17 @@ async fn write_certs(infra: &Infra, cmd: &RecordCommand, address: &str) -> Resul
     let server = issuer
         .issue_etcd_server(&node.address, &node.hostname)
         .await
-        .map_err(|e| err(cmd, e))?;
+        .map_err(|e| cause(cmd, &e))?;
     let peer = issuer
         .issue_etcd_peer(&node.address, &node.hostname)
         .await
-        .map_err(|e| err(cmd, e))?;
+        .map_err(|e| cause(cmd, &e))?;
     let ca = |name: &'static str| async move {
         infra
             .storage
             .get_ca(name)
             .await
-            .map_err(|e| err(cmd, e))?
+            .map_err(|e| cause(cmd, &e))?
             .ok_or_else(|| err(cmd, format!("CA {name} is not in etcd")))
     };
     let files: [(&str, String, u32); 6] = [
@@ -56,7 +61,7 @@ async fn write_certs(infra: &Infra, cmd: &RecordCommand, address: &str) -> Resul
         agent
             .write_file(&format!("{ETCD_PKI_DIR}/{name}"), content.as_bytes(), mode, None)
             .await
-            .map_err(|e| err(cmd, e))?;
+            .map_err(|e| cause(cmd, &e))?;
     }
     Ok(())
 }
@@ -86,7 +91,7 @@ async fn run_etcd(
         env: extra.extra_env.clone(),
         params: ContainerParams { builtin, extra },
     };
-    infra.engine.run(&agent, &spec).await.map_err(|e| err(cmd, e))
+    infra.engine.run(&agent, &spec).await.map_err(|e| cause(cmd, &e))
 }
 
 async fn create_volume(infra: &Infra, cmd: &RecordCommand, address: &str, volume: &str) -> Result<(), CommandError> {
@@ -95,7 +100,7 @@ async fn create_volume(infra: &Infra, cmd: &RecordCommand, address: &str, volume
         .engine
         .volume_create(&agent, volume)
         .await
-        .map_err(|e| err(cmd, e))
+        .map_err(|e| cause(cmd, &e))
 }
 
 /// Stops and removes the etcd container and its volumes (data and marker) on `address`.
@@ -105,21 +110,21 @@ async fn wipe(infra: &Infra, cmd: &RecordCommand, address: &str) -> Result<(), C
         .engine
         .remove(&agent, ETCD_CONTAINER)
         .await
-        .map_err(|e| err(cmd, e))?;
+        .map_err(|e| cause(cmd, &e))?;
     infra
         .engine
         .volume_remove(&agent, infra.cluster.options.etcd.volume())
         .await
-        .map_err(|e| err(cmd, e))?;
+        .map_err(|e| cause(cmd, &e))?;
     infra
         .engine
         .volume_remove(&agent, ETCD_ADDED_MEMBER_VOLUME)
         .await
-        .map_err(|e| err(cmd, e))?;
+        .map_err(|e| cause(cmd, &e))?;
     agent
         .check(&format!("rm -rf {ETCD_PKI_DIR}"), None, Duration::from_secs(30))
         .await
-        .map_err(|e| err(cmd, e))?;
+        .map_err(|e| cause(cmd, &e))?;
     Ok(())
 }
 
@@ -191,7 +196,7 @@ fn remove_member_step(node: String, peers: Arc<Vec<String>>, id: u64, detail: &s
             .await?
             .remove(id)
             .await
-            .map_err(|e| err(cmd, e))
+            .map_err(|e| cause(cmd, &e))
     })
 }
 
@@ -250,7 +255,7 @@ pub fn operator(planned: &PlannedOp, cluster: &Cluster) -> Box<dyn Operator> {
                         .await?
                         .setup_auth()
                         .await
-                        .map_err(|e| err(cmd, e))
+                        .map_err(|e| cause(cmd, &e))
                 }
             ));
             for a in &nodes {
@@ -320,7 +325,7 @@ pub fn operator(planned: &PlannedOp, cluster: &Cluster) -> Box<dyn Operator> {
                     let (id, members) = etcd
                         .add_learner_when_ready(&etcd_peer_url(&cmd.target), Duration::from_secs(60))
                         .await
-                        .map_err(|e| err(cmd, e))?;
+                        .map_err(|e| cause(cmd, &e))?;
                     let addresses: Vec<String> = members.iter().filter_map(|m| m.address()).collect();
                     *a.lock().unwrap() = Some((id, addresses));
                     failpoint("after-add-learner");
@@ -348,7 +353,7 @@ pub fn operator(planned: &PlannedOp, cluster: &Cluster) -> Box<dyn Operator> {
                 let etcd = infra.managed_etcd(&p, cmd).await?;
                 etcd.promote_when_ready(id, Duration::from_secs(120))
                     .await
-                    .map_err(|e| err(cmd, e))
+                    .map_err(|e| cause(cmd, &e))
             }));
             steps.push(mark_step(node));
         }
@@ -362,7 +367,7 @@ pub fn operator(planned: &PlannedOp, cluster: &Cluster) -> Box<dyn Operator> {
                     let etcd = infra.managed_etcd(&peers, cmd).await?;
                     etcd.promote_when_ready(id, Duration::from_secs(120))
                         .await
-                        .map_err(|e| err(cmd, e))
+                        .map_err(|e| cause(cmd, &e))
                 }
             ));
             steps.push(mark_step(node));

@@ -105,12 +105,12 @@ impl Infra {
             .issuer(cmd)?
             .issue_etcd_client("root", Some(Duration::from_secs(3600)))
             .await
-            .map_err(|e| CommandError::new(cmd, e.to_string()))?;
+            .map_err(|e| CommandError::new(cmd, crate::controller::error_chain(&e)))?;
         let ca = self
             .storage
             .get_ca("server")
             .await
-            .map_err(|e| CommandError::new(cmd, e.to_string()))?
+            .map_err(|e| CommandError::new(cmd, crate::controller::error_chain(&e)))?
             .ok_or_else(|| CommandError::new(cmd, "CA server is not in etcd (ckecli vault init)"))?;
         let endpoints = nodes.iter().map(|n| etcd_client_url(n)).collect();
         ManagedEtcd::connect(
@@ -123,7 +123,7 @@ impl Infra {
             Duration::from_secs(10),
         )
         .await
-        .map_err(|e| CommandError::new(cmd, e.to_string()))
+        .map_err(|e| CommandError::new(cmd, crate::controller::error_chain(&e)))
     }
 }
 

@@ -50,7 +50,7 @@ pub fn operator(name: &str, nodes: &[String], cluster: &Cluster, etcd: bool) -> 
                         .engine
                         .run(&node, &spec)
                         .await
-                        .map_err(|e| CommandError::new(cmd, e.to_string()))
+                        .map_err(|e| CommandError::new(cmd, crate::controller::error_chain(&e)))
                 })
             })
         })
