@@ -142,6 +142,18 @@ where
     }
 }
 
+/// Waits until record `id` is cancelled.
+async fn cancelled_record(storage: &EtcdStorage, id: i64, limit: Duration) -> cke::model::Record {
+    until(&format!("record {id} cancelled"), limit, || async {
+        storage
+            .get_record(id)
+            .await
+            .unwrap()
+            .filter(|r| r.status == RecordStatus::Cancelled)
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_leader_failover_and_record_cancellation() {
     let env = Env::new().await;
@@ -193,18 +205,7 @@ async fn one_leader_failover_and_record_cancellation() {
     .await;
     let kill_failover = t0.elapsed();
     println!("FIGURE failover after kill -9 (session TTL 3s): {kill_failover:?}");
-    let cancelled = until(
-        "the dead leader's record cancelled",
-        Duration::from_secs(10),
-        || async {
-            storage
-                .get_record(running.id)
-                .await
-                .unwrap()
-                .filter(|r| r.status == RecordStatus::Cancelled)
-        },
-    )
-    .await;
+    let cancelled = cancelled_record(&storage, running.id, Duration::from_secs(10)).await;
     assert!(
         cancelled.error.contains(&first) && cancelled.error.contains(&second),
         "{}",
@@ -241,18 +242,7 @@ async fn one_leader_failover_and_record_cancellation() {
     assert!(code.success(), "cke exited with {code:?}\n{}", env.log(&second));
     // Its running command was abandoned after the grace period and recorded as cancelled by itself
     // (or by the next leader).
-    let r = until(
-        "the resigned leader's record closed",
-        Duration::from_secs(20),
-        || async {
-            storage
-                .get_record(running.id)
-                .await
-                .unwrap()
-                .filter(|r| r.status == RecordStatus::Cancelled)
-        },
-    )
-    .await;
+    let r = cancelled_record(&storage, running.id, Duration::from_secs(20)).await;
     assert!(r.end_at.is_some());
 }
 

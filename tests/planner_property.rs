@@ -134,6 +134,25 @@ impl World {
         a.trim_start_matches("10.0.0.").parse::<usize>().unwrap() - 1
     }
 
+    /// A planned removal: only on a healthy cluster, only of the member the plan names.
+    fn remove_member(&mut self, op: &PlannedOp, node: &str, id: u64) -> usize {
+        assert!(
+            self.healthy(),
+            "membership change planned on an unhealthy cluster: {op:?}"
+        );
+        let i = Self::index(node);
+        assert_eq!(self.members.get(&i).map(|m| m.id), Some(id));
+        self.members.remove(&i);
+        i
+    }
+
+    /// The node loses its etcd container, data and marker.
+    fn wipe(&mut self, i: usize) {
+        self.running.remove(&i);
+        self.has_data.remove(&i);
+        self.marked.remove(&i);
+    }
+
     /// Applies an operation; `crash_at` stops an add-member join after that many steps (1-3).
     fn apply(&mut self, op: &PlannedOp, crash_at: Option<u8>) {
         match &op.kind {
@@ -165,39 +184,25 @@ impl World {
             }
             OpKind::EtcdWaitCluster { .. } => {}
             OpKind::EtcdRemoveMember { node, id } => {
-                assert!(
-                    self.healthy(),
-                    "membership change planned on an unhealthy cluster: {op:?}"
-                );
-                let i = Self::index(node);
-                assert_eq!(self.members.get(&i).map(|m| m.id), Some(*id));
-                self.members.remove(&i);
+                self.remove_member(op, node, *id);
             }
             OpKind::EtcdDestroyMember { node, id } => {
-                assert!(
-                    self.healthy(),
-                    "membership change planned on an unhealthy cluster: {op:?}"
-                );
-                let i = Self::index(node);
-                assert_eq!(self.members.get(&i).map(|m| m.id), Some(*id));
-                self.members.remove(&i);
-                self.running.remove(&i);
-                self.has_data.remove(&i);
-                self.marked.remove(&i);
+                let i = self.remove_member(op, node, *id);
+                self.wipe(i);
             }
             OpKind::EtcdAddMember { node, replace } => {
-                assert!(
-                    self.healthy(),
-                    "membership change planned on an unhealthy cluster: {op:?}"
-                );
-                let i = Self::index(node);
-                if let Some(id) = replace {
-                    assert_eq!(self.members.get(&i).map(|m| m.id), Some(*id));
-                    self.members.remove(&i);
-                    self.running.remove(&i);
-                    self.has_data.remove(&i);
-                    self.marked.remove(&i);
-                }
+                let i = match replace {
+                    Some(id) => self.remove_member(op, node, *id),
+                    None => {
+                        assert!(
+                            self.healthy(),
+                            "membership change planned on an unhealthy cluster: {op:?}"
+                        );
+                        Self::index(node)
+                    }
+                };
+                // As the operator does: stale etcd state on the node goes before the join.
+                self.wipe(i);
                 self.next_id += 1;
                 self.members.insert(
                     i,

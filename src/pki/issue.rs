@@ -126,12 +126,13 @@ impl Issuer {
         (alt, vec![address.to_string(), "127.0.0.1".to_string()])
     }
 
-    /// The managed etcd's server certificate for a node (CA `server`).
-    pub async fn issue_etcd_server(&self, address: &str, hostname: &str) -> Result<IssuedCert, VaultError> {
+    /// A node certificate from `ca` (CN = host name, else address; SANs: node address, host name,
+    /// `localhost`, `127.0.0.1`).
+    async fn issue_node(&self, ca: &str, address: &str, hostname: &str) -> Result<IssuedCert, VaultError> {
         let (alt_names, ip_sans) = Self::node_sans(address, hostname);
         let cn = if hostname.is_empty() { address } else { hostname };
         self.issue(&IssueRequest {
-            ca: "server".into(),
+            ca: ca.into(),
             common_name: cn.into(),
             alt_names,
             ip_sans,
@@ -140,18 +141,14 @@ impl Issuer {
         .await
     }
 
+    /// The managed etcd's server certificate for a node (CA `server`).
+    pub async fn issue_etcd_server(&self, address: &str, hostname: &str) -> Result<IssuedCert, VaultError> {
+        self.issue_node("server", address, hostname).await
+    }
+
     /// The managed etcd's peer certificate for a node (CA `etcd-peer`).
     pub async fn issue_etcd_peer(&self, address: &str, hostname: &str) -> Result<IssuedCert, VaultError> {
-        let (alt_names, ip_sans) = Self::node_sans(address, hostname);
-        let cn = if hostname.is_empty() { address } else { hostname };
-        self.issue(&IssueRequest {
-            ca: "etcd-peer".into(),
-            common_name: cn.into(),
-            alt_names,
-            ip_sans,
-            ..Default::default()
-        })
-        .await
+        self.issue_node("etcd-peer", address, hostname).await
     }
 
     /// A client certificate of the managed etcd for `user` (CN = user, CA `etcd-client`). `ttl`
