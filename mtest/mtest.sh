@@ -113,6 +113,9 @@ start_sshd() {
   local i=$1 nd; nd=$(node_dir "$i")
   # A private /dev/shm: podman keeps its container locks there, which must not be shared by nodes.
   local binds="mount -t tmpfs -o size=64m,mode=1777 tmpfs /dev/shm;"
+  # The host's shell start-up file is not the node's: bash reads ~/.bashrc for every command sent over
+  # SSH, and a host's (pyenv init, say) can take seconds or wait on a lock a killed shell left behind.
+  [ -f /root/.bashrc ] && binds="$binds mount --bind '$nd/bashrc' /root/.bashrc;"
   for p in "${NODE_PATHS[@]}"; do
     mkdir -p "$p" "$nd/fs$p"
     binds="$binds mount --bind '$nd/fs$p' '$p';"
@@ -157,6 +160,7 @@ driver = "overlay"
 runroot = "/run/containers/storage"
 graphroot = "/var/lib/containers/storage"
 CONF
+  echo "# node$i: root's shell start-up file (mtest)" > "$nd/bashrc"
   [ -f "$nd/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N "" -f "$nd/ssh_host_ed25519_key"
   cat > "$nd/sshd_config" <<CONF
 ListenAddress $ip

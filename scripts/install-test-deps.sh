@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and the demo need, idempotently: Debian packages and the OpenBao CLI.
 set -euo pipefail
-APT_PACKAGES=(etcd-server etcd-client protobuf-compiler podman runc openssh-server openssh-client iproute2 procps psmisc openssl)
+APT_PACKAGES=(etcd-server etcd-client protobuf-compiler libprotobuf-dev podman runc openssh-server openssh-client iproute2 procps psmisc openssl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
