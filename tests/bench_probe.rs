@@ -45,9 +45,16 @@ async fn bench_probe_100_nodes() {
     ));
     std::fs::write(d.join("sshd_config"), conf).unwrap();
     std::fs::create_dir_all("/run/sshd").unwrap();
-    let mut sshd = Command::new("/usr/sbin/sshd")
-        .args(["-D", "-f"])
-        .arg(d.join("sshd_config"))
+    // As on the mtest nodes, sessions do not read this host's ~/.bashrc (see docs/mtest.md): sshd runs
+    // in a private mount namespace with a one-line file over /root/.bashrc.
+    std::fs::write(d.join("bashrc"), "# bench\n").unwrap();
+    let script = format!(
+        "[ -f /root/.bashrc ] && mount --bind '{rc}' /root/.bashrc; exec /usr/sbin/sshd -D -f '{conf}'",
+        rc = d.join("bashrc").display(),
+        conf = d.join("sshd_config").display()
+    );
+    let mut sshd = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

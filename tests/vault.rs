@@ -146,6 +146,14 @@ async fn init_twice_issue_and_verify_certificates() {
         std::fs::write(dir.join(format!("{tag}.ca")), ca).unwrap();
         std::fs::write(dir.join(format!("{tag}.crt")), &cert.certificate).unwrap();
         assert!(cert.private_key.contains("BEGIN PRIVATE KEY"), "PKCS#8 key expected");
+        // The key (made locally, signed through a CSR) is the certificate's.
+        std::fs::write(dir.join(format!("{tag}.key")), &cert.private_key).unwrap();
+        let from_key = openssl(dir, &["pkey", "-in", &format!("{tag}.key"), "-pubout"]);
+        let from_cert = openssl(dir, &["x509", "-in", &format!("{tag}.crt"), "-noout", "-pubkey"]);
+        assert_eq!(
+            from_key, from_cert,
+            "{tag}: the private key does not match the certificate"
+        );
         openssl(dir, &["verify", "-CAfile", &format!("{tag}.ca"), &format!("{tag}.crt")]);
         openssl(
             dir,

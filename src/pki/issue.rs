@@ -1,5 +1,6 @@
-//! Certificate issuance from the PKI mounts. Keys are PKCS#8 PEM; system certificates use the role's
-//! long TTL, user certificates a short one (2 h by default, as CKE).
+//! Certificate issuance from the PKI mounts. Keys are P-256, made here, PKCS#8 PEM; Vault signs a
+//! request with the role's rules (`<mount>/sign/<role>`) and never sees a private key. System
+//! certificates use the role's long TTL, user certificates a short one (2 h by default, as CKE).
 
 use std::time::Duration;
 
@@ -54,6 +55,22 @@ fn group_role(group: &str) -> String {
     format!("group-{hex}")
 }
 
+/// A new P-256 key (PKCS#8 PEM) and a certificate request for `req`'s common name and SANs.
+fn make_csr(req: &IssueRequest) -> Result<(String, String), String> {
+    use rcgen::{CertificateParams, DnType, KeyPair, PKCS_ECDSA_P256_SHA256};
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| format!("generating a key: {e}"))?;
+    let sans: Vec<String> = req.alt_names.iter().chain(&req.ip_sans).cloned().collect();
+    let mut params = CertificateParams::new(sans).map_err(|e| format!("subject alternative names: {e}"))?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, req.common_name.as_str());
+    let csr = params
+        .serialize_request(&key)
+        .and_then(|r| r.pem())
+        .map_err(|e| format!("making the certificate request: {e}"))?;
+    Ok((key.serialize_pem(), csr))
+}
+
 impl Issuer {
     /// An issuer over a logged-in client.
     pub fn new(client: VaultClient) -> Self {
@@ -85,10 +102,17 @@ impl Issuer {
                 role
             }
         };
+        // The key pair is made here and never leaves this process but for the node it is for: Vault
+        // signs a request (CSR) with the role's rules and TTL, and never sees the private key.
+        let (key_pem, csr_pem) = make_csr(req).map_err(|reason| VaultError::Unexpected {
+            endpoint: self.client.endpoint().into(),
+            path: format!("{mount}/sign/{role}"),
+            reason,
+        })?;
         let mut body = json!({
+            "csr": csr_pem,
             "common_name": req.common_name,
             "exclude_cn_from_sans": true,
-            "private_key_format": "pkcs8",
             "format": "pem",
         });
         if !req.alt_names.is_empty() {
@@ -100,7 +124,7 @@ impl Issuer {
         if let Some(ttl) = req.ttl {
             body["ttl"] = json!(format!("{}s", ttl.as_secs()));
         }
-        let path = format!("{mount}/issue/{role}");
+        let path = format!("{mount}/sign/{role}");
         let v = self.client.write(&path, &body).await?;
         let d = v.get("data").unwrap_or(&v);
         let field = |k: &str| d[k].as_str().map(str::to_string);
@@ -111,7 +135,7 @@ impl Issuer {
         };
         Ok(IssuedCert {
             certificate: field("certificate").ok_or_else(|| missing("certificate"))?,
-            private_key: field("private_key").ok_or_else(|| missing("private_key"))?,
+            private_key: key_pem,
             ca_certificate: field("issuing_ca").ok_or_else(|| missing("issuing_ca"))?,
             serial_number: field("serial_number").unwrap_or_default(),
             expiration: d["expiration"].as_i64().unwrap_or_default(),
