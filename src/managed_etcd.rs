@@ -235,11 +235,38 @@ impl ManagedEtcd {
     }
 
     /// Promotes a learner. etcd refuses while the learner lags; see [`Self::promote_when_ready`].
+    ///
+    /// The request goes to the raft leader's endpoint: a follower forwards a promotion to the leader
+    /// without the caller's credentials, and with auth enabled etcd 3.4 refuses that ("auth: user name
+    /// is empty") and retries it until the request times out. When the leader cannot be found, the
+    /// request goes through every endpoint.
     pub async fn promote(&self, id: u64) -> Result<(), ManagedEtcdError> {
-        let mut c = self.client.clone();
-        self.call(&format!("member promote {id:x}"), c.member_promote(id))
-            .await?;
+        let what = format!("member promote {id:x}");
+        match self.leader_client_url().await {
+            Some(url) => {
+                let leader = ManagedEtcd::connect(vec![url], self.tls.clone(), self.timeout).await?;
+                let mut c = leader.client.clone();
+                leader.call(&what, c.member_promote(id)).await?;
+            }
+            None => {
+                let mut c = self.client.clone();
+                self.call(&what, c.member_promote(id)).await?;
+            }
+        }
         Ok(())
+    }
+
+    /// The client URL of the raft leader, as the members see it.
+    async fn leader_client_url(&self) -> Option<String> {
+        let mut c = self.client.clone();
+        let leader = self.call("status", c.status()).await.ok()?.leader();
+        let members = self.members().await.ok()?;
+        members
+            .into_iter()
+            .find(|m| m.id == leader)?
+            .client_urls
+            .into_iter()
+            .next()
     }
 
     /// Promotes a learner, retrying while it catches up, for at most `limit`.

@@ -224,7 +224,19 @@ async fn bootstrap_rbac_learner_join_and_removal() {
         })
         .collect();
     c.start(3, &initial.join(","), "existing");
-    root.promote_when_ready(id, Duration::from_secs(60))
+    // Promote through a client that knows a follower only: with auth on, etcd 3.4 refuses a promotion
+    // that a follower forwards, so the request must find the leader itself.
+    let leader = root.client().status().await.unwrap().leader();
+    let follower = members
+        .iter()
+        .find(|m| m.id != leader && !m.is_learner)
+        .and_then(|m| m.client_urls.first().cloned())
+        .expect("a follower");
+    let follower = ManagedEtcd::connect(vec![follower], c.tls("root"), Duration::from_secs(5))
+        .await
+        .unwrap();
+    follower
+        .promote_when_ready(id, Duration::from_secs(60))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", c.log(3)));
     wait_for("the new member in sync", Duration::from_secs(60), || async {
