@@ -105,6 +105,9 @@ impl Shared {
     }
 }
 
+/// The pause between a pass that ran operations and the next pass (at most `--interval`).
+pub const AFTER_OPERATIONS_PAUSE: Duration = Duration::from_secs(1);
+
 /// Controller settings.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
@@ -235,14 +238,20 @@ impl Controller {
             _ => {}
         }
         loop {
-            match self.pass(&ctx).await {
-                Ok(()) => {}
+            // After planned operations completed, the next pass follows at once (after a short pause):
+            // a join, a rolling restart or a scale-out is a chain of passes, one operation each.
+            let wait = match self.pass(&ctx).await {
+                Ok(true) => self.cfg.interval.min(AFTER_OPERATIONS_PAUSE),
+                Ok(false) => self.cfg.interval,
                 Err(PassError::Lost) => return TermEnd::Lost,
                 Err(PassError::Shutdown) => return TermEnd::Shutdown,
-                Err(PassError::Retry(e)) => tracing::warn!(error = e, "pass failed; retrying at the next pass"),
-            }
+                Err(PassError::Retry(e)) => {
+                    tracing::warn!(error = e, "pass failed; retrying at the next pass");
+                    self.cfg.interval
+                }
+            };
             let (mut lost, mut shutdown) = (ctx.lost.clone(), ctx.shutdown.clone());
-            let next_pass = tokio::time::sleep(self.cfg.interval);
+            let next_pass = tokio::time::sleep(wait);
             tokio::pin!(next_pass);
             let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
             loop {
@@ -291,14 +300,15 @@ impl Controller {
         Ok(())
     }
 
-    async fn pass(&self, ctx: &TermCtx<'_>) -> Result<(), PassError> {
+    /// One pass. `Ok(true)` when it ran planned operations and each completed.
+    async fn pass(&self, ctx: &TermCtx<'_>) -> Result<bool, PassError> {
         ctx.check()?;
         self.shared.alive();
         self.shared.metrics.pass();
         let Some(cluster) = self.storage.get_cluster().await? else {
             self.shared.etcd_ok();
             self.set_note("no cluster is declared (ckecli cluster set FILE)");
-            return Ok(());
+            return Ok(false);
         };
         self.shared.etcd_ok();
         let constraints = self.storage.get_constraints().await?;
@@ -314,7 +324,7 @@ impl Controller {
         let plan = decide_ops(&cluster, &status, &constraints, &inputs, Utc::now());
         self.publish(ctx, &plan).await?;
         if self.cfg.dry_run {
-            return Ok(());
+            return Ok(false);
         }
         let cluster = Arc::new(cluster);
         let infra = (self.infra)(self.storage.clone(), cluster.clone());
@@ -328,13 +338,14 @@ impl Controller {
                 ),
             }
         }
+        let ran_planned = !operators.is_empty();
         if let Some(spec) = &self.cfg.test_operator {
             operators.push(spec.operator());
         }
         for op in operators {
             self.run_operator(ctx, op, &infra).await?;
         }
-        Ok(())
+        Ok(ran_planned)
     }
 
     fn set_note(&self, note: &str) {

@@ -146,3 +146,74 @@ async fn a_failing_command_cancels_its_operation_and_a_new_term_cancels_leftover
     assert_eq!(last.status, RecordStatus::Cancelled);
     assert!(last.error.contains("shutting down"));
 }
+
+/// Every node reachable with nothing running: the planner always has work (rivers first).
+struct ReachableProber;
+
+#[async_trait::async_trait]
+impl cke::controller::Prober for ReachableProber {
+    async fn probe(&self, cluster: &cke::model::Cluster) -> cke::model::ClusterStatus {
+        let mut st = cke::model::ClusterStatus::default();
+        for n in &cluster.nodes {
+            st.nodes.insert(
+                n.address.clone(),
+                cke::model::NodeStatus {
+                    ssh_connected: true,
+                    ..Default::default()
+                },
+            );
+        }
+        st
+    }
+}
+
+#[tokio::test]
+async fn after_operations_the_next_pass_does_not_wait_for_the_interval() {
+    // With a one-hour interval, only the chaining of passes after completed operations can run a
+    // second pass; a pass whose plan has no operator waits the whole interval.
+    for (with_operators, want_passes) in [(true, 3usize), (false, 1)] {
+        let (storage, fence) = setup().await;
+        let ops: OperatorFactory = if with_operators {
+            Arc::new(|p, _| Some(cke::op::SeqOperator::boxed(p.name(), p.targets(), vec![])))
+        } else {
+            Arc::new(|_, _| None)
+        };
+        let shared = Arc::new(Shared::default());
+        let cfg = ControllerConfig {
+            name: "me".into(),
+            interval: Duration::from_secs(3600),
+            dry_run: false,
+            shutdown_grace: Duration::from_millis(100),
+            test_operator: None,
+            images: Default::default(),
+        };
+        let ctl = Controller::new(storage.clone(), Arc::new(ReachableProber), ops, shared, cfg);
+        let (_lost_tx, lost) = watch::channel(false);
+        let (sd_tx, sd) = watch::channel(false);
+        let (_tx, mut rx) = mpsc::channel(1);
+        let h = tokio::spawn(async move { ctl.run_term(&fence, lost, sd, &mut rx).await });
+        if with_operators {
+            // Each pass plans and completes the same operation again (the probe never changes).
+            let mut n = 0;
+            for _ in 0..300 {
+                n = storage.get_records(0).await.unwrap().len();
+                if n >= want_passes {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(n >= want_passes, "{n} operations ran in 30 s with a 1 h interval");
+        } else {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            assert!(storage.get_records(0).await.unwrap().is_empty());
+            let status = storage
+                .get_raw("status")
+                .await
+                .unwrap()
+                .expect("the pass published its plan");
+            assert!(String::from_utf8_lossy(&status.value).contains("rivers"));
+        }
+        sd_tx.send(true).unwrap();
+        assert_eq!(h.await.unwrap(), TermEnd::Shutdown);
+    }
+}
