@@ -17,7 +17,9 @@ use crate::model::{Cluster, ClusterStatus, Record, RecordCommand, RecordStatus, 
 use crate::op::test_ops::TestOperatorSpec;
 use crate::op::{Infra, Operator};
 use crate::planner::{decide_ops, params::Images, Phase, Plan, PlanInputs, PlannedOp};
-use crate::storage::{encode, Fence, Storage, StorageError, Write, KEY_RECORDS_PREFIX, KEY_RECORD_ID, KEY_STATUS};
+use crate::storage::{
+    encode, Fence, Storage, StorageError, Write, KEY_ETCD_BOOTSTRAPPED, KEY_RECORDS_PREFIX, KEY_RECORD_ID, KEY_STATUS,
+};
 
 /// How many records are kept.
 pub const RECORDS_KEPT: i64 = 1000;
@@ -312,8 +314,9 @@ impl Controller {
         };
         self.shared.etcd_ok();
         let constraints = self.storage.get_constraints().await?;
-        let inputs = PlanInputs {
+        let mut inputs = PlanInputs {
             images: self.cfg.images.clone(),
+            etcd_bootstrapped_before: self.storage.get_raw(KEY_ETCD_BOOTSTRAPPED).await?.is_some(),
         };
         let status = if constraints.check(&cluster).is_ok() {
             self.prober.probe(&cluster).await
@@ -321,6 +324,18 @@ impl Controller {
             ClusterStatus::default()
         };
         ctx.check()?;
+        if !inputs.etcd_bootstrapped_before && !status.etcd.members.is_empty() {
+            let members: Vec<&String> = status.etcd.members.keys().collect();
+            let value = serde_json::json!({"seen_at": Utc::now(), "members": members});
+            self.storage
+                .put_fenced(
+                    ctx.fence,
+                    vec![Write::Put(KEY_ETCD_BOOTSTRAPPED.into(), encode(&value))],
+                )
+                .await?;
+            inputs.etcd_bootstrapped_before = true;
+            tracing::info!("recorded that the managed etcd runs (key etcd-bootstrapped)");
+        }
         let plan = decide_ops(&cluster, &status, &constraints, &inputs, Utc::now());
         self.publish(ctx, &plan).await?;
         if self.cfg.dry_run {

@@ -55,15 +55,26 @@ async fn probe_node_inner(
     }
     let names = [ETCD_CONTAINER, RIVERS_CONTAINER, ETCD_RIVERS_CONTAINER];
     let cli = shell_quote(engine.cli());
+    // "No such container/volume" means absent; any other failure of the engine (a busy lock, a
+    // restarting daemon) makes the whole probe of this node fail, so that the planner never reads
+    // a running member as stopped or a volume as missing.
     let mut script: Vec<String> = names
         .iter()
-        .map(|n| format!("{cli} container inspect {n} 2>/dev/null || echo '[]'"))
+        .map(|n| {
+            engine_step(
+                &format!("{cli} container inspect {n}"),
+                r#"printf '%s\n' "$out""#,
+                "echo '[]'",
+            )
+        })
         .collect();
     script.push(format!("echo {SEPARATOR}"));
     for v in [etcd_volume, ETCD_ADDED_MEMBER_VOLUME] {
-        script.push(format!(
-            "{cli} volume inspect {q} >/dev/null 2>&1 && echo {q}",
-            q = shell_quote(v)
+        let q = shell_quote(v);
+        script.push(engine_step(
+            &format!("{cli} volume inspect {q}"),
+            &format!("echo {q}"),
+            "true",
         ));
     }
     script.push("true".into());
@@ -71,6 +82,13 @@ async fn probe_node_inner(
         .check(&script.join("; "), None, pool.config().dial_timeout * 2)
         .await?;
     let text = out.stdout_str();
+    if let Some((_, msg)) = text.split_once(ENGINE_ERROR) {
+        return Err(AgentError::Output {
+            address: node.address.clone(),
+            command: "probe".into(),
+            reason: format!("the container engine failed: {}", msg.trim()),
+        });
+    }
     let (inspect, volumes) = text.split_once(SEPARATOR).ok_or_else(|| AgentError::Output {
         address: node.address.clone(),
         command: "probe".into(),
@@ -92,6 +110,18 @@ async fn probe_node_inner(
 }
 
 const SEPARATOR: &str = "----cke-probe-volumes----";
+const ENGINE_ERROR: &str = "----cke-probe-engine-error----";
+
+/// A probe step: run `cmd` (stdout in `$out`); on success `on_success`; when the engine says the
+/// object does not exist, `on_absent`; on any other failure, print the error marker and the
+/// engine's message and stop.
+fn engine_step(cmd: &str, on_success: &str, on_absent: &str) -> String {
+    format!(
+        "if out=$({cmd} 2>/dev/null); then {on_success}; else err=$({cmd} 2>&1 >/dev/null); case \"$err\" in \
+         *'o such container'*|*'o such object'*|*'o such volume'*) {on_absent} ;; \
+         *) echo {ENGINE_ERROR}; printf '%s\\n' \"$err\"; exit 0 ;; esac; fi"
+    )
+}
 
 /// Probes every declared node, at most `concurrency` at once.
 pub async fn probe_nodes(
@@ -168,12 +198,20 @@ impl SshProber {
         Some(tls)
     }
 
-    async fn etcd_status(&self, cluster: &Cluster) -> crate::model::EtcdClusterStatus {
+    /// The managed etcd through the control-plane nodes and any other node running etcd (a member
+    /// on a node that is no longer control plane still answers for the cluster).
+    async fn etcd_status(
+        &self,
+        cluster: &Cluster,
+        nodes: &BTreeMap<String, NodeStatus>,
+    ) -> crate::model::EtcdClusterStatus {
         let Some(tls) = self.etcd_tls().await else {
             return Default::default();
         };
         let endpoints = cluster
-            .control_planes()
+            .nodes
+            .iter()
+            .filter(|n| n.control_plane || nodes.get(&n.address).is_some_and(|s| s.etcd.service.running))
             .map(|n| crate::planner::params::etcd_client_url(&n.address))
             .collect();
         let Ok(etcd) =
@@ -188,10 +226,8 @@ impl SshProber {
 #[async_trait::async_trait]
 impl crate::controller::Prober for SshProber {
     async fn probe(&self, cluster: &Cluster) -> crate::model::ClusterStatus {
-        let (nodes, etcd) = tokio::join!(
-            probe_nodes(&self.pool, &self.engine, cluster, self.concurrency),
-            self.etcd_status(cluster)
-        );
+        let nodes = probe_nodes(&self.pool, &self.engine, cluster, self.concurrency).await;
+        let etcd = self.etcd_status(cluster, &nodes).await;
         crate::model::ClusterStatus { nodes, etcd }
     }
 }

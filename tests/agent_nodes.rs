@@ -194,6 +194,26 @@ async fn commands_files_host_keys_containers_and_probe() {
     let st2 = probe_node(&p, &engine, &node(&m, 2), "etcd-cke").await;
     assert!(st2.ssh_connected && !st2.etcd.service.exists);
 
+    // An engine that fails for another reason than "no such container/volume" (a lock, a daemon
+    // restarting) fails the node's probe: nothing is read as stopped or missing.
+    let broken = std::path::PathBuf::from(&m.env["MTEST_DIR"]).join("broken-engine");
+    std::fs::write(
+        &broken,
+        "#!/bin/sh\necho 'Error: acquiring lock: database is locked' >&2\nexit 125\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&broken)
+        .status()
+        .unwrap();
+    let broken = ContainerEngine::new(broken.to_str().unwrap(), vec![]);
+    let st = probe_node(&p, &broken, &node(&m, 2), "etcd-cke").await;
+    assert!(
+        !st.ssh_connected && st.ssh_error.contains("database is locked"),
+        "{st:?}"
+    );
+
     // Unreachable nodes are reported within the dial timeout (3 s here), then come back.
     assert!(m.run(&["node-stop", "2"]).status.success());
     let t0 = Instant::now();

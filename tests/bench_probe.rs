@@ -83,7 +83,7 @@ async fn bench_probe_100_nodes() {
     let fake = d.join("fake-engine");
     std::fs::write(
         &fake,
-        "#!/bin/sh\ncase \"$1 $2\" in \"container inspect\") echo '[]';; *) exit 1;; esac\n",
+        "#!/bin/sh\ncase \"$1 $2\" in \"container inspect\") echo '[]';; *) echo \"Error: no such volume $3\" >&2; exit 1;; esac\n",
     )
     .unwrap();
     Command::new("chmod").arg("+x").arg(&fake).status().unwrap();

@@ -216,16 +216,27 @@ impl ContainerEngine {
             .map(|_| ())
     }
 
-    /// Removes a container, running or not (no error when absent).
+    /// Removes a container, running or not (no error when absent; an error when it is still there
+    /// afterwards).
     pub async fn remove(&self, node: &dyn Runner, name: &str) -> Result<(), AgentError> {
         check("container name", &NAME, name)?;
-        node.check(
-            &format!("{} >/dev/null 2>&1 || true", self.cmd(&["rm", "-f", name])),
-            None,
-            self.timeout,
-        )
-        .await
-        .map(|_| ())
+        self.remove_checked(node, &["rm", "-f", name], &["container", "inspect", name])
+            .await
+    }
+
+    /// Runs a removal; when it fails, fails unless `exists` (an inspect) says the object is gone.
+    async fn remove_checked(&self, node: &dyn Runner, remove: &[&str], exists: &[&str]) -> Result<(), AgentError> {
+        let command = self.cmd(remove);
+        let out = node.run(&command, None, self.timeout).await?;
+        if out.status == 0 || node.run(&self.cmd(exists), None, self.timeout).await?.status != 0 {
+            return Ok(());
+        }
+        Err(AgentError::Failed {
+            address: node.address().into(),
+            command,
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().chars().take(500).collect(),
+        })
     }
 
     /// Runs a command inside a running container.
@@ -256,16 +267,12 @@ impl ContainerEngine {
         Ok(out.status == 0)
     }
 
-    /// Removes a named volume (no error when absent).
+    /// Removes a named volume (no error when absent; an error when it is still there afterwards,
+    /// e.g. in use).
     pub async fn volume_remove(&self, node: &dyn Runner, name: &str) -> Result<(), AgentError> {
         check("volume name", &NAME, name)?;
-        node.check(
-            &format!("{} >/dev/null 2>&1 || true", self.cmd(&["volume", "rm", "-f", name])),
-            None,
-            self.timeout,
-        )
-        .await
-        .map(|_| ())
+        self.remove_checked(node, &["volume", "rm", "-f", name], &["volume", "inspect", name])
+            .await
     }
 
     /// Whether an image is present.

@@ -128,10 +128,13 @@ async fn wipe(infra: &Infra, cmd: &RecordCommand, address: &str) -> Result<(), C
     Ok(())
 }
 
-/// The control-plane nodes other than `except`: the endpoints for membership requests.
+/// The declared nodes other than `except`: the endpoints for membership requests. Control-plane
+/// nodes come first; the others follow because a member may still run on a node that is no longer
+/// control plane (the connection leaves out nodes that do not listen).
 fn others(cluster: &Cluster, except: &str) -> Vec<String> {
-    cluster
-        .control_planes()
+    let cps = cluster.control_planes();
+    let rest = cluster.nodes.iter().filter(|n| !n.control_plane);
+    cps.chain(rest)
         .map(|n| n.address.clone())
         .filter(|a| a != except)
         .collect()
@@ -206,6 +209,23 @@ fn mark_step(node: String) -> Box<dyn Commander> {
     })
 }
 
+/// Users `root` and `kube-apiserver`, auth on (idempotent), through `endpoints`.
+fn auth_step(target: String, endpoints: Arc<Vec<String>>) -> Box<dyn Commander> {
+    step!(
+        "setup-etcd-auth",
+        target,
+        "users root and kube-apiserver, auth on",
+        |infra, cmd| {
+            infra
+                .managed_etcd(&endpoints, cmd)
+                .await?
+                .setup_auth()
+                .await
+                .map_err(|e| cause(cmd, &e))
+        }
+    )
+}
+
 fn certs_step(node: String) -> Box<dyn Commander> {
     step!("write-certificates", node, "etcd server and peer", |infra, cmd| {
         write_certs(infra, cmd, &cmd.target).await
@@ -244,20 +264,7 @@ pub fn operator(planned: &PlannedOp, cluster: &Cluster) -> Box<dyn Operator> {
             steps.push(step!("wait-etcd", nodes.join(","), "healthy", |infra, cmd| {
                 wait_healthy(infra, cmd, &all2, Duration::from_secs(120)).await
             }));
-            let all3 = all.clone();
-            steps.push(step!(
-                "setup-etcd-auth",
-                nodes.join(","),
-                "users root and kube-apiserver, auth on",
-                |infra, cmd| {
-                    infra
-                        .managed_etcd(&all3, cmd)
-                        .await?
-                        .setup_auth()
-                        .await
-                        .map_err(|e| cause(cmd, &e))
-                }
-            ));
+            steps.push(auth_step(nodes.join(","), all.clone()));
             for a in &nodes {
                 steps.push(mark_step(a.clone()));
             }
@@ -302,12 +309,31 @@ pub fn operator(planned: &PlannedOp, cluster: &Cluster) -> Box<dyn Operator> {
                 ));
             }
             // The node is not a member: whatever etcd state it holds (an earlier membership, a
-            // half-added start) must go, or the new member would start from stale data.
+            // half-added start) must go, or the new member would start from stale data. The member
+            // list is checked first: a started or voting member on this node is never wiped (the
+            // plan was made from a wrong view); an unstarted learner is reused by add-learner.
+            let p = peers.clone();
             steps.push(step!(
                 "destroy-etcd",
                 node.clone(),
                 "stale container, volumes, certificates",
-                |infra, cmd| { wipe(infra, cmd, &cmd.target).await }
+                |infra, cmd| {
+                    let etcd = infra.managed_etcd(&p, cmd).await?;
+                    let url = etcd_peer_url(&cmd.target);
+                    let members = etcd.members().await.map_err(|e| cause(cmd, &e))?;
+                    if let Some(m) = members.iter().find(|m| {
+                        Some(m.id) != replace && m.peer_urls.contains(&url) && (!m.is_learner || !m.name.is_empty())
+                    }) {
+                        return Err(err(
+                            cmd,
+                            format!(
+                                "{} is a started member ({:x}) of the managed etcd; refusing to wipe it",
+                                cmd.target, m.id
+                            ),
+                        ));
+                    }
+                    wipe(infra, cmd, &cmd.target).await
+                }
             ));
             steps.push(certs_step(node.clone()));
             let v = volume.clone();
@@ -373,6 +399,10 @@ pub fn operator(planned: &PlannedOp, cluster: &Cluster) -> Box<dyn Operator> {
             steps.push(mark_step(node));
         }
         OpKind::EtcdMarkMember { nodes } => {
+            // Marking follows a bootstrap or a join; a crash before a bootstrap's auth set-up
+            // leaves a healthy cluster without users or auth, so the (idempotent) set-up runs here.
+            let all = Arc::new(cluster.control_planes().map(|n| n.address.clone()).collect::<Vec<_>>());
+            steps.push(auth_step(nodes.join(","), all));
             for a in nodes {
                 steps.push(mark_step(a));
             }

@@ -250,6 +250,9 @@ pub struct Plan {
 pub struct PlanInputs {
     /// The images to run.
     pub images: Images,
+    /// The management etcd records that this managed etcd was seen running before (key
+    /// `etcd-bootstrapped`): no new, empty cluster is bootstrapped then.
+    pub etcd_bootstrapped_before: bool,
 }
 
 /// Decides the next operations. Pure: the same inputs always give the same plan.
@@ -280,6 +283,16 @@ pub fn decide_ops(
     // 2. Bootstrap the managed etcd when no control-plane node holds data.
     let unreachable_cps = nf.unreachable_control_planes();
     if !nf.etcd_bootstrapped() {
+        if inputs.etcd_bootstrapped_before {
+            return plan(
+                Phase::EtcdBootAborted,
+                vec![],
+                "the managed etcd ran before, but no declared node holds its data and no member answers; \
+                 refusing to bootstrap a new, empty cluster (declare the nodes that hold the members, or \
+                 delete the key etcd-bootstrapped to start anew: docs/etcd.md)"
+                    .into(),
+            );
+        }
         if !unreachable_cps.is_empty() {
             return plan(
                 Phase::EtcdBootAborted,

@@ -101,11 +101,11 @@ impl<'a> NodeFilter<'a> {
         }
     }
 
-    /// True once any control-plane node holds etcd data, or the managed etcd answers with members
-    /// (so that a declaration replacing every control-plane node joins the existing cluster instead
-    /// of bootstrapping an empty one).
+    /// True once any declared node, control plane or worker, holds etcd data, or the managed etcd
+    /// answers with members: a declaration that moves the control plane to other nodes never
+    /// bootstraps a new, empty cluster while the old members are still declared.
     pub fn etcd_bootstrapped(&self) -> bool {
-        !self.status.etcd.members.is_empty() || self.cluster.control_planes().any(|n| self.node_status(n).etcd.has_data)
+        !self.status.etcd.members.is_empty() || self.cluster.nodes.iter().any(|n| self.node_status(n).etcd.has_data)
     }
 
     /// True when the managed etcd is healthy and every member is in sync.
@@ -152,14 +152,15 @@ impl<'a> NodeFilter<'a> {
             .collect()
     }
 
-    /// Members on control-plane nodes that were added but never completed their join: never started
-    /// (no name), or not marked and not running. They are removed and added again.
+    /// Members on reachable control-plane nodes that were added but never completed their join:
+    /// never started (no name), or not marked and not running. They are removed and added again.
+    /// A member in sync is never half-added, whatever its node reports.
     pub fn etcd_half_added_members(&self) -> Vec<(String, u64)> {
-        self.status
-            .etcd
-            .members
+        let e = &self.status.etcd;
+        e.members
             .iter()
-            .filter(|(a, _)| self.declared(a).is_some_and(|n| n.control_plane))
+            .filter(|(a, _)| self.declared(a).is_some_and(|n| n.control_plane && self.reachable(n)))
+            .filter(|(a, _)| !e.in_sync_members.contains(*a))
             .filter(|(a, m)| {
                 let st = self.status.nodes.get(*a).map(|s| &s.etcd);
                 let marked = st.is_some_and(|s| s.is_added_member);

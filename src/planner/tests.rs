@@ -258,6 +258,22 @@ fn a_half_added_member_is_never_started_but_re_added() {
 }
 
 #[test]
+fn an_in_sync_member_is_never_half_added_whatever_its_node_reports() {
+    // The node reports no container and no marker (say the engine answered wrongly), but the member
+    // is in sync: nothing is removed or wiped.
+    let mut f = Fixture::new(3, 0).with_healthy_etcd();
+    let st = f.status.nodes.get_mut(&addr(2)).unwrap();
+    st.etcd.service.running = false;
+    st.etcd.is_added_member = false;
+    let p = f.plan();
+    assert!(
+        p.ops.iter().all(|o| !o.changes_membership()),
+        "an in-sync member must not be re-added: {:?}",
+        kinds(&p)
+    );
+}
+
+#[test]
 fn scale_up_adds_one_learner_at_a_time_and_promotes() {
     let mut f = Fixture::new(5, 0);
     f.status.etcd.is_healthy = true;
@@ -385,4 +401,35 @@ fn plans_serialise_for_status_and_preview() {
     assert_eq!(v["ops"][0]["nodes"][0], "10.0.0.1");
     assert!(v["ops"][0]["reason"].as_str().unwrap().contains("etcd data"));
     assert_eq!(p.ops[0].name(), "etcd-bootstrap");
+}
+
+#[test]
+fn a_managed_etcd_seen_before_is_never_bootstrapped_anew() {
+    // Every control-plane node is new and no member answers, but the management etcd says the
+    // managed etcd ran: no bootstrap of an empty cluster.
+    let mut f = Fixture::new(3, 0);
+    f.inputs.etcd_bootstrapped_before = true;
+    let p = f.plan();
+    assert_eq!(p.phase, Phase::EtcdBootAborted);
+    assert!(p.ops.is_empty());
+    assert!(p.note.contains("etcd-bootstrapped"), "{}", p.note);
+    // Without the record, the same state bootstraps.
+    f.inputs.etcd_bootstrapped_before = false;
+    assert_eq!(f.plan().phase, Phase::EtcdBoot);
+}
+
+#[test]
+fn data_on_a_former_control_plane_node_prevents_a_new_bootstrap() {
+    // The control plane moved from node 0 (now a worker, holding the data) to node 1.
+    let mut f = Fixture::new(2, 0);
+    f.cluster.nodes[0].control_plane = false;
+    f.constraints.control_plane_count = 1;
+    f.refresh_rivers();
+    f.status.nodes.get_mut(&addr(0)).unwrap().etcd.has_data = true;
+    let p = f.plan();
+    assert!(
+        !kinds(&p).iter().any(|k| matches!(k, OpKind::EtcdBootstrap { .. })),
+        "{:?}",
+        kinds(&p)
+    );
 }

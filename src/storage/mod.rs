@@ -37,6 +37,9 @@ pub const KEY_RECORDS_PREFIX: &str = "records/";
 pub const KEY_STATUS: &str = "status";
 /// Key of the configuration version.
 pub const KEY_CONFIG_VERSION: &str = "config-version";
+/// Key set once the managed etcd has been seen running (cke-rs only; CKE has no such key): with it
+/// set, the planner never bootstraps a new, empty managed etcd.
+pub const KEY_ETCD_BOOTSTRAPPED: &str = "etcd-bootstrapped";
 /// Prefix of user-defined Kubernetes resources.
 pub const KEY_RESOURCE_PREFIX: &str = "resource/";
 /// Prefix of pinned SSH host keys (`ssh-hostkey/<address>`), a cke-rs addition.
