@@ -96,6 +96,7 @@ async fn cluster_set_get_round_trip_and_invalid_input_changes_nothing() {
         "cluster-full.yml",
         "cluster-tutorial.yml",
         "cluster.json",
+        "cluster-cke.json",
     ] {
         let path = testdata(file);
         assert_ok(&env.ckecli(&["cluster", "set", &path]));
@@ -159,6 +160,7 @@ fn cluster_validate_needs_no_etcd() {
         "cluster-full.yml",
         "cluster-tutorial.yml",
         "cluster.json",
+        "cluster-cke.json",
     ] {
         let o = ckecli_with(&config, &["cluster", "validate", &testdata(f)], None);
         assert_ok(&o);
