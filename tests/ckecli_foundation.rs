@@ -153,8 +153,7 @@ async fn cluster_set_get_round_trip_and_invalid_input_changes_nothing() {
 #[test]
 fn cluster_validate_needs_no_etcd() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yml");
-    std::fs::write(&config, "endpoints: [\"http://127.0.0.1:1\"]\n").unwrap();
+    let config = unreachable_config(dir.path());
     for f in [
         "cluster.yml",
         "cluster-full.yml",
@@ -385,4 +384,32 @@ async fn unreachable_etcd_names_the_endpoints() {
     // Invalid input is refused before etcd is contacted: still exit 2.
     let o = env.ckecli(&["cluster", "set", &testdata("invalid/bad-address.yml")]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// A config whose only endpoint refuses connections.
+fn unreachable_config(dir: &Path) -> PathBuf {
+    let config = dir.join("config.yml");
+    std::fs::write(&config, "endpoints: [\"http://127.0.0.1:1\"]\n").unwrap();
+    config
+}
+
+#[test]
+fn constraints_set_checks_its_input_before_contacting_etcd() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = unreachable_config(dir.path());
+    for (name, value) in [
+        ("control-plane-count", "0"),
+        ("control-plane-count", "three"),
+        ("minimum-workers-rate", "101"),
+        ("maximum-repair-queue-entries", "-1"),
+        ("no-such-constraint", "1"),
+    ] {
+        let o = ckecli_with(&config, &["constraints", "set", name, value], None);
+        assert_eq!(o.status.code(), Some(2), "{name}={value}: {}", stderr(&o));
+        assert!(stderr(&o).contains(name), "{name}={value}: {}", stderr(&o));
+    }
+    // Valid input gets as far as etcd, which is unreachable: a runtime failure.
+    let o = ckecli_with(&config, &["constraints", "set", "control-plane-count", "3"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("127.0.0.1:1"), "{}", stderr(&o));
 }
