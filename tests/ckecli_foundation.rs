@@ -141,8 +141,11 @@ async fn cluster_set_get_round_trip_and_invalid_input_changes_nothing() {
     let o = env.ckecli_stdin(&["cluster", "set", "-"], "name: [unclosed");
     assert_eq!(o.status.code(), Some(2));
     let o = env.ckecli(&["cluster", "set", "/nonexistent/cluster.yml"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("/nonexistent/cluster.yml"));
+    let o = env.ckecli_stdin(&["cluster", "set", "-"], "# nothing here\n\n");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("standard input is empty"), "{}", stderr(&o));
     let after = env.storage().await.get_raw("cluster").await.unwrap().unwrap();
     assert_eq!(
         before.mod_revision, after.mod_revision,
@@ -412,4 +415,48 @@ fn constraints_set_checks_its_input_before_contacting_etcd() {
     let o = ckecli_with(&config, &["constraints", "set", "control-plane-count", "3"], None);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("127.0.0.1:1"), "{}", stderr(&o));
+}
+
+#[test]
+fn unreadable_or_empty_input_files_are_invalid_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = unreachable_config(dir.path());
+    let missing = dir.path().join("missing.yml");
+    let missing = missing.to_str().unwrap();
+    let a_directory = dir.path().to_str().unwrap();
+    for (args, reason) in [
+        (vec!["cluster", "validate", missing], "No such file"),
+        (vec!["cluster", "set", missing], "No such file"),
+        (vec!["cluster", "validate", a_directory], "directory"),
+        (vec!["vault", "config", missing], "No such file"),
+        (vec!["vault", "ssh-privkey", missing], "No such file"),
+        (vec!["ca", "set", "server", missing], "No such file"),
+    ] {
+        let o = ckecli_with(&config, &args, None);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let path = args.last().unwrap();
+        assert!(
+            stderr(&o).contains(path) && stderr(&o).contains(reason),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    for (name, body) in [
+        ("empty.yml", ""),
+        ("blank.yml", "  \n\n\t\n"),
+        ("comments.yml", "# a cluster, some day\n---\n  # not yet\n"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        let path = path.to_str().unwrap();
+        for cmd in ["validate", "set"] {
+            let o = ckecli_with(&config, &["cluster", cmd, path], None);
+            assert_eq!(o.status.code(), Some(2), "{cmd} {name}: {}", stderr(&o));
+            assert!(
+                stderr(&o).contains(&format!("{path} is empty")) && !stderr(&o).contains("required"),
+                "{cmd} {name}: {}",
+                stderr(&o)
+            );
+        }
+    }
 }
