@@ -96,6 +96,7 @@ async fn cluster_set_get_round_trip_and_invalid_input_changes_nothing() {
         "cluster-full.yml",
         "cluster-tutorial.yml",
         "cluster.json",
+        "cluster-cke.json",
     ] {
         let path = testdata(file);
         assert_ok(&env.ckecli(&["cluster", "set", &path]));
@@ -140,8 +141,11 @@ async fn cluster_set_get_round_trip_and_invalid_input_changes_nothing() {
     let o = env.ckecli_stdin(&["cluster", "set", "-"], "name: [unclosed");
     assert_eq!(o.status.code(), Some(2));
     let o = env.ckecli(&["cluster", "set", "/nonexistent/cluster.yml"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("/nonexistent/cluster.yml"));
+    let o = env.ckecli_stdin(&["cluster", "set", "-"], "# nothing here\n\n");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("standard input is empty"), "{}", stderr(&o));
     let after = env.storage().await.get_raw("cluster").await.unwrap().unwrap();
     assert_eq!(
         before.mod_revision, after.mod_revision,
@@ -152,13 +156,13 @@ async fn cluster_set_get_round_trip_and_invalid_input_changes_nothing() {
 #[test]
 fn cluster_validate_needs_no_etcd() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.yml");
-    std::fs::write(&config, "endpoints: [\"http://127.0.0.1:1\"]\n").unwrap();
+    let config = unreachable_config(dir.path());
     for f in [
         "cluster.yml",
         "cluster-full.yml",
         "cluster-tutorial.yml",
         "cluster.json",
+        "cluster-cke.json",
     ] {
         let o = ckecli_with(&config, &["cluster", "validate", &testdata(f)], None);
         assert_ok(&o);
@@ -383,4 +387,76 @@ async fn unreachable_etcd_names_the_endpoints() {
     // Invalid input is refused before etcd is contacted: still exit 2.
     let o = env.ckecli(&["cluster", "set", &testdata("invalid/bad-address.yml")]);
     assert_eq!(o.status.code(), Some(2));
+}
+
+/// A config whose only endpoint refuses connections.
+fn unreachable_config(dir: &Path) -> PathBuf {
+    let config = dir.join("config.yml");
+    std::fs::write(&config, "endpoints: [\"http://127.0.0.1:1\"]\n").unwrap();
+    config
+}
+
+#[test]
+fn constraints_set_checks_its_input_before_contacting_etcd() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = unreachable_config(dir.path());
+    for (name, value) in [
+        ("control-plane-count", "0"),
+        ("control-plane-count", "three"),
+        ("minimum-workers-rate", "101"),
+        ("maximum-repair-queue-entries", "-1"),
+        ("no-such-constraint", "1"),
+    ] {
+        let o = ckecli_with(&config, &["constraints", "set", name, value], None);
+        assert_eq!(o.status.code(), Some(2), "{name}={value}: {}", stderr(&o));
+        assert!(stderr(&o).contains(name), "{name}={value}: {}", stderr(&o));
+    }
+    // Valid input gets as far as etcd, which is unreachable: a runtime failure.
+    let o = ckecli_with(&config, &["constraints", "set", "control-plane-count", "3"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("127.0.0.1:1"), "{}", stderr(&o));
+}
+
+#[test]
+fn unreadable_or_empty_input_files_are_invalid_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = unreachable_config(dir.path());
+    let missing = dir.path().join("missing.yml");
+    let missing = missing.to_str().unwrap();
+    let a_directory = dir.path().to_str().unwrap();
+    for (args, reason) in [
+        (vec!["cluster", "validate", missing], "No such file"),
+        (vec!["cluster", "set", missing], "No such file"),
+        (vec!["cluster", "validate", a_directory], "directory"),
+        (vec!["vault", "config", missing], "No such file"),
+        (vec!["vault", "ssh-privkey", missing], "No such file"),
+        (vec!["ca", "set", "server", missing], "No such file"),
+    ] {
+        let o = ckecli_with(&config, &args, None);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let path = args.last().unwrap();
+        assert!(
+            stderr(&o).contains(path) && stderr(&o).contains(reason),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    for (name, body) in [
+        ("empty.yml", ""),
+        ("blank.yml", "  \n\n\t\n"),
+        ("comments.yml", "# a cluster, some day\n---\n  # not yet\n"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        let path = path.to_str().unwrap();
+        for cmd in ["validate", "set"] {
+            let o = ckecli_with(&config, &["cluster", cmd, path], None);
+            assert_eq!(o.status.code(), Some(2), "{cmd} {name}: {}", stderr(&o));
+            assert!(
+                stderr(&o).contains(&format!("{path} is empty")) && !stderr(&o).contains("required"),
+                "{cmd} {name}: {}",
+                stderr(&o)
+            );
+        }
+    }
 }

@@ -484,12 +484,24 @@ fn binary_rejects_bad_flags() {
         .args(["--listen", "127.0.0.1:0", "--upstreams", "10.0.0.1:6443,nonsense"])
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    // A flag whose value fails a check (or a missing --listen): 1, as CKE's rivers exits after its checks.
+    assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("invalid upstream \"nonsense\" in --upstreams: expected host:port"),
         "{stderr}"
     );
+    // An unknown flag or a flag without its value is a parse error: 2, as Go's flag package exits.
+    for args in [
+        &["--listen", "127.0.0.1:0", "--upstreams", "a:1", "--bogus"][..],
+        &["--upstreams", "a:1", "--listen"],
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rivers"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -416,7 +416,7 @@ async fn ssh_keys_encryption_keys_and_bad_input() {
     let o = env.ckecli(&["ca", "set", "server", &junk], None);
     assert_eq!(o.status.code(), Some(2));
     let o = env.ckecli(&["ca", "set", "server", "/nonexistent.pem"], None);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2), "a missing file is invalid input");
     assert_eq!(
         storage.get_raw("ca/server").await.unwrap().unwrap().mod_revision,
         before.mod_revision

@@ -2,8 +2,8 @@
 
 use clap::{Subcommand, ValueEnum};
 
-use super::{display_input, print_json, read_input, CliError, Ctx};
-use crate::model::parse_cluster;
+use super::{display_input, print_json, read_yaml_input, CliError, Ctx};
+use crate::model::{parse_cluster, Cluster};
 use crate::storage::Storage;
 
 /// Output formats.
@@ -40,11 +40,7 @@ pub enum ClusterCommand {
 pub async fn run(ctx: &Ctx, cmd: ClusterCommand) -> Result<(), CliError> {
     match cmd {
         ClusterCommand::Set { file } => {
-            let text = read_input(&file)?;
-            let cluster = parse_cluster(&text).map_err(|e| CliError::Invalid {
-                what: display_input(&file),
-                problems: e,
-            })?;
+            let cluster = read_cluster(&file)?;
             ctx.storage().await?.put_cluster(&cluster).await?;
             Ok(())
         }
@@ -63,11 +59,7 @@ pub async fn run(ctx: &Ctx, cmd: ClusterCommand) -> Result<(), CliError> {
             }
         }
         ClusterCommand::Validate { file } => {
-            let text = read_input(&file)?;
-            let cluster = parse_cluster(&text).map_err(|e| CliError::Invalid {
-                what: display_input(&file),
-                problems: e,
-            })?;
+            let cluster = read_cluster(&file)?;
             let cp = cluster.control_planes().count();
             println!(
                 "{}: valid: cluster {:?}, {} nodes ({} control plane)",
@@ -79,4 +71,12 @@ pub async fn run(ctx: &Ctx, cmd: ClusterCommand) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// Reads and validates the declaration in `file` (`-` for standard input).
+fn read_cluster(file: &str) -> Result<Cluster, CliError> {
+    parse_cluster(&read_yaml_input(file)?).map_err(|e| CliError::Invalid {
+        what: display_input(file),
+        problems: e,
+    })
 }

@@ -3,6 +3,7 @@
 use clap::Subcommand;
 
 use super::{print_json, CliError, Ctx};
+use crate::model::Constraints;
 use crate::storage::Storage;
 
 /// `ckecli constraints ...`
@@ -16,7 +17,8 @@ pub enum ConstraintsCommand {
     Set {
         /// Constraint name.
         name: String,
-        /// Integer value.
+        /// Integer value (a negative one is refused with the constraint's name, not as a flag).
+        #[arg(allow_negative_numbers = true)]
         value: String,
     },
     /// Print the constraints (defaults for unset ones) as JSON.
@@ -25,17 +27,20 @@ pub enum ConstraintsCommand {
 
 /// Runs a `constraints` command.
 pub async fn run(ctx: &Ctx, cmd: ConstraintsCommand) -> Result<(), CliError> {
-    let storage = ctx.storage().await?;
     match cmd {
         ConstraintsCommand::Set { name, value } => {
-            let current = storage.get_constraints().await?;
-            let next = current.with(&name, &value).map_err(|e| CliError::Invalid {
+            let invalid = |e| CliError::Invalid {
                 what: "constraints".into(),
                 problems: e,
-            })?;
+            };
+            // The name and the value are checked on their own first, so that invalid input is
+            // refused (exit 2) without contacting etcd.
+            Constraints::default().with(&name, &value).map_err(invalid)?;
+            let storage = ctx.storage().await?;
+            let next = storage.get_constraints().await?.with(&name, &value).map_err(invalid)?;
             storage.put_constraints(&next).await?;
             Ok(())
         }
-        ConstraintsCommand::Show => print_json(&storage.get_constraints().await?),
+        ConstraintsCommand::Show => print_json(&ctx.storage().await?.get_constraints().await?),
     }
 }

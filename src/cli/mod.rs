@@ -92,6 +92,18 @@ pub enum CliError {
         /// Every problem, each naming its field.
         problems: ValidationError,
     },
+    /// A file (or standard input) named on the command line cannot be read; nothing was changed.
+    #[error("cannot read {path}: {error}")]
+    Unreadable {
+        /// The file as named on the command line.
+        path: String,
+        /// Why it cannot be read.
+        error: std::io::Error,
+    },
+    /// A file (or standard input) named on the command line holds nothing but whitespace (or, for a
+    /// YAML document, comments); nothing was changed.
+    #[error("{0} is empty")]
+    EmptyInput(String),
     /// The arguments do not make sense together.
     #[error("{0}")]
     Usage(String),
@@ -130,7 +142,11 @@ impl CliError {
     /// 2 for usage and invalid input, 1 for everything else.
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::Invalid { .. } | CliError::Usage(_) | CliError::Config(_) => 2,
+            CliError::Invalid { .. }
+            | CliError::Unreadable { .. }
+            | CliError::EmptyInput(_)
+            | CliError::Usage(_)
+            | CliError::Config(_) => 2,
             CliError::ChildExit(c) => *c,
             _ => 1,
         }
@@ -178,7 +194,7 @@ impl Ctx {
     }
 }
 
-/// Reads a file, or standard input for `-`.
+/// Reads a file, or standard input for `-`. A missing, unreadable or blank input is invalid input.
 pub fn read_input(path: &str) -> Result<String, CliError> {
     let mut text = String::new();
     let res = if path == "-" {
@@ -186,10 +202,26 @@ pub fn read_input(path: &str) -> Result<String, CliError> {
     } else {
         std::fs::read_to_string(path).map(|t| text = t)
     };
-    res.map_err(|e| CliError::Io {
-        what: format!("cannot read {}", display_input(path)),
-        error: e,
+    res.map_err(|error| CliError::Unreadable {
+        path: display_input(path),
+        error,
     })?;
+    if text.trim().is_empty() {
+        return Err(CliError::EmptyInput(display_input(path)));
+    }
+    Ok(text)
+}
+
+/// Reads a YAML (or JSON) document like [`read_input`]; one holding only comments is empty too.
+pub fn read_yaml_input(path: &str) -> Result<String, CliError> {
+    let text = read_input(path)?;
+    let blank = text
+        .lines()
+        .map(str::trim)
+        .all(|l| l.is_empty() || l.starts_with('#') || l == "---" || l == "...");
+    if blank {
+        return Err(CliError::EmptyInput(display_input(path)));
+    }
     Ok(text)
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Default name of the docker volume holding the managed etcd's data.
 pub const DEFAULT_ETCD_VOLUME_NAME: &str = "etcd-cke";
@@ -13,6 +13,16 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// Reads `null` as the empty value. CKE writes its declaration from Go structs, where an empty list,
+/// map or section comes out as `null` (`"labels": null`); a YAML key with no value is `null` too.
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
 /// A Kubernetes cluster and the etcd cluster that serves it, as declared by the operators.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,21 +30,21 @@ pub struct Cluster {
     /// The Kubernetes cluster name.
     pub name: String,
     /// All nodes, control plane and workers.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub nodes: Vec<Node>,
     /// Taint control-plane nodes with `cke.cybozu.com/master`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub taint_control_plane: bool,
     /// Taint keys tolerated by control-plane selection (sabakan integration).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
     pub control_plane_tolerations: Vec<String>,
     /// CIDR of Kubernetes Services.
     pub service_subnet: String,
     /// Upstream DNS server IP addresses.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
     pub dns_servers: Vec<String>,
     /// Upstream DNS service as `namespace/name`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
     pub dns_service: String,
     /// Reboot queue settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,10 +56,14 @@ pub struct Cluster {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sabakan: Option<SabakanSettings>,
     /// REST mappings for custom resources whose CRDs may not be discoverable yet.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
     pub trusted_rest_mappings: Vec<TrustedRestMapping>,
     /// Per-component options.
-    #[serde(default, skip_serializing_if = "Options::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Options::is_empty"
+    )]
     pub options: Options,
 }
 
@@ -95,7 +109,7 @@ pub struct Node {
     /// IP address of the node; cke reaches it over SSH at this address.
     pub address: String,
     /// Overrides the node's name in Kubernetes (defaults to the address).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
     pub hostname: String,
     /// SSH user name.
     pub user: String,
@@ -103,13 +117,21 @@ pub struct Node {
     #[serde(default, skip_serializing_if = "is_false")]
     pub control_plane: bool,
     /// Node annotations (added or updated, never removed).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub annotations: BTreeMap<String, String>,
     /// Node labels (added or updated, never removed).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub labels: BTreeMap<String, String>,
     /// Node taints (added or updated, never removed).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
     pub taints: Vec<Taint>,
 }
 
@@ -144,7 +166,7 @@ pub struct Taint {
     /// Taint key (a qualified name).
     pub key: String,
     /// Taint value (a label value).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
     pub value: String,
     /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
     pub effect: String,
@@ -158,10 +180,14 @@ pub const TAINT_EFFECTS: [&str; 3] = ["NoSchedule", "PreferNoSchedule", "NoExecu
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LabelSelector {
     /// Labels that must match exactly.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub match_labels: BTreeMap<String, String>,
     /// Set-based requirements.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
     pub match_expressions: Vec<LabelSelectorRequirement>,
 }
 
@@ -174,7 +200,7 @@ pub struct LabelSelectorRequirement {
     /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
     pub operator: String,
     /// Values for `In` and `NotIn`; empty for the others.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
     pub values: Vec<String>,
 }
 
@@ -183,10 +209,10 @@ pub struct LabelSelectorRequirement {
 #[serde(deny_unknown_fields)]
 pub struct Reboot {
     /// Command (and arguments) that starts a reboot; the node is appended.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub reboot_command: Vec<String>,
     /// Command that prints `true` once the node has booted.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub boot_check_command: Vec<String>,
     /// Deadline for eviction in seconds (positive; default 600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -219,7 +245,7 @@ pub struct Reboot {
 #[serde(deny_unknown_fields)]
 pub struct Repair {
     /// Procedures by machine type.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub repair_procedures: Vec<RepairProcedure>,
     /// Machines repaired at once (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -243,10 +269,10 @@ pub struct Repair {
 #[serde(deny_unknown_fields)]
 pub struct RepairProcedure {
     /// Machine type names this procedure applies to.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub machine_types: Vec<String>,
     /// Operations by name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub repair_operations: Vec<RepairOperation>,
 }
 
@@ -255,19 +281,19 @@ pub struct RepairProcedure {
 #[serde(deny_unknown_fields)]
 pub struct RepairOperation {
     /// Operation name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub operation: String,
     /// Steps run in order.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub repair_steps: Vec<RepairStep>,
     /// Command that checks the machine's health.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub health_check_command: Vec<String>,
     /// Deadline of the health check in seconds (0 = none; default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_timeout_seconds: Option<i64>,
     /// Command run when the repair succeeded.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
     pub success_command: Vec<String>,
     /// Deadline of the success command in seconds (0 = none; default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -279,7 +305,7 @@ pub struct RepairOperation {
 #[serde(deny_unknown_fields)]
 pub struct RepairStep {
     /// Command and arguments that repair the machine.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub repair_command: Vec<String>,
     /// Deadline in seconds (0 = none; default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -303,7 +329,7 @@ pub struct RepairStep {
 #[serde(deny_unknown_fields)]
 pub struct SabakanSettings {
     /// Taint key that marks spare machines.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub spare_node_taint_key: String,
 }
 
@@ -312,16 +338,16 @@ pub struct SabakanSettings {
 #[serde(deny_unknown_fields)]
 pub struct TrustedRestMapping {
     /// API group.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub group: String,
     /// API version.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub version: String,
     /// Kind.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub kind: String,
     /// Plural resource name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub resource: String,
     /// Namespace-scoped resource.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -333,20 +359,39 @@ pub struct TrustedRestMapping {
 #[serde(deny_unknown_fields)]
 pub struct Options {
     /// The managed etcd.
-    #[serde(default, skip_serializing_if = "EtcdParams::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "EtcdParams::is_empty"
+    )]
     pub etcd: EtcdParams,
     /// The rivers in front of etcd on control-plane nodes.
-    #[serde(default, rename = "etcd-rivers", skip_serializing_if = "ServiceParams::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        rename = "etcd-rivers",
+        skip_serializing_if = "ServiceParams::is_empty"
+    )]
     pub etcd_rivers: ServiceParams,
     /// The rivers in front of the API servers on every node.
-    #[serde(default, skip_serializing_if = "ServiceParams::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "ServiceParams::is_empty"
+    )]
     pub rivers: ServiceParams,
     /// kube-apiserver.
-    #[serde(default, rename = "kube-api", skip_serializing_if = "ApiServerParams::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        rename = "kube-api",
+        skip_serializing_if = "ApiServerParams::is_empty"
+    )]
     pub kube_api: ApiServerParams,
     /// kube-controller-manager.
     #[serde(
         default,
+        deserialize_with = "null_default",
         rename = "kube-controller-manager",
         skip_serializing_if = "ServiceParams::is_empty"
     )]
@@ -354,15 +399,25 @@ pub struct Options {
     /// kube-scheduler.
     #[serde(
         default,
+        deserialize_with = "null_default",
         rename = "kube-scheduler",
         skip_serializing_if = "SchedulerParams::is_empty"
     )]
     pub kube_scheduler: SchedulerParams,
     /// kube-proxy.
-    #[serde(default, rename = "kube-proxy", skip_serializing_if = "ProxyParams::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        rename = "kube-proxy",
+        skip_serializing_if = "ProxyParams::is_empty"
+    )]
     pub kube_proxy: ProxyParams,
     /// kubelet.
-    #[serde(default, skip_serializing_if = "KubeletParams::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "KubeletParams::is_empty"
+    )]
     pub kubelet: KubeletParams,
 }
 
@@ -377,19 +432,19 @@ impl Options {
 #[serde(deny_unknown_fields)]
 pub struct Mount {
     /// Absolute path on the host.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub source: String,
     /// Absolute path in the container.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub destination: String,
     /// Mount read-only.
     #[serde(default, skip_serializing_if = "is_false")]
     pub read_only: bool,
     /// Mount propagation (`private`, `rprivate`, `shared`, `rshared`, `slave`, `rslave`).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
     pub propagation: String,
     /// SELinux relabelling: `z` or `Z`.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
     pub selinux_label: String,
 }
 
@@ -401,13 +456,13 @@ macro_rules! service_fields {
         pub struct $name {
             $($(#[$fm])* pub $f: $t,)*
             /// Extra command-line arguments.
-            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
             pub extra_args: Vec<String>,
             /// Extra bind mounts.
-            #[serde(default, skip_serializing_if = "Vec::is_empty")]
+            #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
             pub extra_binds: Vec<Mount>,
             /// Extra environment variables.
-            #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+            #[serde(default, deserialize_with = "null_default", skip_serializing_if = "BTreeMap::is_empty")]
             pub extra_env: BTreeMap<String, String>,
         }
 
@@ -438,7 +493,7 @@ service_fields! {
     /// Parameters of the managed etcd.
     pub struct EtcdParams {
         /// Volume holding etcd's data (default `etcd-cke`).
-        #[serde(default, skip_serializing_if = "String::is_empty")]
+        #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
         pub volume_name: String,
     }
 }
@@ -461,10 +516,10 @@ service_fields! {
         #[serde(default, skip_serializing_if = "is_false")]
         pub audit_log_enabled: bool,
         /// Audit policy in YAML.
-        #[serde(default, skip_serializing_if = "String::is_empty")]
+        #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
         pub audit_log_policy: String,
         /// Audit log path (standard output when empty).
-        #[serde(default, skip_serializing_if = "String::is_empty")]
+        #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
         pub audit_log_path: String,
     }
 }
@@ -494,7 +549,7 @@ service_fields! {
     /// Parameters of kubelet.
     pub struct KubeletParams {
         /// Taints added when the node registers or kubelet boots.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
         pub boot_taints: Vec<Taint>,
         /// CNI configuration file written to `/etc/cni/net.d`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -503,7 +558,7 @@ service_fields! {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub config: Option<serde_json::Value>,
         /// Path of the CRI socket (default `/run/containerd/containerd.sock`).
-        #[serde(default, skip_serializing_if = "String::is_empty")]
+        #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
         pub cri_endpoint: String,
         /// Update an outdated kubelet in place.
         #[serde(default, skip_serializing_if = "is_false")]
@@ -527,9 +582,9 @@ impl KubeletParams {
 #[serde(deny_unknown_fields)]
 pub struct CniConfFile {
     /// File name, ending in `.conf` or `.conflist`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub name: String,
     /// JSON content.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub content: String,
 }

@@ -20,6 +20,17 @@ fn good_inputs() {
         format!("{BASE}{ONE_CP}options:\n  kubelet:\n    config: {{clusterDomain: example.local}}\n"),
         format!("{BASE}{ONE_CP}reboot:\n  reboot_command: [r]\n  boot_check_command: [c]\n  command_timeout_seconds: 0\n"),
         r#"{"name": "j", "service_subnet": "10.0.0.0/24", "nodes": [{"address": "10.0.0.1", "user": "u", "control_plane": true}]}"#.to_string(),
+        // CKE writes empty lists, maps and sections as null, and always writes reboot and repair.
+        r#"{"name": "j", "service_subnet": "10.0.0.0/24", "nodes": [{"address": "10.0.0.1", "hostname": "", "user": "u", "control_plane": true, "annotations": null, "labels": null, "taints": null}], "control_plane_tolerations": null, "dns_servers": null, "reboot": {"reboot_command": null, "boot_check_command": null, "eviction_timeout_seconds": null, "protected_namespaces": null}, "repair": {"repair_procedures": null, "max_concurrent_repairs": null}}"#.to_string(),
+        format!("{BASE}{ONE_CP}options:\n  etcd: {{extra_args: null, extra_binds: null, extra_env: null, volume_name: ''}}\n  kubelet: {{boot_taints: null, cni_conf_file: {{name: '', content: ''}}, config: null}}\n"),
+        format!("{BASE}{ONE_CP}options:\n  kubelet:\n  rivers: ~\n"),
+        format!("{BASE}nodes:\n  - address: 10.0.0.1\n    user: core\n    control_plane: true\n    labels:\n    taints: ~\n    hostname: null\ndns_service: null\n"),
+        format!("{BASE}{ONE_CP}reboot:\n  reboot_command: [r]\n  protected_namespaces: {{matchLabels: null, matchExpressions: [{{key: a, operator: Exists, values: null}}]}}\n"),
+        format!("{BASE}{ONE_CP}reboot: {{}}\nrepair: {{repair_procedures: []}}\n"),
+        format!("{BASE}{ONE_CP}repair:\n  repair_procedures:\n    - {{machine_types: [a], repair_operations: [{{operation: o, repair_steps: [{{repair_command: [x]}}], health_check_command: [h], success_command: null}}]}}\n"),
+        format!("{BASE}{ONE_CP}sabakan: {{}}\n"),
+        format!("{BASE}{ONE_CP}sabakan: {{spare_node_taint_key: null}}\n"),
+        format!("{BASE}{ONE_CP}options:\n  kubelet:\n    cni_conf_file: {{name: 99-loopback.conf, content: ''}}\n"),
     ];
     for text in cases {
         if let Err(e) = parse_cluster(&text) {
@@ -51,13 +62,17 @@ fn bad_inputs_name_the_field() {
         (node(", taints: [{key: cke.cybozu.com/master, effect: NoSchedule}]"), "nodes[0].taints[0].key"),
         (format!("{BASE}{ONE_CP}dns_service: a/b/c\n"), "dns_service"),
         (format!("{BASE}{ONE_CP}control_plane_tolerations: ['-x']\n"), "control_plane_tolerations[0]"),
-        (format!("{BASE}{ONE_CP}sabakan: {{}}\n"), "sabakan.spare_node_taint_key"),
+        (format!("{BASE}{ONE_CP}sabakan: {{spare_node_taint_key: '-bad'}}\n"), "sabakan.spare_node_taint_key"),
         (format!("{BASE}{ONE_CP}trusted_rest_mappings: [{{group: g}}]\n"), "trusted_rest_mappings[0].version"),
-        (format!("{BASE}{ONE_CP}reboot:\n  boot_check_command: [c]\n"), "reboot.reboot_command"),
+        (format!("{BASE}{ONE_CP}reboot:\n  reboot_command: null\n  eviction_timeout_seconds: 0\n"), "reboot.eviction_timeout_seconds"),
         (format!("{BASE}{ONE_CP}reboot:\n  reboot_command: [r]\n  boot_check_command: [c]\n  max_concurrent_reboots: 0\n"), "reboot.max_concurrent_reboots"),
         (format!("{BASE}{ONE_CP}reboot:\n  reboot_command: [r]\n  boot_check_command: [c]\n  protected_namespaces:\n    matchExpressions: [{{key: a, operator: In}}]\n"), "reboot.protected_namespaces.matchExpressions[0].values"),
         (format!("{BASE}{ONE_CP}reboot:\n  reboot_command: [r]\n  boot_check_command: [c]\n  protected_namespaces:\n    matchExpressions: [{{key: a, operator: Near}}]\n"), "reboot.protected_namespaces.matchExpressions[0].operator"),
-        (format!("{BASE}{ONE_CP}repair:\n  repair_procedures: []\n"), "repair.repair_procedures"),
+        (format!("{BASE}{ONE_CP}repair:\n  repair_procedures: null\n  max_concurrent_repairs: 0\n"), "repair.max_concurrent_repairs"),
+        (format!("{BASE}{ONE_CP}repair:\n  repair_procedures: [{{machine_types: null, repair_operations: null}}]\n"), "repair.repair_procedures[0].machine_types"),
+        (format!("{BASE}{ONE_CP}options:\n  kubelet:\n    cni_conf_file: {{name: '', content: '{{\"cniVersion\": \"1.0.0\"}}'}}\n"), "options.kubelet.cni_conf_file.name"),
+        (format!("{BASE}{ONE_CP}options:\n  kubelet:\n    cni_conf_file: {{name: a.conf, content: '[]'}}\n"), "options.kubelet.cni_conf_file.content"),
+        (node(", labels: null, taints: [null]"), "nodes[0].taints[0]"),
         (format!("{BASE}{ONE_CP}repair:\n  repair_procedures:\n    - {{machine_types: [a], repair_operations: [{{operation: o, repair_steps: [{{repair_command: [x]}}], health_check_command: [h]}}]}}\n    - {{machine_types: [a], repair_operations: [{{operation: o, repair_steps: [{{repair_command: [x]}}], health_check_command: [h]}}]}}\n"), "repair.repair_procedures[1].machine_types[0]"),
         (format!("{BASE}{ONE_CP}options:\n  etcd:\n    extra_env: {{'1BAD': x}}\n"), "options.etcd.extra_env[\"1BAD\"]"),
         (format!("{BASE}{ONE_CP}options:\n  rivers:\n    extra_binds: [{{source: /a, destination: /b, propagation: sideways}}]\n"), "options.rivers.extra_binds[0].propagation"),
@@ -108,6 +123,7 @@ fn testdata_valid_files_parse() {
         "cluster-tutorial.yml",
         "cluster-full.yml",
         "cluster.json",
+        "cluster-cke.json",
     ] {
         let text = std::fs::read_to_string(testdata(f)).unwrap();
         let c = parse_cluster(&text).unwrap_or_else(|e| panic!("{f}: {e}"));
@@ -119,6 +135,25 @@ fn testdata_valid_files_parse() {
     assert_eq!(full.options.kubelet.cri(), "/var/run/k8s-containerd.sock");
     assert_eq!(full.nodes[3].nodename(), "10.0.1.21");
     assert!(full.options.kube_api.audit_log_enabled);
+}
+
+#[test]
+fn cke_json_with_nulls_reads_as_empty_and_serializes_unchanged() {
+    let text = std::fs::read_to_string(testdata("cluster-cke.json")).unwrap();
+    let c = parse_cluster(&text).unwrap();
+    assert_eq!(c.nodes.len(), 5);
+    assert!(c.nodes[0].labels.is_empty() && c.nodes[0].annotations.is_empty() && c.nodes[0].taints.is_empty());
+    assert_eq!(c.nodes[3].taints[0].key, "example.com/spare");
+    assert_eq!(c.reboot, Some(Reboot::default()));
+    assert_eq!(c.repair, Some(Repair::default()));
+    assert_eq!(c.options.kubelet.cni_conf_file, Some(CniConfFile::default()));
+    assert_eq!(c.options.kubelet.extra_args, vec!["--max-pods=110".to_string()]);
+    assert!(c.options.etcd.is_empty());
+    // Serialization leaves empty fields out (or writes []), never null; both forms read back equal.
+    for out in [serde_json::to_string(&c).unwrap(), serde_yaml::to_string(&c).unwrap()] {
+        assert!(!out.contains("null"), "{out}");
+        assert_eq!(parse_cluster(&out).unwrap(), c);
+    }
 }
 
 #[test]

@@ -244,9 +244,8 @@ impl Cluster {
             validate_repair(r, &mut e);
         }
         if let Some(s) = &self.sabakan {
-            if s.spare_node_taint_key.is_empty() {
-                e.push("sabakan.spare_node_taint_key", "is required");
-            } else {
+            // Empty means spare machines are not tainted.
+            if !s.spare_node_taint_key.is_empty() {
                 e.check("sabakan.spare_node_taint_key", qualified_name(&s.spare_node_taint_key));
             }
         }
@@ -388,12 +387,8 @@ fn validate_selector(s: &Option<LabelSelector>, p: &str, e: &mut Errs) {
 }
 
 fn validate_reboot(r: &Reboot, e: &mut Errs) {
-    if r.reboot_command.is_empty() {
-        e.push("reboot.reboot_command", "is required");
-    }
-    if r.boot_check_command.is_empty() {
-        e.push("reboot.boot_check_command", "is required");
-    }
+    // CKE always writes the section and requires neither command: an empty `reboot_command`
+    // means rebooting is not configured.
     positive(r.eviction_timeout_seconds, "reboot.eviction_timeout_seconds".into(), e);
     non_negative(r.command_timeout_seconds, "reboot.command_timeout_seconds".into(), e);
     non_negative(r.command_retries, "reboot.command_retries".into(), e);
@@ -405,9 +400,7 @@ fn validate_reboot(r: &Reboot, e: &mut Errs) {
 }
 
 fn validate_repair(r: &Repair, e: &mut Errs) {
-    if r.repair_procedures.is_empty() {
-        e.push("repair.repair_procedures", "is required");
-    }
+    // CKE always writes the section; no procedures means repairing is not configured.
     positive(r.max_concurrent_repairs, "repair.max_concurrent_repairs".into(), e);
     positive(r.eviction_timeout_seconds, "repair.eviction_timeout_seconds".into(), e);
     non_negative(r.evict_retries, "repair.evict_retries".into(), e);
@@ -565,9 +558,12 @@ fn validate_options(o: &Options, e: &mut Errs) {
         }
     }
     if let Some(cni) = &k.cni_conf_file {
+        // As in CKE, the name is required only with content; CKE writes an empty section.
         let p = "options.kubelet.cni_conf_file";
         if cni.name.is_empty() {
-            e.push(format!("{p}.name"), "is required");
+            if !cni.content.is_empty() {
+                e.push(format!("{p}.name"), "is required when content is set");
+            }
         } else if !CNI_FILE_NAME.is_match(&cni.name) {
             e.push(format!("{p}.name"), format!("{:?} is not a valid file name", cni.name));
         } else if !(cni.name.ends_with(".conf") || cni.name.ends_with(".conflist")) {
@@ -577,6 +573,7 @@ fn validate_options(o: &Options, e: &mut Errs) {
             );
         }
         match serde_json::from_str::<serde_json::Value>(&cni.content) {
+            _ if cni.content.is_empty() => {}
             Ok(v) if v.is_object() => {
                 if v.get("cniVersion").is_none() {
                     e.push(format!("{p}.content"), "has no cniVersion");

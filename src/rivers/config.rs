@@ -289,11 +289,17 @@ mod tests {
             "1m30s",
             "--dial-keep-alive",
             "0",
+            "--check-timeout",
+            "1.5s",
         ])
         .unwrap();
+        assert_eq!(
+            c.check_timeout,
+            Duration::from_millis(1500),
+            "fractions are accepted, as in Go"
+        );
         assert_eq!(c.shutdown_timeout, Duration::ZERO);
         assert_eq!(c.dial_timeout, Duration::from_millis(500));
-        assert_eq!(c.check_timeout, Duration::from_millis(500));
         assert_eq!(c.check_interval, Duration::from_secs(90));
         assert_eq!(c.dial_keep_alive, Duration::ZERO);
     }
