@@ -165,6 +165,15 @@ async fn commands_files_host_keys_containers_and_probe() {
     );
     assert_eq!(st.etcd.service.image, "localhost/cke-etcd:latest");
     assert_eq!(st.etcd.service.params.as_ref(), Some(&params));
+    // A replacement whose image cannot be had fails before the running container is touched.
+    let missing = RunSpec {
+        image: "localhost/cke-missing:1".into(),
+        ..spec.clone()
+    };
+    assert!(engine.run(&n1, &missing).await.is_err());
+    let st = probe_node(&p, &engine, &node(&m, 1), "etcd-cke").await;
+    assert!(st.etcd.service.running, "{st:?}");
+    assert_eq!(st.etcd.service.image, "localhost/cke-etcd:latest");
     assert!(!st.rivers.exists);
     let out = engine
         .exec(

@@ -239,6 +239,9 @@ async fn bootstrap_rbac_learner_join_and_removal() {
         .promote_when_ready(id, Duration::from_secs(60))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", c.log(3)));
+    // A repeated promotion (its answer lost) succeeds; an unknown member fails without retrying.
+    root.promote_when_ready(id, Duration::from_secs(60)).await.unwrap();
+    assert!(root.promote_when_ready(0xdead, Duration::from_secs(600)).await.is_err());
     wait_for("the new member in sync", Duration::from_secs(60), || async {
         matches!(root.cluster_status().await, Ok(s) if s.in_sync_members.len() == 4)
     })

@@ -126,9 +126,13 @@ impl ContainerEngine {
         Ok(format!("{} {}", shell_quote(&self.cli), shell_join(&args)))
     }
 
-    /// Starts a container (removing a stopped one of the same name first).
+    /// Starts a container, replacing one of the same name. The image is made present first (pulled
+    /// when missing), so a failed pull leaves the old container running.
     pub async fn run(&self, node: &dyn Runner, spec: &RunSpec) -> Result<(), AgentError> {
         let run = self.run_command(spec)?;
+        if !self.image_exists(node, &spec.image).await? {
+            self.pull(node, &spec.image).await?;
+        }
         let rm = self.cmd(&["rm", "-f", &spec.name]);
         node.check(&format!("{rm} >/dev/null 2>&1; {run}"), None, self.timeout)
             .await

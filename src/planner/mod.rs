@@ -362,6 +362,19 @@ pub fn decide_ops(
             ),
         );
     }
+    let no_volume = nf.etcd_running_without_volume();
+    if !no_volume.is_empty() {
+        return plan(
+            Phase::Completed,
+            vec![],
+            format!(
+                "etcd on {} runs without the data volume {} (was options.etcd.volume_name changed?); \
+                 it is not restarted, as it could not start on an empty volume",
+                no_volume.join(", "),
+                cluster.options.etcd.volume()
+            ),
+        );
+    }
     plan(Phase::Completed, vec![], String::new())
 }
 

@@ -208,7 +208,22 @@ impl<'a> NodeFilter<'a> {
             .collect()
     }
 
-    /// Control-plane nodes running etcd with an outdated image or params (`--initial-*` ignored).
+    /// Control-plane nodes running etcd without the declared data volume (`options.etcd.volume_name`
+    /// changed after the members were created). They are never restarted: on the new, empty volume
+    /// the member could not start.
+    pub fn etcd_running_without_volume(&self) -> Vec<String> {
+        self.cluster
+            .control_planes()
+            .filter(|n| {
+                let st = &self.node_status(n).etcd;
+                self.reachable(n) && st.service.running && !st.has_data
+            })
+            .map(|n| n.address.clone())
+            .collect()
+    }
+
+    /// Control-plane nodes running etcd with an outdated image or params (`--initial-*` ignored),
+    /// on the declared data volume.
     pub fn etcd_outdated_members(&self) -> Vec<String> {
         let volume = self.cluster.options.etcd.volume();
         let extra = self.cluster.options.etcd.service_params();
@@ -216,7 +231,7 @@ impl<'a> NodeFilter<'a> {
             .control_planes()
             .filter(|n| {
                 let st = &self.node_status(n).etcd.service;
-                if !st.running {
+                if !st.running || !self.node_status(n).etcd.has_data {
                     return false;
                 }
                 let builtin = etcd_builtin_params(n, volume, None);

@@ -433,3 +433,17 @@ fn data_on_a_former_control_plane_node_prevents_a_new_bootstrap() {
         kinds(&p)
     );
 }
+
+#[test]
+fn a_changed_volume_name_never_restarts_members_onto_empty_volumes() {
+    let mut f = Fixture::new(3, 0).with_healthy_etcd();
+    assert_eq!(f.plan().phase, Phase::Completed);
+    // The declaration names another volume: the probe finds none of that name on any node.
+    f.cluster.options.etcd.volume_name = "etcd-other".into();
+    for st in f.status.nodes.values_mut() {
+        st.etcd.has_data = false;
+    }
+    let p = f.plan();
+    assert!(p.ops.is_empty(), "{:?}", kinds(&p));
+    assert!(p.note.contains("etcd-other"), "{}", p.note);
+}
