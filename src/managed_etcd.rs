@@ -281,16 +281,15 @@ impl ManagedEtcd {
                 }
                 Err(e) => {
                     // An answer lost after the promotion, or a member that is gone: no retry helps.
-                    match self.members().await {
-                        Ok(ms) => match ms.iter().find(|m| m.id == id) {
+                    if let Ok(ms) = self.members().await {
+                        match ms.iter().find(|m| m.id == id) {
                             Some(m) if !m.is_learner => {
                                 tracing::info!(member = format!("{id:x}"), "learner already promoted");
                                 return Ok(());
                             }
                             None => return Err(e),
                             Some(_) => {}
-                        },
-                        Err(_) => {}
+                        }
                     }
                     if start.elapsed() >= limit {
                         return Err(e);
