@@ -101,11 +101,19 @@ impl<'a> NodeFilter<'a> {
         }
     }
 
-    /// True once any declared node, control plane or worker, holds etcd data, or the managed etcd
-    /// answers with members: a declaration that moves the control plane to other nodes never
-    /// bootstraps a new, empty cluster while the old members are still declared.
+    /// True when the managed etcd answers with members, or any declared node, control plane or
+    /// worker, holds a marked member's data (or any etcd data, once the management etcd records that
+    /// the managed etcd ran): a declaration that moves the control plane to other nodes never
+    /// bootstraps a new, empty cluster while the old members are still declared. Data volumes
+    /// without a marker and without that record are what a bootstrap interrupted before any member
+    /// answered leaves; bootstrapping again is harmless then (etcd keeps a data directory it finds).
     pub fn etcd_bootstrapped(&self) -> bool {
-        !self.status.etcd.members.is_empty() || self.cluster.nodes.iter().any(|n| self.node_status(n).etcd.has_data)
+        let before = self.inputs.etcd_bootstrapped_before;
+        !self.status.etcd.members.is_empty()
+            || self.cluster.nodes.iter().any(|n| {
+                let st = &self.node_status(n).etcd;
+                st.has_data && (st.is_added_member || before)
+            })
     }
 
     /// True when the managed etcd is healthy and every member is in sync.

@@ -425,7 +425,9 @@ fn data_on_a_former_control_plane_node_prevents_a_new_bootstrap() {
     f.cluster.nodes[0].control_plane = false;
     f.constraints.control_plane_count = 1;
     f.refresh_rivers();
-    f.status.nodes.get_mut(&addr(0)).unwrap().etcd.has_data = true;
+    let st = f.status.nodes.get_mut(&addr(0)).unwrap();
+    st.etcd.has_data = true;
+    st.etcd.is_added_member = true;
     let p = f.plan();
     assert!(
         !kinds(&p).iter().any(|k| matches!(k, OpKind::EtcdBootstrap { .. })),
@@ -446,4 +448,18 @@ fn a_changed_volume_name_never_restarts_members_onto_empty_volumes() {
     let p = f.plan();
     assert!(p.ops.is_empty(), "{:?}", kinds(&p));
     assert!(p.note.contains("etcd-other"), "{}", p.note);
+}
+
+#[test]
+fn a_bootstrap_interrupted_before_any_member_answered_runs_again() {
+    // Data volumes were created, no member was marked or ever answered: bootstrap again (etcd keeps
+    // whatever data directory it finds). With the record that the managed etcd ran, it does not.
+    let mut f = Fixture::new(3, 0);
+    for st in f.status.nodes.values_mut() {
+        st.etcd.has_data = true;
+    }
+    assert_eq!(f.plan().phase, Phase::EtcdBoot);
+    f.inputs.etcd_bootstrapped_before = true;
+    assert_ne!(f.plan().phase, Phase::EtcdBoot);
+    assert_ne!(f.plan().phase, Phase::EtcdBootAborted);
 }
