@@ -239,12 +239,21 @@ impl Controller {
             Err(PassError::Retry(e)) => tracing::warn!(error = e, "cannot cancel the previous leader's records"),
             _ => {}
         }
+        let mut previous: Vec<PlannedOp> = Vec::new();
         loop {
             // After planned operations completed, the next pass follows at once (after a short pause):
-            // a join, a rolling restart or a scale-out is a chain of passes, one operation each.
+            // a join, a rolling restart or a scale-out is a chain of passes, one operation each. The
+            // same operations completed twice in a row changed nothing the probe sees (a member that
+            // dies right after its start, say): then the next pass waits for the interval.
             let wait = match self.pass(&ctx).await {
-                Ok(true) => self.cfg.interval.min(AFTER_OPERATIONS_PAUSE),
-                Ok(false) => self.cfg.interval,
+                Ok(ran) if !ran.is_empty() && ran != previous => {
+                    previous = ran;
+                    self.cfg.interval.min(AFTER_OPERATIONS_PAUSE)
+                }
+                Ok(ran) => {
+                    previous = ran;
+                    self.cfg.interval
+                }
                 Err(PassError::Lost) => return TermEnd::Lost,
                 Err(PassError::Shutdown) => return TermEnd::Shutdown,
                 Err(PassError::Retry(e)) => {
@@ -302,15 +311,15 @@ impl Controller {
         Ok(())
     }
 
-    /// One pass. `Ok(true)` when it ran planned operations and each completed.
-    async fn pass(&self, ctx: &TermCtx<'_>) -> Result<bool, PassError> {
+    /// One pass. Returns the planned operations it ran, each completed (empty when none ran).
+    async fn pass(&self, ctx: &TermCtx<'_>) -> Result<Vec<PlannedOp>, PassError> {
         ctx.check()?;
         self.shared.alive();
         self.shared.metrics.pass();
         let Some(cluster) = self.storage.get_cluster().await? else {
             self.shared.etcd_ok();
             self.set_note("no cluster is declared (ckecli cluster set FILE)");
-            return Ok(false);
+            return Ok(Vec::new());
         };
         self.shared.etcd_ok();
         let constraints = self.storage.get_constraints().await?;
@@ -339,28 +348,31 @@ impl Controller {
         let plan = decide_ops(&cluster, &status, &constraints, &inputs, Utc::now());
         self.publish(ctx, &plan).await?;
         if self.cfg.dry_run {
-            return Ok(false);
+            return Ok(Vec::new());
         }
         let cluster = Arc::new(cluster);
         let infra = (self.infra)(self.storage.clone(), cluster.clone());
         let mut operators: Vec<Box<dyn Operator>> = Vec::new();
+        let mut ran = Vec::new();
         for planned in &plan.ops {
             match (self.operators)(planned, &cluster) {
-                Some(op) => operators.push(op),
+                Some(op) => {
+                    operators.push(op);
+                    ran.push(planned.clone());
+                }
                 None => tracing::warn!(
                     operation = planned.name(),
                     "this build has no operator for the planned operation"
                 ),
             }
         }
-        let ran_planned = !operators.is_empty();
         if let Some(spec) = &self.cfg.test_operator {
             operators.push(spec.operator());
         }
         for op in operators {
             self.run_operator(ctx, op, &infra).await?;
         }
-        Ok(ran_planned)
+        Ok(ran)
     }
 
     fn set_note(&self, note: &str) {

@@ -115,27 +115,32 @@ fn options(tls: &EtcdTls, timeout: Duration) -> ConnectOptions {
         )
 }
 
+/// The endpoints (URLs) that accept a TCP connection within a second, checked in parallel.
+pub async fn live_endpoints(endpoints: &[String]) -> Vec<String> {
+    let checks = endpoints.iter().map(|e| async move {
+        let rest = e.split_once("://").map_or(e.as_str(), |(_, r)| r);
+        let hostport = rest.split('/').next().unwrap_or(rest).to_string();
+        let ok = matches!(
+            tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(hostport)).await,
+            Ok(Ok(_))
+        );
+        (e.clone(), ok)
+    });
+    futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .filter(|(_, ok)| *ok)
+        .map(|(e, _)| e)
+        .collect()
+}
+
 impl ManagedEtcd {
     /// A client over `endpoints` (e.g. `https://10.0.0.1:2379`). Endpoints that do not accept a TCP
     /// connection within a second are left out (the client would otherwise send some requests to a
     /// node whose member is down or not yet started); when none answers, all are kept so that the
     /// error names them.
     pub async fn connect(endpoints: Vec<String>, tls: EtcdTls, timeout: Duration) -> Result<Self, ManagedEtcdError> {
-        let checks = endpoints.iter().map(|e| async move {
-            let rest = e.split_once("://").map_or(e.as_str(), |(_, r)| r);
-            let hostport = rest.split('/').next().unwrap_or(rest).to_string();
-            let ok = matches!(
-                tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(hostport)).await,
-                Ok(Ok(_))
-            );
-            (e.clone(), ok)
-        });
-        let live: Vec<String> = futures::future::join_all(checks)
-            .await
-            .into_iter()
-            .filter(|(_, ok)| *ok)
-            .map(|(e, _)| e)
-            .collect();
+        let live = live_endpoints(&endpoints).await;
         let endpoints = if live.is_empty() { endpoints } else { live };
         let client = Client::connect(endpoints.clone(), Some(options(&tls, timeout)))
             .await
@@ -238,17 +243,17 @@ impl ManagedEtcd {
     ///
     /// The request goes to the raft leader's endpoint: a follower forwards a promotion to the leader
     /// without the caller's credentials, and with auth enabled etcd 3.4 refuses that ("auth: user name
-    /// is empty") and retries it until the request times out. When the leader cannot be found, the
+    /// is empty") and retries it until the request times out. When the leader cannot be found or reached, the
     /// request goes through every endpoint.
     pub async fn promote(&self, id: u64) -> Result<(), ManagedEtcdError> {
         let what = format!("member promote {id:x}");
         match self.leader_client_url().await {
-            Some(url) => {
+            Some(url) if !live_endpoints(std::slice::from_ref(&url)).await.is_empty() => {
                 let leader = ManagedEtcd::connect(vec![url], self.tls.clone(), self.timeout).await?;
                 let mut c = leader.client.clone();
                 leader.call(&what, c.member_promote(id)).await?;
             }
-            None => {
+            _ => {
                 let mut c = self.client.clone();
                 self.call(&what, c.member_promote(id)).await?;
             }

@@ -7,19 +7,13 @@ mod e2e_common;
 use std::time::{Duration, Instant};
 
 use cke::managed_etcd::{EtcdTls, ManagedEtcd};
-use cke::testing::{is_root, Mtest};
 use e2e_common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_rbac_scale_and_restart_without_losing_writes() {
-    if !is_root() {
-        eprintln!("SKIPPED: mtest needs root");
+    let Some((m, dir)) = mtest_up(5) else {
         return;
-    }
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let tools = format!("localhost/cke-tools:latest={}", env!("CARGO_BIN_EXE_rivers"));
-    let m = Mtest::up(5, &["--image", &tools]);
-    let dir = tempfile::tempdir().unwrap();
+    };
     let log = dir.path().join("cke.log");
     prepare(&m, 3);
     declare(&m, &[1, 2, 3], &[]);

@@ -7,7 +7,7 @@ mod e2e_common;
 use std::time::{Duration, Instant};
 
 use cke::model::{Record, RecordStatus};
-use cke::testing::{is_root, Mtest};
+use cke::testing::Mtest;
 use e2e_common::*;
 
 fn running_etcd(m: &Mtest, i: usize) -> bool {
@@ -47,14 +47,9 @@ fn records(m: &Mtest) -> Vec<Record> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restart_crash_safety_unreachable_node_and_replacement() {
-    if !is_root() {
-        eprintln!("SKIPPED: mtest needs root");
+    let Some((m, dir)) = mtest_up(4) else {
         return;
-    }
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let tools = format!("localhost/cke-tools:latest={}", env!("CARGO_BIN_EXE_rivers"));
-    let m = Mtest::up(4, &["--image", &tools]);
-    let dir = tempfile::tempdir().unwrap();
+    };
     let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
     prepare(&m, 3);
     declare(&m, &[1, 2, 3], &[]);

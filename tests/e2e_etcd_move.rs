@@ -6,7 +6,7 @@ mod e2e_common;
 
 use std::time::{Duration, Instant};
 
-use cke::testing::{is_root, Mtest};
+use cke::testing::Mtest;
 use e2e_common::*;
 
 /// Node `cp` is the control plane, `worker` a worker.
@@ -20,14 +20,9 @@ fn declaration(m: &Mtest, cp: usize, worker: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moving_the_control_plane_keeps_the_data() {
-    if !is_root() {
-        eprintln!("SKIPPED: mtest needs root");
+    let Some((m, dir)) = mtest_up(2) else {
         return;
-    }
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let tools = format!("localhost/cke-tools:latest={}", env!("CARGO_BIN_EXE_rivers"));
-    let m = Mtest::up(2, &["--image", &tools]);
-    let dir = tempfile::tempdir().unwrap();
+    };
     let log = dir.path().join("cke.log");
     prepare(&m, 1);
     ok(&m, &["cluster", "set", "-"], Some(&declaration(&m, 1, 2)));

@@ -29,6 +29,15 @@ fn check(what: &str, re: &Regex, v: &str) -> Result<(), AgentError> {
     }
 }
 
+/// Whether an engine's error message says the object does not exist (podman: "no such container",
+/// "no such volume"; docker: "No such container:", "No such object:", "No such volume").
+pub fn is_absent(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    ["no such container", "no such object", "no such volume"]
+        .iter()
+        .any(|p| m.contains(p))
+}
+
 /// How to start a system container.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunSpec {
@@ -228,11 +237,16 @@ impl ContainerEngine {
             .await
     }
 
-    /// Runs a removal; when it fails, fails unless `exists` (an inspect) says the object is gone.
+    /// Runs a removal; when it fails, fails unless `exists` (an inspect) says the object does not
+    /// exist (the engine's "no such ..."; any other failure of the inspect is no proof).
     async fn remove_checked(&self, node: &dyn Runner, remove: &[&str], exists: &[&str]) -> Result<(), AgentError> {
         let command = self.cmd(remove);
         let out = node.run(&command, None, self.timeout).await?;
-        if out.status == 0 || node.run(&self.cmd(exists), None, self.timeout).await?.status != 0 {
+        if out.status == 0 {
+            return Ok(());
+        }
+        let inspect = node.run(&self.cmd(exists), None, self.timeout).await?;
+        if inspect.status != 0 && is_absent(&String::from_utf8_lossy(&inspect.stderr)) {
             return Ok(());
         }
         Err(AgentError::Failed {

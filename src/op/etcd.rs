@@ -128,13 +128,11 @@ async fn wipe(infra: &Infra, cmd: &RecordCommand, address: &str) -> Result<(), C
     Ok(())
 }
 
-/// The declared nodes other than `except`: the endpoints for membership requests. Control-plane
-/// nodes come first; the others follow because a member may still run on a node that is no longer
-/// control plane (the connection leaves out nodes that do not listen).
+/// The control-plane nodes other than `except`: the endpoints for membership requests (when none
+/// answers, [`Infra::managed_etcd`] falls back to the other declared nodes).
 fn others(cluster: &Cluster, except: &str) -> Vec<String> {
-    let cps = cluster.control_planes();
-    let rest = cluster.nodes.iter().filter(|n| !n.control_plane);
-    cps.chain(rest)
+    cluster
+        .control_planes()
         .map(|n| n.address.clone())
         .filter(|a| a != except)
         .collect()

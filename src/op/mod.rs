@@ -99,7 +99,9 @@ impl Infra {
             .ok_or_else(|| CommandError::new(cmd, "Vault is not configured (ckecli vault init)"))
     }
 
-    /// A root connection to the managed etcd through these nodes' client URLs.
+    /// A root connection to the managed etcd through these nodes' client URLs. When none of them
+    /// accepts connections (the control plane moved to nodes that hold no member yet), the other
+    /// declared nodes that do are used: a member may still run on a former control-plane node.
     pub async fn managed_etcd(&self, nodes: &[String], cmd: &RecordCommand) -> Result<ManagedEtcd, CommandError> {
         let cert = self
             .issuer(cmd)?
@@ -112,7 +114,20 @@ impl Infra {
             .await
             .map_err(|e| CommandError::new(cmd, crate::controller::error_chain(&e)))?
             .ok_or_else(|| CommandError::new(cmd, "CA server is not in etcd (ckecli vault init)"))?;
-        let endpoints = nodes.iter().map(|n| etcd_client_url(n)).collect();
+        let mut endpoints: Vec<String> = nodes.iter().map(|n| etcd_client_url(n)).collect();
+        if crate::managed_etcd::live_endpoints(&endpoints).await.is_empty() {
+            let rest: Vec<String> = self
+                .cluster
+                .nodes
+                .iter()
+                .filter(|n| !nodes.contains(&n.address))
+                .map(|n| etcd_client_url(&n.address))
+                .collect();
+            let live = crate::managed_etcd::live_endpoints(&rest).await;
+            if !live.is_empty() {
+                endpoints = live;
+            }
+        }
         ManagedEtcd::connect(
             endpoints,
             EtcdTls {

@@ -106,14 +106,37 @@ impl<'a> NodeFilter<'a> {
     /// the managed etcd ran): a declaration that moves the control plane to other nodes never
     /// bootstraps a new, empty cluster while the old members are still declared. Data volumes
     /// without a marker and without that record are what a bootstrap interrupted before any member
-    /// answered leaves; bootstrapping again is harmless then (etcd keeps a data directory it finds).
+    /// answered leaves; bootstrapping again is harmless then (etcd keeps a data directory it finds),
+    /// but only when it repeats the same bootstrap — the nodes with data are exactly the control
+    /// planes — or no member was ever started (no etcd container anywhere). Otherwise new nodes could
+    /// form a second, empty cluster beside the old data; that counts as bootstrapped (and waits).
     pub fn etcd_bootstrapped(&self) -> bool {
         let before = self.inputs.etcd_bootstrapped_before;
-        !self.status.etcd.members.is_empty()
-            || self.cluster.nodes.iter().any(|n| {
-                let st = &self.node_status(n).etcd;
-                st.has_data && (st.is_added_member || before)
-            })
+        if !self.status.etcd.members.is_empty() {
+            return true;
+        }
+        let st = |n: &Node| &self.node_status(n).etcd;
+        if self
+            .cluster
+            .nodes
+            .iter()
+            .any(|n| st(n).has_data && (st(n).is_added_member || before))
+        {
+            return true;
+        }
+        let with_data: Vec<&str> = self
+            .cluster
+            .nodes
+            .iter()
+            .filter(|n| st(n).has_data)
+            .map(|n| n.address.as_str())
+            .collect();
+        if with_data.is_empty() {
+            return false;
+        }
+        let same_bootstrap = self.cluster.nodes.iter().all(|n| n.control_plane == st(n).has_data);
+        let never_started = self.cluster.nodes.iter().all(|n| !st(n).service.exists);
+        !(same_bootstrap || never_started)
     }
 
     /// True when the managed etcd is healthy and every member is in sync.

@@ -463,3 +463,18 @@ fn a_bootstrap_interrupted_before_any_member_answered_runs_again() {
     assert_ne!(f.plan().phase, Phase::EtcdBoot);
     assert_ne!(f.plan().phase, Phase::EtcdBootAborted);
 }
+
+#[test]
+fn an_interrupted_bootstrap_is_not_repeated_over_other_nodes() {
+    // One member ran on node 0 (its container exists, its data is unmarked, no record), then the
+    // declaration added nodes 1 and 2: bootstrapping those three could make nodes 1 and 2 a second,
+    // empty cluster. It counts as bootstrapped instead.
+    let mut f = Fixture::new(3, 0);
+    let st = f.status.nodes.get_mut(&addr(0)).unwrap();
+    st.etcd.has_data = true;
+    st.etcd.service.exists = true;
+    assert_ne!(f.plan().phase, Phase::EtcdBoot);
+    // Volumes made but no container ever started: bootstrapping is harmless.
+    f.status.nodes.get_mut(&addr(0)).unwrap().etcd.service.exists = false;
+    assert_eq!(f.plan().phase, Phase::EtcdBoot);
+}

@@ -6,7 +6,19 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cke::managed_etcd::{EtcdTls, ManagedEtcd};
-use cke::testing::{free_port, Mtest};
+use cke::testing::{free_port, is_root, Mtest};
+
+/// `nodes` mtest node hosts with the tools image loaded, and a directory for logs; `None` (the test
+/// is skipped) when not run as root.
+pub fn mtest_up(nodes: usize) -> Option<(Mtest, tempfile::TempDir)> {
+    if !is_root() {
+        eprintln!("SKIPPED: mtest needs root");
+        return None;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tools = format!("localhost/cke-tools:latest={}", env!("CARGO_BIN_EXE_rivers"));
+    Some((Mtest::up(nodes, &["--image", &tools]), tempfile::tempdir().unwrap()))
+}
 
 /// A `cke` process, killed on drop.
 pub struct Cke(pub Child);
