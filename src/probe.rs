@@ -58,16 +58,15 @@ async fn probe_node_inner(
     // "No such container/volume" means absent; any other failure of the engine (a busy lock, a
     // restarting daemon) makes the whole probe of this node fail, so that the planner never reads
     // a running member as stopped or a volume as missing.
-    let mut script: Vec<String> = names
-        .iter()
-        .map(|n| {
-            engine_step(
-                &format!("{cli} container inspect {n}"),
-                r#"printf '%s\n' "$out""#,
-                "echo '[]'",
-            )
-        })
-        .collect();
+    // One file for the engine's error output, removed on exit.
+    let mut script: Vec<String> = vec![r#"t=$(mktemp) || exit 1; trap 'rm -f "$t"' EXIT"#.into()];
+    script.extend(names.iter().map(|n| {
+        engine_step(
+            &format!("{cli} container inspect {n}"),
+            r#"printf '%s\n' "$out""#,
+            "echo '[]'",
+        )
+    }));
     script.push(format!("echo {SEPARATOR}"));
     for v in [etcd_volume, ETCD_ADDED_MEMBER_VOLUME] {
         let q = shell_quote(v);
@@ -112,12 +111,12 @@ async fn probe_node_inner(
 const SEPARATOR: &str = "----cke-probe-volumes----";
 const ENGINE_ERROR: &str = "----cke-probe-engine-error----";
 
-/// A probe step: run `cmd` (stdout in `$out`); on success `on_success`; when the engine says the
-/// object does not exist, `on_absent`; on any other failure, print the error marker and the
-/// engine's message and stop.
+/// A probe step: run `cmd` once (stdout in `$out`, stderr in the file `$t`); on success
+/// `on_success`; when the engine says the object does not exist, `on_absent`; on any other failure,
+/// print the error marker and the engine's message and stop.
 fn engine_step(cmd: &str, on_success: &str, on_absent: &str) -> String {
     format!(
-        "if out=$({cmd} 2>/dev/null); then {on_success}; else err=$({cmd} 2>&1 >/dev/null); case \"$err\" in \
+        "if out=$({cmd} 2>\"$t\"); then {on_success}; else err=$(cat \"$t\"); case \"$err\" in \
          *'o such container'*|*'o such object'*|*'o such volume'*) {on_absent} ;; \
          *) echo {ENGINE_ERROR}; printf '%s\\n' \"$err\"; exit 0 ;; esac; fi"
     )
