@@ -268,7 +268,7 @@ impl Controller {
             loop {
                 tokio::select! {
                     _ = &mut next_pass => break,
-                    _ = triggers.recv() => break,
+                    Some(()) = triggers.recv() => break,
                     _ = heartbeat.tick() => self.shared.alive(),
                     _ = signalled(&mut lost) => return TermEnd::Lost,
                     _ = signalled(&mut shutdown) => return TermEnd::Shutdown,
@@ -471,16 +471,30 @@ impl Controller {
             let (mut lost, mut shutdown) = (ctx.lost.clone(), ctx.shutdown.clone());
             let run = cmd.run(infra);
             tokio::pin!(run);
-            let result = tokio::select! {
-                r = &mut run => r,
-                _ = signalled(&mut lost) => {
-                    tracing::warn!(id, command = record.command.name, "leadership lost: command abandoned");
-                    return Err(PassError::Lost);
-                }
-                _ = signalled(&mut shutdown) => {
-                    match tokio::time::timeout(self.cfg.shutdown_grace, &mut run).await {
-                        Ok(r) => r,
-                        Err(_) => return self.close(ctx, &mut record, "cancelled: cke is shutting down").await,
+            // Commands may run for minutes (waiting for etcd): the loop stays alive for /health.
+            let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
+            let result = loop {
+                tokio::select! {
+                    r = &mut run => break r,
+                    _ = heartbeat.tick() => self.shared.alive(),
+                    _ = signalled(&mut lost) => {
+                        tracing::warn!(id, command = record.command.name, "leadership lost: command abandoned");
+                        return Err(PassError::Lost);
+                    }
+                    _ = signalled(&mut shutdown) => {
+                        // The grace period, but never past the loss of leadership.
+                        let grace = tokio::time::sleep(self.cfg.shutdown_grace);
+                        tokio::pin!(grace);
+                        tokio::select! {
+                            r = &mut run => break r,
+                            _ = &mut grace => {
+                                return self.close(ctx, &mut record, "cancelled: cke is shutting down").await
+                            }
+                            _ = signalled(&mut lost) => {
+                                tracing::warn!(id, command = record.command.name, "leadership lost: command abandoned");
+                                return Err(PassError::Lost);
+                            }
+                        }
                     }
                 }
             };

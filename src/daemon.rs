@@ -260,7 +260,12 @@ async fn run(args: Args) -> Result<(), DaemonError> {
             st.planned_operations.clear();
         }
         match end {
-            TermEnd::Lost => tracing::warn!("leadership lost; campaigning again"),
+            TermEnd::Lost => {
+                // Our lease may still be alive (a keep-alive stream broke while etcd kept it): revoke
+                // it, or every candidate would queue behind our stale election key for a whole TTL.
+                term.resign().await;
+                tracing::warn!("leadership lost; campaigning again");
+            }
             TermEnd::Shutdown => {
                 tracing::info!("shutting down: resigning leadership");
                 term.resign().await;
@@ -355,19 +360,24 @@ fn spawn_triggers(storage: &EtcdStorage, tx: mpsc::Sender<()>) -> Vec<tokio::tas
         let client = storage.client();
         let tx = tx.clone();
         tokio::spawn(async move {
+            // A broken watch (an etcd member restarting, say) is made again after a pause, with a
+            // pass triggered in case a change fell in the gap; the task ends only with the term.
             let mut c = client;
-            let opts = if prefix {
-                Some(WatchOptions::new().with_prefix())
-            } else {
-                None
-            };
-            let Ok(mut stream) = c.watch(key.clone(), opts).await else {
-                return;
-            };
-            while let Ok(Some(resp)) = stream.message().await {
-                if !resp.events().is_empty() {
-                    let _ = tx.try_send(());
+            loop {
+                let opts = if prefix {
+                    Some(WatchOptions::new().with_prefix())
+                } else {
+                    None
+                };
+                if let Ok(mut stream) = c.watch(key.clone(), opts).await {
+                    while let Ok(Some(resp)) = stream.message().await {
+                        if !resp.events().is_empty() {
+                            let _ = tx.try_send(());
+                        }
+                    }
                 }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let _ = tx.try_send(());
             }
         })
     })

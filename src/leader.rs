@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, EventType, ResignOptions};
+use etcd_client::{Client, EventType};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -133,13 +133,9 @@ impl Term {
     /// instance takes over at once instead of after the TTL.
     pub async fn resign(mut self) {
         self.stop_tasks();
+        // Revoking the lease deletes the election key (the election API's resign would need the
+        // key's lease and revision, and does nothing more).
         let mut c = self.client.clone();
-        let leader = etcd_client::LeaderKey::new().with_key(self.fence.key.clone());
-        let _ = tokio::time::timeout(
-            Duration::from_secs(2),
-            c.resign(Some(ResignOptions::new().with_leader(leader))),
-        )
-        .await;
         let _ = tokio::time::timeout(Duration::from_secs(2), c.lease_revoke(self.lease)).await;
     }
 

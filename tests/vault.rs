@@ -11,6 +11,7 @@ use cke::config::Config;
 use cke::pki::{secrets, Issuer, VaultClient};
 use cke::storage::{EtcdStorage, Storage, CA_NAMES};
 use cke::testing::{BaoServer, EtcdServer};
+use std::sync::Arc;
 
 struct Env {
     bao: BaoServer,
@@ -440,4 +441,49 @@ async fn ssh_keys_encryption_keys_and_bad_input() {
     );
     let good = serde_json::to_string(&config).unwrap();
     ok(&env.ckecli(&["vault", "config", "-"], Some(&good)));
+}
+
+/// A server that answers every request `200 OK` with an HTML page (a proxy's, say), and counts the
+/// writes it receives.
+async fn html_server() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let writes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let w = writes.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let w = w.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                if !buf[..n].starts_with(b"GET") {
+                    w.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                let body = "<html>maintenance</html>";
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    (format!("http://{addr}"), writes)
+}
+
+#[tokio::test]
+async fn an_answer_that_is_not_vaults_never_leads_to_overwriting_secrets() {
+    // Read as "no keys", the page would make put_ssh_private_key write a map with only the new key,
+    // dropping every other node's key.
+    let (endpoint, writes) = html_server().await;
+    let client = VaultClient::with_token(&endpoint, "", "t").unwrap();
+    let e = secrets::put_ssh_private_key(&client, Some("10.0.0.9"), "KEY")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not JSON"), "{e}");
+    assert_eq!(writes.load(std::sync::atomic::Ordering::SeqCst), 0);
 }

@@ -297,13 +297,24 @@ pub struct NodeAgent {
     user: String,
 }
 
-async fn exec(conn: &Conn, command: &str, stdin: Option<&[u8]>) -> Result<Output, russh::Error> {
-    let mut ch = conn.channel_open_session().await?;
-    ch.exec(true, command).await?;
+/// Why [`exec`] failed: `started` when the command may have reached the node (it must not be sent
+/// again then: it may still be running).
+struct ExecError {
+    started: bool,
+    error: russh::Error,
+}
+
+async fn exec(conn: &Conn, command: &str, stdin: Option<&[u8]>) -> Result<Output, ExecError> {
+    let mut ch = conn
+        .channel_open_session()
+        .await
+        .map_err(|error| ExecError { started: false, error })?;
+    let started = |error| ExecError { started: true, error };
+    ch.exec(true, command).await.map_err(started)?;
     if let Some(data) = stdin {
-        ch.data(data).await?;
+        ch.data(data).await.map_err(started)?;
     }
-    ch.eof().await?;
+    ch.eof().await.map_err(started)?;
     let mut out = Output {
         status: 255,
         ..Default::default()
@@ -345,9 +356,13 @@ impl NodeAgent {
             Some(o) => format!(" && chown {} \"$tmp\"", shell_quote(o)),
             None => String::new(),
         };
+        // The size is checked before the rename: stdin cut short by a broken connection ends `cat`
+        // as a normal end of file would, and a partial file must never replace the old one.
+        let size = content.len();
         let script = format!(
             "set -e; umask 077; mkdir -p \"$(dirname {q})\"; tmp=$(mktemp {q}.XXXXXX); trap 'rm -f \"$tmp\"' EXIT; \
-             cat > \"$tmp\"; chmod {mode:o} \"$tmp\"{chown}; mv -f \"$tmp\" {q}; trap - EXIT"
+             cat > \"$tmp\"; [ \"$(wc -c < \"$tmp\")\" -eq {size} ] || {{ echo 'short write: the file is left as it was' >&2; exit 1; }}; \
+             chmod {mode:o} \"$tmp\"{chown}; sync \"$tmp\" 2>/dev/null || true; mv -f \"$tmp\" {q}; trap - EXIT"
         );
         self.check(&script, Some(content), Duration::from_secs(60))
             .await
@@ -378,13 +393,15 @@ impl Runner for NodeAgent {
                 Ok(Ok(out)) => return Ok(out),
                 Ok(Err(e)) => {
                     self.pool.forget(&self.address, &self.user).await;
-                    if attempt == 1 {
+                    // A pooled connection that broke before the command was sent is retried on a new
+                    // one; a command that may have started is never sent twice.
+                    if attempt == 1 || e.started {
                         return Err(AgentError::Session {
                             address: self.address.clone(),
-                            reason: e.to_string(),
+                            reason: e.error.to_string(),
                         });
                     }
-                    tracing::debug!(address = self.address, error = %e, "SSH connection broke; reconnecting");
+                    tracing::debug!(address = self.address, error = %e.error, "SSH connection broke; reconnecting");
                 }
             }
         }

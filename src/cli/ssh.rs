@@ -93,13 +93,20 @@ async fn resolve(ctx: &Ctx, target: &str) -> Result<(String, String), CliError> 
     let found = cluster
         .as_ref()
         .and_then(|c| c.nodes.iter().find(|n| n.address == node || n.hostname == node));
-    match (found, user) {
-        (Some(n), u) => Ok((u.unwrap_or_else(|| n.user.clone()), n.address.clone())),
-        (None, Some(u)) if node.parse::<IpAddr>().is_ok() => Ok((u, node)),
-        (None, _) => Err(CliError::NotFound(format!(
-            "{node} is not a node of the cluster (give user@ADDRESS for others)"
-        ))),
+    let (user, address) = match (found, user) {
+        (Some(n), u) => (u.unwrap_or_else(|| n.user.clone()), n.address.clone()),
+        (None, Some(u)) if node.parse::<IpAddr>().is_ok() => (u, node),
+        (None, _) => {
+            return Err(CliError::NotFound(format!(
+                "{node} is not a node of the cluster (give user@ADDRESS for others)"
+            )))
+        }
+    };
+    // Never let a user name reach ssh as an option.
+    if !crate::model::USER_NAME.is_match(&user) {
+        return Err(CliError::Usage(format!("{user:?} is not a user name")));
     }
+    Ok((user, address))
 }
 
 struct Session {
@@ -161,6 +168,11 @@ impl Session {
             format!("UserKnownHostsFile={}", d.join("known_hosts").display()),
             "-o".into(),
             "StrictHostKeyChecking=yes".into(),
+            // Only the pinned key: no other known_hosts file, no user configuration.
+            "-o".into(),
+            "GlobalKnownHostsFile=/dev/null".into(),
+            "-F".into(),
+            "/dev/null".into(),
             "-o".into(),
             "IdentitiesOnly=yes".into(),
             "-o".into(),

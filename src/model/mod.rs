@@ -14,7 +14,7 @@ pub use cluster::*;
 pub use constraints::*;
 pub use record::*;
 pub use status::*;
-pub use validate::{FieldError, ValidationError};
+pub use validate::{FieldError, ValidationError, USER_NAME};
 
 /// Parses a cluster declaration from YAML or JSON text (JSON is a subset of YAML) and validates it.
 pub fn parse_cluster(text: &str) -> Result<Cluster, ValidationError> {

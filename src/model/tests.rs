@@ -53,6 +53,8 @@ fn bad_inputs_name_the_field() {
         (cluster("nodes:\n  - {address: '', user: core, control_plane: true}\n"), "nodes[0].address"),
         (node(", user: ''"), "nodes[0].user"),
         (cluster("nodes:\n  - {address: 10.0.0.1, user: '', control_plane: true}\n"), "nodes[0].user"),
+        (cluster("nodes:\n  - {address: 10.0.0.1, user: '-oProxyCommand=x', control_plane: true}\n"), "nodes[0].user"),
+        (cluster("nodes:\n  - {address: 10.0.0.1, user: 'a b', control_plane: true}\n"), "nodes[0].user"),
         (node(", hostname: Upper_Case"), "nodes[0].hostname"),
         (node(", labels: {'bad key!': v}"), "nodes[0].labels[\"bad key!\"]"),
         (node(", labels: {'a.b/c': 'x'}"), ""),

@@ -106,6 +106,8 @@ impl ValidationError {
     }
 }
 
+/// A login name: never an option (`-o...`) for ssh, never `user@host` confusion.
+pub static USER_NAME: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$").unwrap());
 static DNS1123_LABEL: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").unwrap());
 static NAME_PART: Lazy<Regex> = Lazy::new(|| Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").unwrap());
 static VOLUME_NAME: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$").unwrap());
@@ -304,6 +306,14 @@ fn validate_nodes(nodes: &[Node], e: &mut Errs) {
         }
         if n.user.is_empty() {
             e.push(format!("{p}.user"), "is required");
+        } else if !USER_NAME.is_match(&n.user) {
+            e.push(
+                format!("{p}.user"),
+                format!(
+                    "{:?} is not a user name (letters, digits, '_', '.', '-'; not starting with '-')",
+                    n.user
+                ),
+            );
         }
         validate_keys(&n.labels, &format!("{p}.labels"), true, e);
         validate_keys(&n.annotations, &format!("{p}.annotations"), false, e);

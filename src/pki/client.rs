@@ -61,6 +61,11 @@ impl VaultError {
             _ => None,
         }
     }
+
+    /// True when the request surely never reached Vault (no connection could be made).
+    pub fn is_connect(&self) -> bool {
+        matches!(self, VaultError::Unreachable { error, .. } if error.is_connect())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -223,11 +228,25 @@ impl VaultClient {
             error: e,
         })?;
         let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
+        // A body that cannot be read, or a success that is not JSON (a proxy's page, say), is an
+        // error: read as "nothing there", it would let a caller overwrite what is stored.
+        let text = resp.text().await.map_err(|e| VaultError::Unreachable {
+            endpoint: self.endpoint.clone(),
+            method: method.to_string(),
+            path: path.into(),
+            error: e,
+        })?;
         if status == StatusCode::NO_CONTENT || (status.is_success() && text.trim().is_empty()) {
             return Ok(Value::Null);
         }
-        let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));
+        let v: Value = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(_) if status.is_success() => {
+                let head: String = text.chars().take(200).collect();
+                return Err(self.unexpected(path, &format!("the answer is not JSON: {head}")));
+            }
+            Err(_) => Value::String(text.clone()),
+        };
         if !status.is_success() {
             let message = match v.get("errors") {
                 Some(Value::Array(a)) => a
@@ -261,9 +280,17 @@ impl VaultClient {
                     relogged = true;
                     self.login().await?;
                 }
+                // A write is retried only when it surely did not reach Vault (the connection was
+                // never made): a retried `root/generate` or `sign` would make a second CA or
+                // certificate. Reads are retried on any transport error and on 5xx.
                 Err(e)
                     if attempt < self.retries
-                        && (e.status().is_none_or(|s| s >= 500) && !matches!(e, VaultError::Config(_))) =>
+                        && !matches!(e, VaultError::Config(_))
+                        && (if method == Method::GET {
+                            e.status().is_none_or(|s| s >= 500)
+                        } else {
+                            e.is_connect()
+                        }) =>
                 {
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(200 * (1 << attempt))).await;

@@ -18,15 +18,19 @@ async fn read_map(client: &VaultClient, path: &str) -> Result<BTreeMap<String, S
     let Some(v) = client.read(path).await? else {
         return Ok(BTreeMap::new());
     };
-    let data = v.get("data").cloned().unwrap_or(Value::Null);
+    // A secret that exists but reads as something else than a map is an error: taken for an empty
+    // map, the next write would drop every stored key.
+    let Some(data) = v.get("data").and_then(Value::as_object) else {
+        return Err(VaultError::Unexpected {
+            endpoint: client.endpoint().into(),
+            path: path.into(),
+            reason: "the secret has no data map".into(),
+        });
+    };
     Ok(data
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default())
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+        .collect())
 }
 
 /// All SSH keys by address (`""` = default).
