@@ -5,8 +5,9 @@ use cke::config::Config;
 use cke::model::{Constraints, Record, RecordCommand, RecordStatus};
 use cke::storage::*;
 use cke::testing::EtcdServer;
+use std::sync::Arc;
 
-async fn conformance<S: Storage>(s: &S) {
+async fn conformance<S: Storage + 'static>(s: Arc<S>) {
     // Plain keys.
     assert!(s.get_raw("a").await.unwrap().is_none());
     s.put_raw("a", b"1".to_vec()).await.unwrap();
@@ -106,11 +107,21 @@ async fn conformance<S: Storage>(s: &S) {
         .await
         .unwrap_err();
     assert!(matches!(err, StorageError::LostLeadership { .. }));
+
+    // A fence on create revision 0 holds while its key is absent: an atomic create (host-key pins).
+    use cke::agent::hostkey::{HostKeyStore, StorageHostKeys};
+    let pins = StorageHostKeys(s.clone() as Arc<dyn Storage>);
+    assert!(pins.pin_first("10.0.0.1", "ssh-ed25519 AAAA1").await.unwrap());
+    assert!(!pins.pin_first("10.0.0.1", "ssh-ed25519 AAAA2").await.unwrap());
+    assert_eq!(
+        pins.get("10.0.0.1").await.unwrap().as_deref(),
+        Some("ssh-ed25519 AAAA1")
+    );
 }
 
 #[tokio::test]
 async fn memory_double_conforms() {
-    conformance(&MemStorage::new("/test/")).await;
+    conformance(Arc::new(MemStorage::new("/test/"))).await;
 }
 
 #[tokio::test]
@@ -123,10 +134,10 @@ async fn etcd_conforms_and_prefixes_isolate() {
         .await
         .unwrap();
     assert_eq!(b.prefix(), "/two/");
-    conformance(&a).await;
+    conformance(Arc::new(a.clone())).await;
     assert!(
         b.get_raw("status").await.unwrap().is_none(),
         "prefixes must not see each other's keys"
     );
-    conformance(&b).await;
+    conformance(Arc::new(b.clone())).await;
 }

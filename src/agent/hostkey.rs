@@ -25,6 +25,9 @@ pub trait HostKeyStore: Send + Sync {
     async fn get(&self, address: &str) -> Result<Option<String>, StorageError>;
     /// Pins `key` for `address` (replacing any pin).
     async fn set(&self, address: &str, key: &str) -> Result<(), StorageError>;
+    /// Pins `key` for `address` only if no key is pinned, atomically; false when one already is
+    /// (another connection pinned first).
+    async fn pin_first(&self, address: &str, key: &str) -> Result<bool, StorageError>;
     /// Removes the pin; returns whether one existed.
     async fn delete(&self, address: &str) -> Result<bool, StorageError>;
     /// Every pin, by address.
@@ -48,6 +51,24 @@ impl HostKeyStore for StorageHostKeys {
         self.0
             .put_raw(&format!("{KEY_SSH_HOSTKEY_PREFIX}{address}"), key.as_bytes().to_vec())
             .await
+    }
+
+    async fn pin_first(&self, address: &str, key: &str) -> Result<bool, StorageError> {
+        let k = format!("{KEY_SSH_HOSTKEY_PREFIX}{address}");
+        // A fence on create revision 0 holds only while the key does not exist.
+        let absent = crate::storage::Fence {
+            key: self.0.full_key(&k),
+            create_revision: 0,
+        };
+        match self
+            .0
+            .put_fenced(&absent, vec![crate::storage::Write::Put(k, key.as_bytes().to_vec())])
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(StorageError::LostLeadership { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     async fn delete(&self, address: &str) -> Result<bool, StorageError> {

@@ -110,8 +110,10 @@ impl client::Handler for Verifier {
             (Some(p), _) if p.split_whitespace().take(2).collect::<Vec<_>>().join(" ") == presented => Ok(()),
             (Some(p), _) => Err(format!("presented {presented}, pinned {p}")),
             (None, HostKeyMode::Strict) => Err(format!("no pinned key (strict mode); presented {presented}")),
-            (None, HostKeyMode::Tofu) => match self.store.set(&self.address, &presented).await {
-                Ok(()) => {
+            // Pinned only if still unpinned: of two first connections, one pins and the other
+            // is checked against that pin.
+            (None, HostKeyMode::Tofu) => match self.store.pin_first(&self.address, &presented).await {
+                Ok(true) => {
                     tracing::info!(
                         address = self.address,
                         key = presented,
@@ -119,6 +121,14 @@ impl client::Handler for Verifier {
                     );
                     Ok(())
                 }
+                Ok(false) => match self.store.get(&self.address).await {
+                    Ok(Some(p)) if p.split_whitespace().take(2).collect::<Vec<_>>().join(" ") == presented => Ok(()),
+                    Ok(p) => Err(format!(
+                        "presented {presented}, pinned meanwhile {}",
+                        p.unwrap_or_default()
+                    )),
+                    Err(e) => Err(format!("cannot read the pinned key: {e}")),
+                },
                 Err(e) => Err(format!("cannot pin the key: {e}")),
             },
         };

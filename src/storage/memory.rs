@@ -98,10 +98,8 @@ impl Storage for MemStorage {
 
     async fn put_fenced(&self, fence: &Fence, writes: Vec<Write>) -> Result<(), StorageError> {
         let mut inner = self.inner.lock().unwrap();
-        let holds = inner
-            .kvs
-            .get(&fence.key)
-            .is_some_and(|kv| kv.create_revision == fence.create_revision);
+        // As in etcd, an absent key has create revision 0: a fence on revision 0 means "absent".
+        let holds = inner.kvs.get(&fence.key).map_or(0, |kv| kv.create_revision) == fence.create_revision;
         if !holds {
             return Err(StorageError::LostLeadership {
                 key: fence.key.clone(),
