@@ -55,6 +55,7 @@ async fn bench_probe_100_nodes() {
     );
     let mut sshd = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

@@ -212,10 +212,19 @@ impl SshPool {
             address: address.into(),
             reason: format!("unusable private key: {e}"),
         })?;
+        // With a pin, ask for the pinned key's algorithm: a server with several host keys would
+        // otherwise present its Ed25519 key while an RSA or ECDSA key is pinned.
+        let mut preferred = russh::Preferred::default();
+        if let Ok(Some(pin)) = self.hostkeys.get(address).await {
+            if let Some(algorithms) = host_key_algorithms(&pin) {
+                preferred.key = algorithms.into();
+            }
+        }
         let config = Arc::new(client::Config {
             keepalive_interval: Some(self.cfg.keepalive),
             keepalive_max: 2,
             inactivity_timeout: None,
+            preferred,
             ..Default::default()
         });
         let refused = Arc::new(std::sync::Mutex::new(None));
@@ -305,6 +314,25 @@ pub struct NodeAgent {
     pool: Arc<SshPool>,
     address: String,
     user: String,
+}
+
+/// The host-key algorithms that can present the pinned key `pin` (`ALGORITHM BASE64`): an RSA key
+/// signs with SHA-512, SHA-256 or SHA-1.
+fn host_key_algorithms(pin: &str) -> Option<Vec<russh::keys::Algorithm>> {
+    use russh::keys::{Algorithm, HashAlg};
+    let key = russh::keys::parse_public_key_base64(pin.split_whitespace().nth(1)?).ok()?;
+    Some(match key.algorithm() {
+        Algorithm::Rsa { .. } => vec![
+            Algorithm::Rsa {
+                hash: Some(HashAlg::Sha512),
+            },
+            Algorithm::Rsa {
+                hash: Some(HashAlg::Sha256),
+            },
+            Algorithm::Rsa { hash: None },
+        ],
+        other => vec![other],
+    })
 }
 
 /// Why [`exec`] failed: `started` when the command may have reached the node (it must not be sent
