@@ -313,14 +313,17 @@ impl ManagedEtcd {
         }
     }
 
-    /// Removes a member. Removing an id that is already gone succeeds (idempotent).
+    /// Removes a member. Removing an id that is already gone succeeds (idempotent), also when the
+    /// member list came from a member that had not yet applied the removal ("member not found").
     pub async fn remove(&self, id: u64) -> Result<(), ManagedEtcdError> {
         if !self.members().await?.iter().any(|m| m.id == id) {
             return Ok(());
         }
         let mut c = self.client.clone();
-        self.call(&format!("member remove {id:x}"), c.member_remove(id)).await?;
-        Ok(())
+        match self.call(&format!("member remove {id:x}"), c.member_remove(id)).await {
+            Err(ManagedEtcdError::Request { source, .. }) if source.to_string().contains("member not found") => Ok(()),
+            other => other.map(|_| ()),
+        }
     }
 
     /// Health: a lease grant through the members; returns the grant's revision.
