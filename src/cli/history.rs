@@ -1,7 +1,7 @@
 //! `ckecli history [-n N] [-f]`: operation records, newest first; `-f` follows new and updated ones.
 
 use clap::Args;
-use etcd_client::{EventType, WatchOptions};
+use etcd_client::{EventType, GetOptions, WatchOptions};
 
 use super::{print_json, CliError, Ctx};
 use crate::model::Record;
@@ -24,6 +24,17 @@ pub async fn run(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
         return Err(CliError::Usage("-n must not be negative".into()));
     }
     let storage = ctx.storage().await?;
+    // The revision before the read: following starts right after it, so no change between the read
+    // and the watch is missed (one made meanwhile may be printed twice).
+    let mut client = storage.client();
+    let revision = storage
+        .request(client.get(
+            storage.full_key(KEY_RECORDS_PREFIX),
+            Some(GetOptions::new().with_count_only()),
+        ))
+        .await?
+        .header()
+        .map_or(0, |h| h.revision());
     let records = storage.get_records(args.count).await?;
     if !args.follow {
         for r in &records {
@@ -36,9 +47,11 @@ pub async fn run(ctx: &Ctx, args: HistoryArgs) -> Result<(), CliError> {
         print_json(r)?;
     }
     let prefix = storage.full_key(KEY_RECORDS_PREFIX);
-    let mut client = storage.client();
     let mut stream = storage
-        .request(client.watch(prefix.clone(), Some(WatchOptions::new().with_prefix())))
+        .request(client.watch(
+            prefix.clone(),
+            Some(WatchOptions::new().with_prefix().with_start_revision(revision + 1)),
+        ))
         .await?;
     loop {
         let resp = match stream.message().await {
