@@ -186,10 +186,14 @@ impl ManagedEtcd {
         }
     }
 
-    /// Lists the members.
+    /// Lists the members. A read: tried once more when the first try fails (the client may have
+    /// picked the endpoint of a member that was just removed and is shutting down).
     pub async fn members(&self) -> Result<Vec<MemberInfo>, ManagedEtcdError> {
         let mut c = self.client.clone();
-        let resp = self.call("member list", c.member_list()).await?;
+        let resp = match self.call("member list", c.member_list()).await {
+            Ok(r) => r,
+            Err(_) => self.call("member list", c.member_list()).await?,
+        };
         Ok(resp.members().iter().map(convert).collect())
     }
 

@@ -255,8 +255,7 @@ async fn bootstrap_rbac_learner_join_and_removal() {
     // Remove the first member, stop it: three members remain, healthy.
     let first = st.members[&c.ip(0)].id;
     root.remove(first).await.unwrap();
-    root.remove(first).await.unwrap(); // idempotent
-    c.stop(0);
+    // The removed member shuts down: the rest is reached without it.
     let rest = ManagedEtcd::connect(
         (1..4).map(|i| c.client_url(i)).collect(),
         c.tls("root"),
@@ -264,6 +263,8 @@ async fn bootstrap_rbac_learner_join_and_removal() {
     )
     .await
     .unwrap();
+    rest.remove(first).await.unwrap(); // idempotent
+    c.stop(0);
     wait_for("three healthy members", Duration::from_secs(60), || async {
         matches!(rest.cluster_status().await, Ok(s) if s.is_healthy && s.members.len() == 3 && s.in_sync_members.len() == 3)
     })
