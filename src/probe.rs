@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::stream::{self, StreamExt};
 
-use crate::agent::container::ContainerEngine;
+use crate::agent::container::{ContainerEngine, ABSENT_MESSAGES};
 use crate::agent::ssh::SshPool;
 use crate::agent::{shell_quote, AgentError, Runner};
 
@@ -57,8 +57,7 @@ async fn probe_node_inner(
     let cli = shell_quote(engine.cli());
     // "No such container/volume" means absent; any other failure of the engine (a busy lock, a
     // restarting daemon) makes the whole probe of this node fail, so that the planner never reads
-    // a running member as stopped or a volume as missing.
-    // One file for the engine's error output, removed on exit.
+    // a running member as stopped or a volume as missing. `$t` holds the engine's error output.
     let mut script: Vec<String> = vec![r#"t=$(mktemp) || exit 1; trap 'rm -f "$t"' EXIT"#.into()];
     script.extend(names.iter().map(|n| {
         engine_step(
@@ -115,10 +114,12 @@ const ENGINE_ERROR: &str = "----cke-probe-engine-error----";
 /// `on_success`; when the engine says the object does not exist, `on_absent`; on any other failure,
 /// print the error marker and the engine's message and stop.
 fn engine_step(cmd: &str, on_success: &str, on_absent: &str) -> String {
+    let absent: Vec<String> = ABSENT_MESSAGES.iter().map(|m| format!("*'{m}'*")).collect();
     format!(
         "if out=$({cmd} 2>\"$t\"); then {on_success}; else err=$(cat \"$t\"); case \"$err\" in \
-         *'o such container'*|*'o such object'*|*'o such volume'*) {on_absent} ;; \
-         *) echo {ENGINE_ERROR}; printf '%s\\n' \"$err\"; exit 0 ;; esac; fi"
+         {absent}) {on_absent} ;; \
+         *) echo {ENGINE_ERROR}; printf '%s\\n' \"$err\"; exit 0 ;; esac; fi",
+        absent = absent.join("|")
     )
 }
 

@@ -29,13 +29,14 @@ fn check(what: &str, re: &Regex, v: &str) -> Result<(), AgentError> {
     }
 }
 
-/// Whether an engine's error message says the object does not exist (podman: "no such container",
-/// "no such volume"; docker: "No such container:", "No such object:", "No such volume").
+/// What an engine's error message says when the object does not exist, without the first letter
+/// (podman: "no such container", "no such volume"; docker: "No such container:", "No such object:",
+/// "No such volume"). Also matched by the probe's shell script.
+pub const ABSENT_MESSAGES: [&str; 3] = ["o such container", "o such object", "o such volume"];
+
+/// Whether an engine's error message says the object does not exist.
 pub fn is_absent(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    ["no such container", "no such object", "no such volume"]
-        .iter()
-        .any(|p| m.contains(p))
+    ABSENT_MESSAGES.iter().any(|p| message.contains(p))
 }
 
 /// How to start a system container.

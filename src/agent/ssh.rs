@@ -97,7 +97,7 @@ impl client::Handler for Verifier {
             return Ok(false);
         };
         let presented = key.to_openssh().map_err(|_| russh::Error::UnknownKey)?;
-        let presented = presented.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        let presented = key_text(&presented);
         *self.seen.lock().unwrap() = Some(presented.clone());
         let pinned = match self.store.get(&self.address).await {
             Ok(p) => p,
@@ -107,7 +107,7 @@ impl client::Handler for Verifier {
             }
         };
         let verdict = match (pinned, self.mode) {
-            (Some(p), _) if p.split_whitespace().take(2).collect::<Vec<_>>().join(" ") == presented => Ok(()),
+            (Some(p), _) if key_text(&p) == presented => Ok(()),
             (Some(p), _) => Err(format!("presented {presented}, pinned {p}")),
             (None, HostKeyMode::Strict) => Err(format!("no pinned key (strict mode); presented {presented}")),
             // Pinned only if still unpinned: of two first connections, one pins and the other
@@ -122,7 +122,7 @@ impl client::Handler for Verifier {
                     Ok(())
                 }
                 Ok(false) => match self.store.get(&self.address).await {
-                    Ok(Some(p)) if p.split_whitespace().take(2).collect::<Vec<_>>().join(" ") == presented => Ok(()),
+                    Ok(Some(p)) if key_text(&p) == presented => Ok(()),
                     Ok(p) => Err(format!(
                         "presented {presented}, pinned meanwhile {}",
                         p.unwrap_or_default()
@@ -192,7 +192,7 @@ impl SshPool {
                     return Ok(false);
                 };
                 let line = key.to_openssh().map_err(|_| russh::Error::UnknownKey)?;
-                *self.0.lock().unwrap() = Some(line.split_whitespace().take(2).collect::<Vec<_>>().join(" "));
+                *self.0.lock().unwrap() = Some(key_text(&line));
                 Ok(false)
             }
         }
@@ -314,6 +314,11 @@ pub struct NodeAgent {
     pool: Arc<SshPool>,
     address: String,
     user: String,
+}
+
+/// `ALGORITHM BASE64` of an OpenSSH public key line (the comment dropped), for comparing keys.
+fn key_text(line: &str) -> String {
+    line.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
 }
 
 /// The host-key algorithms that can present the pinned key `pin` (`ALGORITHM BASE64`): an RSA key

@@ -124,14 +124,7 @@ impl<'a> NodeFilter<'a> {
         {
             return true;
         }
-        let with_data: Vec<&str> = self
-            .cluster
-            .nodes
-            .iter()
-            .filter(|n| st(n).has_data)
-            .map(|n| n.address.as_str())
-            .collect();
-        if with_data.is_empty() {
+        if !self.cluster.nodes.iter().any(|n| st(n).has_data) {
             return false;
         }
         let same_bootstrap = self.cluster.nodes.iter().all(|n| n.control_plane == st(n).has_data);
