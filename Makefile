@@ -5,19 +5,23 @@ CARGO ?= cargo
 
 all: build
 
+# The test suites need the daemon's test hooks (--test-operator, failpoints); release builds have none.
+FEATURES ?= --features test-hooks
+
 build:
-	$(CARGO) build --all-targets
+	$(CARGO) build --all-targets $(FEATURES)
 
 deps:
 	./scripts/install-test-deps.sh
 
 test: deps
-	$(CARGO) build --all-targets
-	$(CARGO) test --all-targets --no-fail-fast -- --test-threads=4
+	$(CARGO) build --all-targets $(FEATURES)
+	$(CARGO) test --all-targets $(FEATURES) --no-fail-fast -- --test-threads=4
 
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets $(FEATURES) -- -D warnings
 
 demo: deps build
 	./scripts/demo.sh

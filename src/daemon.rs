@@ -15,16 +15,17 @@ use crate::agent::hostkey::{HostKeyMode, StorageHostKeys};
 use crate::agent::ssh::{KeyProvider, SshConfig, SshPool, VaultKeys};
 use crate::agent::AgentError;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
-use crate::controller::{
-    error_chain, Controller, ControllerConfig, InfraFactory, OperatorFactory, Prober, Shared, TermEnd,
-};
+use crate::controller::{Controller, ControllerConfig, InfraFactory, TermEnd};
+use crate::error::error_chain;
+use crate::infra::{EtcdClientConnector, EtcdCredentials, Infra};
 use crate::leader::Elector;
+#[cfg(feature = "test-hooks")]
 use crate::op::test_ops::TestOperatorSpec;
-use crate::op::Infra;
 use crate::pki::VaultClient;
-use crate::planner::params::Images;
-use crate::probe::SshProber;
+use crate::probe::{Prober, SshProber};
+use crate::server::Shared;
 use crate::storage::{EtcdStorage, Storage, KEY_CLUSTER, KEY_CONSTRAINTS, KEY_RESOURCE_PREFIX};
+use crate::topology::Images;
 
 /// Command-line flags of `cke`.
 #[derive(Debug, Parser)]
@@ -75,7 +76,9 @@ pub struct Args {
     /// Image of rivers and the other tools.
     #[arg(long, default_value_t = Images::default().tools)]
     pub tools_image: String,
-    /// Test only: append a test operator (write:PATH, block:SECONDS, fail) to every pass.
+    /// Test only: append a test operator (write:PATH, block:SECONDS, fail) to every pass. Exists
+    /// only in builds with the `test-hooks` feature.
+    #[cfg(feature = "test-hooks")]
     #[arg(long, hide = true)]
     pub test_operator: Option<TestOperatorSpec>,
 }
@@ -166,6 +169,7 @@ async fn run(args: Args) -> Result<(), DaemonError> {
         interval: args.interval,
         dry_run: args.dry_run,
         shutdown_grace: args.shutdown_grace,
+        #[cfg(feature = "test-hooks")]
         test_operator: args.test_operator.clone(),
         images: images.clone(),
     };
@@ -222,31 +226,28 @@ async fn run(args: Args) -> Result<(), DaemonError> {
                 ..Default::default()
             },
         );
+        // One root credential of the managed etcd for the term, shared by the probe and the operators.
+        let issuer = Infra::issuer_for(vault.clone());
+        let credentials = Arc::new(EtcdCredentials::new(issuer.clone(), storage_dyn.clone()));
         let prober: Arc<dyn Prober> = Arc::new(SshProber::new(
             pool.clone(),
             engine.clone(),
-            vault.clone(),
-            storage_dyn.clone(),
+            Arc::new(EtcdClientConnector::new(credentials.clone(), Duration::from_secs(5))),
             args.probe_concurrency,
         ));
-        let operators: OperatorFactory = Arc::new(|planned, cluster| Some(crate::op::operator_for(planned, cluster)));
-        let (engine2, images2) = (engine.clone(), images.clone());
+        let etcd = Arc::new(EtcdClientConnector::new(credentials, Duration::from_secs(10)));
+        let (engine2, images2) = (Arc::new(engine.clone()), images.clone());
         let infra: InfraFactory = Arc::new(move |storage, cluster| Infra {
             storage,
             cluster,
-            nodes: Some(pool.clone()),
+            nodes: Arc::new(pool.clone()),
             engine: engine2.clone(),
-            vault: vault.clone(),
+            issuer: issuer.clone(),
+            etcd: etcd.clone(),
             images: images2.clone(),
         });
-        let controller = Controller::new(
-            storage_dyn.clone(),
-            prober,
-            operators,
-            shared.clone(),
-            controller_cfg.clone(),
-        )
-        .with_infra(infra);
+        let controller =
+            Controller::new(storage_dyn.clone(), prober, shared.clone(), controller_cfg.clone()).with_infra(infra);
         let end = controller
             .run_term(&term.fence, term.lost_signal(), shutdown_rx.clone(), &mut trigger_rx)
             .await;

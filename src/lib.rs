@@ -10,6 +10,10 @@ pub mod cli;
 pub mod config;
 pub mod controller;
 pub mod daemon;
+pub mod error;
+#[cfg(feature = "test-hooks")]
+pub mod hooks;
+pub mod infra;
 pub mod leader;
 pub mod managed_etcd;
 pub mod metrics;
@@ -22,6 +26,17 @@ pub mod rivers;
 pub mod server;
 pub mod storage;
 pub mod testing;
+pub mod topology;
+
+/// A named point where a build with the `test-hooks` feature may abort (see [`hooks::failpoint`]);
+/// nothing in other builds.
+#[macro_export]
+macro_rules! failpoint {
+    ($name:literal) => {
+        #[cfg(feature = "test-hooks")]
+        $crate::hooks::failpoint($name);
+    };
+}
 
 /// What every binary does first: install the TLS crypto provider (kube and the Vault client need one),
 /// log to standard error filtered by the environment variable `log_var` (default `default_filter`),

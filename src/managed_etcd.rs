@@ -306,7 +306,7 @@ impl ManagedEtcd {
                     if refusals == 0 {
                         tracing::info!(
                             member = format!("{id:x}"),
-                            error = crate::controller::error_chain(&e),
+                            error = crate::error::error_chain(&e),
                             "learner not ready for promotion; retrying"
                         );
                     }

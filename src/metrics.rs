@@ -21,6 +21,7 @@ pub struct Metrics {
     operations: Mutex<BTreeMap<(String, &'static str), u64>>,
     commands: Mutex<BTreeMap<(String, &'static str), u64>>,
     passes: AtomicU64,
+    failed_passes: AtomicU64,
 }
 
 impl Metrics {
@@ -58,6 +59,11 @@ impl Metrics {
     /// Counts a controller pass.
     pub fn pass(&self) {
         self.passes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Counts a pass that ended in a failure (a failed command, the management etcd).
+    pub fn pass_failed(&self) {
+        self.failed_passes.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The Prometheus text exposition.
@@ -108,6 +114,11 @@ impl Metrics {
             out,
             "# HELP cke_controller_passes_total Controller passes run while leading.\n# TYPE cke_controller_passes_total counter\ncke_controller_passes_total {}",
             self.passes.load(Ordering::SeqCst)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP cke_controller_pass_failures_total Controller passes that ended in a failure.\n# TYPE cke_controller_pass_failures_total counter\ncke_controller_pass_failures_total {}",
+            self.failed_passes.load(Ordering::SeqCst)
         );
         let _ = writeln!(
             out,

@@ -5,14 +5,18 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
 
 use crate::agent::container::{ContainerEngine, ABSENT_MESSAGES};
 use crate::agent::ssh::SshPool;
 use crate::agent::{shell_quote, AgentError, Runner};
 
-use crate::model::{Cluster, EtcdNodeStatus, Node, NodeStatus};
-use crate::planner::params::{ETCD_ADDED_MEMBER_VOLUME, ETCD_CONTAINER, ETCD_RIVERS_CONTAINER, RIVERS_CONTAINER};
+use crate::infra::EtcdConnector;
+use crate::model::{Cluster, ClusterStatus, EtcdClusterStatus, EtcdNodeStatus, Node, NodeStatus};
+use crate::topology::{
+    etcd_client_url, ETCD_ADDED_MEMBER_VOLUME, ETCD_CONTAINER, ETCD_RIVERS_CONTAINER, RIVERS_CONTAINER,
+};
 
 /// Probes one node. Never fails: problems become `ssh_connected: false` with the reason. A node that
 /// does not answer within twice the dial timeout (a partition with a pooled connection still open) is
@@ -145,89 +149,79 @@ pub async fn probe_nodes(
         .await
 }
 
-/// The daemon's prober: nodes over SSH, and the managed etcd through every control-plane node with a
-/// `root` client certificate from Vault (cached, re-issued hourly).
+/// The real prober: the nodes over SSH, the managed etcd with its root credentials.
 pub struct SshProber {
     pool: Arc<SshPool>,
     engine: ContainerEngine,
-    vault: Option<crate::pki::VaultClient>,
-    storage: Arc<dyn crate::storage::Storage>,
+    etcd: Arc<dyn EtcdConnector>,
     concurrency: usize,
-    tls: tokio::sync::Mutex<Option<(tokio::time::Instant, crate::managed_etcd::EtcdTls)>>,
 }
 
 impl SshProber {
-    /// A prober.
-    pub fn new(
-        pool: Arc<SshPool>,
-        engine: ContainerEngine,
-        vault: Option<crate::pki::VaultClient>,
-        storage: Arc<dyn crate::storage::Storage>,
-        concurrency: usize,
-    ) -> Self {
+    /// A prober reaching the nodes through `pool` and the managed etcd through `etcd`.
+    pub fn new(pool: Arc<SshPool>, engine: ContainerEngine, etcd: Arc<dyn EtcdConnector>, concurrency: usize) -> Self {
         SshProber {
             pool,
             engine,
-            vault,
-            storage,
+            etcd,
             concurrency,
-            tls: tokio::sync::Mutex::new(None),
         }
-    }
-
-    async fn etcd_tls(&self) -> Option<crate::managed_etcd::EtcdTls> {
-        let mut cached = self.tls.lock().await;
-        if let Some((at, tls)) = cached.as_ref() {
-            if at.elapsed() < std::time::Duration::from_secs(3600) {
-                return Some(tls.clone());
-            }
-        }
-        let vault = self.vault.clone()?;
-        let cert = crate::pki::Issuer::new(vault)
-            .issue_etcd_client("root", Some(std::time::Duration::from_secs(7200)))
-            .await
-            .map_err(|e| tracing::warn!(error = %e, "cannot issue the etcd root certificate for probing"))
-            .ok()?;
-        let ca = self.storage.get_ca("server").await.ok().flatten()?;
-        let tls = crate::managed_etcd::EtcdTls {
-            ca,
-            cert: cert.certificate,
-            key: cert.private_key,
-        };
-        *cached = Some((tokio::time::Instant::now(), tls.clone()));
-        Some(tls)
     }
 
     /// The managed etcd through the control-plane nodes and any other node running etcd (a member
-    /// on a node that is no longer control plane still answers for the cluster).
-    async fn etcd_status(
-        &self,
-        cluster: &Cluster,
-        nodes: &BTreeMap<String, NodeStatus>,
-    ) -> crate::model::EtcdClusterStatus {
-        let Some(tls) = self.etcd_tls().await else {
-            return Default::default();
-        };
-        let endpoints = cluster
+    /// on a node that is no longer control plane still answers for the cluster). Unknown (empty)
+    /// when it cannot be reached; the planner then does nothing that needs it.
+    async fn etcd_status(&self, cluster: &Cluster, nodes: &BTreeMap<String, NodeStatus>) -> EtcdClusterStatus {
+        let endpoints: Vec<String> = cluster
             .nodes
             .iter()
             .filter(|n| n.control_plane || nodes.get(&n.address).is_some_and(|s| s.etcd.service.running))
-            .map(|n| crate::planner::params::etcd_client_url(&n.address))
+            .map(|n| etcd_client_url(&n.address))
             .collect();
-        let Ok(etcd) =
-            crate::managed_etcd::ManagedEtcd::connect(endpoints, tls, std::time::Duration::from_secs(5)).await
-        else {
-            return Default::default();
+        let etcd = match self.etcd.connect(&endpoints, &[]).await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = crate::error::error_chain(&e), "cannot reach the managed etcd");
+                return Default::default();
+            }
         };
         etcd.cluster_status().await.unwrap_or_default()
     }
 }
 
-#[async_trait::async_trait]
-impl crate::controller::Prober for SshProber {
-    async fn probe(&self, cluster: &Cluster) -> crate::model::ClusterStatus {
+#[async_trait]
+impl Prober for SshProber {
+    async fn probe(&self, cluster: &Cluster) -> ClusterStatus {
         let nodes = probe_nodes(&self.pool, &self.engine, cluster, self.concurrency).await;
         let etcd = self.etcd_status(cluster, &nodes).await;
-        crate::model::ClusterStatus { nodes, etcd }
+        ClusterStatus { nodes, etcd }
+    }
+}
+
+/// Gathers the status the planner needs. The SSH-based implementation lives with the node agent.
+#[async_trait]
+pub trait Prober: Send + Sync {
+    /// Probes every declared node and the managed etcd.
+    async fn probe(&self, cluster: &Cluster) -> ClusterStatus;
+}
+
+/// A prober for a daemon without a node agent: every node is reported unreachable, with the reason,
+/// so the planner acts on nothing it cannot reach.
+pub struct NoAgentProber;
+
+#[async_trait]
+impl Prober for NoAgentProber {
+    async fn probe(&self, cluster: &Cluster) -> ClusterStatus {
+        let mut st = ClusterStatus::default();
+        for n in &cluster.nodes {
+            st.nodes.insert(
+                n.address.clone(),
+                crate::model::NodeStatus {
+                    ssh_error: "no node agent is configured".into(),
+                    ..Default::default()
+                },
+            );
+        }
+        st
     }
 }

@@ -339,11 +339,11 @@ async fn history_leader_and_status() {
     let o = env.ckecli(&["status"]);
     assert_eq!(o.status.code(), Some(1));
     let st = ServerStatus {
-        phase: "etcd-maintain".into(),
+        phase: cke::model::Phase::EtcdMaintain,
         timestamp: chrono::Utc::now(),
         note: String::new(),
         operations: vec![
-            serde_json::json!({"operation": "etcd-add-member", "node": "10.0.0.4", "replace": null, "reason": "control-plane node 10.0.0.4 is not an etcd member"}),
+            serde_json::from_value(serde_json::json!({"operation": "etcd-add-member", "node": "10.0.0.4", "replace": null, "reason": "control-plane node 10.0.0.4 is not an etcd member"})).unwrap(),
         ],
     };
     storage.put_raw("status", encode(&st)).await.unwrap();

@@ -344,7 +344,7 @@ async fn http_endpoints_and_dry_run() {
         storage.get_status().await.unwrap()
     })
     .await;
-    assert_eq!(published.phase, "etcd-boot-aborted");
+    assert_eq!(published.phase, cke::model::Phase::EtcdBootAborted);
     // Dry run: nothing executed, nothing recorded.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!out.exists(), "dry run executed an operation");

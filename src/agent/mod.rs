@@ -136,6 +136,33 @@ pub trait Runner: Send + Sync {
         }
         Ok(out)
     }
+
+    /// Writes `content` to `path` atomically (a temporary file renamed into place) with `mode` and,
+    /// when given, `owner` (`user[:group]`). Parent directories are created.
+    async fn write_file(&self, path: &str, content: &[u8], mode: u32, owner: Option<&str>) -> Result<(), AgentError> {
+        if !path.starts_with('/') || path.contains('\0') {
+            return Err(AgentError::Invalid {
+                what: "path".into(),
+                reason: format!("{path:?} must be absolute"),
+            });
+        }
+        let q = shell_quote(path);
+        let chown = match owner {
+            Some(o) => format!(" && chown {} \"$tmp\"", shell_quote(o)),
+            None => String::new(),
+        };
+        // The size is checked before the rename: stdin cut short by a broken connection ends `cat`
+        // as a normal end of file would, and a partial file must never replace the old one.
+        let size = content.len();
+        let script = format!(
+            "set -e; umask 077; mkdir -p \"$(dirname {q})\"; tmp=$(mktemp {q}.XXXXXX); trap 'rm -f \"$tmp\"' EXIT; \
+             cat > \"$tmp\"; [ \"$(wc -c < \"$tmp\")\" -eq {size} ] || {{ echo 'short write: the file is left as it was' >&2; exit 1; }}; \
+             chmod {mode:o} \"$tmp\"{chown}; sync \"$tmp\" 2>/dev/null || true; mv -f \"$tmp\" {q}; trap - EXIT"
+        );
+        self.check(&script, Some(content), Duration::from_secs(60))
+            .await
+            .map(|_| ())
+    }
 }
 
 /// Quotes a string for a POSIX shell.

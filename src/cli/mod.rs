@@ -268,9 +268,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 ));
             };
             if output == "json" {
-                return print_json(
-                    &serde_json::json!({"phase": s.phase, "timestamp": s.timestamp, "note": s.note, "operations": s.operations}),
-                );
+                return print_json(&s);
             }
             println!("phase: {} (since {})", s.phase, s.timestamp);
             if !s.note.is_empty() {
@@ -280,15 +278,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 println!("nothing planned");
             }
             for op in &s.operations {
-                let name = op["operation"].as_str().unwrap_or("?");
-                let targets = match (&op["nodes"], &op["node"]) {
-                    (serde_json::Value::Array(a), _) => {
-                        a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(",")
-                    }
-                    (_, serde_json::Value::String(n)) => n.clone(),
-                    _ => String::new(),
-                };
-                println!("- {name} [{targets}]: {}", op["reason"].as_str().unwrap_or(""));
+                println!("- {} [{}]: {}", op.name(), op.targets().join(","), op.reason);
             }
             Ok(())
         }

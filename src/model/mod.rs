@@ -6,12 +6,14 @@
 
 mod cluster;
 mod constraints;
+pub mod plan;
 mod record;
 mod status;
 mod validate;
 
 pub use cluster::*;
 pub use constraints::*;
+pub use plan::{OpKind, Phase, PlannedOp};
 pub use record::*;
 pub use status::*;
 pub use validate::{FieldError, ValidationError, USER_NAME};

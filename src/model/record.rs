@@ -4,6 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::{Phase, PlannedOp};
+
 /// The state of an operation record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -94,7 +96,7 @@ mod id_string {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerStatus {
     /// The phase of the last pass, e.g. `completed`.
-    pub phase: String,
+    pub phase: Phase,
     /// When that phase was entered.
     pub timestamp: DateTime<Utc>,
     /// Why the pass did nothing, when it says (a cke-rs addition).
@@ -103,5 +105,5 @@ pub struct ServerStatus {
     /// The operations the leader plans next, each with `operation`, its targets and `reason` (a
     /// cke-rs addition; `ckecli plan` prints them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub operations: Vec<serde_json::Value>,
+    pub operations: Vec<PlannedOp>,
 }

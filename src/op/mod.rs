@@ -1,201 +1,185 @@
 //! Operators and commanders (CKE's model). An [`Operator`] is a step machine: each call to
-//! [`Operator::next_command`] returns the next [`Commander`] or `None` when the operation is done.
-//! Building an operator never connects anywhere; only commanders do I/O, against [`Infra`]. The
-//! controller records every operation and every command before running it.
+//! [`Operator::next_command`] returns the next [`Commander`], or `None` when the operation is done;
+//! what a command produced comes back through [`Operator::command_done`], so state passes between
+//! steps as typed fields of the operator. Building an operator never connects anywhere; only
+//! commanders do I/O, and only through [`Infra`]. The controller records every operation and every
+//! command before running it.
+//!
+//! One operator per file; reusable commanders (containers, volumes, files, images) in [`common`].
+//! [`operator_for`] maps every planned operation to its operator, exhaustively.
 
+pub mod common;
 pub mod etcd;
 pub mod rivers;
+#[cfg(feature = "test-hooks")]
 pub mod test_ops;
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
+#[cfg(test)]
+mod tests;
 
 use async_trait::async_trait;
 
-use crate::agent::container::ContainerEngine;
-use crate::agent::ssh::{NodeAgent, SshPool};
-use crate::managed_etcd::{EtcdTls, ManagedEtcd};
+use crate::error::Retry;
+pub use crate::infra::Infra;
 use crate::model::{Cluster, RecordCommand};
-use crate::pki::{Issuer, VaultClient};
-use crate::planner::params::{etcd_client_url, Images};
 use crate::planner::{OpKind, PlannedOp};
-use crate::storage::Storage;
+use crate::topology::Images;
 
-/// A command failed; the operation is cancelled and the next pass re-plans.
+/// Any error a command may fail with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A command failed: the operation is cancelled and the next pass re-plans. Carries what failed,
+/// where, why (the source chain) and when to try again.
 #[derive(Debug, thiserror::Error)]
-#[error("{command} on {target}: {reason}")]
+#[error("{command} on {target}")]
 pub struct CommandError {
     /// The command's name.
     pub command: String,
     /// What it acted on.
     pub target: String,
-    /// Why it failed, with the underlying error's text.
-    pub reason: String,
+    /// When to try again.
+    pub retry: Retry,
+    /// The underlying failure.
+    #[source]
+    pub source: BoxError,
 }
 
+/// A reason given in words, as an error (a refusal, a missing precondition).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refusal(pub String);
+
 impl CommandError {
-    /// A failure of `cmd` for `reason`.
-    pub fn new(cmd: &RecordCommand, reason: impl Into<String>) -> Self {
+    /// A failure of `cmd` caused by `source`, retried as `source` says.
+    pub fn new<E: Classify + std::error::Error + Send + Sync + 'static>(cmd: &RecordCommand, source: E) -> Self {
+        let retry = source.retry();
+        CommandError::with_retry(cmd, retry, source)
+    }
+
+    /// A failure of `cmd` with an explicit retry class.
+    pub fn with_retry(cmd: &RecordCommand, retry: Retry, source: impl Into<BoxError>) -> Self {
         CommandError {
             command: cmd.name.clone(),
             target: cmd.target.clone(),
-            reason: reason.into(),
+            retry,
+            source: source.into(),
+        }
+    }
+
+    /// A transient failure described in words (a wait that ran out, say).
+    pub fn soon(cmd: &RecordCommand, reason: impl Into<String>) -> Self {
+        CommandError::with_retry(cmd, Retry::Soon, Refusal(reason.into()))
+    }
+
+    /// A refusal that only a change (of the declaration, of Vault, of a node) can lift.
+    pub fn refused(cmd: &RecordCommand, reason: impl Into<String>) -> Self {
+        CommandError::with_retry(cmd, Retry::AfterChange, Refusal(reason.into()))
+    }
+}
+
+/// Errors that know whether retrying soon can help.
+pub trait Classify {
+    /// The retry class of this error.
+    fn retry(&self) -> Retry;
+}
+
+impl Classify for crate::agent::AgentError {
+    fn retry(&self) -> Retry {
+        use crate::agent::AgentError::*;
+        match self {
+            HostKey { .. } | Auth { .. } | NoKey { .. } | Invalid { .. } => Retry::AfterChange,
+            Connect { .. } | Timeout { .. } | Session { .. } | Failed { .. } | Output { .. } => Retry::Soon,
         }
     }
 }
 
-/// What commanders may use. Grows with the components cke drives (node agents, Vault, the managed
-/// etcd); each is optional so that an operator that needs a missing one fails with a clear error.
-#[derive(Clone)]
-pub struct Infra {
-    /// The management etcd.
-    pub storage: Arc<dyn Storage>,
-    /// The declaration the operation was planned from.
-    pub cluster: Arc<Cluster>,
-    /// SSH to the nodes.
-    pub nodes: Option<Arc<SshPool>>,
-    /// The container engine on the nodes.
-    pub engine: ContainerEngine,
-    /// Vault, for certificates.
-    pub vault: Option<VaultClient>,
-    /// The images to run.
-    pub images: Images,
-}
-
-impl Infra {
-    /// Infra that can only reach the management etcd (tests of the framework).
-    pub fn minimal(storage: Arc<dyn Storage>, cluster: Arc<Cluster>) -> Self {
-        Infra {
-            storage,
-            cluster,
-            nodes: None,
-            engine: ContainerEngine::default(),
-            vault: None,
-            images: Images::default(),
+impl Classify for crate::infra::IssueError {
+    fn retry(&self) -> Retry {
+        match self {
+            crate::infra::IssueError::NotConfigured => Retry::AfterChange,
+            crate::infra::IssueError::Vault(_) => Retry::Soon,
         }
     }
+}
 
-    /// The agent of a declared node.
-    pub fn node(&self, address: &str, cmd: &RecordCommand) -> Result<NodeAgent, CommandError> {
-        let pool = self
-            .nodes
-            .as_ref()
-            .ok_or_else(|| CommandError::new(cmd, "no node agent is configured"))?;
-        let user = self
-            .cluster
-            .node(address)
-            .map(|n| n.user.clone())
-            .unwrap_or_else(|| "root".into());
-        Ok(pool.node(address, &user))
-    }
-
-    /// The certificate issuer.
-    pub fn issuer(&self, cmd: &RecordCommand) -> Result<Issuer, CommandError> {
-        self.vault
-            .clone()
-            .map(Issuer::new)
-            .ok_or_else(|| CommandError::new(cmd, "Vault is not configured (ckecli vault init)"))
-    }
-
-    /// A root connection to the managed etcd through these nodes' client URLs. When none of them
-    /// accepts connections (the control plane moved to nodes that hold no member yet), the other
-    /// declared nodes that do are used: a member may still run on a former control-plane node.
-    pub async fn managed_etcd(&self, nodes: &[String], cmd: &RecordCommand) -> Result<ManagedEtcd, CommandError> {
-        let cert = self
-            .issuer(cmd)?
-            .issue_etcd_client("root", Some(Duration::from_secs(3600)))
-            .await
-            .map_err(|e| CommandError::new(cmd, crate::controller::error_chain(&e)))?;
-        let ca = self
-            .storage
-            .get_ca("server")
-            .await
-            .map_err(|e| CommandError::new(cmd, crate::controller::error_chain(&e)))?
-            .ok_or_else(|| CommandError::new(cmd, "CA server is not in etcd (ckecli vault init)"))?;
-        let mut endpoints: Vec<String> = nodes.iter().map(|n| etcd_client_url(n)).collect();
-        if crate::managed_etcd::live_endpoints(&endpoints).await.is_empty() {
-            let rest: Vec<String> = self
-                .cluster
-                .nodes
-                .iter()
-                .filter(|n| !nodes.contains(&n.address))
-                .map(|n| etcd_client_url(&n.address))
-                .collect();
-            let live = crate::managed_etcd::live_endpoints(&rest).await;
-            if !live.is_empty() {
-                endpoints = live;
-            }
+impl Classify for crate::infra::EtcdConnectError {
+    fn retry(&self) -> Retry {
+        use crate::infra::EtcdConnectError::*;
+        match self {
+            Credentials(e) => e.retry(),
+            NoCa => Retry::AfterChange,
+            Storage(_) | Etcd(_) => Retry::Soon,
         }
-        ManagedEtcd::connect(
-            endpoints,
-            EtcdTls {
-                ca,
-                cert: cert.certificate,
-                key: cert.private_key,
-            },
-            Duration::from_secs(10),
-        )
-        .await
-        .map_err(|e| CommandError::new(cmd, crate::controller::error_chain(&e)))
     }
 }
 
-/// The boxed future a [`FnCommand`] runs.
-pub type CommandFuture<'a> = Pin<Box<dyn Future<Output = Result<(), CommandError>> + Send + 'a>>;
-
-/// A commander made of a record and an async function of the infra, run once.
-pub struct FnCommand {
-    record: RecordCommand,
-    #[allow(clippy::type_complexity)]
-    f: std::sync::Mutex<Option<Box<dyn for<'a> FnOnce(&'a Infra, &'a RecordCommand) -> CommandFuture<'a> + Send>>>,
-}
-
-impl FnCommand {
-    /// A command named `name` acting on `target`.
-    pub fn boxed<F>(name: &str, target: &str, detail: &str, f: F) -> Box<dyn Commander>
-    where
-        F: for<'a> FnOnce(&'a Infra, &'a RecordCommand) -> CommandFuture<'a> + Send + 'static,
-    {
-        Box::new(FnCommand {
-            record: RecordCommand {
-                name: name.into(),
-                target: target.into(),
-                detail: detail.into(),
-            },
-            f: std::sync::Mutex::new(Some(Box::new(f))),
-        })
+impl Classify for crate::managed_etcd::ManagedEtcdError {
+    fn retry(&self) -> Retry {
+        Retry::Soon
     }
 }
 
+impl Classify for crate::storage::StorageError {
+    fn retry(&self) -> Retry {
+        Retry::Soon
+    }
+}
+
+/// What a command produced for the steps after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing to pass on.
+    Done,
+    /// A learner was registered: its id and the members' node addresses after the change.
+    LearnerAdded {
+        /// Member id.
+        id: u64,
+        /// Node addresses of every member, the learner included.
+        members: Vec<String>,
+    },
+}
+
+/// One step of an operation.
 #[async_trait]
-impl Commander for FnCommand {
-    fn command(&self) -> RecordCommand {
-        self.record.clone()
-    }
+pub trait Commander: Send + Sync {
+    /// How the command is recorded (name, target, detail).
+    fn command(&self) -> RecordCommand;
 
-    async fn run(&self, infra: &Infra) -> Result<(), CommandError> {
-        let f = self.f.lock().unwrap().take();
-        match f {
-            Some(f) => f(infra, &self.record).await,
-            None => Err(CommandError::new(&self.record, "a command runs only once")),
-        }
+    /// Runs the command. It must be safe to abandon at any await point (the controller drops it when
+    /// leadership is lost or the daemon shuts down) and safe to run again in a later operation.
+    async fn run(&self, infra: &Infra) -> Result<Outcome, CommandError>;
+}
+
+/// An operation as a step machine.
+pub trait Operator: Send {
+    /// The operation's name, e.g. `etcd-bootstrap`.
+    fn name(&self) -> &'static str;
+
+    /// Node addresses or object names it acts on.
+    fn targets(&self) -> Vec<String>;
+
+    /// The next command, or `None` when the operation is complete. Called only after the previous
+    /// command succeeded (and its outcome was passed to [`Operator::command_done`]).
+    fn next_command(&mut self) -> Option<Box<dyn Commander>>;
+
+    /// Takes what the last command produced.
+    fn command_done(&mut self, outcome: Outcome) {
+        let _ = outcome;
     }
 }
 
 /// An operator that runs a fixed list of commands in order.
 pub struct SeqOperator {
-    name: String,
+    name: &'static str,
     targets: Vec<String>,
     commands: std::collections::VecDeque<Box<dyn Commander>>,
 }
 
 impl SeqOperator {
     /// An operator.
-    pub fn boxed(name: &str, targets: Vec<String>, commands: Vec<Box<dyn Commander>>) -> Box<dyn Operator> {
+    pub fn boxed(name: &'static str, targets: Vec<String>, commands: Vec<Box<dyn Commander>>) -> Box<dyn Operator> {
         Box::new(SeqOperator {
-            name: name.into(),
+            name,
             targets,
             commands: commands.into(),
         })
@@ -203,8 +187,8 @@ impl SeqOperator {
 }
 
 impl Operator for SeqOperator {
-    fn name(&self) -> String {
-        self.name.clone()
+    fn name(&self) -> &'static str {
+        self.name
     }
 
     fn targets(&self) -> Vec<String> {
@@ -216,39 +200,33 @@ impl Operator for SeqOperator {
     }
 }
 
-/// The operator for a planned operation (every operation the planner emits has one).
-pub fn operator_for(planned: &PlannedOp, cluster: &Cluster) -> Box<dyn Operator> {
+/// What an operator is built from: the declaration it was planned from and the images to run.
+#[derive(Debug, Clone, Copy)]
+pub struct OpContext<'a> {
+    /// The declaration.
+    pub cluster: &'a Cluster,
+    /// The images.
+    pub images: &'a Images,
+}
+
+/// The operator for a planned operation. Every operation the planner emits has one.
+pub fn operator_for(planned: &PlannedOp, ctx: OpContext<'_>) -> Box<dyn Operator> {
+    let name = planned.name();
     match &planned.kind {
         OpKind::RiversBootstrap { nodes } | OpKind::RiversRestart { nodes } => {
-            rivers::operator(planned.name(), nodes, cluster, false)
+            rivers::operator(name, nodes, ctx, rivers::Kind::Rivers)
         }
         OpKind::EtcdRiversBootstrap { nodes } | OpKind::EtcdRiversRestart { nodes } => {
-            rivers::operator(planned.name(), nodes, cluster, true)
+            rivers::operator(name, nodes, ctx, rivers::Kind::EtcdRivers)
         }
-        _ => etcd::operator(planned, cluster),
+        OpKind::EtcdBootstrap { nodes } => etcd::bootstrap::operator(nodes, ctx),
+        OpKind::EtcdStart { nodes } => etcd::start::operator(nodes, ctx),
+        OpKind::EtcdWaitCluster { nodes } => etcd::wait::operator(nodes),
+        OpKind::EtcdRemoveMember { node, id } => etcd::remove_member::operator(node, *id, ctx),
+        OpKind::EtcdDestroyMember { node, id } => etcd::destroy_member::operator(node, *id, ctx),
+        OpKind::EtcdAddMember { node, replace } => etcd::add_member::operator(node, *replace, ctx),
+        OpKind::EtcdPromoteMember { node, id } => etcd::promote_member::operator(node, *id, ctx),
+        OpKind::EtcdMarkMember { nodes } => etcd::mark_member::operator(nodes, ctx),
+        OpKind::EtcdRestart { node } => etcd::restart::operator(node, ctx),
     }
-}
-
-/// One step of an operation.
-#[async_trait]
-pub trait Commander: Send + Sync {
-    /// How the command is recorded (name, target, detail).
-    fn command(&self) -> RecordCommand;
-
-    /// Runs the command. It must be safe to abandon at any await point (the controller drops it when
-    /// leadership is lost or the daemon shuts down) and safe to run again in a later operation.
-    async fn run(&self, infra: &Infra) -> Result<(), CommandError>;
-}
-
-/// An operation as a step machine.
-pub trait Operator: Send {
-    /// The operation's name, e.g. `etcd-bootstrap`.
-    fn name(&self) -> String;
-
-    /// Node addresses or object names it acts on.
-    fn targets(&self) -> Vec<String>;
-
-    /// The next command, or `None` when the operation is complete. Called only after the previous
-    /// command succeeded.
-    fn next_command(&mut self) -> Option<Box<dyn Commander>>;
 }

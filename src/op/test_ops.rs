@@ -5,13 +5,14 @@
 //! - `block:SECONDS`: one command that sleeps (a long-running command to kill the leader during);
 //! - `fail`: one command that fails.
 //!
-//! Never enable them in production.
+//! Built only with the `test-hooks` feature (the tests' builds); a release build has none of them.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{CommandError, Commander, Infra, Operator};
+use super::{CommandError, Commander, Infra, Operator, Outcome};
+use crate::error::Retry;
 use crate::model::RecordCommand;
 
 /// A parsed `--test-operator` spec.
@@ -57,11 +58,11 @@ struct TestOperator {
 }
 
 impl Operator for TestOperator {
-    fn name(&self) -> String {
+    fn name(&self) -> &'static str {
         match self.spec {
-            TestOperatorSpec::Write(_) => "test-write".into(),
-            TestOperatorSpec::Block(_) => "test-block".into(),
-            TestOperatorSpec::Fail => "test-fail".into(),
+            TestOperatorSpec::Write(_) => "test-write",
+            TestOperatorSpec::Block(_) => "test-block",
+            TestOperatorSpec::Fail => "test-fail",
         }
     }
 
@@ -108,7 +109,7 @@ impl Commander for TestCommand {
         }
     }
 
-    async fn run(&self, _infra: &Infra) -> Result<(), CommandError> {
+    async fn run(&self, _infra: &Infra) -> Result<Outcome, CommandError> {
         match &self.spec {
             TestOperatorSpec::Write(path) => {
                 use tokio::io::AsyncWriteExt;
@@ -117,16 +118,17 @@ impl Commander for TestCommand {
                     .append(true)
                     .open(path)
                     .await
-                    .map_err(|e| CommandError::new(&self.command(), e.to_string()))?;
+                    .map_err(|e| CommandError::with_retry(&self.command(), Retry::Soon, e))?;
                 f.write_all(format!("step {}\n", self.step).as_bytes())
                     .await
-                    .map_err(|e| CommandError::new(&self.command(), e.to_string()))
+                    .map_err(|e| CommandError::with_retry(&self.command(), Retry::Soon, e))?;
+                Ok(Outcome::Done)
             }
             TestOperatorSpec::Block(d) => {
                 tokio::time::sleep(*d).await;
-                Ok(())
+                Ok(Outcome::Done)
             }
-            TestOperatorSpec::Fail => Err(CommandError::new(&self.command(), "this test command always fails")),
+            TestOperatorSpec::Fail => Err(CommandError::soon(&self.command(), "this test command always fails")),
         }
     }
 }

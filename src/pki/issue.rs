@@ -7,10 +7,10 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{ca_mount, VaultClient, VaultError};
+use super::{ca_mount, requests, VaultClient, VaultError};
 
 /// A request to a PKI mount.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IssueRequest {
     /// CA name (`server`, `etcd-peer`, ...).
     pub ca: String,
@@ -142,53 +142,22 @@ impl Issuer {
         })
     }
 
-    fn node_sans(address: &str, hostname: &str) -> (Vec<String>, Vec<String>) {
-        let mut alt = vec!["localhost".to_string()];
-        if !hostname.is_empty() && hostname != address {
-            alt.push(hostname.to_string());
-        }
-        (alt, vec![address.to_string(), "127.0.0.1".to_string()])
-    }
-
-    /// A node certificate from `ca` (CN = host name, else address; SANs: node address, host name,
-    /// `localhost`, `127.0.0.1`).
-    async fn issue_node(&self, ca: &str, address: &str, hostname: &str) -> Result<IssuedCert, VaultError> {
-        let (alt_names, ip_sans) = Self::node_sans(address, hostname);
-        let cn = if hostname.is_empty() { address } else { hostname };
-        self.issue(&IssueRequest {
-            ca: ca.into(),
-            common_name: cn.into(),
-            alt_names,
-            ip_sans,
-            ..Default::default()
-        })
-        .await
-    }
-
     /// The managed etcd's server certificate for a node (CA `server`).
     pub async fn issue_etcd_server(&self, address: &str, hostname: &str) -> Result<IssuedCert, VaultError> {
-        self.issue_node("server", address, hostname).await
+        self.issue(&requests::etcd_server(address, hostname)).await
     }
 
     /// The managed etcd's peer certificate for a node (CA `etcd-peer`).
     pub async fn issue_etcd_peer(&self, address: &str, hostname: &str) -> Result<IssuedCert, VaultError> {
-        self.issue_node("etcd-peer", address, hostname).await
+        self.issue(&requests::etcd_peer(address, hostname)).await
     }
 
-    /// A client certificate of the managed etcd for `user` (CN = user, CA `etcd-client`). `ttl`
-    /// `None` gives a long-lived system certificate.
+    /// A client certificate of the managed etcd for `user` (see [`requests::etcd_client`]).
     pub async fn issue_etcd_client(&self, user: &str, ttl: Option<Duration>) -> Result<IssuedCert, VaultError> {
-        self.issue(&IssueRequest {
-            ca: "etcd-client".into(),
-            common_name: user.into(),
-            ttl,
-            ..Default::default()
-        })
-        .await
+        self.issue(&requests::etcd_client(user, ttl)).await
     }
 
-    /// kube-apiserver's serving certificate (CA `server`), valid for the node, localhost and the
-    /// in-cluster names of the `kubernetes` Service.
+    /// kube-apiserver's serving certificate (see [`requests::kube_apiserver`]).
     pub async fn issue_kube_apiserver(
         &self,
         address: &str,
@@ -196,48 +165,18 @@ impl Issuer {
         service_ip: &str,
         cluster_domain: &str,
     ) -> Result<IssuedCert, VaultError> {
-        let (mut alt_names, mut ip_sans) = Self::node_sans(address, hostname);
-        for n in ["kubernetes", "kubernetes.default", "kubernetes.default.svc"] {
-            alt_names.push(n.into());
-        }
-        alt_names.push(format!("kubernetes.default.svc.{cluster_domain}"));
-        if !service_ip.is_empty() {
-            ip_sans.push(service_ip.into());
-        }
-        self.issue(&IssueRequest {
-            ca: "server".into(),
-            common_name: "kubernetes".into(),
-            alt_names,
-            ip_sans,
-            ..Default::default()
-        })
-        .await
+        self.issue(&requests::kube_apiserver(address, hostname, service_ip, cluster_domain))
+            .await
     }
 
-    /// A kubelet's certificate: CN `system:node:<name>`, group `system:nodes` (CA `kubernetes`).
+    /// A kubelet's certificate (see [`requests::kubelet`]).
     pub async fn issue_kubelet(&self, address: &str, nodename: &str) -> Result<IssuedCert, VaultError> {
-        let (alt_names, ip_sans) = Self::node_sans(address, nodename);
-        self.issue(&IssueRequest {
-            ca: "kubernetes".into(),
-            common_name: format!("system:node:{nodename}"),
-            alt_names,
-            ip_sans,
-            organization: Some("system:nodes".into()),
-            ..Default::default()
-        })
-        .await
+        self.issue(&requests::kubelet(address, nodename)).await
     }
 
-    /// A user's Kubernetes client certificate (CA `kubernetes`), e.g. the admin kubeconfig.
+    /// A user's Kubernetes client certificate (see [`requests::kube_user`]).
     pub async fn issue_kube_user(&self, user: &str, group: &str, ttl: Duration) -> Result<IssuedCert, VaultError> {
-        self.issue(&IssueRequest {
-            ca: "kubernetes".into(),
-            common_name: user.into(),
-            ttl: Some(ttl),
-            organization: (!group.is_empty()).then(|| group.to_string()),
-            ..Default::default()
-        })
-        .await
+        self.issue(&requests::kube_user(user, group, ttl)).await
     }
 
     /// Removes expired certificates from every PKI mount (`tidy_cert_store`, `tidy_revoked_certs`).

@@ -8,6 +8,7 @@
 mod client;
 mod init;
 mod issue;
+pub mod requests;
 pub mod secrets;
 
 pub use client::{VaultClient, VaultError};

@@ -1,72 +1,10 @@
 //! The container parameters cke computes for each component (the `builtin` half of the params label)
-//! and the images it runs. Pure functions of the declaration, shared by the planner (to detect outdated
+//! for the images it runs (names, ports and URLs are in [`crate::topology`]). Pure functions of the declaration, shared by the planner (to detect outdated
 //! containers) and by the operators (to start them).
-
-use serde::{Deserialize, Serialize};
 
 use crate::model::{Mount, Node, ServiceParams};
 
-/// Client port of the managed etcd.
-pub const ETCD_CLIENT_PORT: u16 = 2379;
-/// Peer port of the managed etcd.
-pub const ETCD_PEER_PORT: u16 = 2380;
-/// Port kube-apiserver listens on.
-pub const API_SERVER_PORT: u16 = 6443;
-/// Local port of `rivers` (in front of the API servers).
-pub const RIVERS_LISTEN_PORT: u16 = 16443;
-/// Local port of `etcd-rivers` (in front of the etcd members).
-pub const ETCD_RIVERS_LISTEN_PORT: u16 = 12379;
-
-/// Container name of the managed etcd.
-pub const ETCD_CONTAINER: &str = "etcd";
-/// Container name of rivers.
-pub const RIVERS_CONTAINER: &str = "rivers";
-/// Container name of etcd-rivers.
-pub const ETCD_RIVERS_CONTAINER: &str = "etcd-rivers";
-/// Volume whose existence marks a member as bootstrapped or fully joined (CKE's name).
-pub const ETCD_ADDED_MEMBER_VOLUME: &str = "etcd-added-member";
-/// Where etcd keeps its data inside the container.
-pub const ETCD_DATA_DIR: &str = "/var/lib/etcd";
-/// Host directory holding the etcd server and peer certificates.
-pub const ETCD_PKI_DIR: &str = "/etc/etcd/pki";
-/// Initial cluster token of the managed etcd.
-pub const ETCD_CLUSTER_TOKEN: &str = "cke";
-
-/// The images cke runs. Defaults name locally built images; production sets real ones.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Images {
-    /// The managed etcd.
-    pub etcd: String,
-    /// rivers (and other tools).
-    pub tools: String,
-}
-
-impl Default for Images {
-    fn default() -> Self {
-        Images {
-            etcd: "localhost/cke-etcd:latest".into(),
-            tools: "localhost/cke-tools:latest".into(),
-        }
-    }
-}
-
-/// The peer URL of a member on this node.
-pub fn etcd_peer_url(address: &str) -> String {
-    format!("https://{}:{ETCD_PEER_PORT}", bracket(address))
-}
-
-/// The client URL of a member on this node.
-pub fn etcd_client_url(address: &str) -> String {
-    format!("https://{}:{ETCD_CLIENT_PORT}", bracket(address))
-}
-
-fn bracket(address: &str) -> String {
-    if address.contains(':') {
-        format!("[{address}]")
-    } else {
-        address.to_string()
-    }
-}
+pub use crate::topology::*;
 
 /// How a member starts: a new cluster, or joining an existing one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +94,7 @@ pub fn without_initial_args(p: &ServiceParams) -> ServiceParams {
 pub fn rivers_builtin_params(control_planes: &[&Node], upstream_port: u16, listen_port: u16) -> ServiceParams {
     let upstreams: Vec<String> = control_planes
         .iter()
-        .map(|n| format!("{}:{upstream_port}", bracket(&n.address)))
+        .map(|n| format!("{}:{upstream_port}", host_port_part(&n.address)))
         .collect();
     ServiceParams {
         extra_args: vec![

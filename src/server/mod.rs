@@ -11,7 +11,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::controller::Shared;
+pub mod state;
+
+pub use state::{DaemonStatus, Shared};
 
 /// How recent the last successful etcd request and loop progress must be for `/health` to be 200.
 pub const HEALTH_WINDOW: Duration = Duration::from_secs(30);

@@ -2,110 +2,43 @@
 //! status, then run the planned operations one at a time, recording each operation and each command
 //! in the management etcd *before* running it. Every write is fenced on the leader's election key, so
 //! an instance that lost leadership cannot record — and so cannot start — another command. A failed
-//! command cancels its operation and the next pass re-plans.
+//! command cancels its operation and the next pass re-plans: soon, with a capped exponential back-off
+//! ([`Backoff`]), when the failure is transient; after a change or the interval when it is not
+//! ([`Retry`]).
 
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+mod backoff;
+#[cfg(test)]
+mod tests;
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+pub use backoff::Backoff;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
 use tokio::sync::{mpsc, watch};
 
-use crate::metrics::Metrics;
+use crate::error::{error_chain, Retry};
 use crate::model::{Cluster, ClusterStatus, Record, RecordCommand, RecordStatus, ServerStatus};
+#[cfg(feature = "test-hooks")]
 use crate::op::test_ops::TestOperatorSpec;
-use crate::op::{Infra, Operator};
-use crate::planner::{decide_ops, params::Images, Phase, Plan, PlanInputs, PlannedOp};
+use crate::op::{CommandError, Infra, OpContext, Operator};
+use crate::planner::{decide_ops, Plan, PlanInputs, PlannedOp};
+use crate::probe::Prober;
+use crate::server::Shared;
 use crate::storage::{
     encode, Fence, Storage, StorageError, Write, KEY_ETCD_BOOTSTRAPPED, KEY_RECORDS_PREFIX, KEY_RECORD_ID, KEY_STATUS,
 };
+use crate::topology::Images;
 
 /// How many records are kept.
 pub const RECORDS_KEPT: i64 = 1000;
 
-/// Gathers the status the planner needs. The SSH-based implementation lives with the node agent.
-#[async_trait]
-pub trait Prober: Send + Sync {
-    /// Probes every declared node and the managed etcd.
-    async fn probe(&self, cluster: &Cluster) -> ClusterStatus;
-}
-
-/// A prober for a daemon without a node agent: every node is reported unreachable, with the reason,
-/// so the planner acts on nothing it cannot reach.
-pub struct NoAgentProber;
-
-#[async_trait]
-impl Prober for NoAgentProber {
-    async fn probe(&self, cluster: &Cluster) -> ClusterStatus {
-        let mut st = ClusterStatus::default();
-        for n in &cluster.nodes {
-            st.nodes.insert(
-                n.address.clone(),
-                crate::model::NodeStatus {
-                    ssh_error: "no node agent is configured".into(),
-                    ..Default::default()
-                },
-            );
-        }
-        st
-    }
-}
-
-/// Turns a planned operation into an operator, or `None` when this build cannot run it yet.
-pub type OperatorFactory = Arc<dyn Fn(&PlannedOp, &Cluster) -> Option<Box<dyn Operator>> + Send + Sync>;
+/// Turns a planned operation into an operator ([`crate::op::operator_for`]; tests substitute their own).
+pub type OperatorFactory = Arc<dyn Fn(&PlannedOp, OpContext<'_>) -> Box<dyn Operator> + Send + Sync>;
 
 /// Builds the infra commanders use for one pass.
 pub type InfraFactory = Arc<dyn Fn(Arc<dyn Storage>, Arc<Cluster>) -> Infra + Send + Sync>;
-
-/// What `/status` shows; updated by the controller and the election loop.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct DaemonStatus {
-    /// This instance's name.
-    pub name: String,
-    /// Whether this instance leads.
-    pub is_leader: bool,
-    /// The current leader's name, as last seen.
-    pub leader: Option<String>,
-    /// The phase of the leader's last pass.
-    pub phase: Option<Phase>,
-    /// When that phase was entered.
-    pub phase_timestamp: Option<DateTime<Utc>>,
-    /// Why the last pass did nothing, if it says.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub note: String,
-    /// The last operation this instance ran.
-    pub last_operation: Option<Record>,
-    /// What the leader plans to do next (empty on followers).
-    pub planned_operations: Vec<PlannedOp>,
-    /// Plans are made and published but never executed.
-    pub dry_run: bool,
-}
-
-/// State shared by the controller, the election loop and the HTTP server.
-#[derive(Debug, Default)]
-pub struct Shared {
-    /// The status shown at `/status`.
-    pub status: RwLock<DaemonStatus>,
-    /// The metrics shown at `/metrics`.
-    pub metrics: Metrics,
-    /// When the management etcd last answered.
-    pub etcd_ok_at: Mutex<Option<Instant>>,
-    /// When the main loop last made progress (campaigning or a pass).
-    pub loop_alive_at: Mutex<Option<Instant>>,
-}
-
-impl Shared {
-    /// Notes that the main loop is alive.
-    pub fn alive(&self) {
-        *self.loop_alive_at.lock().unwrap() = Some(Instant::now());
-    }
-
-    /// Notes that etcd answered.
-    pub fn etcd_ok(&self) {
-        *self.etcd_ok_at.lock().unwrap() = Some(Instant::now());
-    }
-}
 
 /// The pause between a pass that ran operations and the next pass (at most `--interval`).
 pub const AFTER_OPERATIONS_PAUSE: Duration = Duration::from_secs(1);
@@ -122,6 +55,7 @@ pub struct ControllerConfig {
     /// How long a running command may finish after SIGTERM before it is abandoned.
     pub shutdown_grace: Duration,
     /// Test-only operator appended to every pass.
+    #[cfg(feature = "test-hooks")]
     pub test_operator: Option<TestOperatorSpec>,
     /// The images to run.
     pub images: Images,
@@ -137,17 +71,49 @@ pub enum TermEnd {
     Shutdown,
 }
 
+/// Why a pass ended early.
+#[must_use]
+#[derive(Debug)]
 enum PassError {
+    /// Leadership was lost: the term ends.
     Lost,
+    /// The daemon is shutting down: the term ends.
     Shutdown,
-    Retry(String),
+    /// A command failed; its operation is recorded cancelled.
+    Command {
+        /// The operation.
+        operation: &'static str,
+        /// The failure.
+        error: CommandError,
+    },
+    /// The management etcd failed.
+    Storage(StorageError),
+}
+
+impl PassError {
+    /// When the next pass should follow.
+    fn retry(&self) -> Retry {
+        match self {
+            PassError::Command { error, .. } => error.retry,
+            _ => Retry::Soon,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            PassError::Lost => "leadership lost".into(),
+            PassError::Shutdown => "shutting down".into(),
+            PassError::Command { operation, error } => format!("operation {operation} failed: {}", error_chain(error)),
+            PassError::Storage(e) => error_chain(e),
+        }
+    }
 }
 
 impl From<StorageError> for PassError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::LostLeadership { .. } => PassError::Lost,
-            other => PassError::Retry(error_chain(&other)),
+            other => PassError::Storage(other),
         }
     }
 }
@@ -156,18 +122,6 @@ impl From<StorageError> for PassError {
 /// the channel is held across the awaits that follow.
 pub async fn signalled(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await;
-}
-
-/// An error and its causes on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 /// The leader loop.
@@ -199,23 +153,22 @@ impl TermCtx<'_> {
 }
 
 impl Controller {
-    /// A controller.
-    pub fn new(
-        storage: Arc<dyn Storage>,
-        prober: Arc<dyn Prober>,
-        operators: OperatorFactory,
-        shared: Arc<Shared>,
-        cfg: ControllerConfig,
-    ) -> Self {
-        let infra: InfraFactory = Arc::new(Infra::minimal);
+    /// A controller running the operators of [`crate::op::operator_for`] on [`Infra::minimal`].
+    pub fn new(storage: Arc<dyn Storage>, prober: Arc<dyn Prober>, shared: Arc<Shared>, cfg: ControllerConfig) -> Self {
         Controller {
             storage,
             prober,
-            operators,
-            infra,
+            operators: Arc::new(crate::op::operator_for),
+            infra: Arc::new(Infra::minimal),
             shared,
             cfg,
         }
+    }
+
+    /// Uses `operators` to turn planned operations into operators.
+    pub fn with_operators(mut self, operators: OperatorFactory) -> Self {
+        self.operators = operators;
+        self
     }
 
     /// Uses `infra` to build each pass's infra (node agents, Vault, images).
@@ -236,29 +189,49 @@ impl Controller {
         let ctx = TermCtx { fence, lost, shutdown };
         match self.cancel_unfinished(&ctx).await {
             Err(PassError::Lost) => return TermEnd::Lost,
-            Err(PassError::Retry(e)) => tracing::warn!(error = e, "cannot cancel the previous leader's records"),
-            _ => {}
+            Err(e) => tracing::warn!(error = e.describe(), "cannot cancel the previous leader's records"),
+            Ok(()) => {}
         }
         let mut previous: Vec<PlannedOp> = Vec::new();
+        let mut backoff = Backoff::new(self.cfg.interval);
         loop {
             // After planned operations completed, the next pass follows at once (after a short pause):
             // a join, a rolling restart or a scale-out is a chain of passes, one operation each. The
             // same operations completed twice in a row changed nothing the probe sees (a member that
             // dies right after its start, say): then the next pass waits for the interval.
+            //
+            // A transient failure is retried soon, backing off (1 s, 2 s, 4 s, ... up to the
+            // interval); one that only a change can lift waits for a change or the interval.
             let wait = match self.pass(&ctx).await {
                 Ok(ran) if !ran.is_empty() && ran != previous => {
+                    backoff.reset();
                     previous = ran;
                     self.cfg.interval.min(AFTER_OPERATIONS_PAUSE)
                 }
                 Ok(ran) => {
+                    backoff.reset();
                     previous = ran;
                     self.cfg.interval
                 }
                 Err(PassError::Lost) => return TermEnd::Lost,
                 Err(PassError::Shutdown) => return TermEnd::Shutdown,
-                Err(PassError::Retry(e)) => {
-                    tracing::warn!(error = e, "pass failed; retrying at the next pass");
-                    self.cfg.interval
+                Err(e) => {
+                    previous.clear();
+                    self.shared.metrics.pass_failed();
+                    match e.retry() {
+                        Retry::Soon => {
+                            let wait = backoff.next_delay();
+                            tracing::warn!(error = e.describe(), retry_in = ?wait, "pass failed; retrying soon");
+                            wait
+                        }
+                        Retry::AfterChange => {
+                            tracing::warn!(
+                                error = e.describe(),
+                                "pass failed; retrying after a change or at the next interval"
+                            );
+                            self.cfg.interval
+                        }
+                    }
                 }
             };
             let (mut lost, mut shutdown) = (ctx.lost.clone(), ctx.shutdown.clone());
@@ -352,20 +325,14 @@ impl Controller {
         }
         let cluster = Arc::new(cluster);
         let infra = (self.infra)(self.storage.clone(), cluster.clone());
-        let mut operators: Vec<Box<dyn Operator>> = Vec::new();
-        let mut ran = Vec::new();
-        for planned in &plan.ops {
-            match (self.operators)(planned, &cluster) {
-                Some(op) => {
-                    operators.push(op);
-                    ran.push(planned.clone());
-                }
-                None => tracing::warn!(
-                    operation = planned.name(),
-                    "this build has no operator for the planned operation"
-                ),
-            }
-        }
+        let op_ctx = OpContext {
+            cluster: &cluster,
+            images: &self.cfg.images,
+        };
+        #[allow(unused_mut)]
+        let mut operators: Vec<Box<dyn Operator>> = plan.ops.iter().map(|p| (self.operators)(p, op_ctx)).collect();
+        let ran = plan.ops.clone();
+        #[cfg(feature = "test-hooks")]
         if let Some(spec) = &self.cfg.test_operator {
             operators.push(spec.operator());
         }
@@ -390,14 +357,10 @@ impl Controller {
         let changed =
             previous.phase != Some(plan.phase) || previous.note != plan.note || previous.planned_operations != plan.ops;
         let st = ServerStatus {
-            phase: plan.phase.as_str().to_string(),
+            phase: plan.phase,
             timestamp,
             note: plan.note.clone(),
-            operations: plan
-                .ops
-                .iter()
-                .map(|o| serde_json::to_value(o).expect("plans serialize"))
-                .collect(),
+            operations: plan.ops.clone(),
         };
         self.storage
             .put_fenced(ctx.fence, vec![Write::Put(KEY_STATUS.into(), encode(&st))])
@@ -440,7 +403,7 @@ impl Controller {
         let mut record = Record {
             id,
             status: RecordStatus::Running,
-            operation: op.name(),
+            operation: op.name().to_string(),
             targets: op.targets(),
             command: RecordCommand::default(),
             error: String::new(),
@@ -473,7 +436,7 @@ impl Controller {
             tokio::pin!(run);
             // Commands may run for minutes (waiting for etcd): the loop stays alive for /health.
             let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
-            let result = loop {
+            let result: Result<crate::op::Outcome, CommandError> = loop {
                 tokio::select! {
                     r = &mut run => break r,
                     _ = heartbeat.tick() => self.shared.alive(),
@@ -498,17 +461,25 @@ impl Controller {
                     }
                 }
             };
-            if let Err(e) = result {
-                self.shared.metrics.command(&record.command.name, "failed");
-                tracing::warn!(id, error = %e, "command failed: operation cancelled");
-                record.status = RecordStatus::Cancelled;
-                record.error = e.to_string();
-                record.end_at = Some(Utc::now());
-                self.write_record(ctx, &record, vec![]).await?;
-                self.finish(&record);
-                return Err(PassError::Retry(format!("operation {} failed: {e}", record.operation)));
+            match result {
+                Err(e) => {
+                    self.shared.metrics.command(&record.command.name, "failed");
+                    record.status = RecordStatus::Cancelled;
+                    record.error = error_chain(&e);
+                    record.end_at = Some(Utc::now());
+                    tracing::warn!(id, error = record.error, retry = ?e.retry, "command failed: operation cancelled");
+                    self.write_record(ctx, &record, vec![]).await?;
+                    self.finish(&record);
+                    return Err(PassError::Command {
+                        operation: op.name(),
+                        error: e,
+                    });
+                }
+                Ok(outcome) => {
+                    self.shared.metrics.command(&record.command.name, "succeeded");
+                    op.command_done(outcome);
+                }
             }
-            self.shared.metrics.command(&record.command.name, "succeeded");
         }
         record.status = RecordStatus::Completed;
         record.end_at = Some(Utc::now());

@@ -1,0 +1,443 @@
+//! The controller with the in-memory storage double, under paused tokio time: it records every
+//! operation and command, stops writing the moment its fence breaks, cancels what an earlier leader
+//! left running, chains passes after completed operations, and backs off after failures (1 s
+//! doubling up to the interval for transient ones; the interval for those only a change can lift).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::*;
+use crate::error::Retry;
+use crate::model::{parse_cluster, Cluster, ClusterStatus, Constraints, NodeStatus, RecordCommand, RecordStatus};
+use crate::op::{CommandError, Commander, Infra, Operator, Outcome, SeqOperator};
+use crate::storage::{Fence, MemStorage, Storage};
+
+/// Every node reachable with nothing running: the planner always plans the same work (rivers
+/// first). Notes the (paused) time of each probe, one per pass.
+#[derive(Default)]
+struct ReachableProber(Mutex<Vec<Instant>>);
+
+impl ReachableProber {
+    fn passes(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// Seconds between consecutive passes.
+    fn gaps(&self) -> Vec<u64> {
+        let t = self.0.lock().unwrap();
+        t.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect()
+    }
+}
+
+#[async_trait]
+impl Prober for ReachableProber {
+    async fn probe(&self, cluster: &Cluster) -> ClusterStatus {
+        self.0.lock().unwrap().push(Instant::now());
+        let mut st = ClusterStatus::default();
+        for n in &cluster.nodes {
+            let ns = NodeStatus {
+                ssh_connected: true,
+                ..Default::default()
+            };
+            st.nodes.insert(n.address.clone(), ns);
+        }
+        st
+    }
+}
+
+/// What a scripted command does.
+#[derive(Clone)]
+enum Act {
+    /// Appends its step to the shared log.
+    Log(Arc<Mutex<Vec<String>>>),
+    /// Fails with this retry class.
+    Fail(Retry),
+    /// Fails while the counter is above zero (counting down), then succeeds.
+    FailTimes(Arc<AtomicUsize>),
+    /// Sleeps.
+    Sleep(Duration),
+}
+
+struct Scripted {
+    act: Act,
+    step: usize,
+}
+
+#[async_trait]
+impl Commander for Scripted {
+    fn command(&self) -> RecordCommand {
+        RecordCommand {
+            name: "scripted".into(),
+            target: String::new(),
+            detail: format!("step {}", self.step),
+        }
+    }
+
+    async fn run(&self, _infra: &Infra) -> Result<Outcome, CommandError> {
+        match &self.act {
+            Act::Log(log) => log.lock().unwrap().push(format!("step {}", self.step)),
+            Act::Fail(retry) => {
+                return Err(CommandError::with_retry(
+                    &self.command(),
+                    *retry,
+                    crate::op::Refusal("scripted failure".into()),
+                ))
+            }
+            Act::FailTimes(n) => {
+                if n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+                    .is_ok()
+                {
+                    return Err(CommandError::soon(&self.command(), "scripted transient failure"));
+                }
+            }
+            Act::Sleep(d) => tokio::time::sleep(*d).await,
+        }
+        Ok(Outcome::Done)
+    }
+}
+
+/// Every planned operation becomes `steps` scripted commands.
+fn scripted(act: Act, steps: usize) -> OperatorFactory {
+    Arc::new(move |p, _| {
+        let cmds: Vec<Box<dyn Commander>> = (1..=steps)
+            .map(|step| Box::new(Scripted { act: act.clone(), step }) as Box<dyn Commander>)
+            .collect();
+        SeqOperator::boxed(p.name(), p.targets(), cmds)
+    })
+}
+
+async fn setup() -> (Arc<MemStorage>, Fence) {
+    let s = Arc::new(MemStorage::default());
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/cluster.yml")).unwrap();
+    s.put_cluster(&parse_cluster(&text).unwrap()).await.unwrap();
+    s.put_constraints(&Constraints::default().with("control-plane-count", "3").unwrap())
+        .await
+        .unwrap();
+    s.put_raw("leader/1", b"me".to_vec()).await.unwrap();
+    let kv = s.get_raw("leader/1").await.unwrap().unwrap();
+    let fence = Fence {
+        key: s.full_key("leader/1"),
+        create_revision: kv.create_revision,
+    };
+    (s, fence)
+}
+
+fn config(interval: Duration) -> ControllerConfig {
+    ControllerConfig {
+        name: "me".into(),
+        interval,
+        dry_run: false,
+        shutdown_grace: Duration::from_millis(100),
+        #[cfg(feature = "test-hooks")]
+        test_operator: None,
+        images: Default::default(),
+    }
+}
+
+struct Term {
+    prober: Arc<ReachableProber>,
+    shared: Arc<Shared>,
+    lost: watch::Sender<bool>,
+    shutdown: watch::Sender<bool>,
+    trigger: mpsc::Sender<()>,
+    handle: tokio::task::JoinHandle<TermEnd>,
+}
+
+fn start(storage: &Arc<MemStorage>, fence: &Fence, ops: OperatorFactory, interval: Duration) -> Term {
+    let prober = Arc::new(ReachableProber::default());
+    let shared = Arc::new(Shared::default());
+    let ctl = Controller::new(storage.clone(), prober.clone(), shared.clone(), config(interval)).with_operators(ops);
+    let (lost, lost_rx) = watch::channel(false);
+    let (shutdown, sd_rx) = watch::channel(false);
+    let (trigger, mut rx) = mpsc::channel(1);
+    let fence = fence.clone();
+    let handle = tokio::spawn(async move { ctl.run_term(&fence, lost_rx, sd_rx, &mut rx).await });
+    Term {
+        prober,
+        shared,
+        lost,
+        shutdown,
+        trigger,
+        handle,
+    }
+}
+
+async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..100_000 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_each_operation_and_stops_when_the_fence_breaks() {
+    let (storage, fence) = setup().await;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let t = start(
+        &storage,
+        &fence,
+        scripted(Act::Log(log.clone()), 3),
+        Duration::from_millis(50),
+    );
+    // Let a few operations complete, then another instance "takes" the election key.
+    loop {
+        let done = storage.get_records(0).await.unwrap();
+        if done.iter().filter(|r| r.status == RecordStatus::Completed).count() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    storage.delete_raw("leader/1").await.unwrap();
+    storage.put_raw("leader/1", b"other".to_vec()).await.unwrap();
+    assert_eq!(t.handle.await.unwrap(), TermEnd::Lost);
+    let records = storage.get_records(0).await.unwrap();
+    let completed = records.iter().filter(|r| r.status == RecordStatus::Completed).count();
+    assert!(completed >= 3, "{records:?}");
+    // Each completed operation ran its three commands, in order.
+    let lines = log.lock().unwrap().clone();
+    assert!(lines.len() >= completed * 3, "{lines:?}");
+    assert_eq!(lines[..3], ["step 1", "step 2", "step 3"]);
+    // After the fence broke nothing more is written.
+    let before = storage.get_records(0).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(storage.get_records(0).await.unwrap(), before);
+    // Ids are contiguous, newest first.
+    let ids: Vec<i64> = before.iter().map(|r| r.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] == w[1] + 1), "{ids:?}");
+    assert!(t
+        .shared
+        .metrics
+        .render()
+        .contains("cke_operations_total{operation=\"rivers-bootstrap\",result=\"completed\"}"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_command_cancels_its_operation_with_its_cause() {
+    let (storage, fence) = setup().await;
+    let t = start(
+        &storage,
+        &fence,
+        scripted(Act::Fail(Retry::Soon), 1),
+        Duration::from_secs(60),
+    );
+    let s = storage.clone();
+    let mut rec = None;
+    for _ in 0..1000 {
+        if let Some(r) = s.get_records(1).await.unwrap().pop() {
+            if r.status == RecordStatus::Cancelled {
+                rec = Some(r);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rec = rec.expect("a cancelled record");
+    assert_eq!(rec.error, "scripted on : scripted failure");
+    assert_eq!(rec.command.name, "scripted");
+    assert_eq!(rec.operation, "rivers-bootstrap");
+    assert!(t
+        .shared
+        .metrics
+        .render()
+        .contains("cke_controller_pass_failures_total 1"));
+    t.lost.send(true).unwrap();
+    assert_eq!(t.handle.await.unwrap(), TermEnd::Lost);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_term_cancels_leftovers_and_shutdown_abandons_a_long_command() {
+    let (storage, fence) = setup().await;
+    // A record left running by a crashed leader is cancelled by the next term.
+    let left = crate::model::Record {
+        id: 7,
+        status: RecordStatus::Running,
+        operation: "etcd-add-member".into(),
+        targets: vec!["10.0.0.4".into()],
+        command: RecordCommand::default(),
+        error: String::new(),
+        leader: "crashed".into(),
+        start_at: chrono::Utc::now(),
+        end_at: None,
+    };
+    storage
+        .put_raw(
+            &format!("records/{}", crate::model::Record::key_suffix(left.id)),
+            crate::storage::encode(&left),
+        )
+        .await
+        .unwrap();
+    let t = start(
+        &storage,
+        &fence,
+        scripted(Act::Sleep(Duration::from_secs(3600)), 1),
+        Duration::from_secs(60),
+    );
+    loop {
+        let r = storage.get_record(left.id).await.unwrap().unwrap();
+        if r.status == RecordStatus::Cancelled {
+            assert!(r.error.contains("crashed") && r.error.contains("me"), "{}", r.error);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The next record is the long command, running; shutdown abandons it after the grace period
+    // and records it cancelled.
+    wait_for("the long command", || t.prober.passes() == 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let running = storage.get_records(1).await.unwrap().pop().unwrap();
+    assert_eq!((running.id, running.status), (8, RecordStatus::Running));
+    let at = Instant::now();
+    t.shutdown.send(true).unwrap();
+    assert_eq!(t.handle.await.unwrap(), TermEnd::Shutdown);
+    assert_eq!(at.elapsed(), Duration::from_millis(100), "the grace period, no more");
+    let last = storage.get_records(1).await.unwrap().pop().unwrap();
+    assert_eq!(last.status, RecordStatus::Cancelled);
+    assert!(last.error.contains("shutting down"), "{}", last.error);
+}
+
+#[tokio::test(start_paused = true)]
+async fn completed_operations_chain_passes_but_a_repeat_waits_for_the_interval() {
+    // With a one-hour interval: after the first pass's operations complete, the second pass follows
+    // after the short pause; it completes the very same operations (the probe never changes), which
+    // changed nothing, so the third pass waits for the interval.
+    let (storage, fence) = setup().await;
+    let t = start(
+        &storage,
+        &fence,
+        scripted(Act::FailTimes(Arc::default()), 1),
+        Duration::from_secs(3600),
+    );
+    tokio::time::sleep(Duration::from_secs(3599)).await;
+    assert_eq!(t.prober.passes(), 2);
+    assert_eq!(t.prober.gaps(), [1]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(t.prober.passes(), 3);
+    assert_eq!(t.prober.gaps(), [1, 3600]);
+    // A declaration change wakes a pass at once.
+    t.trigger.send(()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(t.prober.passes(), 4);
+    t.shutdown.send(true).unwrap();
+    assert_eq!(t.handle.await.unwrap(), TermEnd::Shutdown);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_failures_back_off_exponentially_up_to_the_interval_then_reset() {
+    // Seven transient failures, then success: waits 1, 2, 4, 8, 10, 10, 10 s (interval 10 s); the
+    // pass after the failures succeeds; its repeat follows after the short pause, then the
+    // interval.
+    let (storage, fence) = setup().await;
+    let failures = Arc::new(AtomicUsize::new(7));
+    let t = start(
+        &storage,
+        &fence,
+        scripted(Act::FailTimes(failures.clone()), 1),
+        Duration::from_secs(10),
+    );
+    wait_for("ten passes", || t.prober.passes() >= 10).await;
+    assert_eq!(t.prober.gaps()[..9], [1, 2, 4, 8, 10, 10, 10, 1, 10]);
+    // Failing again after a success starts from 1 s.
+    failures.store(2, Ordering::SeqCst);
+    let n = t.prober.passes();
+    wait_for("three more passes", || t.prober.passes() >= n + 3).await;
+    let gaps = t.prober.gaps();
+    assert_eq!(gaps[n - 1..n + 2], [10, 1, 2], "{gaps:?}");
+    t.shutdown.send(true).unwrap();
+    assert_eq!(t.handle.await.unwrap(), TermEnd::Shutdown);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_only_a_change_can_lift_waits_for_the_interval_or_a_trigger() {
+    let (storage, fence) = setup().await;
+    let t = start(
+        &storage,
+        &fence,
+        scripted(Act::Fail(Retry::AfterChange), 1),
+        Duration::from_secs(60),
+    );
+    wait_for("three passes", || t.prober.passes() >= 3).await;
+    assert_eq!(t.prober.gaps()[..2], [60, 60], "no back-off loop");
+    let n = t.prober.passes();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    t.trigger.send(()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(t.prober.passes(), n + 1, "a trigger wakes the pass");
+    t.shutdown.send(true).unwrap();
+    assert_eq!(t.handle.await.unwrap(), TermEnd::Shutdown);
+}
+
+/// The real operators run through the controller against the fake infrastructure: the plan the
+/// probe of the fake world gives converges to rivers and a bootstrapped etcd.
+#[tokio::test(start_paused = true)]
+async fn operators_for_planned_operations_run_against_the_infrastructure() {
+    let (storage, fence) = setup().await;
+    let cluster = storage.get_cluster().await.unwrap().unwrap();
+    let fake = crate::infra::fake::Fake::new();
+    for ca in ["server", "etcd-peer", "etcd-client"] {
+        storage.put_ca(ca, "CA").await.unwrap();
+    }
+    let prober = Arc::new(FakeProber(fake.clone()));
+    let shared = Arc::new(Shared::default());
+    let f2 = fake.clone();
+    let ctl = Controller::new(storage.clone(), prober, shared, config(Duration::from_secs(60)))
+        .with_infra(Arc::new(move |s, c| f2.infra(&c, s)));
+    let (_lost, lost_rx) = watch::channel(false);
+    let (sd, sd_rx) = watch::channel(false);
+    let (_trigger, mut rx) = mpsc::channel(1);
+    let h = tokio::spawn(async move { ctl.run_term(&fence, lost_rx, sd_rx, &mut rx).await });
+    let constraints = storage.get_constraints().await.unwrap();
+    let plan = |s: ClusterStatus| {
+        crate::planner::decide_ops(&cluster, &s, &constraints, &Default::default(), chrono::Utc::now())
+    };
+    for _ in 0..1000 {
+        if plan(fake.status(&cluster)).phase == crate::model::Phase::Completed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let p = plan(fake.status(&cluster));
+    assert_eq!(
+        p.phase,
+        crate::model::Phase::Completed,
+        "{p:?}\nrecords: {:#?}",
+        storage.get_records(5).await.unwrap()
+    );
+    let cps: Vec<String> = cluster.control_planes().map(|n| n.address.clone()).collect();
+    fake.with(|w| {
+        assert_eq!(w.etcd.members.len(), cps.len());
+        assert!(w.etcd.auth);
+    });
+    sd.send(true).unwrap();
+    assert_eq!(h.await.unwrap(), TermEnd::Shutdown);
+    let records = storage.get_records(0).await.unwrap();
+    assert!(
+        records.iter().all(|r| r.status == RecordStatus::Completed),
+        "{records:?}"
+    );
+    let mut ops: Vec<&str> = records.iter().rev().map(|r| r.operation.as_str()).collect();
+    ops.dedup();
+    assert_eq!(
+        ops[..3],
+        ["rivers-bootstrap", "etcd-rivers-bootstrap", "etcd-bootstrap"]
+    );
+}
+
+struct FakeProber(crate::infra::fake::Fake);
+
+#[async_trait]
+impl Prober for FakeProber {
+    async fn probe(&self, cluster: &Cluster) -> ClusterStatus {
+        self.0.status(cluster)
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_operator_is_object_safe(_: &dyn Operator) {}

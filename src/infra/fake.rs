@@ -1,0 +1,534 @@
+//! A fake of the whole infrastructure for unit tests (test builds only): nodes with containers,
+//! volumes, files and shell commands; a managed etcd whose members start when their container
+//! runs; a certificate issuer that records requests. Every side effect is appended to one log, in
+//! order, and any of them can be made to fail once ([`Fake::fail_once`]). [`Fake::status`] reads the
+//! fake world back as the probe would, so a test can run plan → operators → probe → plan in-process.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{CertIssuer, Engine, EtcdAdmin, EtcdConnectError, EtcdConnector, Infra, IssueError, NodeAccess};
+use crate::agent::container::RunSpec;
+use crate::agent::{AgentError, Output, Runner};
+use crate::managed_etcd::{host_of_url, ManagedEtcdError, MemberInfo};
+use crate::model::{Cluster, ClusterStatus, EtcdClusterStatus, EtcdMember, NodeStatus, ServiceStatus};
+use crate::pki::{IssueRequest, IssuedCert, VaultError};
+use crate::storage::{MemStorage, Storage};
+use crate::topology::*;
+
+/// One fake node.
+#[derive(Debug, Clone, Default)]
+pub struct FakeNode {
+    /// Containers by name: the spec they were started with, and whether they run.
+    pub containers: BTreeMap<String, (RunSpec, bool)>,
+    /// Named volumes.
+    pub volumes: BTreeSet<String>,
+    /// Files by path: content and mode.
+    pub files: BTreeMap<String, (Vec<u8>, u32)>,
+    /// Images present.
+    pub images: BTreeSet<String>,
+}
+
+/// The fake managed etcd.
+#[derive(Debug, Clone, Default)]
+pub struct FakeEtcd {
+    /// Members in the order they were added.
+    pub members: Vec<MemberInfo>,
+    /// The next member id.
+    pub next_id: u64,
+    /// Users and auth were set up.
+    pub auth: bool,
+}
+
+/// Everything the fake holds.
+#[derive(Debug, Default)]
+pub struct World {
+    /// Every side effect, in order (`10.0.0.1: run etcd`, `issue server CN=node1`, ...). A failed
+    /// one is logged with a leading `!`.
+    pub log: Vec<String>,
+    /// Nodes by address.
+    pub nodes: BTreeMap<String, FakeNode>,
+    /// The managed etcd.
+    pub etcd: FakeEtcd,
+    /// Certificate requests, in order.
+    pub issued: Vec<IssueRequest>,
+    /// Nodes that do not answer.
+    pub unreachable: BTreeSet<String>,
+    failures: Vec<String>,
+}
+
+impl World {
+    /// Logs an action, failing it when a pending failure matches.
+    fn act(&mut self, entry: String) -> Result<(), String> {
+        if let Some(i) = self.failures.iter().position(|f| entry.contains(f.as_str())) {
+            self.failures.remove(i);
+            self.log.push(format!("!{entry}"));
+            return Err(format!("injected failure of `{entry}`"));
+        }
+        self.log.push(entry);
+        Ok(())
+    }
+
+    fn running(&self, address: &str, name: &str) -> bool {
+        self.nodes
+            .get(address)
+            .and_then(|n| n.containers.get(name))
+            .is_some_and(|(_, running)| *running)
+    }
+
+    fn member_running(&self, m: &MemberInfo) -> bool {
+        !m.name.is_empty() && m.address().is_some_and(|a| self.running(&a, ETCD_CONTAINER))
+    }
+
+    /// A majority of the voting members run.
+    pub fn etcd_healthy(&self) -> bool {
+        let voters: Vec<&MemberInfo> = self.etcd.members.iter().filter(|m| !m.is_learner).collect();
+        let up = voters.iter().filter(|m| self.member_running(m)).count();
+        !voters.is_empty() && up * 2 > voters.len()
+    }
+
+    fn etcd_started(&mut self, address: &str, spec: &RunSpec) {
+        let url = etcd_peer_url(address);
+        let new = spec.command.iter().any(|a| a == "--initial-cluster-state=new");
+        // A bootstrap registers every member of the initial cluster at once, as etcd does; those
+        // not started yet have no name.
+        if new && self.etcd.members.is_empty() {
+            let initial = spec.command.iter().find_map(|a| a.strip_prefix("--initial-cluster="));
+            for entry in initial.unwrap_or_default().split(',') {
+                if let Some((_, peer)) = entry.split_once('=') {
+                    self.etcd.next_id += 1;
+                    self.etcd.members.push(MemberInfo {
+                        id: self.etcd.next_id,
+                        name: String::new(),
+                        peer_urls: vec![peer.into()],
+                        client_urls: vec![],
+                        is_learner: false,
+                    });
+                }
+            }
+        }
+        match self.etcd.members.iter_mut().find(|m| m.peer_urls.contains(&url)) {
+            Some(m) => {
+                m.name = address.into();
+                m.client_urls = vec![etcd_client_url(address)];
+            }
+            None if new => {
+                self.etcd.next_id += 1;
+                self.etcd.members.push(MemberInfo {
+                    id: self.etcd.next_id,
+                    name: address.into(),
+                    peer_urls: vec![url],
+                    client_urls: vec![etcd_client_url(address)],
+                    is_learner: false,
+                });
+            }
+            None => {}
+        }
+    }
+}
+
+/// The fake. Cheap to clone (shared state).
+#[derive(Clone, Default)]
+pub struct Fake {
+    world: Arc<Mutex<World>>,
+}
+
+fn agent_error(address: &str, what: &str, reason: String) -> AgentError {
+    AgentError::Failed {
+        address: address.into(),
+        command: what.into(),
+        status: 1,
+        stderr: reason,
+    }
+}
+
+fn etcd_error(reason: String) -> ManagedEtcdError {
+    ManagedEtcdError::Unexpected {
+        endpoints: "fake".into(),
+        reason,
+    }
+}
+
+impl Fake {
+    /// An empty world: nodes appear when first used.
+    pub fn new() -> Self {
+        Fake::default()
+    }
+
+    /// Reads or changes the world.
+    pub fn with<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
+        f(&mut self.world.lock().unwrap())
+    }
+
+    /// The next side effect whose log entry contains `pattern` fails (once).
+    pub fn fail_once(&self, pattern: &str) {
+        self.with(|w| w.failures.push(pattern.into()));
+    }
+
+    /// The log so far, and clears it.
+    pub fn take_log(&self) -> Vec<String> {
+        self.with(|w| std::mem::take(&mut w.log))
+    }
+
+    /// Stops a container as a crash would (it stays, not running).
+    pub fn crash(&self, address: &str, name: &str) {
+        self.with(|w| {
+            if let Some((_, running)) = w.nodes.entry(address.into()).or_default().containers.get_mut(name) {
+                *running = false;
+            }
+        });
+    }
+
+    /// A memory storage holding the CAs the operators read.
+    pub async fn storage() -> Arc<dyn Storage> {
+        let s = MemStorage::new("/cke/");
+        for ca in ["server", "etcd-peer", "etcd-client", "kubernetes"] {
+            s.put_ca(ca, &format!("CA {ca}")).await.unwrap();
+        }
+        Arc::new(s)
+    }
+
+    /// Infra whose every side effect lands in this fake.
+    pub fn infra(&self, cluster: &Cluster, storage: Arc<dyn Storage>) -> Infra {
+        Infra {
+            storage,
+            cluster: Arc::new(cluster.clone()),
+            nodes: Arc::new(self.clone()),
+            engine: Arc::new(self.clone()),
+            issuer: Arc::new(self.clone()),
+            etcd: Arc::new(self.clone()),
+            images: Images::default(),
+        }
+    }
+
+    /// What the probe would see of the fake world.
+    pub fn status(&self, cluster: &Cluster) -> ClusterStatus {
+        self.with(|w| {
+            let service = |node: Option<&FakeNode>, name: &str| {
+                node.and_then(|n| n.containers.get(name))
+                    .map(|(spec, running)| ServiceStatus {
+                        exists: true,
+                        running: *running,
+                        image: spec.image.clone(),
+                        params: Some(spec.params.clone()),
+                    })
+                    .unwrap_or_default()
+            };
+            let mut st = ClusterStatus::default();
+            for n in &cluster.nodes {
+                let mut ns = NodeStatus::default();
+                if w.unreachable.contains(&n.address) {
+                    ns.ssh_error = "unreachable (fake)".into();
+                } else {
+                    let fnode = w.nodes.get(&n.address);
+                    ns.ssh_connected = true;
+                    ns.etcd.service = service(fnode, ETCD_CONTAINER);
+                    ns.etcd.has_data = fnode.is_some_and(|f| f.volumes.contains(cluster.options.etcd.volume()));
+                    ns.etcd.is_added_member = fnode.is_some_and(|f| f.volumes.contains(ETCD_ADDED_MEMBER_VOLUME));
+                    ns.rivers = service(fnode, RIVERS_CONTAINER);
+                    ns.etcd_rivers = service(fnode, ETCD_RIVERS_CONTAINER);
+                }
+                st.nodes.insert(n.address.clone(), ns);
+            }
+            let any_running = w.etcd.members.iter().any(|m| w.member_running(m));
+            if any_running {
+                st.etcd = EtcdClusterStatus {
+                    is_healthy: w.etcd_healthy(),
+                    members: w
+                        .etcd
+                        .members
+                        .iter()
+                        .filter_map(|m| {
+                            let a = m.address()?;
+                            Some((
+                                a,
+                                EtcdMember {
+                                    id: m.id,
+                                    name: m.name.clone(),
+                                    is_learner: m.is_learner,
+                                },
+                            ))
+                        })
+                        .collect(),
+                    in_sync_members: if w.etcd_healthy() {
+                        w.etcd
+                            .members
+                            .iter()
+                            .filter(|m| w.member_running(m))
+                            .filter_map(|m| m.address())
+                            .collect()
+                    } else {
+                        BTreeSet::new()
+                    },
+                };
+            }
+            st
+        })
+    }
+
+    fn node_act(&self, address: &str, entry: String) -> Result<(), AgentError> {
+        self.with(|w| {
+            if w.unreachable.contains(address) {
+                w.log.push(format!("!{entry}"));
+                return Err(AgentError::Connect {
+                    address: address.into(),
+                    reason: "unreachable (fake)".into(),
+                });
+            }
+            w.act(entry.clone()).map_err(|r| agent_error(address, &entry, r))
+        })
+    }
+}
+
+/// A fake node's shell.
+pub struct FakeRunner {
+    fake: Fake,
+    address: String,
+}
+
+#[async_trait]
+impl Runner for FakeRunner {
+    fn address(&self) -> &str {
+        &self.address
+    }
+
+    async fn run(&self, command: &str, _stdin: Option<&[u8]>, _timeout: Duration) -> Result<Output, AgentError> {
+        self.fake
+            .node_act(&self.address, format!("{}: sh {command}", self.address))?;
+        if let Some(dir) = command.strip_prefix("rm -rf ") {
+            let dir = dir.trim_matches('\'').to_string();
+            self.fake.with(|w| {
+                let n = w.nodes.entry(self.address.clone()).or_default();
+                n.files.retain(|p, _| !p.starts_with(&format!("{dir}/")) && *p != dir);
+            });
+        }
+        Ok(Output {
+            status: 0,
+            ..Default::default()
+        })
+    }
+
+    async fn write_file(&self, path: &str, content: &[u8], mode: u32, _owner: Option<&str>) -> Result<(), AgentError> {
+        self.fake
+            .node_act(&self.address, format!("{}: write {path}", self.address))?;
+        self.fake.with(|w| {
+            let n = w.nodes.entry(self.address.clone()).or_default();
+            n.files.insert(path.into(), (content.to_vec(), mode));
+        });
+        Ok(())
+    }
+}
+
+impl NodeAccess for Fake {
+    fn node(&self, address: &str, _user: &str) -> Arc<dyn Runner> {
+        Arc::new(FakeRunner {
+            fake: self.clone(),
+            address: address.into(),
+        })
+    }
+}
+
+#[async_trait]
+impl Engine for Fake {
+    async fn run(&self, node: &dyn Runner, spec: &RunSpec) -> Result<(), AgentError> {
+        let a = node.address();
+        self.node_act(a, format!("{a}: run {}", spec.name))?;
+        self.with(|w| {
+            let n = w.nodes.entry(a.into()).or_default();
+            n.images.insert(spec.image.clone());
+            n.containers.insert(spec.name.clone(), (spec.clone(), true));
+            if spec.name == ETCD_CONTAINER {
+                w.etcd_started(a, spec);
+            }
+        });
+        Ok(())
+    }
+
+    async fn remove(&self, node: &dyn Runner, name: &str) -> Result<(), AgentError> {
+        let a = node.address();
+        self.node_act(a, format!("{a}: remove {name}"))?;
+        self.with(|w| w.nodes.entry(a.into()).or_default().containers.remove(name));
+        Ok(())
+    }
+
+    async fn volume_create(&self, node: &dyn Runner, name: &str) -> Result<(), AgentError> {
+        let a = node.address();
+        self.node_act(a, format!("{a}: volume create {name}"))?;
+        self.with(|w| w.nodes.entry(a.into()).or_default().volumes.insert(name.into()));
+        Ok(())
+    }
+
+    async fn volume_remove(&self, node: &dyn Runner, name: &str) -> Result<(), AgentError> {
+        let a = node.address();
+        self.node_act(a, format!("{a}: volume rm {name}"))?;
+        self.with(|w| w.nodes.entry(a.into()).or_default().volumes.remove(name));
+        Ok(())
+    }
+
+    async fn pull_if_missing(&self, node: &dyn Runner, image: &str) -> Result<(), AgentError> {
+        let a = node.address();
+        self.node_act(a, format!("{a}: pull {image}"))?;
+        self.with(|w| w.nodes.entry(a.into()).or_default().images.insert(image.into()));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl CertIssuer for Fake {
+    async fn issue(&self, req: &IssueRequest) -> Result<IssuedCert, IssueError> {
+        let entry = format!("issue {} CN={}", req.ca, req.common_name);
+        self.with(|w| {
+            w.act(entry).map_err(|reason| {
+                IssueError::Vault(VaultError::Unexpected {
+                    endpoint: "fake".into(),
+                    path: format!("cke/ca-{}", req.ca),
+                    reason,
+                })
+            })?;
+            w.issued.push(req.clone());
+            Ok(IssuedCert {
+                certificate: format!("CERT {} {}", req.ca, req.common_name),
+                private_key: format!("KEY {} {}", req.ca, req.common_name),
+                ca_certificate: format!("CA {}", req.ca),
+                serial_number: w.issued.len().to_string(),
+                expiration: 0,
+            })
+        })
+    }
+}
+
+#[async_trait]
+impl EtcdConnector for Fake {
+    async fn connect(
+        &self,
+        preferred: &[String],
+        _fallback: &[String],
+    ) -> Result<Arc<dyn EtcdAdmin>, EtcdConnectError> {
+        let hosts: Vec<String> = preferred.iter().filter_map(|u| host_of_url(u)).collect();
+        Ok(Arc::new(FakeEtcdAdmin {
+            fake: self.clone(),
+            endpoints: hosts.join(","),
+        }))
+    }
+}
+
+/// A client of the fake managed etcd.
+pub struct FakeEtcdAdmin {
+    fake: Fake,
+    endpoints: String,
+}
+
+impl FakeEtcdAdmin {
+    fn act(&self, what: &str) -> Result<(), ManagedEtcdError> {
+        self.fake
+            .with(|w| {
+                w.act(format!("etcd {what}"))?;
+                if !w.etcd.members.iter().any(|m| w.member_running(m)) {
+                    return Err(format!("no member answers through {}", self.endpoints));
+                }
+                Ok(())
+            })
+            .map_err(etcd_error)
+    }
+}
+
+#[async_trait]
+impl EtcdAdmin for FakeEtcdAdmin {
+    fn endpoints(&self) -> String {
+        self.endpoints.clone()
+    }
+
+    async fn members(&self) -> Result<Vec<MemberInfo>, ManagedEtcdError> {
+        self.act("member list")?;
+        Ok(self.fake.with(|w| w.etcd.members.clone()))
+    }
+
+    async fn add_learner_when_ready(
+        &self,
+        peer_url: &str,
+        _limit: Duration,
+    ) -> Result<(u64, Vec<MemberInfo>), ManagedEtcdError> {
+        self.act(&format!("add learner {peer_url}"))?;
+        self.fake.with(|w| {
+            if !w.etcd_healthy() {
+                return Err(etcd_error("no quorum".into()));
+            }
+            let existing = w
+                .etcd
+                .members
+                .iter()
+                .find(|m| m.peer_urls.iter().any(|u| u == peer_url) && m.is_learner && m.name.is_empty())
+                .map(|m| m.id);
+            let id = match existing {
+                Some(id) => id,
+                None => {
+                    w.etcd.next_id += 1;
+                    let id = w.etcd.next_id;
+                    w.etcd.members.push(MemberInfo {
+                        id,
+                        name: String::new(),
+                        peer_urls: vec![peer_url.into()],
+                        client_urls: vec![],
+                        is_learner: true,
+                    });
+                    id
+                }
+            };
+            Ok((id, w.etcd.members.clone()))
+        })
+    }
+
+    async fn promote_when_ready(&self, id: u64, _limit: Duration) -> Result<(), ManagedEtcdError> {
+        self.act(&format!("promote {id:x}"))?;
+        self.fake.with(|w| {
+            let started = w.etcd.members.iter().any(|m| m.id == id && w.member_running(m));
+            match w.etcd.members.iter_mut().find(|m| m.id == id) {
+                None => Err(etcd_error(format!("member {id:x} not found"))),
+                Some(_) if !started => Err(etcd_error(format!("learner {id:x} did not catch up"))),
+                Some(m) => {
+                    m.is_learner = false;
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    async fn remove(&self, id: u64) -> Result<(), ManagedEtcdError> {
+        self.act(&format!("remove {id:x}"))?;
+        self.fake.with(|w| w.etcd.members.retain(|m| m.id != id));
+        Ok(())
+    }
+
+    async fn health_revision(&self) -> Result<i64, ManagedEtcdError> {
+        self.act("health")?;
+        if self.fake.with(|w| w.etcd_healthy()) {
+            Ok(1)
+        } else {
+            Err(etcd_error("no quorum".into()))
+        }
+    }
+
+    async fn cluster_status(&self) -> Result<EtcdClusterStatus, ManagedEtcdError> {
+        self.act("status")?;
+        Ok(self.fake.with(|w| EtcdClusterStatus {
+            is_healthy: w.etcd_healthy(),
+            members: Default::default(),
+            in_sync_members: w
+                .etcd
+                .members
+                .iter()
+                .filter(|m| w.member_running(m))
+                .filter_map(|m| m.address())
+                .collect(),
+        }))
+    }
+
+    async fn setup_auth(&self) -> Result<(), ManagedEtcdError> {
+        self.act("setup auth")?;
+        self.fake.with(|w| w.etcd.auth = true);
+        Ok(())
+    }
+}

@@ -1,0 +1,369 @@
+//! The infrastructure layer: every side effect an operator may cause, each behind a trait with a
+//! real implementation and, for unit tests, a fake ([`fake`], test builds only).
+//!
+//! - [`NodeAccess`]: shell commands and files on a node (SSH: [`crate::agent::ssh::SshPool`]);
+//! - [`Engine`]: the docker-compatible container engine on a node ([`ContainerEngine`] over SSH);
+//! - [`CertIssuer`]: certificates from Vault PKI ([`crate::pki::Issuer`]);
+//! - [`EtcdConnector`] / [`EtcdAdmin`]: the managed etcd's admin API ([`crate::managed_etcd`]);
+//! - the management etcd is [`crate::storage::Storage`] (with its in-memory double).
+//!
+//! [`Infra`] bundles them for one pass. Building it connects nowhere; the real implementations
+//! connect on first use. This layer knows nothing of plans or operators.
+
+#[cfg(test)]
+pub mod fake;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Mutex;
+
+use crate::agent::container::{ContainerEngine, RunSpec};
+use crate::agent::ssh::SshPool;
+use crate::agent::{AgentError, Runner};
+use crate::managed_etcd::{live_endpoints, EtcdTls, ManagedEtcd, ManagedEtcdError, MemberInfo};
+use crate::model::{Cluster, EtcdClusterStatus};
+use crate::pki::{IssueRequest, IssuedCert, Issuer, VaultClient, VaultError};
+use crate::storage::{Storage, StorageError};
+use crate::topology::Images;
+
+/// Shell access to the nodes.
+pub trait NodeAccess: Send + Sync {
+    /// A runner for `user@address`; connecting happens on the first command.
+    fn node(&self, address: &str, user: &str) -> Arc<dyn Runner>;
+}
+
+impl NodeAccess for Arc<SshPool> {
+    fn node(&self, address: &str, user: &str) -> Arc<dyn Runner> {
+        Arc::new(SshPool::node(self, address, user))
+    }
+}
+
+/// For a daemon without SSH keys: every command fails with the reason.
+pub struct NoNodeAccess;
+
+struct Unreachable(String);
+
+#[async_trait]
+impl Runner for Unreachable {
+    fn address(&self) -> &str {
+        &self.0
+    }
+
+    async fn run(
+        &self,
+        _command: &str,
+        _stdin: Option<&[u8]>,
+        _timeout: Duration,
+    ) -> Result<crate::agent::Output, AgentError> {
+        Err(AgentError::Connect {
+            address: self.0.clone(),
+            reason: "no node agent is configured".into(),
+        })
+    }
+}
+
+impl NodeAccess for NoNodeAccess {
+    fn node(&self, address: &str, _user: &str) -> Arc<dyn Runner> {
+        Arc::new(Unreachable(address.into()))
+    }
+}
+
+/// The container engine on a node (the runner names the node).
+#[async_trait]
+pub trait Engine: Send + Sync {
+    /// Starts a container, replacing one of the same name; a missing image is pulled first, so a
+    /// failed pull leaves the old container running.
+    async fn run(&self, node: &dyn Runner, spec: &RunSpec) -> Result<(), AgentError>;
+    /// Stops and removes a container (no error when absent).
+    async fn remove(&self, node: &dyn Runner, name: &str) -> Result<(), AgentError>;
+    /// Creates a named volume (idempotent).
+    async fn volume_create(&self, node: &dyn Runner, name: &str) -> Result<(), AgentError>;
+    /// Removes a named volume (no error when absent).
+    async fn volume_remove(&self, node: &dyn Runner, name: &str) -> Result<(), AgentError>;
+    /// Pulls an image unless it is present.
+    async fn pull_if_missing(&self, node: &dyn Runner, image: &str) -> Result<(), AgentError>;
+}
+
+#[async_trait]
+impl Engine for ContainerEngine {
+    async fn run(&self, node: &dyn Runner, spec: &RunSpec) -> Result<(), AgentError> {
+        ContainerEngine::run(self, node, spec).await
+    }
+
+    async fn remove(&self, node: &dyn Runner, name: &str) -> Result<(), AgentError> {
+        ContainerEngine::remove(self, node, name).await
+    }
+
+    async fn volume_create(&self, node: &dyn Runner, name: &str) -> Result<(), AgentError> {
+        ContainerEngine::volume_create(self, node, name).await
+    }
+
+    async fn volume_remove(&self, node: &dyn Runner, name: &str) -> Result<(), AgentError> {
+        ContainerEngine::volume_remove(self, node, name).await
+    }
+
+    async fn pull_if_missing(&self, node: &dyn Runner, image: &str) -> Result<(), AgentError> {
+        if !self.image_exists(node, image).await? {
+            self.pull(node, image).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Errors of the certificate issuer.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// Vault is not set up or not reachable with the stored config.
+    #[error("Vault is not configured (ckecli vault init, ckecli vault config)")]
+    NotConfigured,
+    /// Vault refused or failed.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+/// Issues certificates (Vault PKI). Every certificate cke issues is one [`IssueRequest`]; the helpers
+/// in [`crate::pki::requests`] build the requests with CKE's names.
+#[async_trait]
+pub trait CertIssuer: Send + Sync {
+    /// Issues a certificate; the private key is made locally and never sent.
+    async fn issue(&self, req: &IssueRequest) -> Result<IssuedCert, IssueError>;
+}
+
+#[async_trait]
+impl CertIssuer for Issuer {
+    async fn issue(&self, req: &IssueRequest) -> Result<IssuedCert, IssueError> {
+        Ok(Issuer::issue(self, req).await?)
+    }
+}
+
+/// For a daemon without Vault: every request fails with the reason.
+pub struct NoIssuer;
+
+#[async_trait]
+impl CertIssuer for NoIssuer {
+    async fn issue(&self, _req: &IssueRequest) -> Result<IssuedCert, IssueError> {
+        Err(IssueError::NotConfigured)
+    }
+}
+
+/// The managed etcd's admin API, through some of its members.
+#[async_trait]
+pub trait EtcdAdmin: Send + Sync {
+    /// The endpoints in use, for messages.
+    fn endpoints(&self) -> String;
+    /// Every member.
+    async fn members(&self) -> Result<Vec<MemberInfo>, ManagedEtcdError>;
+    /// Adds a learner with `peer_url` once the cluster accepts it (or reuses an unstarted learner
+    /// with that URL); returns its id and the members after the change.
+    async fn add_learner_when_ready(
+        &self,
+        peer_url: &str,
+        limit: Duration,
+    ) -> Result<(u64, Vec<MemberInfo>), ManagedEtcdError>;
+    /// Promotes a learner once it has caught up.
+    async fn promote_when_ready(&self, id: u64, limit: Duration) -> Result<(), ManagedEtcdError>;
+    /// Removes a member (no error when it is already gone).
+    async fn remove(&self, id: u64) -> Result<(), ManagedEtcdError>;
+    /// Grants a lease through the members: the revision when healthy.
+    async fn health_revision(&self) -> Result<i64, ManagedEtcdError>;
+    /// Members, health and in-sync members.
+    async fn cluster_status(&self) -> Result<EtcdClusterStatus, ManagedEtcdError>;
+    /// Users `root` and `kube-apiserver`, auth on (idempotent).
+    async fn setup_auth(&self) -> Result<(), ManagedEtcdError>;
+}
+
+#[async_trait]
+impl EtcdAdmin for ManagedEtcd {
+    fn endpoints(&self) -> String {
+        ManagedEtcd::endpoints(self)
+    }
+
+    async fn members(&self) -> Result<Vec<MemberInfo>, ManagedEtcdError> {
+        ManagedEtcd::members(self).await
+    }
+
+    async fn add_learner_when_ready(
+        &self,
+        peer_url: &str,
+        limit: Duration,
+    ) -> Result<(u64, Vec<MemberInfo>), ManagedEtcdError> {
+        ManagedEtcd::add_learner_when_ready(self, peer_url, limit).await
+    }
+
+    async fn promote_when_ready(&self, id: u64, limit: Duration) -> Result<(), ManagedEtcdError> {
+        ManagedEtcd::promote_when_ready(self, id, limit).await
+    }
+
+    async fn remove(&self, id: u64) -> Result<(), ManagedEtcdError> {
+        ManagedEtcd::remove(self, id).await
+    }
+
+    async fn health_revision(&self) -> Result<i64, ManagedEtcdError> {
+        ManagedEtcd::health_revision(self).await
+    }
+
+    async fn cluster_status(&self) -> Result<EtcdClusterStatus, ManagedEtcdError> {
+        ManagedEtcd::cluster_status(self).await
+    }
+
+    async fn setup_auth(&self) -> Result<(), ManagedEtcdError> {
+        ManagedEtcd::setup_auth(self).await
+    }
+}
+
+/// Errors connecting to the managed etcd.
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdConnectError {
+    /// The root client certificate could not be issued.
+    #[error("cannot issue the managed etcd's root certificate")]
+    Credentials(#[source] IssueError),
+    /// The CA of the etcd server certificates is missing.
+    #[error("CA server is not in the management etcd (ckecli vault init)")]
+    NoCa,
+    /// The management etcd failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The managed etcd refused the connection.
+    #[error(transparent)]
+    Etcd(#[from] ManagedEtcdError),
+}
+
+/// Connects to the managed etcd as `root`.
+#[async_trait]
+pub trait EtcdConnector: Send + Sync {
+    /// A client through those of `preferred` (client URLs) that answer; when none does, through
+    /// those of `fallback` that do (a member may still run on a former control-plane node); when
+    /// none answers at all, through `preferred`, so that errors name them.
+    async fn connect(&self, preferred: &[String], fallback: &[String]) -> Result<Arc<dyn EtcdAdmin>, EtcdConnectError>;
+}
+
+/// The managed etcd's root credentials: a client certificate issued once and reused until it is
+/// near its expiry, with the CA of the servers from the management etcd. Shared by the prober, the
+/// operators and `ckecli`, so a pass issues at most one root certificate an hour.
+pub struct EtcdCredentials {
+    issuer: Arc<dyn CertIssuer>,
+    storage: Arc<dyn Storage>,
+    cached: Mutex<Option<(tokio::time::Instant, EtcdTls)>>,
+}
+
+/// The TTL of the managed etcd root certificate cke issues for itself.
+pub const ETCD_ROOT_CERT_TTL: Duration = Duration::from_secs(2 * 3600);
+
+/// How long before its expiry a cached credential is replaced.
+pub const RENEW_BEFORE_EXPIRY: Duration = Duration::from_secs(3600);
+
+impl EtcdCredentials {
+    /// Credentials issued by `issuer`, with the CA read from `storage`.
+    pub fn new(issuer: Arc<dyn CertIssuer>, storage: Arc<dyn Storage>) -> Self {
+        EtcdCredentials {
+            issuer,
+            storage,
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// The TLS material, issuing a new certificate when none is cached or the cached one is near
+    /// its expiry.
+    pub async fn get(&self) -> Result<EtcdTls, EtcdConnectError> {
+        let mut cached = self.cached.lock().await;
+        if let Some((at, tls)) = cached.as_ref() {
+            if at.elapsed() + RENEW_BEFORE_EXPIRY < ETCD_ROOT_CERT_TTL {
+                return Ok(tls.clone());
+            }
+        }
+        let cert = self
+            .issuer
+            .issue(&crate::pki::requests::etcd_client("root", Some(ETCD_ROOT_CERT_TTL)))
+            .await
+            .map_err(EtcdConnectError::Credentials)?;
+        let ca = self.storage.get_ca("server").await?.ok_or(EtcdConnectError::NoCa)?;
+        let tls = EtcdTls {
+            ca,
+            cert: cert.certificate,
+            key: cert.private_key,
+        };
+        *cached = Some((tokio::time::Instant::now(), tls.clone()));
+        Ok(tls)
+    }
+}
+
+/// The real connector: [`ManagedEtcd`] with [`EtcdCredentials`].
+pub struct EtcdClientConnector {
+    credentials: Arc<EtcdCredentials>,
+    timeout: Duration,
+}
+
+impl EtcdClientConnector {
+    /// A connector whose requests time out after `timeout`.
+    pub fn new(credentials: Arc<EtcdCredentials>, timeout: Duration) -> Self {
+        EtcdClientConnector { credentials, timeout }
+    }
+}
+
+#[async_trait]
+impl EtcdConnector for EtcdClientConnector {
+    async fn connect(&self, preferred: &[String], fallback: &[String]) -> Result<Arc<dyn EtcdAdmin>, EtcdConnectError> {
+        let tls = self.credentials.get().await?;
+        let mut endpoints = preferred.to_vec();
+        if !fallback.is_empty() && live_endpoints(preferred).await.is_empty() {
+            let live = live_endpoints(fallback).await;
+            if !live.is_empty() {
+                endpoints = live;
+            }
+        }
+        Ok(Arc::new(ManagedEtcd::connect(endpoints, tls, self.timeout).await?))
+    }
+}
+
+/// What operators may use during one pass.
+#[derive(Clone)]
+pub struct Infra {
+    /// The management etcd.
+    pub storage: Arc<dyn Storage>,
+    /// The declaration the operations were planned from.
+    pub cluster: Arc<Cluster>,
+    /// Shell access to the nodes.
+    pub nodes: Arc<dyn NodeAccess>,
+    /// The container engine on the nodes.
+    pub engine: Arc<dyn Engine>,
+    /// Certificates.
+    pub issuer: Arc<dyn CertIssuer>,
+    /// The managed etcd.
+    pub etcd: Arc<dyn EtcdConnector>,
+    /// The images to run.
+    pub images: Images,
+}
+
+impl Infra {
+    /// Infra that reaches only the management etcd: nodes, Vault and the managed etcd fail with the
+    /// reason (a daemon not set up yet, tests of the framework).
+    pub fn minimal(storage: Arc<dyn Storage>, cluster: Arc<Cluster>) -> Self {
+        let issuer: Arc<dyn CertIssuer> = Arc::new(NoIssuer);
+        let credentials = Arc::new(EtcdCredentials::new(issuer.clone(), storage.clone()));
+        Infra {
+            storage,
+            cluster,
+            nodes: Arc::new(NoNodeAccess),
+            engine: Arc::new(ContainerEngine::default()),
+            issuer,
+            etcd: Arc::new(EtcdClientConnector::new(credentials, Duration::from_secs(10))),
+            images: Images::default(),
+        }
+    }
+
+    /// The runner of a node, as the declared user (root for a node no longer declared).
+    pub fn node(&self, address: &str) -> Arc<dyn Runner> {
+        let user = self.cluster.node(address).map_or("root", |n| n.user.as_str());
+        self.nodes.node(address, user)
+    }
+
+    /// A real issuer over a Vault client, or [`NoIssuer`].
+    pub fn issuer_for(vault: Option<VaultClient>) -> Arc<dyn CertIssuer> {
+        match vault {
+            Some(v) => Arc::new(Issuer::new(v)),
+            None => Arc::new(NoIssuer),
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! State shared by the controller, the election loop and the HTTP server: what `/status` shows,
+//! the metrics, and the freshness marks `/health` checks. Plain data behind locks; no I/O.
+
+use std::sync::{Mutex, RwLock};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::metrics::Metrics;
+use crate::model::{Phase, PlannedOp, Record};
+
+/// What `/status` shows; updated by the controller and the election loop.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DaemonStatus {
+    /// This instance's name.
+    pub name: String,
+    /// Whether this instance leads.
+    pub is_leader: bool,
+    /// The current leader's name, as last seen.
+    pub leader: Option<String>,
+    /// The phase of the leader's last pass.
+    pub phase: Option<Phase>,
+    /// When that phase was entered.
+    pub phase_timestamp: Option<DateTime<Utc>>,
+    /// Why the last pass did nothing, if it says.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub note: String,
+    /// The last operation this instance ran.
+    pub last_operation: Option<Record>,
+    /// What the leader plans to do next (empty on followers).
+    pub planned_operations: Vec<PlannedOp>,
+    /// Plans are made and published but never executed.
+    pub dry_run: bool,
+}
+
+/// State shared by the controller, the election loop and the HTTP server.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// The status shown at `/status`.
+    pub status: RwLock<DaemonStatus>,
+    /// The metrics shown at `/metrics`.
+    pub metrics: Metrics,
+    /// When the management etcd last answered.
+    pub etcd_ok_at: Mutex<Option<Instant>>,
+    /// When the main loop last made progress (campaigning or a pass).
+    pub loop_alive_at: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    /// Notes that the main loop is alive.
+    pub fn alive(&self) {
+        *self.loop_alive_at.lock().unwrap() = Some(Instant::now());
+    }
+
+    /// Notes that etcd answered.
+    pub fn etcd_ok(&self) {
+        *self.etcd_ok_at.lock().unwrap() = Some(Instant::now());
+    }
+}
