@@ -1,0 +1,773 @@
+//! Golden planner cases as data: every `testdata/planner/*.yaml` holds a cluster declaration, the
+//! constraints, the planner inputs, a probed status (written with shorthands) and the plan
+//! `decide_ops` must return for them. One test runs them all and reports every failing case, with the
+//! expected and the actual plan; the format is documented in `testdata/planner/README.md`.
+//!
+//! This file owns the case schema, the expansion of the shorthands into a `ClusterStatus` (container
+//! params computed with `cke::planner::params`, as the operators compute them), and the comparison.
+//! It must not encode planner rules itself: every expectation lives in the case files.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Deserialize;
+use serde_yaml::Value;
+
+use cke::model::{
+    parse_cluster, Cluster, ClusterStatus, Constraints, ContainerParams, EtcdClusterStatus, EtcdMember, EtcdNodeStatus,
+    Node, NodeStatus, ServiceParams, ServiceStatus,
+};
+use cke::planner::params::*;
+use cke::planner::{decide_ops, OpKind, Phase, Plan, PlanInputs};
+
+/// The image an `outdated-image` container runs.
+const OUTDATED_IMAGE: &str = "localhost/cke-outdated:golden";
+/// The argument an `outdated-params` (builtin) or `outdated-extra` label carries beyond the current one.
+const OUTDATED_ARG: &str = "--outdated-by-golden-case=true";
+/// Phases the planner cannot return today, so that no case can show them, with the reason.
+const NOT_EMITTED: &[(Phase, &str)] = &[(
+    Phase::K8sStart,
+    "the planner does not manage Kubernetes components yet (step 5 of decide_ops)",
+)];
+
+/// The `now` every case is planned at.
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The case schema.
+
+/// One case file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    /// What the case shows, and why the expectation is right.
+    description: String,
+    /// A cluster.yml declaration, parsed and validated as `ckecli cluster set` does.
+    cluster: Value,
+    /// CKE constraints (`control-plane-count`, ...); CKE's defaults when absent.
+    #[serde(default)]
+    constraints: Option<Constraints>,
+    /// Planner inputs besides the declaration and the status.
+    #[serde(default)]
+    inputs: InputsSpec,
+    /// What the probe saw.
+    status: StatusSpec,
+    /// The plan `decide_ops` must return.
+    expect: Expect,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputsSpec {
+    /// `PlanInputs::etcd_bootstrapped_before`.
+    #[serde(default)]
+    etcd_bootstrapped_before: bool,
+    /// `PlanInputs::images.etcd` (default: `Images::default()`).
+    #[serde(default)]
+    etcd_image: Option<String>,
+    /// `PlanInputs::images.tools` (default: `Images::default()`).
+    #[serde(default)]
+    tools_image: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusSpec {
+    /// Every declared node, by address: `unreachable` or a map of [`NodeSpec`] fields.
+    nodes: BTreeMap<String, Value>,
+    /// The managed etcd as a whole; absent: no member answers.
+    #[serde(default)]
+    etcd: Option<EtcdSpec>,
+}
+
+/// A reachable node.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeSpec {
+    /// Default `current`.
+    #[serde(default)]
+    rivers: Option<Svc>,
+    /// Default `current` on control-plane nodes, `absent` on others.
+    #[serde(default)]
+    etcd_rivers: Option<Svc>,
+    /// Default `absent`.
+    #[serde(default)]
+    etcd: Option<Svc>,
+    /// The data volume exists; default: the etcd container exists.
+    #[serde(default)]
+    etcd_data: Option<bool>,
+    /// The added-member marker exists; default: `etcd_data`.
+    #[serde(default)]
+    etcd_marker: Option<bool>,
+}
+
+/// A container, in one word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Svc {
+    /// Running with the current image and the params the planner computes for this node.
+    Current,
+    /// etcd only: current, and the label also holds the `--initial-*` arguments of a bootstrap.
+    CurrentWithInitialArgs,
+    /// The container exists but has exited (current image and params).
+    Stopped,
+    /// No such container.
+    Absent,
+    /// Running with current params but another image.
+    OutdatedImage,
+    /// Running with the current image, but the builtin params carry one more argument.
+    OutdatedParams,
+    /// Running with the current image, but the extra params carry one more argument.
+    OutdatedExtra,
+    /// Running with the current image, without a readable params label.
+    NoParams,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EtcdSpec {
+    /// A lease grant succeeded (required, so that no case is healthy or not by accident).
+    healthy: bool,
+    /// Members by node address: an id, or a map of [`MemberSpec`] fields.
+    #[serde(default)]
+    members: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberSpec {
+    id: u64,
+    /// A learner (non-voting).
+    #[serde(default)]
+    learner: bool,
+    /// The member has started (its name, the address, is set); default true.
+    #[serde(default = "yes")]
+    started: bool,
+    /// Its own read caught up with the health check's revision; default: healthy and started.
+    #[serde(default)]
+    in_sync: Option<bool>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    phase: Phase,
+    /// In order; each an `OpKind` as `PlannedOp` serialises it (`operation` + its fields), plus an
+    /// optional `reason` (exact) or `reason_contains`.
+    operations: Vec<Value>,
+    /// The note must contain this; absent: the note must be empty.
+    #[serde(default)]
+    note_contains: Option<String>,
+}
+
+/// An expected operation after checking.
+#[derive(Debug)]
+struct ExpectedOp {
+    kind: OpKind,
+    reason: Option<String>,
+    reason_contains: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building the planner's inputs.
+
+/// A case ready to plan.
+struct Loaded {
+    description: String,
+    cluster: Cluster,
+    constraints: Constraints,
+    inputs: PlanInputs,
+    status: ClusterStatus,
+    phase: Phase,
+    ops: Vec<ExpectedOp>,
+    note_contains: Option<String>,
+    /// The `expect` section as written, for the failure message.
+    expect_text: String,
+}
+
+fn load_case(text: &str) -> Result<Loaded, String> {
+    let case: Case = serde_yaml::from_str(text).map_err(|e| format!("does not parse: {e}"))?;
+    let expect_text = {
+        let v: Value = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        serde_yaml::to_string(&v["expect"]).map_err(|e| e.to_string())?
+    };
+    if case.description.trim().is_empty() {
+        return Err("description: must say what the case shows".into());
+    }
+    let cluster_text = serde_yaml::to_string(&case.cluster).map_err(|e| format!("cluster: {e}"))?;
+    let cluster = parse_cluster(&cluster_text).map_err(|e| format!("cluster: {e}"))?;
+    let constraints = case.constraints.unwrap_or_default();
+    constraints.validate().map_err(|e| format!("constraints: {e}"))?;
+
+    let mut inputs = PlanInputs {
+        images: Images::default(),
+        etcd_bootstrapped_before: case.inputs.etcd_bootstrapped_before,
+    };
+    if let Some(i) = case.inputs.etcd_image {
+        inputs.images.etcd = i;
+    }
+    if let Some(i) = case.inputs.tools_image {
+        inputs.images.tools = i;
+    }
+
+    let status = build_status(&cluster, &inputs, &case.status)?;
+    let ops = case
+        .expect
+        .operations
+        .iter()
+        .enumerate()
+        .map(|(i, v)| expected_op(v).map_err(|e| format!("expect.operations[{i}]: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Loaded {
+        description: case.description,
+        cluster,
+        constraints,
+        inputs,
+        status,
+        phase: case.expect.phase,
+        ops,
+        note_contains: case.expect.note_contains,
+        expect_text,
+    })
+}
+
+fn build_status(cluster: &Cluster, inputs: &PlanInputs, spec: &StatusSpec) -> Result<ClusterStatus, String> {
+    let mut status = ClusterStatus::default();
+    for n in &cluster.nodes {
+        if !spec.nodes.contains_key(&n.address) {
+            return Err(format!(
+                "status.nodes: declared node {} is missing (write `{}: unreachable` for a node the probe \
+                 could not reach)",
+                n.address, n.address
+            ));
+        }
+    }
+    for (address, v) in &spec.nodes {
+        let path = format!("status.nodes.{address}");
+        let node = cluster
+            .node(address)
+            .ok_or_else(|| format!("{path}: not a declared node (the probe only probes declared nodes)"))?;
+        let st = match v {
+            Value::String(s) if s == "unreachable" => NodeStatus {
+                ssh_connected: false,
+                ssh_error: "unreachable (golden case)".into(),
+                ..Default::default()
+            },
+            Value::String(s) => {
+                return Err(format!(
+                    "{path}: {s:?} is not a node shorthand (write `unreachable`, or a map of rivers, \
+                     etcd_rivers, etcd, etcd_data, etcd_marker)"
+                ))
+            }
+            Value::Null => node_status(cluster, inputs, node, &NodeSpec::default(), &path)?,
+            other => {
+                let ns: NodeSpec = serde_yaml::from_value(other.clone()).map_err(|e| format!("{path}: {e}"))?;
+                node_status(cluster, inputs, node, &ns, &path)?
+            }
+        };
+        status.nodes.insert(address.clone(), st);
+    }
+    if let Some(e) = &spec.etcd {
+        status.etcd = etcd_status(e)?;
+    }
+    Ok(status)
+}
+
+fn node_status(
+    cluster: &Cluster,
+    inputs: &PlanInputs,
+    node: &Node,
+    spec: &NodeSpec,
+    path: &str,
+) -> Result<NodeStatus, String> {
+    let cps: Vec<&Node> = cluster.control_planes().collect();
+    let rivers = service(
+        spec.rivers.unwrap_or(Svc::Current),
+        &inputs.images.tools,
+        rivers_builtin_params(&cps, API_SERVER_PORT, RIVERS_LISTEN_PORT),
+        None,
+        cluster.options.rivers.clone(),
+    )
+    .map_err(|e| format!("{path}.rivers: {e}"))?;
+    let etcd_rivers = service(
+        spec.etcd_rivers
+            .unwrap_or(if node.control_plane { Svc::Current } else { Svc::Absent }),
+        &inputs.images.tools,
+        rivers_builtin_params(&cps, ETCD_CLIENT_PORT, ETCD_RIVERS_LISTEN_PORT),
+        None,
+        cluster.options.etcd_rivers.clone(),
+    )
+    .map_err(|e| format!("{path}.etcd_rivers: {e}"))?;
+    let volume = cluster.options.etcd.volume();
+    let cp_addresses: Vec<String> = cps.iter().map(|n| n.address.clone()).collect();
+    let etcd = service(
+        spec.etcd.unwrap_or(Svc::Absent),
+        &inputs.images.etcd,
+        etcd_builtin_params(node, volume, None),
+        Some(etcd_builtin_params(
+            node,
+            volume,
+            Some((&cp_addresses, InitialClusterState::New)),
+        )),
+        cluster.options.etcd.service_params(),
+    )
+    .map_err(|e| format!("{path}.etcd: {e}"))?;
+    let has_data = spec.etcd_data.unwrap_or(etcd.exists);
+    let is_added_member = spec.etcd_marker.unwrap_or(has_data);
+    Ok(NodeStatus {
+        ssh_connected: true,
+        ssh_error: String::new(),
+        etcd: EtcdNodeStatus {
+            service: etcd,
+            has_data,
+            is_added_member,
+        },
+        rivers,
+        etcd_rivers,
+    })
+}
+
+/// Expands a shorthand. `with_initial` is the builtin params with `--initial-*` arguments, for the
+/// services that have them (etcd).
+fn service(
+    svc: Svc,
+    image: &str,
+    builtin: ServiceParams,
+    with_initial: Option<ServiceParams>,
+    extra: ServiceParams,
+) -> Result<ServiceStatus, String> {
+    let running = |image: &str, builtin: ServiceParams, extra: ServiceParams| ServiceStatus {
+        exists: true,
+        running: true,
+        image: image.into(),
+        params: Some(ContainerParams { builtin, extra }),
+    };
+    let more = |mut p: ServiceParams| {
+        p.extra_args.push(OUTDATED_ARG.into());
+        p
+    };
+    Ok(match svc {
+        Svc::Current => running(image, builtin, extra),
+        Svc::CurrentWithInitialArgs => {
+            let b = with_initial.ok_or("current-with-initial-args is only for etcd (no other container has them)")?;
+            running(image, b, extra)
+        }
+        Svc::Stopped => ServiceStatus {
+            running: false,
+            ..running(image, builtin, extra)
+        },
+        Svc::Absent => ServiceStatus::default(),
+        Svc::OutdatedImage => running(OUTDATED_IMAGE, builtin, extra),
+        Svc::OutdatedParams => running(image, more(builtin), extra),
+        Svc::OutdatedExtra => running(image, builtin, more(extra)),
+        Svc::NoParams => ServiceStatus {
+            params: None,
+            ..running(image, builtin, extra)
+        },
+    })
+}
+
+fn etcd_status(spec: &EtcdSpec) -> Result<EtcdClusterStatus, String> {
+    let mut st = EtcdClusterStatus {
+        is_healthy: spec.healthy,
+        members: BTreeMap::new(),
+        in_sync_members: BTreeSet::new(),
+    };
+    for (address, v) in &spec.members {
+        let path = format!("status.etcd.members.{address}");
+        let m: MemberSpec = match v {
+            Value::Number(n) => MemberSpec {
+                id: n
+                    .as_u64()
+                    .ok_or_else(|| format!("{path}: a member id is a non-negative integer, not {n}"))?,
+                learner: false,
+                started: true,
+                in_sync: None,
+            },
+            other => serde_yaml::from_value(other.clone()).map_err(|e| format!("{path}: {e}"))?,
+        };
+        let in_sync = m.in_sync.unwrap_or(spec.healthy && m.started);
+        // What the probe can report (managed_etcd::cluster_status): in-sync checks run only after a
+        // successful health check, and only against started members (those with a client URL).
+        if in_sync && !spec.healthy {
+            return Err(format!(
+                "{path}: in_sync needs healthy: true (no revision to compare with)"
+            ));
+        }
+        if in_sync && !m.started {
+            return Err(format!(
+                "{path}: in_sync needs a started member (an unstarted one has no endpoint)"
+            ));
+        }
+        st.members.insert(
+            address.clone(),
+            EtcdMember {
+                id: m.id,
+                name: if m.started { address.clone() } else { String::new() },
+                is_learner: m.learner,
+            },
+        );
+        if in_sync {
+            st.in_sync_members.insert(address.clone());
+        }
+    }
+    Ok(st)
+}
+
+fn strip_nulls(v: Value) -> Value {
+    match v {
+        Value::Mapping(m) => Value::Mapping(
+            m.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, strip_nulls(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn expected_op(v: &Value) -> Result<ExpectedOp, String> {
+    let Value::Mapping(m) = v else {
+        return Err("an operation is a map: {operation: NAME, ...fields}".into());
+    };
+    let mut m = m.clone();
+    let text = |m: &mut serde_yaml::Mapping, key: &str| -> Result<Option<String>, String> {
+        match m.remove(key) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(format!("{key}: a string, not {other:?}")),
+        }
+    };
+    let reason = text(&mut m, "reason")?;
+    let reason_contains = text(&mut m, "reason_contains")?;
+    if reason.is_some() && reason_contains.is_some() {
+        return Err("give reason or reason_contains, not both".into());
+    }
+    let written = strip_nulls(Value::Mapping(m));
+    let kind: OpKind = serde_yaml::from_value(written.clone()).map_err(|e| e.to_string())?;
+    // OpKind ignores unknown fields: a field that does not come back is a typo.
+    let back = strip_nulls(serde_yaml::to_value(&kind).map_err(|e| e.to_string())?);
+    if let (Value::Mapping(w), Value::Mapping(b)) = (&written, &back) {
+        for k in w.keys() {
+            if !b.contains_key(k) {
+                return Err(format!(
+                    "unknown field {} for operation {}",
+                    serde_yaml::to_string(k).unwrap_or_default().trim(),
+                    serde_yaml::to_string(&b["operation"]).unwrap_or_default().trim()
+                ));
+            }
+        }
+    }
+    Ok(ExpectedOp {
+        kind,
+        reason,
+        reason_contains,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running.
+
+/// Compares the plan with the expectation; `Err` lists every difference.
+fn check(l: &Loaded, plan: &Plan) -> Result<(), Vec<String>> {
+    let mut diffs = Vec::new();
+    if plan.phase != l.phase {
+        diffs.push(format!("phase: expected {}, got {}", l.phase, plan.phase));
+    }
+    if plan.ops.len() != l.ops.len() {
+        diffs.push(format!("operations: expected {}, got {}", l.ops.len(), plan.ops.len()));
+    }
+    for (i, (want, got)) in l.ops.iter().zip(&plan.ops).enumerate() {
+        if want.kind != got.kind {
+            diffs.push(format!("operations[{i}]: expected {:?}, got {:?}", want.kind, got.kind));
+        }
+        if let Some(r) = &want.reason {
+            if *r != got.reason {
+                diffs.push(format!("operations[{i}].reason: expected {r:?}, got {:?}", got.reason));
+            }
+        }
+        if let Some(r) = &want.reason_contains {
+            if !got.reason.contains(r.as_str()) {
+                diffs.push(format!(
+                    "operations[{i}].reason: {:?} does not contain {r:?}",
+                    got.reason
+                ));
+            }
+        }
+    }
+    match &l.note_contains {
+        None if !plan.note.is_empty() => diffs.push(format!("note: expected none, got {:?}", plan.note)),
+        Some(n) if !plan.note.contains(n.as_str()) => {
+            diffs.push(format!("note: {:?} does not contain {n:?}", plan.note))
+        }
+        _ => {}
+    }
+    if plan.planned_at != now() {
+        diffs.push(format!("planned_at: expected {}, got {}", now(), plan.planned_at));
+    }
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        Err(diffs)
+    }
+}
+
+/// The outcome of one directory.
+struct Report {
+    /// Case file → the phase it expects, for the cases that loaded.
+    phases: BTreeMap<PathBuf, Phase>,
+    /// One message per failing case (unparsable, or a plan that differs).
+    failures: Vec<String>,
+}
+
+/// Runs every case in `dir`. `Err` when the directory cannot be read, holds no case, or holds a file
+/// that is neither a case (`*.yaml`) nor the README.
+fn run_dir(dir: &Path) -> Result<Report, String> {
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for entry in entries {
+        let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if name.ends_with(".yaml") {
+            files.push(path);
+        } else if name != "README.md" {
+            return Err(format!(
+                "{}: not a case file (cases end in .yaml; nothing else belongs in {})",
+                path.display(),
+                dir.display()
+            ));
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("{}: no case files (*.yaml)", dir.display()));
+    }
+    let mut report = Report {
+        phases: BTreeMap::new(),
+        failures: Vec::new(),
+    };
+    for path in files {
+        let shown = path
+            .strip_prefix(env!("CARGO_MANIFEST_DIR"))
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        let loaded = std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| load_case(&t));
+        let l = match loaded {
+            Ok(l) => l,
+            Err(e) => {
+                report.failures.push(format!("{shown}: {e}"));
+                continue;
+            }
+        };
+        report.phases.insert(path.clone(), l.phase);
+        let plan = decide_ops(&l.cluster, &l.status, &l.constraints, &l.inputs, now());
+        if let Err(diffs) = check(&l, &plan) {
+            let mut msg = format!("{shown}: {}\n", l.description.trim());
+            for d in diffs {
+                let _ = writeln!(msg, "  - {d}");
+            }
+            let _ = write!(
+                msg,
+                "  expected:\n{}  actual:\n{}",
+                indent(&l.expect_text),
+                indent(&serde_yaml::to_string(&plan).unwrap_or_else(|e| e.to_string()))
+            );
+            report.failures.push(msg);
+        }
+    }
+    Ok(report)
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+fn fail_message(report: &Report) -> String {
+    format!(
+        "{} golden planner case(s) failed:\n\n{}",
+        report.failures.len(),
+        report.failures.join("\n")
+    )
+}
+
+#[test]
+fn golden_planner_cases() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/planner");
+    let report = run_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.failures.is_empty(), "{}", fail_message(&report));
+
+    // Every phase the planner can return has a case; a phase listed as not emitted has none.
+    let seen: BTreeSet<&str> = report.phases.values().map(|p| p.as_str()).collect();
+    let mut problems = Vec::new();
+    for phase in Phase::ALL {
+        let exempt = NOT_EMITTED.iter().find(|(p, _)| *p == phase);
+        match (seen.contains(phase.as_str()), exempt) {
+            (false, None) => problems.push(format!("no case expects phase {phase}")),
+            (true, Some((_, why))) => problems.push(format!(
+                "a case expects phase {phase}, listed as never returned ({why}): update NOT_EMITTED"
+            )),
+            _ => {}
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(report.phases.len() >= 20, "only {} cases", report.phases.len());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The runner itself: it must fail when it should.
+
+const FRESH_CASE: &str = r#"
+description: a fresh cluster bootstraps etcd on its only control plane
+cluster:
+  name: t
+  service_subnet: 10.96.0.0/16
+  nodes:
+    - {address: 10.0.0.1, user: cybozu, control_plane: true}
+status:
+  nodes:
+    10.0.0.1: {}
+expect:
+  phase: etcd-boot
+  operations:
+    - {operation: etcd-bootstrap, nodes: [10.0.0.1]}
+"#;
+
+fn temp_dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn runner_passes_a_right_case() {
+    let dir = temp_dir_with(&[("fresh.yaml", FRESH_CASE)]);
+    let report = run_dir(dir.path()).unwrap();
+    assert!(report.failures.is_empty(), "{}", fail_message(&report));
+}
+
+#[test]
+fn runner_fails_on_an_empty_directory_and_on_stray_files() {
+    let dir = temp_dir_with(&[]);
+    let e = run_dir(dir.path()).err().expect("an empty directory must fail");
+    assert!(e.contains("no case files"), "{e}");
+    let dir = temp_dir_with(&[("README.md", "# cases\n")]);
+    assert!(run_dir(dir.path()).is_err(), "a README alone is no case");
+    let dir = temp_dir_with(&[("fresh.yaml", FRESH_CASE), ("typo.yml", FRESH_CASE)]);
+    let e = run_dir(dir.path())
+        .err()
+        .expect("a .yml file must fail, not be skipped");
+    assert!(e.contains("typo.yml") && e.contains("not a case file"), "{e}");
+}
+
+#[test]
+fn runner_fails_on_unknown_fields_and_bad_shorthands() {
+    let bad = [
+        (
+            "top.yaml",
+            FRESH_CASE.replace("expect:", "expected:"),
+            "unknown field `expected`",
+        ),
+        (
+            "node.yaml",
+            FRESH_CASE.replace("10.0.0.1: {}", "10.0.0.1: {etcd_dat: true}"),
+            "unknown field `etcd_dat`",
+        ),
+        (
+            "svc.yaml",
+            FRESH_CASE.replace("10.0.0.1: {}", "10.0.0.1: {rivers: runing}"),
+            "unknown variant `runing`",
+        ),
+        (
+            "op.yaml",
+            FRESH_CASE.replace("nodes: [10.0.0.1]}", "nodes: [10.0.0.1], node: 10.0.0.1}"),
+            "unknown field node for operation etcd-bootstrap",
+        ),
+        (
+            "opname.yaml",
+            FRESH_CASE.replace("etcd-bootstrap,", "etcd-bootstrapp,"),
+            "etcd-bootstrapp",
+        ),
+        (
+            "cluster.yaml",
+            FRESH_CASE.replace("service_subnet:", "service_subnett:"),
+            "cluster:",
+        ),
+        (
+            "missing.yaml",
+            FRESH_CASE.replace(
+                "control_plane: true}",
+                "control_plane: true}\n    - {address: 10.0.0.2, user: cybozu}",
+            ),
+            "declared node 10.0.0.2 is missing",
+        ),
+        (
+            "insync.yaml",
+            FRESH_CASE.replace(
+                "    10.0.0.1: {}\n",
+                "    10.0.0.1: {}\n  etcd:\n    healthy: false\n    members:\n      10.0.0.1: {id: 1, in_sync: true}\n",
+            ),
+            "in_sync needs healthy: true",
+        ),
+    ];
+    for (name, text, want) in &bad {
+        let dir = temp_dir_with(&[(name, text)]);
+        let report = run_dir(dir.path()).unwrap();
+        assert_eq!(report.failures.len(), 1, "{name} must fail");
+        assert!(
+            report.failures[0].contains(name) && report.failures[0].contains(want),
+            "{name}: expected an error containing {want:?}, got: {}",
+            report.failures[0]
+        );
+    }
+}
+
+#[test]
+fn runner_reports_every_wrong_expectation_with_both_plans() {
+    let wrong_phase = FRESH_CASE.replace("phase: etcd-boot", "phase: etcd-start");
+    let wrong_nodes = FRESH_CASE.replace("nodes: [10.0.0.1]", "nodes: [10.0.0.2]");
+    let unexpected_note = FRESH_CASE.replace("operations:", "note_contains: never\n  operations:");
+    let dir = temp_dir_with(&[
+        ("a.yaml", &wrong_phase),
+        ("b.yaml", FRESH_CASE),
+        ("c.yaml", &wrong_nodes),
+        ("d.yaml", &unexpected_note),
+    ]);
+    let report = run_dir(dir.path()).unwrap();
+    let msg = fail_message(&report);
+    assert_eq!(report.failures.len(), 3, "{msg}");
+    assert!(
+        msg.contains("a.yaml") && msg.contains("phase: expected etcd-start, got etcd-boot"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("c.yaml") && msg.contains("10.0.0.2") && msg.contains("operations[0]"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("d.yaml") && msg.contains("does not contain \"never\""),
+        "{msg}"
+    );
+    assert!(!msg.contains("b.yaml"), "{msg}");
+    // Both plans are shown: the expectation as written and the actual plan with its reasons.
+    assert!(
+        msg.contains("expected:") && msg.contains("actual:") && msg.contains("reason:"),
+        "{msg}"
+    );
+}
