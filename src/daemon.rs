@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use etcd_client::WatchOptions;
 use tokio::sync::{mpsc, watch};
 
 use crate::agent::container::ContainerEngine;
@@ -350,37 +349,108 @@ impl KeyProvider for NoKeys {
 
 /// Wakes the controller when the declaration, the constraints or the resources change.
 fn spawn_triggers(storage: &EtcdStorage, tx: mpsc::Sender<()>) -> Vec<tokio::task::JoinHandle<()>> {
+    let storage: Arc<dyn Storage> = Arc::new(storage.clone());
     [
         (KEY_CLUSTER, false),
         (KEY_CONSTRAINTS, false),
         (KEY_RESOURCE_PREFIX, true),
     ]
     .into_iter()
-    .map(|(key, prefix)| {
-        let key = storage.full_key(key);
-        let client = storage.client();
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            // A broken watch (an etcd member restarting, say) is made again after a pause, with a
-            // pass triggered in case a change fell in the gap; the task ends only with the term.
-            let mut c = client;
-            loop {
-                let opts = if prefix {
-                    Some(WatchOptions::new().with_prefix())
-                } else {
-                    None
-                };
-                if let Ok(mut stream) = c.watch(key.clone(), opts).await {
-                    while let Ok(Some(resp)) = stream.message().await {
-                        if !resp.events().is_empty() {
+    .map(|(key, prefix)| tokio::spawn(trigger_on_change(storage.clone(), key, prefix, tx.clone())))
+    .collect()
+}
+
+/// Pause before a broken trigger watch is made again.
+const TRIGGER_REWATCH_PAUSE: Duration = Duration::from_secs(2);
+
+/// Sends a trigger on every change of `key` (every key under it with `prefix`). A broken watch (an
+/// etcd member restarting, say) is made again after a pause, with a pass triggered in case a change
+/// fell in the gap; the task ends only when aborted with the term.
+async fn trigger_on_change(storage: Arc<dyn Storage>, key: &'static str, prefix: bool, tx: mpsc::Sender<()>) {
+    use futures::StreamExt;
+    loop {
+        match storage.watch(key, 0).await {
+            Ok(mut stream) => {
+                while let Some(item) = stream.next().await {
+                    match item {
+                        Ok(ev) if prefix || ev.key() == key => {
                             let _ = tx.try_send(());
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::debug!(error = error_chain(&e), "trigger watch ended; making it again");
+                            break;
                         }
                     }
                 }
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                let _ = tx.try_send(());
             }
-        })
-    })
-    .collect()
+            Err(e) => tracing::debug!(error = error_chain(&e), "cannot watch {key}; retrying"),
+        }
+        tokio::time::sleep(TRIGGER_REWATCH_PAUSE).await;
+        let _ = tx.try_send(());
+    }
+}
+
+#[cfg(test)]
+mod trigger_tests {
+    use super::*;
+    use crate::storage::MemStorage;
+
+    async fn until_watching(mem: &MemStorage, n: usize) {
+        for _ in 0..500 {
+            if mem.watcher_count() == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{} watches open, expected {n}", mem.watcher_count());
+    }
+
+    async fn triggered(rx: &mut mpsc::Receiver<()>, within: Duration) -> bool {
+        tokio::time::timeout(within, rx.recv()).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn triggers_follow_their_keys_and_survive_a_broken_watch() {
+        let mem = Arc::new(MemStorage::default());
+        let (tx, mut rx) = mpsc::channel(1);
+        let exact = tokio::spawn(trigger_on_change(mem.clone(), KEY_CLUSTER, false, tx.clone()));
+        let prefixed = tokio::spawn(trigger_on_change(mem.clone(), KEY_RESOURCE_PREFIX, true, tx));
+        until_watching(&mem, 2).await;
+        let short = Duration::from_millis(200);
+
+        // An exact key ignores its longer namesakes; a prefix takes every key under it.
+        mem.put_raw("clusterx", b"{}".to_vec()).await.unwrap();
+        mem.put_raw("status", b"{}".to_vec()).await.unwrap();
+        assert!(!triggered(&mut rx, short).await, "unrelated keys must not trigger");
+        mem.put_raw(KEY_CLUSTER, b"{}".to_vec()).await.unwrap();
+        assert!(triggered(&mut rx, short).await, "a change of the cluster must trigger");
+        mem.put_raw("resource/ConfigMap/a", b"x".to_vec()).await.unwrap();
+        assert!(triggered(&mut rx, short).await, "a put under resource/ must trigger");
+        mem.delete_raw("resource/ConfigMap/a").await.unwrap();
+        assert!(triggered(&mut rx, short).await, "a delete under resource/ must trigger");
+
+        // A broken watch: one pass after the pause (a change may have fallen in the gap), then
+        // watched again.
+        mem.break_watches();
+        assert_eq!(mem.watcher_count(), 0);
+        assert!(
+            !triggered(&mut rx, TRIGGER_REWATCH_PAUSE / 2).await,
+            "no trigger before the pause"
+        );
+        assert!(
+            triggered(&mut rx, TRIGGER_REWATCH_PAUSE * 2).await,
+            "a pass after re-making the watch"
+        );
+        until_watching(&mem, 2).await;
+        while rx.try_recv().is_ok() {}
+        mem.put_raw(KEY_CLUSTER, b"{\"x\":1}".to_vec()).await.unwrap();
+        assert!(triggered(&mut rx, short).await, "the re-made watch must trigger");
+
+        exact.abort();
+        prefixed.abort();
+        let _ = exact.await;
+        let _ = prefixed.await;
+        assert_eq!(mem.watcher_count(), 0, "aborting the task cancels its watch");
+    }
 }

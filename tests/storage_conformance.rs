@@ -1,11 +1,14 @@
 //! The same conformance suite against the real etcd implementation and the in-memory double, so the
-//! double cannot drift from what etcd does.
+//! double cannot drift from what etcd does: plain and typed keys, fenced writes, create-if-absent
+//! under contention, and watches (order, start revision, compaction, cancellation, a broken stream).
 
 use cke::config::Config;
 use cke::model::{Constraints, Record, RecordCommand, RecordStatus};
 use cke::storage::*;
 use cke::testing::EtcdServer;
-use std::sync::Arc;
+use futures::StreamExt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 async fn conformance<S: Storage + 'static>(s: Arc<S>) {
     // Plain keys.
@@ -108,7 +111,22 @@ async fn conformance<S: Storage + 'static>(s: Arc<S>) {
         .unwrap_err();
     assert!(matches!(err, StorageError::LostLeadership { .. }));
 
-    // A fence on create revision 0 holds while its key is absent: an atomic create (host-key pins).
+    // A fence on create revision 0 holds while its key is absent, as in etcd.
+    let absent = Fence {
+        key: s.full_key("absent"),
+        create_revision: 0,
+    };
+    s.put_fenced(&absent, vec![Write::Put("absent".into(), b"1".to_vec())])
+        .await
+        .unwrap();
+    let err = s
+        .put_fenced(&absent, vec![Write::Put("absent".into(), b"2".to_vec())])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::LostLeadership { .. }), "{err}");
+    assert_eq!(s.get_raw("absent").await.unwrap().unwrap().value, b"1");
+
+    // Host-key pins: trust on first use through create_if_absent.
     use cke::agent::hostkey::{HostKeyStore, StorageHostKeys};
     let pins = StorageHostKeys(s.clone() as Arc<dyn Storage>);
     assert!(pins.pin_first("10.0.0.1", "ssh-ed25519 AAAA1").await.unwrap());
@@ -119,12 +137,360 @@ async fn conformance<S: Storage + 'static>(s: Arc<S>) {
     );
 }
 
-#[tokio::test]
-async fn memory_double_conforms() {
-    conformance(Arc::new(MemStorage::new("/test/"))).await;
+/// Create-if-absent: a create, a refusal that changes nothing, and races with exactly one winner.
+async fn create_conformance<S: Storage + 'static>(s: Arc<S>) {
+    assert!(s.create_if_absent("c/one", b"first".to_vec()).await.unwrap());
+    let created = s.get_raw("c/one").await.unwrap().unwrap();
+    assert!(!s.create_if_absent("c/one", b"second".to_vec()).await.unwrap());
+    assert_eq!(
+        s.get_raw("c/one").await.unwrap().unwrap(),
+        created,
+        "a refused create changes nothing"
+    );
+    // A deleted key can be created again.
+    s.delete_raw("c/one").await.unwrap();
+    assert!(s.create_if_absent("c/one", b"third".to_vec()).await.unwrap());
+
+    for round in 0..5 {
+        let key = format!("c/race{round}");
+        let contenders = 16;
+        let barrier = Arc::new(tokio::sync::Barrier::new(contenders));
+        let tasks: Vec<_> = (0..contenders)
+            .map(|i| {
+                let (s, key, barrier) = (s.clone(), key.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    (i, s.create_if_absent(&key, format!("v{i}").into_bytes()).await.unwrap())
+                })
+            })
+            .collect();
+        let mut winners = vec![];
+        for t in tasks {
+            let (i, won) = t.await.unwrap();
+            if won {
+                winners.push(i);
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+        assert_eq!(
+            s.get_raw(&key).await.unwrap().unwrap().value,
+            format!("v{}", winners[0]).into_bytes(),
+            "round {round}: the stored value is the winner's"
+        );
+    }
+}
+
+/// What only a test can do to each implementation.
+#[async_trait::async_trait]
+trait Harness: Send + Sync {
+    /// Compacts the history before `revision`.
+    async fn compact(&self, revision: i64);
+    /// Breaks every open watch.
+    async fn break_watches(&self);
+    /// Undoes `break_watches` (a restarted server).
+    async fn heal(&self);
+    /// Open watches.
+    async fn watchers(&self) -> usize;
+}
+
+struct MemHarness(Arc<MemStorage>);
+
+#[async_trait::async_trait]
+impl Harness for MemHarness {
+    async fn compact(&self, revision: i64) {
+        self.0.compact(revision);
+    }
+    async fn break_watches(&self) {
+        self.0.break_watches();
+    }
+    async fn heal(&self) {}
+    async fn watchers(&self) -> usize {
+        self.0.watcher_count()
+    }
+}
+
+struct EtcdHarness {
+    server: Mutex<EtcdServer>,
+    storage: EtcdStorage,
+}
+
+#[async_trait::async_trait]
+impl Harness for EtcdHarness {
+    async fn compact(&self, revision: i64) {
+        self.storage.client().compact(revision, None).await.unwrap();
+    }
+    async fn break_watches(&self) {
+        self.server.lock().unwrap().kill();
+    }
+    async fn heal(&self) {
+        self.server.lock().unwrap().restart();
+    }
+    async fn watchers(&self) -> usize {
+        // etcd's own gauge of open watchers, from its metrics endpoint.
+        let endpoint = self.server.lock().unwrap().endpoint.clone();
+        let addr = endpoint.trim_start_matches("http://").to_string();
+        let text = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut c = std::net::TcpStream::connect(&addr).unwrap();
+            c.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+                .unwrap();
+            let mut text = String::new();
+            c.read_to_string(&mut text).unwrap();
+            text
+        })
+        .await
+        .unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("etcd_debugging_mvcc_watcher_total "))
+            .expect("etcd reports etcd_debugging_mvcc_watcher_total");
+        line.split_whitespace().nth(1).unwrap().parse::<f64>().unwrap() as usize
+    }
+}
+
+/// The store's current revision.
+async fn revision(s: &dyn Storage) -> i64 {
+    s.list_raw_with_revision("no-such-prefix/", 1, false)
+        .await
+        .unwrap()
+        .revision
+}
+
+/// The next `n` items of a watch, each within a few seconds.
+async fn take(w: &mut WatchStream, n: usize) -> Vec<WatchEvent> {
+    let mut v = vec![];
+    for _ in 0..n {
+        match tokio::time::timeout(Duration::from_secs(10), w.next()).await {
+            Ok(Some(Ok(ev))) => v.push(ev),
+            other => panic!("expected event {} of {n}, got {other:?} after {v:?}", v.len() + 1),
+        }
+    }
+    v
+}
+
+/// Asserts the watch delivers nothing more for a while.
+async fn quiet(w: &mut WatchStream) {
+    if let Ok(item) = tokio::time::timeout(Duration::from_millis(300), w.next()).await {
+        panic!("expected no more items, got {item:?}");
+    }
+}
+
+/// The final error item of a watch, then its end.
+async fn last_error(w: &mut WatchStream) -> StorageError {
+    let e = match tokio::time::timeout(Duration::from_secs(20), w.next()).await {
+        Ok(Some(Err(e))) => e,
+        other => panic!("expected the watch's error item, got {other:?}"),
+    };
+    match tokio::time::timeout(Duration::from_secs(5), w.next()).await {
+        Ok(None) => e,
+        other => panic!("expected the end after {e}, got {other:?}"),
+    }
+}
+
+fn put(key: &str, value: &str, create_revision: i64, revision: i64) -> WatchEvent {
+    WatchEvent::Put {
+        key: key.into(),
+        value: value.as_bytes().to_vec(),
+        create_revision,
+        revision,
+    }
+}
+
+fn del(key: &str, revision: i64) -> WatchEvent {
+    WatchEvent::Delete {
+        key: key.into(),
+        revision,
+    }
+}
+
+/// Watches: events after the start revision in order (one revision per transaction), nothing
+/// before it, only under the prefix; compaction, cancellation and a broken stream as designed.
+async fn watch_conformance<S: Storage + 'static>(s: Arc<S>, h: &dyn Harness) {
+    let base_watchers = h.watchers().await;
+    s.put_raw("w/before", b"0".to_vec()).await.unwrap();
+    let r0 = revision(&*s).await;
+    let mut live = s.watch("w/", 0).await.unwrap();
+
+    s.put_raw("w/1", b"a".to_vec()).await.unwrap();
+    let r1 = revision(&*s).await;
+    assert_eq!(r1, r0 + 1);
+    s.put_raw("wz", b"outside".to_vec()).await.unwrap();
+    s.put_raw("w/2", b"b".to_vec()).await.unwrap();
+    let r2 = r1 + 2;
+    s.delete_raw("w/1").await.unwrap();
+    let r3 = r2 + 1;
+    let leader = s.leader_key().await.unwrap().unwrap();
+    let fence = Fence {
+        key: s.full_key(&leader.key),
+        create_revision: leader.create_revision,
+    };
+    s.put_fenced(
+        &fence,
+        vec![Write::Put("w/3".into(), b"c".to_vec()), Write::Delete("w/2".into())],
+    )
+    .await
+    .unwrap();
+    let r4 = r3 + 1;
+    assert!(!s.delete_raw("w/none").await.unwrap());
+    s.put_raw("w/1", b"d".to_vec()).await.unwrap();
+    let r5 = revision(&*s).await;
+    assert_eq!(r5, r4 + 1, "a transaction is one revision; deleting nothing is none");
+    let expected = vec![
+        put("w/1", "a", r1, r1),
+        put("w/2", "b", r2, r2),
+        del("w/1", r3),
+        put("w/3", "c", r4, r4),
+        del("w/2", r4),
+        put("w/1", "d", r5, r5),
+    ];
+    assert_eq!(take(&mut live, 6).await, expected, "a watch from now");
+    quiet(&mut live).await;
+
+    // From a past revision: exactly the changes from it on.
+    let mut from0 = s.watch("w/", r0).await.unwrap();
+    let mut with_before = vec![put("w/before", "0", r0, r0)];
+    with_before.extend(expected.iter().cloned());
+    assert_eq!(take(&mut from0, 7).await, with_before, "a watch from r0");
+    quiet(&mut from0).await;
+    let mut from2 = s.watch("w/", r2).await.unwrap();
+    assert_eq!(take(&mut from2, 5).await, expected[1..], "a watch from r2");
+    quiet(&mut from2).await;
+    let mut one = s.watch("w/3", r1).await.unwrap();
+    assert_eq!(take(&mut one, 1).await, [put("w/3", "c", r4, r4)], "a narrower prefix");
+    quiet(&mut one).await;
+
+    // From a future revision: nothing before it.
+    let mut future = s.watch("w/", r5 + 2).await.unwrap();
+    s.put_raw("w/f", b"1".to_vec()).await.unwrap();
+    s.put_raw("w/f", b"2".to_vec()).await.unwrap();
+    assert_eq!(take(&mut future, 1).await, [put("w/f", "2", r5 + 1, r5 + 2)]);
+    quiet(&mut future).await;
+    assert_eq!(take(&mut live, 2).await.len(), 2, "the live watch goes on");
+
+    let err = match s.watch("w/", -1).await {
+        Err(e) => e,
+        Ok(_) => panic!("a negative start revision must be refused"),
+    };
+    assert!(
+        matches!(
+            err,
+            StorageError::Invalid {
+                field: "start_revision",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("start_revision"), "{err}");
+
+    // Dropping a stream cancels its watch.
+    assert_eq!(h.watchers().await, base_watchers + 5);
+    drop((live, from0, from2, one, future));
+    let mut n = 0;
+    for _ in 0..100 {
+        n = h.watchers().await;
+        if n == base_watchers {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(n, base_watchers, "dropped watches must be cancelled");
+
+    // Compaction: a watch from before it ends with Compacted; from the compaction on it works,
+    // though, as etcd keeps no deletion at the compaction revision, without the one at r4.
+    h.compact(r4).await;
+    let mut w = s.watch("w/", r1).await.unwrap();
+    match last_error(&mut w).await {
+        StorageError::Compacted {
+            prefix,
+            start_revision,
+            compact_revision,
+        } => {
+            assert_eq!(prefix, s.full_key("w/"));
+            assert_eq!((start_revision, compact_revision), (r1, r4));
+        }
+        e => panic!("expected Compacted, got {e}"),
+    }
+    let mut w = s.watch("w/", r4).await.unwrap();
+    assert_eq!(
+        take(&mut w, 4).await,
+        [
+            put("w/3", "c", r4, r4),
+            put("w/1", "d", r5, r5),
+            put("w/f", "1", r5 + 1, r5 + 1),
+            put("w/f", "2", r5 + 1, r5 + 2)
+        ],
+        "a watch from the compaction revision"
+    );
+    quiet(&mut w).await;
+    drop(w);
+
+    // A broken stream: the watch reports it with the revision to resume from, then ends; made
+    // again from there it misses nothing and repeats nothing.
+    let mut w = s.watch("w/", 0).await.unwrap();
+    s.put_raw("w/b", b"1".to_vec()).await.unwrap();
+    let seen = take(&mut w, 1).await;
+    h.break_watches().await;
+    let next = match last_error(&mut w).await {
+        StorageError::WatchBroken {
+            prefix, next_revision, ..
+        } => {
+            assert_eq!(prefix, s.full_key("w/"));
+            next_revision
+        }
+        e => panic!("expected WatchBroken, got {e}"),
+    };
+    assert_eq!(next, seen[0].revision() + 1);
+    h.heal().await;
+    let mut wrote = false;
+    for _ in 0..50 {
+        if s.put_raw("w/b", b"2".to_vec()).await.is_ok() {
+            wrote = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(wrote, "storage usable again after the break");
+    let mut again = s.watch("w/", next).await.unwrap();
+    let got = take(&mut again, 1).await;
+    assert!(
+        matches!(&got[0], WatchEvent::Put { key, value, revision, .. }
+            if key == "w/b" && value == b"2" && *revision == next),
+        "{got:?}"
+    );
+    quiet(&mut again).await;
 }
 
 #[tokio::test]
+async fn memory_double_conforms() {
+    let mem = Arc::new(MemStorage::new("/test/"));
+    conformance(mem.clone()).await;
+    create_conformance(mem.clone()).await;
+    watch_conformance(mem.clone(), &MemHarness(mem)).await;
+}
+
+#[tokio::test]
+async fn memory_double_compaction_edges() {
+    let mem = MemStorage::new("/test/");
+    mem.put_raw("a", b"1".to_vec()).await.unwrap();
+    mem.put_raw("a", b"2".to_vec()).await.unwrap();
+    mem.compact(2);
+    mem.compact(1); // Older than the last compaction: nothing changes.
+    let mut w = mem.watch("", 2).await.unwrap();
+    assert_eq!(take(&mut w, 1).await, [put("a", "2", 1, 2)]);
+    let mut w = mem.watch("", 1).await.unwrap();
+    assert!(matches!(
+        last_error(&mut w).await,
+        StorageError::Compacted {
+            compact_revision: 2,
+            ..
+        }
+    ));
+    let ahead = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mem.compact(3)));
+    assert!(ahead.is_err(), "compacting ahead of the store must be refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn etcd_conforms_and_prefixes_isolate() {
     let etcd = EtcdServer::start();
     let a = EtcdStorage::connect(&Config::parse(&etcd.config_yaml("/one/"), "c".as_ref()).unwrap())
@@ -140,4 +506,15 @@ async fn etcd_conforms_and_prefixes_isolate() {
         "prefixes must not see each other's keys"
     );
     conformance(Arc::new(b.clone())).await;
+    create_conformance(Arc::new(a.clone())).await;
+
+    // A watch on the other prefix sees none of the changes below.
+    let mut other = b.watch("", 0).await.unwrap();
+    let h = EtcdHarness {
+        server: Mutex::new(etcd),
+        storage: a.clone(),
+    };
+    watch_conformance(Arc::new(a.clone()), &h).await;
+    // The server was killed under `other` too: its only item is the break.
+    assert!(matches!(last_error(&mut other).await, StorageError::WatchBroken { .. }));
 }

@@ -54,21 +54,9 @@ impl HostKeyStore for StorageHostKeys {
     }
 
     async fn pin_first(&self, address: &str, key: &str) -> Result<bool, StorageError> {
-        let k = format!("{KEY_SSH_HOSTKEY_PREFIX}{address}");
-        // A fence on create revision 0 holds only while the key does not exist.
-        let absent = crate::storage::Fence {
-            key: self.0.full_key(&k),
-            create_revision: 0,
-        };
-        match self
-            .0
-            .put_fenced(&absent, vec![crate::storage::Write::Put(k, key.as_bytes().to_vec())])
+        self.0
+            .create_if_absent(&format!("{KEY_SSH_HOSTKEY_PREFIX}{address}"), key.as_bytes().to_vec())
             .await
-        {
-            Ok(()) => Ok(true),
-            Err(StorageError::LostLeadership { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
     }
 
     async fn delete(&self, address: &str) -> Result<bool, StorageError> {

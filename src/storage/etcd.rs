@@ -1,15 +1,19 @@
-//! [`Storage`] over a real etcd (the management etcd).
+//! [`Storage`] over a real etcd (the management etcd): requests with a timeout, fenced and
+//! create-if-absent transactions, and watches turned into [`WatchStream`]s that end with an error
+//! item on compaction, server cancellation or a broken connection.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, SortOrder, SortTarget, TlsOptions,
-    Txn, TxnOp,
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity, PutOptions, SortOrder,
+    SortTarget, TlsOptions, Txn, TxnOp, WatchOptions, WatchResponse,
 };
+use futures::StreamExt;
 
-use super::{Fence, KeyValue, Storage, StorageError, Write};
+use super::{check_start_revision, Fence, KeyValue, Listing, Storage, StorageError, WatchEvent, WatchStream, Write};
 use crate::config::Config;
 
 /// Storage backed by the management etcd.
@@ -71,7 +75,7 @@ impl EtcdStorage {
         })
     }
 
-    /// The underlying client (for elections, leases and watches).
+    /// The underlying client (for elections and leases).
     pub fn client(&self) -> Client {
         self.client.clone()
     }
@@ -127,7 +131,12 @@ impl Storage for EtcdStorage {
         Ok(resp.kvs().first().map(|kv| self.convert(kv)))
     }
 
-    async fn list_raw(&self, key_prefix: &str, limit: i64, descending: bool) -> Result<Vec<KeyValue>, StorageError> {
+    async fn list_raw_with_revision(
+        &self,
+        key_prefix: &str,
+        limit: i64,
+        descending: bool,
+    ) -> Result<Listing, StorageError> {
         let mut c = self.client.clone();
         let order = if descending {
             SortOrder::Descend
@@ -139,7 +148,63 @@ impl Storage for EtcdStorage {
             .with_limit(limit.max(0))
             .with_sort(SortTarget::Key, order);
         let resp = self.request(c.get(self.full_key(key_prefix), Some(opts))).await?;
-        Ok(resp.kvs().iter().map(|kv| self.convert(kv)).collect())
+        Ok(Listing {
+            kvs: resp.kvs().iter().map(|kv| self.convert(kv)).collect(),
+            revision: resp.header().map_or(0, |h| h.revision()),
+        })
+    }
+
+    async fn create_if_absent(&self, key: &str, value: Vec<u8>) -> Result<bool, StorageError> {
+        let full = self.full_key(key);
+        // An absent key has create revision 0.
+        let txn = Txn::new()
+            .when(vec![Compare::create_revision(full.clone(), CompareOp::Equal, 0)])
+            .and_then(vec![TxnOp::put(full, value, None::<PutOptions>)]);
+        let mut c = self.client.clone();
+        Ok(self.request(c.txn(txn)).await?.succeeded())
+    }
+
+    async fn watch(&self, key_prefix: &str, start_revision: i64) -> Result<WatchStream, StorageError> {
+        check_start_revision(start_revision)?;
+        let prefix = self.full_key(key_prefix);
+        let mut opts = WatchOptions::new().with_prefix();
+        if start_revision > 0 {
+            opts = opts.with_start_revision(start_revision);
+        }
+        let mut c = self.client.clone();
+        // The watch is established once the server's first answer ("created") is in.
+        let (inner, first) = self
+            .request(async {
+                let mut s = c.watch(prefix.clone(), Some(opts)).await?;
+                let first = s.message().await?;
+                Ok((s, first))
+            })
+            .await?;
+        let mut w = EtcdWatch {
+            inner,
+            pending: VecDeque::new(),
+            end: End::Open,
+            next_revision: start_revision,
+            prefix: prefix.clone(),
+            storage_prefix: self.prefix.clone(),
+        };
+        match first {
+            None => {
+                return Err(w.broken("the server closed the stream before confirming the watch".into(), None));
+            }
+            Some(resp) => {
+                if start_revision == 0 {
+                    // From now: the first change can only come after the revision at creation.
+                    w.next_revision = resp.header().map_or(0, |h| h.revision()) + 1;
+                }
+                if resp.created() && resp.canceled() && resp.compact_revision() == 0 {
+                    // Refused at creation (for example, permission denied).
+                    return Err(w.broken(format!("refused by the server: {}", resp.cancel_reason()), None));
+                }
+                w.take(resp);
+            }
+        }
+        Ok(futures::stream::unfold(w, |mut w| async move { w.next().await.map(|item| (item, w)) }).boxed())
     }
 
     async fn put_raw(&self, key: &str, value: Vec<u8>) -> Result<(), StorageError> {
@@ -178,6 +243,111 @@ impl Storage for EtcdStorage {
                 key: fence.key.clone(),
                 create_revision: fence.create_revision,
             })
+        }
+    }
+}
+
+/// The state of one etcd watch behind a [`WatchStream`]. Dropping it drops the gRPC stream, which
+/// cancels the watch on the server.
+struct EtcdWatch {
+    inner: etcd_client::WatchStream,
+    /// Events of the last response not yet handed out.
+    pending: VecDeque<WatchEvent>,
+    /// Why the watch ended, handed out after `pending`.
+    end: End,
+    /// The revision after the last event handed out.
+    next_revision: i64,
+    /// The watched prefix, with the storage prefix.
+    prefix: String,
+    storage_prefix: String,
+}
+
+/// Where an [`EtcdWatch`] is in its life.
+enum End {
+    /// Still delivering.
+    Open,
+    /// Ended; the reason is the stream's last item.
+    Ending(EndReason),
+    /// The last item has been handed out.
+    Done,
+}
+
+enum EndReason {
+    Compacted(i64),
+    Cancelled(String),
+    Closed,
+    Failed(etcd_client::Error),
+}
+
+impl EtcdWatch {
+    fn broken(&self, reason: String, source: Option<etcd_client::Error>) -> StorageError {
+        StorageError::WatchBroken {
+            prefix: self.prefix.clone(),
+            reason,
+            next_revision: self.next_revision,
+            source,
+        }
+    }
+
+    /// Queues the events of one response, and the end it announces if any.
+    fn take(&mut self, resp: WatchResponse) {
+        for ev in resp.events() {
+            let Some(kv) = ev.kv() else { continue };
+            let key = String::from_utf8_lossy(kv.key());
+            let key = key
+                .strip_prefix(self.storage_prefix.as_str())
+                .unwrap_or(&key)
+                .to_string();
+            let revision = kv.mod_revision();
+            self.pending.push_back(match ev.event_type() {
+                EventType::Put => WatchEvent::Put {
+                    key,
+                    value: kv.value().to_vec(),
+                    create_revision: kv.create_revision(),
+                    revision,
+                },
+                EventType::Delete => WatchEvent::Delete { key, revision },
+            });
+        }
+        if resp.compact_revision() > 0 {
+            self.end = End::Ending(EndReason::Compacted(resp.compact_revision()));
+        } else if resp.canceled() {
+            self.end = End::Ending(EndReason::Cancelled(resp.cancel_reason().to_string()));
+        }
+    }
+
+    /// The next item of the stream.
+    async fn next(&mut self) -> Option<Result<WatchEvent, StorageError>> {
+        loop {
+            if let Some(ev) = self.pending.pop_front() {
+                self.next_revision = self.next_revision.max(ev.revision() + 1);
+                return Some(Ok(ev));
+            }
+            match std::mem::replace(&mut self.end, End::Done) {
+                End::Done => return None,
+                End::Ending(reason) => {
+                    return Some(Err(match reason {
+                        EndReason::Compacted(compact_revision) => StorageError::Compacted {
+                            prefix: self.prefix.clone(),
+                            start_revision: self.next_revision,
+                            compact_revision,
+                        },
+                        EndReason::Cancelled(r) if r.is_empty() => self.broken("cancelled by the server".into(), None),
+                        EndReason::Cancelled(r) => self.broken(format!("cancelled by the server: {r}"), None),
+                        EndReason::Closed => self.broken("the server closed the stream".into(), None),
+                        EndReason::Failed(e) => self.broken("the connection failed".into(), Some(e)),
+                    }))
+                }
+                End::Open => self.end = End::Open,
+            }
+            self.end = match self.inner.message().await {
+                Ok(Some(resp)) => {
+                    self.take(resp);
+                    continue;
+                }
+                Ok(None) => End::Ending(EndReason::Closed),
+                Err(e) => End::Ending(EndReason::Failed(e)),
+            };
         }
     }
 }

@@ -7,9 +7,12 @@
 //!
 //! Writes made by the leader go through [`Storage::put_fenced`], a transaction conditioned on the
 //! leader's election key still existing with its create revision (see DESIGN.md §3).
+//! [`Storage::create_if_absent`] is the atomic create (host-key pins), [`Storage::watch`] the change
+//! feed (the daemon's triggers, `ckecli history -f`), so no caller needs a raw etcd client for them.
 
 mod etcd;
 mod memory;
+mod watch;
 
 use async_trait::async_trait;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -18,6 +21,7 @@ use crate::model::{Cluster, Constraints, Record, ServerStatus};
 
 pub use etcd::EtcdStorage;
 pub use memory::MemStorage;
+pub use watch::{WatchEvent, WatchStream};
 
 /// Key of the cluster declaration.
 pub const KEY_CLUSTER: &str = "cluster";
@@ -94,6 +98,16 @@ pub struct KeyValue {
     pub mod_revision: i64,
 }
 
+/// A listing together with the store revision it was read at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The key-value pairs, in the order asked for.
+    pub kvs: Vec<KeyValue>,
+    /// The store's revision when the listing was read: a watch from `revision + 1` sees exactly the
+    /// changes made after it.
+    pub revision: i64,
+}
+
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -136,6 +150,42 @@ pub enum StorageError {
         /// The key.
         key: String,
     },
+    /// A watch cannot deliver the changes asked for: the history before `compact_revision` has been
+    /// compacted away. Read the current state again and watch from after that read.
+    #[error(
+        "watch on {prefix} from revision {start_revision} is impossible: the history before revision {compact_revision} is compacted"
+    )]
+    Compacted {
+        /// The watched prefix (with the storage prefix).
+        prefix: String,
+        /// The revision the watch needed next: its start revision, or the one after the last change
+        /// it delivered.
+        start_revision: i64,
+        /// The oldest revision still kept.
+        compact_revision: i64,
+    },
+    /// A watch ended: its connection broke or the server cancelled it. Watching again from
+    /// `next_revision` misses nothing and repeats nothing (unless that revision is compacted by then).
+    #[error("watch on {prefix} ended ({reason}); it can resume from revision {next_revision}")]
+    WatchBroken {
+        /// The watched prefix (with the storage prefix).
+        prefix: String,
+        /// Why it ended.
+        reason: String,
+        /// The revision after the last change delivered (or the start revision if none was).
+        next_revision: i64,
+        /// The client error, when the connection failed.
+        #[source]
+        source: Option<etcd_client::Error>,
+    },
+    /// An argument is out of range.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The argument.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// TLS files of the configuration could not be read.
     #[error("cannot read {path}")]
     Tls {
@@ -166,17 +216,42 @@ pub trait Storage: Send + Sync {
     async fn get_raw(&self, key: &str) -> Result<Option<KeyValue>, StorageError>;
 
     /// Reads every key under `key_prefix`, sorted by key, at most `limit` (0 = all); `descending`
-    /// sorts newest key first.
-    async fn list_raw(&self, key_prefix: &str, limit: i64, descending: bool) -> Result<Vec<KeyValue>, StorageError>;
+    /// sorts the last key first. The listing carries the revision it was read at, in one read.
+    async fn list_raw_with_revision(
+        &self,
+        key_prefix: &str,
+        limit: i64,
+        descending: bool,
+    ) -> Result<Listing, StorageError>;
 
     /// Writes one key unconditionally (used by `ckecli`, never by the leader loop).
     async fn put_raw(&self, key: &str, value: Vec<u8>) -> Result<(), StorageError>;
 
+    /// Creates `key` with `value` only if it does not exist, atomically: of concurrent calls on
+    /// one key, exactly one returns true (created); the others return false and change nothing.
+    async fn create_if_absent(&self, key: &str, value: Vec<u8>) -> Result<bool, StorageError>;
+
+    /// Watches every key under `key_prefix` (`""`: the whole storage prefix), delivering the
+    /// changes at revisions from `start_revision` on; 0 means the changes made after the watch is
+    /// established, which it is when this returns. The stream keeps the contract in
+    /// [`WatchStream`]: events in order, then at most one error item ([`StorageError::Compacted`],
+    /// [`StorageError::WatchBroken`]), then the end. Dropping the stream cancels the watch.
+    /// A negative `start_revision` is [`StorageError::Invalid`].
+    async fn watch(&self, key_prefix: &str, start_revision: i64) -> Result<WatchStream, StorageError>;
+
     /// Deletes one key unconditionally; returns whether it existed.
     async fn delete_raw(&self, key: &str) -> Result<bool, StorageError>;
 
-    /// Applies `writes` atomically only if the fence holds; [`StorageError::LostLeadership`] otherwise.
+    /// Applies `writes` atomically (one revision) only if the fence holds;
+    /// [`StorageError::LostLeadership`] otherwise. As in etcd, an absent key has create revision 0,
+    /// so a fence on revision 0 holds while its key is absent.
     async fn put_fenced(&self, fence: &Fence, writes: Vec<Write>) -> Result<(), StorageError>;
+
+    /// Reads every key under `key_prefix`, sorted by key, at most `limit` (0 = all); `descending`
+    /// sorts the last key first.
+    async fn list_raw(&self, key_prefix: &str, limit: i64, descending: bool) -> Result<Vec<KeyValue>, StorageError> {
+        Ok(self.list_raw_with_revision(key_prefix, limit, descending).await?.kvs)
+    }
 
     /// The oldest key under `leader/` (the leader), as (key, value = instance name).
     async fn leader_key(&self) -> Result<Option<KeyValue>, StorageError> {
@@ -255,10 +330,19 @@ pub trait Storage: Send + Sync {
 
     /// The newest `n` records (0 = all kept), newest first.
     async fn get_records(&self, n: i64) -> Result<Vec<Record>, StorageError> {
-        let kvs = self.list_raw(KEY_RECORDS_PREFIX, n, true).await?;
-        kvs.into_iter()
+        Ok(self.get_records_with_revision(n).await?.0)
+    }
+
+    /// The newest `n` records (0 = all kept), newest first, and the revision they were read at
+    /// (watch `records/` from the revision after it to follow them without a gap).
+    async fn get_records_with_revision(&self, n: i64) -> Result<(Vec<Record>, i64), StorageError> {
+        let listing = self.list_raw_with_revision(KEY_RECORDS_PREFIX, n, true).await?;
+        let records = listing
+            .kvs
+            .into_iter()
             .map(|kv| decode(&self.full_key(&kv.key), &kv.value))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok((records, listing.revision))
     }
 
     /// A record by id.
@@ -300,4 +384,15 @@ pub async fn put_json<T: Serialize + ?Sized, S: Storage + ?Sized>(
     value: &T,
 ) -> Result<(), StorageError> {
     s.put_raw(key, encode(value)).await
+}
+
+/// Rejects a negative watch start revision (0 = from now).
+fn check_start_revision(start_revision: i64) -> Result<(), StorageError> {
+    if start_revision < 0 {
+        return Err(StorageError::Invalid {
+            field: "start_revision",
+            reason: format!("{start_revision} is negative (0 watches from now, N > 0 from revision N)"),
+        });
+    }
+    Ok(())
 }
