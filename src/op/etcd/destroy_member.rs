@@ -1,17 +1,11 @@
 //! `etcd-destroy-member`: remove the member of a node that is no longer a control plane, then wipe
 //! its container, volumes and certificates there.
 
-use super::{others, RemoveMember, Wipe};
+use super::{remove_member, Wipe};
 use crate::op::{OpContext, Operator, SeqOperator};
 
 /// The operator.
 pub fn operator(node: &str, id: u64, ctx: OpContext<'_>) -> Box<dyn Operator> {
-    let remove = RemoveMember {
-        node: node.into(),
-        peers: others(ctx.cluster, node),
-        id,
-        detail: format!("{id:x}"),
-    };
     let wipe = Wipe {
         node: node.into(),
         volume: ctx.cluster.options.etcd.volume().into(),
@@ -21,6 +15,6 @@ pub fn operator(node: &str, id: u64, ctx: OpContext<'_>) -> Box<dyn Operator> {
     SeqOperator::boxed(
         "etcd-destroy-member",
         vec![node.into()],
-        vec![Box::new(remove), Box::new(wipe)],
+        vec![remove_member(ctx, node, id), Box::new(wipe)],
     )
 }

@@ -219,6 +219,16 @@ impl Commander for WaitInSync {
     }
 }
 
+/// Removes member `id` of `node` through the other control planes.
+pub fn remove_member(ctx: OpContext<'_>, node: &str, id: u64) -> Box<dyn Commander> {
+    Box::new(RemoveMember {
+        node: node.into(),
+        peers: others(ctx.cluster, node),
+        id,
+        detail: format!("{id:x}"),
+    })
+}
+
 /// Removes a member through the other control planes.
 pub struct RemoveMember {
     /// The member's node.
