@@ -3,6 +3,7 @@
 //! them: run `make test`, or `cargo test --features test-hooks`.
 
 #[test]
+#[allow(clippy::assertions_on_constants)]
 fn the_test_hooks_feature_is_on() {
     assert!(
         cfg!(feature = "test-hooks"),
