@@ -9,19 +9,19 @@ all: build
 FEATURES ?= --features test-hooks
 
 build:
-	$(CARGO) build --all-targets $(FEATURES)
+	$(CARGO) build --workspace --all-targets $(FEATURES)
 
 deps:
 	./scripts/install-test-deps.sh
 
 test: deps
-	$(CARGO) build --all-targets $(FEATURES)
-	$(CARGO) test --all-targets $(FEATURES) --no-fail-fast -- --test-threads=4
+	$(CARGO) build --workspace --all-targets $(FEATURES)
+	$(CARGO) test --workspace --all-targets $(FEATURES) --no-fail-fast -- --test-threads=4
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
-	$(CARGO) clippy --all-targets $(FEATURES) -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets $(FEATURES) -- -D warnings
 
 demo: deps build
 	./scripts/demo.sh

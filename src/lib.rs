@@ -25,7 +25,6 @@ pub mod probe;
 pub mod rivers;
 pub mod server;
 pub mod storage;
-pub mod testing;
 pub mod topology;
 
 /// A named point where a build with the `test-hooks` feature may abort (see [`hooks::failpoint`]);

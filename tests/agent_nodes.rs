@@ -12,7 +12,7 @@ use cke::metrics::SSH_HOSTKEY_MISMATCHES;
 use cke::model::{ContainerParams, Mount, Node, ServiceParams};
 use cke::probe::probe_node;
 use cke::storage::{MemStorage, Storage};
-use cke::testing::{is_root, Mtest};
+use cke_testkit::{require_root, Mtest};
 
 fn pool(m: &Mtest, store: Arc<dyn HostKeyStore>, mode: HostKeyMode) -> Arc<SshPool> {
     let key = std::fs::read_to_string(m.ssh_key()).unwrap();
@@ -30,10 +30,7 @@ fn node(m: &Mtest, i: usize) -> Node {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_files_host_keys_containers_and_probe() {
-    if !is_root() {
-        eprintln!("SKIPPED: mtest needs root");
-        return;
-    }
+    require_root("mtest");
     let m = Mtest::up(2, &["--no-vault", "--no-etcd"]);
     let storage: Arc<dyn Storage> = Arc::new(MemStorage::default());
     let pins: Arc<dyn HostKeyStore> = Arc::new(StorageHostKeys(storage.clone()));

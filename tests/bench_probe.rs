@@ -14,15 +14,12 @@ use cke::agent::ssh::{SshConfig, SshPool, StaticKey};
 use cke::model::{Cluster, Node};
 use cke::probe::probe_nodes;
 use cke::storage::MemStorage;
-use cke::testing::{free_port, is_root};
+use cke_testkit::{free_port, require_root};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn bench_probe_100_nodes() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root for sshd");
-        return;
-    }
+    require_root("this test");
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     for (name, kind) in [("host", "ed25519"), ("user", "ed25519")] {

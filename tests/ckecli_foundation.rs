@@ -1,7 +1,7 @@
 //! `ckecli` against a real management etcd: every foundation command, round trips, exit codes, and
 //! that invalid input changes nothing.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cke::config::Config;
 use cke::model::{parse_cluster, Record, RecordCommand, RecordStatus, ServerStatus};
 use cke::storage::{encode, EtcdStorage, Storage};
-use cke::testing::EtcdServer;
+use cke_testkit::{Ckecli, EtcdServer};
 
 struct Env {
     etcd: EtcdServer,
@@ -46,18 +46,7 @@ impl Env {
 }
 
 fn ckecli_with(config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ckecli"));
-    cmd.arg("--config")
-        .arg(config)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    let mut child = cmd.spawn().unwrap();
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    child.wait_with_output().unwrap()
+    Ckecli::new(env!("CARGO_BIN_EXE_ckecli"), config).run(args, stdin)
 }
 
 fn stdout(o: &Output) -> String {

@@ -1,19 +1,12 @@
 //! `ckecli ssh`, `scp` and `ssh-hostkey` against mtest nodes, with the key in OpenBao and host keys
 //! pinned in etcd.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
-use cke::testing::{is_root, Mtest};
+use cke_testkit::{require_root, Mtest};
 
 fn ckecli(m: &Mtest, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ckecli"))
-        .arg("--config")
-        .arg(&m.env["CKE_CONFIG"])
-        .args(args)
-        .env("VAULT_ADDR", &m.env["VAULT_ADDR"])
-        .env("VAULT_TOKEN", &m.env["VAULT_TOKEN"])
-        .output()
-        .unwrap()
+    m.ckecli(env!("CARGO_BIN_EXE_ckecli")).run(args, None)
 }
 
 fn text(o: &Output) -> String {
@@ -26,10 +19,7 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn ssh_scp_and_pinned_host_keys() {
-    if !is_root() {
-        eprintln!("SKIPPED: mtest needs root");
-        return;
-    }
+    require_root("mtest");
     let m = Mtest::up(2, &[]);
     let (n1, n2) = (m.node(1), m.node(2));
     let dir = tempfile::tempdir().unwrap();

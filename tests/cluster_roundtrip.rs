@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use cke::config::Config;
 use cke::model::*;
 use cke::storage::{EtcdStorage, MemStorage, Storage};
-use cke::testing::EtcdServer;
+use cke_testkit::EtcdServer;
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 

@@ -3,18 +3,18 @@
 //! the HTTP endpoints, and dry runs.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cke::config::Config;
 use cke::model::RecordStatus;
 use cke::storage::{EtcdStorage, Storage};
-use cke::testing::{free_port, EtcdServer};
+use cke_testkit::{free_port, poll_until, EtcdServer, ProcessGuard};
 
 struct Cke {
     name: String,
     port: u16,
-    child: Child,
+    child: ProcessGuard,
 }
 
 impl Cke {
@@ -42,7 +42,7 @@ impl Cke {
         Cke {
             name: name.into(),
             port,
-            child,
+            child: ProcessGuard(child),
         }
     }
 
@@ -62,17 +62,7 @@ impl Cke {
     }
 
     fn signal(&self, sig: &str) {
-        Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-    }
-}
-
-impl Drop for Cke {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.signal(sig);
     }
 }
 
@@ -127,19 +117,12 @@ async fn leaders(ckes: &[&Cke]) -> Vec<String> {
     v
 }
 
-async fn until<F, Fut, T>(what: &str, limit: Duration, mut f: F) -> T
+async fn until<F, Fut, T>(what: &str, limit: Duration, f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    poll_until(what, limit, Duration::from_millis(50), f).await
 }
 
 /// Waits until record `id` is cancelled.
@@ -235,7 +218,7 @@ async fn one_leader_failover_and_record_cancellation() {
     println!("FIGURE failover after SIGTERM: {term_failover:?}");
     let mut leader = ckes.into_iter().find(|c| c.name == second).unwrap();
     let code = until("the old leader to exit", Duration::from_secs(15), || {
-        let r = leader.child.try_wait().unwrap();
+        let r = leader.child.0.try_wait().unwrap();
         async move { r }
     })
     .await;

@@ -6,7 +6,7 @@ mod e2e_common;
 
 use std::time::{Duration, Instant};
 
-use cke::testing::Mtest;
+use cke_testkit::Mtest;
 use e2e_common::*;
 
 /// Node `cp` is the control plane, `worker` a worker.
@@ -20,9 +20,7 @@ fn declaration(m: &Mtest, cp: usize, worker: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moving_the_control_plane_keeps_the_data() {
-    let Some((m, dir)) = mtest_up(2) else {
-        return;
-    };
+    let (m, dir) = mtest_up(2);
     let log = dir.path().join("cke.log");
     prepare(&m, 1);
     ok(&m, &["cluster", "set", "-"], Some(&declaration(&m, 1, 2)));

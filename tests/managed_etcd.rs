@@ -5,10 +5,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cke::managed_etcd::{EtcdTls, ManagedEtcd};
-use cke::testing::{find_binary, TestCa};
+use cke_testkit::{find_binary, poll_until, TestCa};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -118,14 +118,11 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("timed out waiting for {what}");
+    let mut poll = move || {
+        let fut = f();
+        async move { fut.await.then_some(()) }
+    };
+    poll_until(what, limit, Duration::from_millis(200), &mut poll).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

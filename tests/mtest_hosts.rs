@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cke::testing::{is_root, Mtest};
+use cke_testkit::{require_root, Mtest};
 
 fn ssh(m: &Mtest, i: usize, cmd: &str) -> std::process::Output {
     Command::new("ssh")
@@ -27,10 +27,7 @@ fn ssh(m: &Mtest, i: usize, cmd: &str) -> std::process::Output {
 
 #[test]
 fn three_isolated_nodes_with_containers_stop_start_partition_and_teardown() {
-    if !is_root() {
-        eprintln!("SKIPPED: mtest needs root");
-        return;
-    }
+    require_root("mtest");
     let t0 = Instant::now();
     let m = Mtest::up(3, &["--no-vault"]);
     println!("FIGURE mtest up --nodes 3: {:?}", t0.elapsed());

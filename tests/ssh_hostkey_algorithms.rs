@@ -10,7 +10,7 @@ use cke::agent::hostkey::{HostKeyMode, HostKeyStore, StorageHostKeys};
 use cke::agent::ssh::{SshConfig, SshPool, StaticKey};
 use cke::agent::Runner;
 use cke::storage::MemStorage;
-use cke::testing::{free_port, is_root};
+use cke_testkit::{free_port, require_root};
 
 fn keygen(path: &std::path::Path, kind: &str) {
     assert!(Command::new("ssh-keygen")
@@ -23,10 +23,7 @@ fn keygen(path: &std::path::Path, kind: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pinned_key_algorithm_is_asked_for() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root for sshd");
-        return;
-    }
+    require_root("this test");
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

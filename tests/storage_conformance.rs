@@ -5,7 +5,7 @@
 use cke::config::Config;
 use cke::model::{Constraints, Record, RecordCommand, RecordStatus};
 use cke::storage::*;
-use cke::testing::EtcdServer;
+use cke_testkit::EtcdServer;
 use futures::StreamExt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

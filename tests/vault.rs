@@ -10,7 +10,7 @@ use std::time::Duration;
 use cke::config::Config;
 use cke::pki::{secrets, Issuer, VaultClient};
 use cke::storage::{EtcdStorage, Storage, CA_NAMES};
-use cke::testing::{BaoServer, EtcdServer};
+use cke_testkit::{BaoServer, EtcdServer};
 use std::sync::Arc;
 
 struct Env {

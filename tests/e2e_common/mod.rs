@@ -2,64 +2,32 @@
 #![allow(dead_code)]
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cke::managed_etcd::{EtcdTls, ManagedEtcd};
-use cke::testing::{free_port, is_root, Mtest};
+use cke_testkit::{free_port, Mtest, ProcessGuard};
 
-/// `nodes` mtest node hosts with the tools image loaded, and a directory for logs; `None` (the test
-/// is skipped) when not run as root.
-pub fn mtest_up(nodes: usize) -> Option<(Mtest, tempfile::TempDir)> {
-    if !is_root() {
-        eprintln!("SKIPPED: mtest needs root");
-        return None;
-    }
+/// `nodes` mtest node hosts with the tools image loaded, and a directory for logs. Panics when not
+/// run as root: these tests fail without it, they do not skip.
+pub fn mtest_up(nodes: usize) -> (Mtest, tempfile::TempDir) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let tools = format!("localhost/cke-tools:latest={}", env!("CARGO_BIN_EXE_rivers"));
-    Some((Mtest::up(nodes, &["--image", &tools]), tempfile::tempdir().unwrap()))
+    (Mtest::up(nodes, &["--image", &tools]), tempfile::tempdir().unwrap())
 }
 
 /// A `cke` process, killed on drop.
-pub struct Cke(pub Child);
-
-impl Drop for Cke {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+pub type Cke = ProcessGuard;
 
 /// Runs ckecli against the environment's etcd and OpenBao.
 pub fn ckecli(m: &Mtest, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ckecli"))
-        .arg("--config")
-        .arg(&m.env["CKE_CONFIG"])
-        .args(args)
-        .env("VAULT_ADDR", &m.env["VAULT_ADDR"])
-        .env("VAULT_TOKEN", &m.env["VAULT_TOKEN"])
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    if let Some(s) = stdin {
-        c.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    c.wait_with_output().unwrap()
+    m.ckecli(env!("CARGO_BIN_EXE_ckecli")).run(args, stdin)
 }
 
 /// `ckecli` that must succeed.
 #[track_caller]
 pub fn ok(m: &Mtest, args: &[&str], stdin: Option<&str>) -> String {
-    let o = ckecli(m, args, stdin);
-    assert!(
-        o.status.success(),
-        "ckecli {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    m.ckecli(env!("CARGO_BIN_EXE_ckecli")).ok(args, stdin)
 }
 
 /// Starts `cke` with test-friendly timings; `env` adds variables (e.g. a failpoint).
@@ -75,7 +43,7 @@ pub fn start_cke(m: &Mtest, name: &str, log: &Path, env: &[(&str, &str)]) -> Cke
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap();
-    Cke(child)
+    ProcessGuard(child)
 }
 
 /// Vault, the SSH key and the constraint, ready for a declaration.

@@ -1,15 +1,77 @@
-//! Throw-away services for tests: a real etcd (and, with the Vault work, a real OpenBao) on free
-//! loopback ports in a temporary directory, stopped and removed on drop. Used by the integration
-//! tests under `tests/` and by `mtest`; never by the daemon.
+//! Throw-away services for cke-rs's tests: a real etcd and a real OpenBao on leased loopback ports in
+//! a temporary directory, mtest node hosts, and test CAs, each stopped and removed on drop. A
+//! dev-dependency of cke-rs only: none of it is in the library or the binaries.
 
+use std::collections::HashSet;
+use std::fs::File;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 (bound then released; good enough for tests).
+/// Where port and mtest-id leases live (lock files, shared by every test process on the machine).
+const LEASE_DIR: &str = "/tmp/cke-testkit-leases";
+
+/// Leases this process holds until it exits: the lock files stay open (and locked) here.
+static HELD: Mutex<Vec<File>> = Mutex::new(Vec::new());
+static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+/// Takes the machine-wide lease `name` (an exclusive lock on a file) without waiting; the lease is
+/// held by the returned file and ends when it is dropped or the process exits (even by a crash).
+fn try_lease(name: &str) -> Option<File> {
+    std::fs::create_dir_all(LEASE_DIR).ok()?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(format!("{LEASE_DIR}/{name}"))
+        .ok()?;
+    f.try_lock().ok()?;
+    Some(f)
+}
+
+/// A TCP port on 127.0.0.1 that no other user of this kit on the machine holds and that is free
+/// now, held for the life of the process. Ports come from 20000-32767, below the kernel's ephemeral
+/// range (32768-60999 by default), so outgoing connections cannot take it between the check and the
+/// server's bind.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    let mut rng = std::collections::hash_map::RandomState::new();
+    for attempt in 0..2000u32 {
+        let port = 20000 + (pseudo_random(&mut rng, attempt) % 12768) as u16;
+        {
+            let mut set = HANDED_OUT.lock().unwrap();
+            if !set.get_or_insert_with(HashSet::new).insert(port) {
+                continue;
+            }
+        }
+        let Some(lease) = try_lease(&format!("port-{port}")) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_err() || TcpListener::bind(("0.0.0.0", port)).is_err() {
+            continue;
+        }
+        HELD.lock().unwrap().push(lease);
+        return port;
+    }
+    panic!("no free port in 20000-32767 after 2000 tries");
+}
+
+fn pseudo_random(state: &mut std::collections::hash_map::RandomState, n: u32) -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = state.build_hasher();
+    h.write_u32(n);
+    h.write_u32(std::process::id());
+    h.finish() as u32
+}
+
+/// Panics unless running as root, naming what needs it. Tests that need root fail without it; they
+/// never pass by skipping. `make test` (and CI) run as root.
+pub fn require_root(what: &str) {
+    assert!(
+        is_root(),
+        "{what} needs root (network namespaces, mounts, sshd); run the tests as root, as `make test` in CI does"
+    );
 }
 
 /// Path of a binary, searching `PATH` and the usual sbin directories.
@@ -314,20 +376,37 @@ pub struct Mtest {
     /// The parsed `env.json`.
     pub env: std::collections::BTreeMap<String, String>,
     _dir: tempfile::TempDir,
+    /// The machine-wide lease on this environment's id: no other test takes the same prefix and
+    /// subnet while it is held. A crashed holder's lease ends with its process, and the next holder's
+    /// `up` clears what the crashed one left (mtest.sh `up` runs `down` for its own prefix first).
+    _lease: File,
+    /// Leased ports for the management etcd (client, peer) and OpenBao.
+    ports: [u16; 3],
 }
-
-static MTEST_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl Mtest {
     /// The script.
     pub fn script() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("mtest/mtest.sh")
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../mtest/mtest.sh")
+    }
+
+    /// An id in 20..220 (prefix `m<id>`, subnet `10.67.<id>`) that no other environment on the
+    /// machine holds.
+    fn lease_id() -> (u32, File) {
+        let mut rng = std::collections::hash_map::RandomState::new();
+        for attempt in 0..1000 {
+            let id = pseudo_random(&mut rng, attempt) % 200 + 20;
+            if let Some(lease) = try_lease(&format!("mtest-{id}")) {
+                return (id, lease);
+            }
+        }
+        panic!("every mtest id 20..220 is leased");
     }
 
     /// Brings up `nodes` node hosts plus whatever `extra` flags ask (`--no-vault`, `--image ...`).
     pub fn up(nodes: usize, extra: &[&str]) -> Mtest {
-        let n = MTEST_SEQ.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let id = (std::process::id().wrapping_mul(7).wrapping_add(n)) % 200 + 20;
+        require_root("mtest");
+        let (id, lease) = Self::lease_id();
         let prefix = format!("m{id}");
         let subnet = format!("10.67.{id}");
         let dir = tempfile::tempdir().unwrap();
@@ -336,6 +415,8 @@ impl Mtest {
             subnet,
             env: Default::default(),
             _dir: dir,
+            _lease: lease,
+            ports: [free_port(), free_port(), free_port()],
         };
         let out = m.run(&[&["up", "--nodes", &nodes.to_string()], extra].concat());
         assert!(
@@ -361,6 +442,9 @@ impl Mtest {
                 &self.subnet,
             ])
             .args(args)
+            .env("MTEST_ETCD_PORT", self.ports[0].to_string())
+            .env("MTEST_ETCD_PEER_PORT", self.ports[1].to_string())
+            .env("MTEST_BAO_PORT", self.ports[2].to_string())
             .stdin(Stdio::null())
             .output()
             .unwrap()
@@ -390,4 +474,163 @@ pub fn is_root() -> bool {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
+}
+
+/// A child process that is killed and reaped when the guard is dropped, so a failing test leaves
+/// no process behind.
+pub struct ProcessGuard(pub Child);
+
+impl ProcessGuard {
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Sends `signal` (e.g. `-STOP`, `-TERM`) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill")
+            .args([signal, &self.0.id().to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill {signal} {} failed", self.0.id());
+    }
+}
+
+impl Drop for ProcessGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `cmd` to the end with `stdin` (or no input), capturing standard output and error.
+pub fn output_with_stdin(cmd: &mut Command, stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Runs `ckecli` (the binary under test: `env!("CARGO_BIN_EXE_ckecli")`) with a config file and
+/// environment.
+#[derive(Clone, Debug)]
+pub struct Ckecli {
+    bin: PathBuf,
+    config: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Ckecli {
+    /// `ckecli --config CONFIG`.
+    pub fn new(bin: impl Into<PathBuf>, config: impl Into<PathBuf>) -> Ckecli {
+        Ckecli {
+            bin: bin.into(),
+            config: config.into(),
+            env: Vec::new(),
+        }
+    }
+
+    /// Adds an environment variable to every run.
+    pub fn env(mut self, key: &str, value: &str) -> Ckecli {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Runs `ckecli ARGS`, feeding `stdin` when given.
+    pub fn run(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("--config").arg(&self.config).args(args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        output_with_stdin(&mut cmd, stdin)
+    }
+
+    /// Runs `ckecli ARGS`, which must succeed; returns its standard output.
+    #[track_caller]
+    pub fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let o = self.run(args, stdin);
+        assert!(
+            o.status.success(),
+            "ckecli {args:?} exited {:?}\nstdout: {}\nstderr: {}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+impl Mtest {
+    /// `ckecli` against this environment's management etcd and OpenBao.
+    pub fn ckecli(&self, bin: impl Into<PathBuf>) -> Ckecli {
+        let c = Ckecli::new(bin, &self.env["CKE_CONFIG"]);
+        match (self.env.get("VAULT_ADDR"), self.env.get("VAULT_TOKEN")) {
+            (Some(addr), Some(token)) => c.env("VAULT_ADDR", addr).env("VAULT_TOKEN", token),
+            _ => c,
+        }
+    }
+}
+
+/// Polls `f` every `every` until it gives `Some`, and returns that; panics naming `what` after
+/// `limit`.
+pub async fn poll_until<F, Fut, T>(what: &str, limit: Duration, every: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// [`poll_until`] for plain functions (no runtime needed).
+pub fn poll_until_blocking<T>(what: &str, limit: Duration, every: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(every);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_distinct_free_and_leased() {
+        let ports: Vec<u16> = (0..50).map(|_| free_port()).collect();
+        let set: HashSet<u16> = ports.iter().copied().collect();
+        assert_eq!(set.len(), ports.len(), "a port was handed out twice");
+        for p in &ports {
+            assert!((20000..32768).contains(p), "{p} is outside the leased range");
+            // The lease is held: another holder (another open file, as another process would have)
+            // cannot take it.
+            assert!(try_lease(&format!("port-{p}")).is_none(), "port {p} is not leased");
+            TcpListener::bind(("127.0.0.1", *p)).expect("a leased port is bindable");
+        }
+    }
+
+    #[test]
+    fn a_lease_ends_with_its_holder() {
+        let name = format!("selftest-{}", std::process::id());
+        let first = try_lease(&name).expect("first lease");
+        assert!(try_lease(&name).is_none(), "a held lease was granted twice");
+        drop(first);
+        assert!(try_lease(&name).is_some(), "a dropped lease was not released");
+    }
 }
