@@ -9,10 +9,10 @@ use std::time::Duration;
 use clap::Parser;
 use tokio::sync::{mpsc, watch};
 
-use crate::agent::container::ContainerEngine;
-use crate::agent::hostkey::{HostKeyMode, StorageHostKeys};
-use crate::agent::ssh::{KeyProvider, SshConfig, SshPool, VaultKeys};
-use crate::agent::AgentError;
+use crate::infra::agent::container::ContainerEngine;
+use crate::infra::agent::hostkey::{HostKeyMode, StorageHostKeys};
+use crate::infra::agent::ssh::{KeyProvider, SshConfig, SshPool, VaultKeys};
+use crate::infra::agent::AgentError;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::controller::{Controller, ControllerConfig, InfraFactory, TermEnd};
 use crate::error::error_chain;
@@ -20,7 +20,7 @@ use crate::infra::{EtcdClientConnector, EtcdCredentials, Infra};
 use crate::leader::Elector;
 #[cfg(feature = "test-hooks")]
 use crate::op::test_ops::TestOperatorSpec;
-use crate::pki::VaultClient;
+use crate::infra::pki::VaultClient;
 use crate::probe::{Prober, SshProber};
 use crate::server::Shared;
 use crate::storage::{EtcdStorage, Storage, KEY_CLUSTER, KEY_CONSTRAINTS, KEY_RESOURCE_PREFIX};
@@ -324,7 +324,7 @@ async fn start_vault_tasks(
     match VaultClient::connect(&config).await {
         Ok(client) => {
             let renewal = client.spawn_renewal();
-            let tidy = crate::pki::Issuer::new(client.clone()).spawn_tidy(gc_interval);
+            let tidy = crate::infra::pki::Issuer::new(client.clone()).spawn_tidy(gc_interval);
             (Some(client), vec![renewal, tidy])
         }
         Err(e) => {

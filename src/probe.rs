@@ -8,9 +8,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
 
-use crate::agent::container::{ContainerEngine, ABSENT_MESSAGES};
-use crate::agent::ssh::SshPool;
-use crate::agent::{shell_quote, AgentError, Runner};
+use crate::infra::agent::container::{ContainerEngine, ABSENT_MESSAGES};
+use crate::infra::agent::ssh::SshPool;
+use crate::infra::agent::{shell_quote, AgentError, Runner};
 
 use crate::infra::EtcdConnector;
 use crate::model::{Cluster, ClusterStatus, EtcdClusterStatus, EtcdNodeStatus, Node, NodeStatus};

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cke::agent::container::{ContainerEngine, RunSpec};
-use cke::agent::hostkey::{HostKeyMode, HostKeyStore, StorageHostKeys};
-use cke::agent::ssh::{SshConfig, SshPool, StaticKey};
-use cke::agent::{AgentError, Runner};
+use cke::infra::agent::container::{ContainerEngine, RunSpec};
+use cke::infra::agent::hostkey::{HostKeyMode, HostKeyStore, StorageHostKeys};
+use cke::infra::agent::ssh::{SshConfig, SshPool, StaticKey};
+use cke::infra::agent::{AgentError, Runner};
 use cke::metrics::SSH_HOSTKEY_MISMATCHES;
 use cke::model::{ContainerParams, Mount, Node, ServiceParams};
 use cke::probe::probe_node;

@@ -8,9 +8,9 @@ use futures::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cke::agent::container::ContainerEngine;
-use cke::agent::hostkey::StorageHostKeys;
-use cke::agent::ssh::{SshConfig, SshPool, StaticKey};
+use cke::infra::agent::container::ContainerEngine;
+use cke::infra::agent::hostkey::StorageHostKeys;
+use cke::infra::agent::ssh::{SshConfig, SshPool, StaticKey};
 use cke::model::{Cluster, Node};
 use cke::probe::probe_nodes;
 use cke::storage::MemStorage;
@@ -91,7 +91,7 @@ async fn bench_probe_100_nodes() {
     let connects = futures::stream::iter(cluster.nodes.iter().map(|n| {
         let agent = pool.node(&n.address, "root");
         async move {
-            cke::agent::Runner::run(&agent, "true", None, Duration::from_secs(120))
+            cke::infra::agent::Runner::run(&agent, "true", None, Duration::from_secs(120))
                 .await
                 .is_ok()
         }

@@ -6,7 +6,7 @@ mod e2e_common;
 
 use std::time::{Duration, Instant};
 
-use cke::managed_etcd::{EtcdTls, ManagedEtcd};
+use cke::infra::managed_etcd::{EtcdTls, ManagedEtcd};
 use e2e_common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

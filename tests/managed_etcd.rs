@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use cke::managed_etcd::{EtcdTls, ManagedEtcd};
+use cke::infra::managed_etcd::{EtcdTls, ManagedEtcd};
 use cke_testkit::{find_binary, poll_until, TestCa};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);

@@ -6,9 +6,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cke::agent::hostkey::{HostKeyMode, HostKeyStore, StorageHostKeys};
-use cke::agent::ssh::{SshConfig, SshPool, StaticKey};
-use cke::agent::Runner;
+use cke::infra::agent::hostkey::{HostKeyMode, HostKeyStore, StorageHostKeys};
+use cke::infra::agent::ssh::{SshConfig, SshPool, StaticKey};
+use cke::infra::agent::Runner;
 use cke::storage::MemStorage;
 use cke_testkit::{free_port, require_root};
 
@@ -83,7 +83,7 @@ async fn the_pinned_key_algorithm_is_asked_for() {
         ("other_rsa", false),
     ] {
         let store = Arc::new(StorageHostKeys(Arc::new(MemStorage::default())));
-        let line = cke::agent::hostkey::normalise_public_key(&pub_line(pinned)).unwrap();
+        let line = cke::infra::agent::hostkey::normalise_public_key(&pub_line(pinned)).unwrap();
         store.set("127.0.0.1", &line).await.unwrap();
         let pool = SshPool::new(
             Arc::new(StaticKey(user_key.clone())),

@@ -127,7 +127,7 @@ async fn conformance<S: Storage + 'static>(s: Arc<S>) {
     assert_eq!(s.get_raw("absent").await.unwrap().unwrap().value, b"1");
 
     // Host-key pins: trust on first use through create_if_absent.
-    use cke::agent::hostkey::{HostKeyStore, StorageHostKeys};
+    use cke::infra::agent::hostkey::{HostKeyStore, StorageHostKeys};
     let pins = StorageHostKeys(s.clone() as Arc<dyn Storage>);
     assert!(pins.pin_first("10.0.0.1", "ssh-ed25519 AAAA1").await.unwrap());
     assert!(!pins.pin_first("10.0.0.1", "ssh-ed25519 AAAA2").await.unwrap());

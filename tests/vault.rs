@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use cke::config::Config;
-use cke::pki::{secrets, Issuer, VaultClient};
+use cke::infra::pki::{secrets, Issuer, VaultClient};
 use cke::storage::{EtcdStorage, Storage, CA_NAMES};
 use cke_testkit::{BaoServer, EtcdServer};
 use std::sync::Arc;
@@ -143,7 +143,7 @@ async fn init_twice_issue_and_verify_certificates() {
     let config = storage.get_vault_config().await.unwrap().unwrap();
     let issuer = Issuer::new(VaultClient::connect(&config).await.unwrap());
     let dir = env.dir.path();
-    let check = |ca: &str, cert: &cke::pki::IssuedCert, tag: &str| {
+    let check = |ca: &str, cert: &cke::infra::pki::IssuedCert, tag: &str| {
         std::fs::write(dir.join(format!("{tag}.ca")), ca).unwrap();
         std::fs::write(dir.join(format!("{tag}.crt")), &cert.certificate).unwrap();
         assert!(cert.private_key.contains("BEGIN PRIVATE KEY"), "PKCS#8 key expected");

@@ -10,9 +10,9 @@ use regex::Regex;
 use serde::Serialize;
 
 use super::{print_json, CliError, Ctx};
-use crate::managed_etcd::{EtcdTls, ManagedEtcd};
+use crate::infra::managed_etcd::{EtcdTls, ManagedEtcd};
 use crate::model::ValidationError;
-use crate::pki::{Issuer, USER_CERT_TTL};
+use crate::infra::pki::{Issuer, USER_CERT_TTL};
 use crate::planner::params::etcd_client_url;
 use crate::storage::Storage;
 

@@ -7,7 +7,7 @@ use clap::Subcommand;
 
 use super::{CliError, Ctx};
 use crate::model::ValidationError;
-use crate::pki::Issuer;
+use crate::infra::pki::Issuer;
 use crate::planner::params::API_SERVER_PORT;
 use crate::storage::Storage;
 

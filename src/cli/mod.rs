@@ -115,10 +115,10 @@ pub enum CliError {
     Storage(#[from] StorageError),
     /// Vault failed.
     #[error(transparent)]
-    Vault(#[from] crate::pki::VaultError),
+    Vault(#[from] crate::infra::pki::VaultError),
     /// The managed etcd failed.
     #[error(transparent)]
-    ManagedEtcd(#[from] crate::managed_etcd::ManagedEtcdError),
+    ManagedEtcd(#[from] crate::infra::managed_etcd::ManagedEtcdError),
     /// Reading input or writing output failed.
     #[error("{what}: {error}")]
     Io {
@@ -174,13 +174,13 @@ impl Ctx {
     }
 
     /// A Vault client logged in with the AppRole stored in etcd (`vault` key).
-    pub async fn vault(&self) -> Result<crate::pki::VaultClient, CliError> {
+    pub async fn vault(&self) -> Result<crate::infra::pki::VaultClient, CliError> {
         let Some(config) = self.storage().await?.get_vault_config().await? else {
             return Err(CliError::NotFound(
                 "Vault is not configured: run ckecli vault init or ckecli vault config".into(),
             ));
         };
-        Ok(crate::pki::VaultClient::connect(&config).await?)
+        Ok(crate::infra::pki::VaultClient::connect(&config).await?)
     }
 
     /// The management etcd client.

@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::{read_input, CliError, Ctx};
-use crate::agent::hostkey::{normalise_public_key, HostKeyStore, StorageHostKeys};
-use crate::agent::ssh::SshPool;
+use crate::infra::agent::hostkey::{normalise_public_key, HostKeyStore, StorageHostKeys};
+use crate::infra::agent::ssh::SshPool;
 use crate::model::ValidationError;
 use crate::storage::Storage;
 
@@ -126,7 +126,7 @@ impl Session {
             Some(p) => read_input(p.to_str().unwrap_or_default())?,
             None => {
                 let vault = ctx.vault().await?;
-                crate::pki::secrets::ssh_private_key(&vault, address)
+                crate::infra::pki::secrets::ssh_private_key(&vault, address)
                     .await?
                     .ok_or_else(|| CliError::NotFound("no SSH key in Vault (ckecli vault ssh-privkey)".into()))?
             }

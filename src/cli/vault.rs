@@ -6,7 +6,7 @@ use clap::Subcommand;
 
 use super::{display_input, read_input, CliError, Ctx};
 use crate::model::ValidationError;
-use crate::pki::{secrets, vault_init, VaultClient};
+use crate::infra::pki::{secrets, vault_init, VaultClient};
 use crate::storage::{Storage, VaultConfig};
 
 /// `ckecli vault ...`
@@ -63,8 +63,8 @@ pub async fn run(ctx: &Ctx, cmd: VaultCommand) -> Result<(), CliError> {
                 .without_retries();
             let storage = ctx.storage().await?;
             let report = vault_init(&root, storage, &ca).await.map_err(|e| match e {
-                crate::pki::InitError::Vault(v) => CliError::Vault(v),
-                crate::pki::InitError::Storage(s) => CliError::Storage(s),
+                crate::infra::pki::InitError::Vault(v) => CliError::Vault(v),
+                crate::infra::pki::InitError::Storage(s) => CliError::Storage(s),
             })?;
             if report.changes.is_empty() {
                 println!("vault init: everything already in place; nothing changed");

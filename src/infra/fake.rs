@@ -11,11 +11,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{CertIssuer, Engine, EtcdAdmin, EtcdConnectError, EtcdConnector, Infra, IssueError, NodeAccess};
-use crate::agent::container::RunSpec;
-use crate::agent::{AgentError, Output, Runner};
-use crate::managed_etcd::{host_of_url, ManagedEtcdError, MemberInfo};
+use crate::infra::agent::container::RunSpec;
+use crate::infra::agent::{AgentError, Output, Runner};
+use crate::infra::managed_etcd::{host_of_url, ManagedEtcdError, MemberInfo};
 use crate::model::{Cluster, ClusterStatus, EtcdClusterStatus, EtcdMember, NodeStatus, ServiceStatus};
-use crate::pki::{IssueRequest, IssuedCert, VaultError};
+use crate::infra::pki::{IssueRequest, IssuedCert, VaultError};
 use crate::storage::{MemStorage, Storage};
 use crate::topology::*;
 

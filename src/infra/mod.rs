@@ -1,17 +1,20 @@
 //! The infrastructure layer: every side effect an operator may cause, each behind a trait with a
 //! real implementation and, for unit tests, a fake ([`fake`], test builds only).
 //!
-//! - [`NodeAccess`]: shell commands and files on a node (SSH: [`crate::agent::ssh::SshPool`]);
+//! - [`NodeAccess`]: shell commands and files on a node (SSH: [`agent::ssh::SshPool`]);
 //! - [`Engine`]: the docker-compatible container engine on a node ([`ContainerEngine`] over SSH);
-//! - [`CertIssuer`]: certificates from Vault PKI ([`crate::pki::Issuer`]);
-//! - [`EtcdConnector`] / [`EtcdAdmin`]: the managed etcd's admin API ([`crate::managed_etcd`]);
+//! - [`CertIssuer`]: certificates from Vault PKI ([`pki::Issuer`]);
+//! - [`EtcdConnector`] / [`EtcdAdmin`]: the managed etcd's admin API ([`managed_etcd`]);
 //! - the management etcd is [`crate::storage::Storage`] (with its in-memory double).
 //!
 //! [`Infra`] bundles them for one pass. Building it connects nowhere; the real implementations
 //! connect on first use. This layer knows nothing of plans or operators.
 
+pub mod agent;
 #[cfg(test)]
 pub mod fake;
+pub mod managed_etcd;
+pub mod pki;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,12 +22,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Mutex;
 
-use crate::agent::container::{ContainerEngine, RunSpec};
-use crate::agent::ssh::SshPool;
-use crate::agent::{AgentError, Runner};
-use crate::managed_etcd::{live_endpoints, EtcdTls, ManagedEtcd, ManagedEtcdError, MemberInfo};
+use crate::infra::agent::container::{ContainerEngine, RunSpec};
+use crate::infra::agent::ssh::SshPool;
+use crate::infra::agent::{AgentError, Runner};
+use crate::infra::managed_etcd::{live_endpoints, EtcdTls, ManagedEtcd, ManagedEtcdError, MemberInfo};
 use crate::model::{Cluster, EtcdClusterStatus};
-use crate::pki::{IssueRequest, IssuedCert, Issuer, VaultClient, VaultError};
+use crate::infra::pki::{IssueRequest, IssuedCert, Issuer, VaultClient, VaultError};
 use crate::storage::{Storage, StorageError};
 use crate::topology::Images;
 
@@ -56,7 +59,7 @@ impl Runner for Unreachable {
         _command: &str,
         _stdin: Option<&[u8]>,
         _timeout: Duration,
-    ) -> Result<crate::agent::Output, AgentError> {
+    ) -> Result<crate::infra::agent::Output, AgentError> {
         Err(AgentError::Connect {
             address: self.0.clone(),
             reason: "no node agent is configured".into(),
@@ -124,7 +127,7 @@ pub enum IssueError {
 }
 
 /// Issues certificates (Vault PKI). Every certificate cke issues is one [`IssueRequest`]; the helpers
-/// in [`crate::pki::requests`] build the requests with CKE's names.
+/// in [`crate::infra::pki::requests`] build the requests with CKE's names.
 #[async_trait]
 pub trait CertIssuer: Send + Sync {
     /// Issues a certificate; the private key is made locally and never sent.
@@ -275,7 +278,7 @@ impl EtcdCredentials {
         }
         let cert = self
             .issuer
-            .issue(&crate::pki::requests::etcd_client("root", Some(ETCD_ROOT_CERT_TTL)))
+            .issue(&crate::infra::pki::requests::etcd_client("root", Some(ETCD_ROOT_CERT_TTL)))
             .await
             .map_err(EtcdConnectError::Credentials)?;
         let ca = self.storage.get_ca("server").await?.ok_or(EtcdConnectError::NoCa)?;

@@ -6,10 +6,10 @@
 use async_trait::async_trait;
 
 use super::{CommandError, Commander, Infra, Outcome, Refusal};
-use crate::agent::container::RunSpec;
+use crate::infra::agent::container::RunSpec;
 use crate::error::Retry;
 use crate::model::RecordCommand;
-use crate::pki::IssueRequest;
+use crate::infra::pki::IssueRequest;
 
 fn record(name: &str, target: &str, detail: impl Into<String>) -> RecordCommand {
     RecordCommand {
@@ -285,7 +285,7 @@ pub async fn remove_dir(infra: &Infra, cmd: &RecordCommand, node: &str, path: &s
     infra
         .node(node)
         .check(
-            &format!("rm -rf {}", crate::agent::shell_quote(path)),
+            &format!("rm -rf {}", crate::infra::agent::shell_quote(path)),
             None,
             std::time::Duration::from_secs(30),
         )

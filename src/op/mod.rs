@@ -83,9 +83,9 @@ pub trait Classify {
     fn retry(&self) -> Retry;
 }
 
-impl Classify for crate::agent::AgentError {
+impl Classify for crate::infra::agent::AgentError {
     fn retry(&self) -> Retry {
-        use crate::agent::AgentError::*;
+        use crate::infra::agent::AgentError::*;
         match self {
             HostKey { .. } | Auth { .. } | NoKey { .. } | Invalid { .. } => Retry::AfterChange,
             Connect { .. } | Timeout { .. } | Session { .. } | Failed { .. } | Output { .. } => Retry::Soon,
@@ -113,7 +113,7 @@ impl Classify for crate::infra::EtcdConnectError {
     }
 }
 
-impl Classify for crate::managed_etcd::ManagedEtcdError {
+impl Classify for crate::infra::managed_etcd::ManagedEtcdError {
     fn retry(&self) -> Retry {
         Retry::Soon
     }

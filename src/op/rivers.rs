@@ -4,7 +4,7 @@
 
 use super::common::RunContainer;
 use super::{OpContext, Operator, SeqOperator};
-use crate::agent::container::RunSpec;
+use crate::infra::agent::container::RunSpec;
 use crate::model::{ContainerParams, Node};
 use crate::planner::params::*;
 

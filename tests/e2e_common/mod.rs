@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use cke::managed_etcd::{EtcdTls, ManagedEtcd};
+use cke::infra::managed_etcd::{EtcdTls, ManagedEtcd};
 use cke_testkit::{free_port, Mtest, ProcessGuard};
 
 /// `nodes` mtest node hosts with the tools image loaded, and a directory for logs. Panics when not

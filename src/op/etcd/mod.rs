@@ -21,10 +21,10 @@ use async_trait::async_trait;
 
 use super::common::{CertFiles, CreateVolume, FileContent, FileSpec, WriteFiles};
 use super::{CommandError, Commander, Infra, OpContext, Outcome};
-use crate::agent::container::RunSpec;
+use crate::infra::agent::container::RunSpec;
 use crate::infra::EtcdAdmin;
 use crate::model::{Cluster, ContainerParams, Node, RecordCommand};
-use crate::pki::requests;
+use crate::infra::pki::requests;
 use crate::planner::params::*;
 
 /// The declared node, or a stand-in for one no longer declared.
@@ -179,7 +179,7 @@ pub struct WaitError {
     pub limit: Duration,
     /// The last failure.
     #[source]
-    pub last: crate::managed_etcd::ManagedEtcdError,
+    pub last: crate::infra::managed_etcd::ManagedEtcdError,
 }
 
 /// Waits until the member on `node` is in sync (its own read is as new as a health check's).

@@ -34,12 +34,12 @@ impl KeyProvider for StaticKey {
 }
 
 /// Keys from Vault (`cke/secrets/ssh`: the node's own key, else the default).
-pub struct VaultKeys(pub crate::pki::VaultClient);
+pub struct VaultKeys(pub crate::infra::pki::VaultClient);
 
 #[async_trait]
 impl KeyProvider for VaultKeys {
     async fn private_key(&self, address: &str) -> Result<String, AgentError> {
-        match crate::pki::secrets::ssh_private_key(&self.0, address).await {
+        match crate::infra::pki::secrets::ssh_private_key(&self.0, address).await {
             Ok(Some(k)) => Ok(k),
             Ok(None) => Err(AgentError::NoKey {
                 address: address.into(),
