@@ -9,18 +9,18 @@ use std::time::Duration;
 use clap::Parser;
 use tokio::sync::{mpsc, watch};
 
+use crate::config::{Config, DEFAULT_CONFIG_PATH};
+use crate::controller::{Controller, ControllerConfig, InfraFactory, TermEnd};
+use crate::error::{error_chain, print_error, ExitCode};
 use crate::infra::agent::container::ContainerEngine;
 use crate::infra::agent::hostkey::{HostKeyMode, StorageHostKeys};
 use crate::infra::agent::ssh::{KeyProvider, SshConfig, SshPool, VaultKeys};
 use crate::infra::agent::AgentError;
-use crate::config::{Config, DEFAULT_CONFIG_PATH};
-use crate::controller::{Controller, ControllerConfig, InfraFactory, TermEnd};
-use crate::error::error_chain;
+use crate::infra::pki::VaultClient;
 use crate::infra::{EtcdClientConnector, EtcdCredentials, Infra};
 use crate::leader::Elector;
 #[cfg(feature = "test-hooks")]
 use crate::op::test_ops::TestOperatorSpec;
-use crate::infra::pki::VaultClient;
 use crate::probe::{Prober, SshProber};
 use crate::server::Shared;
 use crate::storage::{EtcdStorage, Storage, KEY_CLUSTER, KEY_CONSTRAINTS, KEY_RESOURCE_PREFIX};
@@ -98,18 +98,25 @@ pub enum DaemonError {
     },
 }
 
+impl DaemonError {
+    /// The exit code: invalid flags or config 2, a listener that cannot be bound 1.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            DaemonError::Invalid(_) => ExitCode::InvalidInput,
+            DaemonError::Listen { .. } => ExitCode::Failure,
+        }
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT; returns the exit code.
-pub fn main_impl() -> i32 {
+pub fn main_impl() -> std::process::ExitCode {
     let args = Args::parse();
     let rt = crate::process_setup("CKE_LOG", "info");
     match rt.block_on(run(args)) {
-        Ok(()) => 0,
+        Ok(()) => ExitCode::Success.into(),
         Err(e) => {
-            eprintln!("cke: {}", error_chain(&e));
-            match e {
-                DaemonError::Invalid(_) => 2,
-                _ => 1,
-            }
+            print_error("cke", &e);
+            e.exit_code().into()
         }
     }
 }
@@ -235,7 +242,7 @@ async fn run(args: Args) -> Result<(), DaemonError> {
             args.probe_concurrency,
         ));
         let etcd = Arc::new(EtcdClientConnector::new(credentials, Duration::from_secs(10)));
-        let (engine2, images2) = (Arc::new(engine.clone()), images.clone());
+        let engine2 = Arc::new(engine.clone());
         let infra: InfraFactory = Arc::new(move |storage, cluster| Infra {
             storage,
             cluster,
@@ -243,7 +250,6 @@ async fn run(args: Args) -> Result<(), DaemonError> {
             engine: engine2.clone(),
             issuer: issuer.clone(),
             etcd: etcd.clone(),
-            images: images2.clone(),
         });
         let controller =
             Controller::new(storage_dyn.clone(), prober, shared.clone(), controller_cfg.clone()).with_infra(infra);

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::planner::Phase;
+use crate::model::Phase;
 
 /// Counts SSH host-key mismatches (refused connections); incremented by the node agent.
 pub static SSH_HOSTKEY_MISMATCHES: AtomicU64 = AtomicU64::new(0);

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use super::{print_json, CliError, Ctx};
 use crate::infra::managed_etcd::{EtcdTls, ManagedEtcd};
-use crate::model::ValidationError;
 use crate::infra::pki::{Issuer, USER_CERT_TTL};
+use crate::model::ValidationError;
 use crate::planner::params::etcd_client_url;
 use crate::storage::Storage;
 

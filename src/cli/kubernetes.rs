@@ -6,8 +6,8 @@ use base64::Engine;
 use clap::Subcommand;
 
 use super::{CliError, Ctx};
-use crate::model::ValidationError;
 use crate::infra::pki::Issuer;
+use crate::model::ValidationError;
 use crate::planner::params::API_SERVER_PORT;
 use crate::storage::Storage;
 

@@ -20,6 +20,7 @@ use clap::{Parser, Subcommand};
 use tokio::sync::OnceCell;
 
 use crate::config::{Config, ConfigError, DEFAULT_CONFIG_PATH};
+use crate::error::{print_error, ExitCode};
 use crate::model::ValidationError;
 use crate::storage::{EtcdStorage, Storage, StorageError};
 
@@ -130,25 +131,34 @@ pub enum CliError {
     /// The thing asked for does not exist (e.g. no leader, no cluster declared).
     #[error("{0}")]
     NotFound(String),
+    /// `ckecli status`: no status has been published (exit 4, as CKE's).
+    #[error("{0}")]
+    NoStatus(String),
     /// A child process (ssh, scp) exited with this code; it has said why.
     #[error("exited with {0}")]
-    ChildExit(i32),
+    ChildExit(u8),
     /// Any other runtime failure, with its context.
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
 
 impl CliError {
-    /// 2 for usage and invalid input, 1 for everything else.
-    pub fn exit_code(&self) -> i32 {
+    /// The exit code: invalid input 2, no status 4, a child's own code, any other failure 1.
+    pub fn exit_code(&self) -> ExitCode {
         match self {
             CliError::Invalid { .. }
             | CliError::Unreadable { .. }
             | CliError::EmptyInput(_)
             | CliError::Usage(_)
-            | CliError::Config(_) => 2,
-            CliError::ChildExit(c) => *c,
-            _ => 1,
+            | CliError::Config(_) => ExitCode::InvalidInput,
+            CliError::NoStatus(_) => ExitCode::NoStatus,
+            CliError::ChildExit(c) => ExitCode::Child(*c),
+            CliError::Storage(_)
+            | CliError::Vault(_)
+            | CliError::ManagedEtcd(_)
+            | CliError::Io { .. }
+            | CliError::NotFound(_)
+            | CliError::Other(_) => ExitCode::Failure,
         }
     }
 }
@@ -257,7 +267,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         },
         Command::Status => match ctx.storage().await?.get_status().await? {
             Some(s) => print_json(&s),
-            None => Err(CliError::NotFound(
+            None => Err(CliError::NoStatus(
                 "no status has been published yet (is a cke leader running?)".into(),
             )),
         },
@@ -292,27 +302,18 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-/// Prints an error and its chain of causes on standard error.
-pub fn print_error(e: &dyn std::error::Error) {
-    eprintln!("ckecli: {e}");
-    let mut source = e.source();
-    while let Some(s) = source {
-        eprintln!("  caused by: {s}");
-        source = s.source();
-    }
-}
-
 /// The whole `ckecli` program; returns the process exit code.
-pub fn main_impl() -> i32 {
+pub fn main_impl() -> std::process::ExitCode {
     let cli = Cli::parse();
     let rt = crate::process_setup("CKECLI_LOG", "warn");
     match rt.block_on(run(cli)) {
-        Ok(()) => 0,
+        Ok(()) => ExitCode::Success.into(),
         Err(e) => {
+            // A child (ssh, scp) has said why it failed.
             if !matches!(e, CliError::ChildExit(_)) {
-                print_error(&e);
+                print_error("ckecli", &e);
             }
-            e.exit_code()
+            e.exit_code().into()
         }
     }
 }

@@ -191,7 +191,7 @@ fn run_child(program: &str, args: &[String]) -> Result<(), CliError> {
         })?;
     match status.code() {
         Some(0) => Ok(()),
-        Some(c) => Err(CliError::ChildExit(c)),
+        Some(c) => Err(CliError::ChildExit(u8::try_from(c).unwrap_or(1))),
         None => Err(CliError::ChildExit(1)),
     }
 }

@@ -5,8 +5,8 @@ use std::net::IpAddr;
 use clap::Subcommand;
 
 use super::{display_input, read_input, CliError, Ctx};
-use crate::model::ValidationError;
 use crate::infra::pki::{secrets, vault_init, VaultClient};
+use crate::model::ValidationError;
 use crate::storage::{Storage, VaultConfig};
 
 /// `ckecli vault ...`

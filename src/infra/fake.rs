@@ -14,8 +14,8 @@ use super::{CertIssuer, Engine, EtcdAdmin, EtcdConnectError, EtcdConnector, Infr
 use crate::infra::agent::container::RunSpec;
 use crate::infra::agent::{AgentError, Output, Runner};
 use crate::infra::managed_etcd::{host_of_url, ManagedEtcdError, MemberInfo};
-use crate::model::{Cluster, ClusterStatus, EtcdClusterStatus, EtcdMember, NodeStatus, ServiceStatus};
 use crate::infra::pki::{IssueRequest, IssuedCert, VaultError};
+use crate::model::{Cluster, ClusterStatus, EtcdClusterStatus, EtcdMember, NodeStatus, ServiceStatus};
 use crate::storage::{MemStorage, Storage};
 use crate::topology::*;
 
@@ -200,7 +200,6 @@ impl Fake {
             engine: Arc::new(self.clone()),
             issuer: Arc::new(self.clone()),
             etcd: Arc::new(self.clone()),
-            images: Images::default(),
         }
     }
 

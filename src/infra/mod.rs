@@ -26,10 +26,9 @@ use crate::infra::agent::container::{ContainerEngine, RunSpec};
 use crate::infra::agent::ssh::SshPool;
 use crate::infra::agent::{AgentError, Runner};
 use crate::infra::managed_etcd::{live_endpoints, EtcdTls, ManagedEtcd, ManagedEtcdError, MemberInfo};
-use crate::model::{Cluster, EtcdClusterStatus};
 use crate::infra::pki::{IssueRequest, IssuedCert, Issuer, VaultClient, VaultError};
+use crate::model::{Cluster, EtcdClusterStatus};
 use crate::storage::{Storage, StorageError};
-use crate::topology::Images;
 
 /// Shell access to the nodes.
 pub trait NodeAccess: Send + Sync {
@@ -278,7 +277,10 @@ impl EtcdCredentials {
         }
         let cert = self
             .issuer
-            .issue(&crate::infra::pki::requests::etcd_client("root", Some(ETCD_ROOT_CERT_TTL)))
+            .issue(&crate::infra::pki::requests::etcd_client(
+                "root",
+                Some(ETCD_ROOT_CERT_TTL),
+            ))
             .await
             .map_err(EtcdConnectError::Credentials)?;
         let ca = self.storage.get_ca("server").await?.ok_or(EtcdConnectError::NoCa)?;
@@ -335,8 +337,6 @@ pub struct Infra {
     pub issuer: Arc<dyn CertIssuer>,
     /// The managed etcd.
     pub etcd: Arc<dyn EtcdConnector>,
-    /// The images to run.
-    pub images: Images,
 }
 
 impl Infra {
@@ -352,7 +352,6 @@ impl Infra {
             engine: Arc::new(ContainerEngine::default()),
             issuer,
             etcd: Arc::new(EtcdClientConnector::new(credentials, Duration::from_secs(10))),
-            images: Images::default(),
         }
     }
 

@@ -6,10 +6,10 @@
 use async_trait::async_trait;
 
 use super::{CommandError, Commander, Infra, Outcome, Refusal};
-use crate::infra::agent::container::RunSpec;
 use crate::error::Retry;
-use crate::model::RecordCommand;
+use crate::infra::agent::container::RunSpec;
 use crate::infra::pki::IssueRequest;
+use crate::model::RecordCommand;
 
 fn record(name: &str, target: &str, detail: impl Into<String>) -> RecordCommand {
     RecordCommand {

@@ -88,17 +88,11 @@ pub fn main_impl(args: Args) -> ExitCode {
     match run_blocking(args) {
         Ok(report) => {
             tracing::info!(aborted = report.aborted, "rivers stopped");
-            ExitCode::SUCCESS
+            crate::error::ExitCode::Success.into()
         }
         Err(err) => {
-            let mut msg = format!("rivers: {err}");
-            let mut source = std::error::Error::source(&err);
-            while let Some(s) = source {
-                msg.push_str(&format!("\n  caused by: {s}"));
-                source = s.source();
-            }
-            tracing::error!("{msg}");
-            ExitCode::FAILURE
+            tracing::error!("rivers: {}", crate::error::error_report(&err));
+            crate::error::ExitCode::Failure.into()
         }
     }
 }

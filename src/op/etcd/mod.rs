@@ -22,9 +22,9 @@ use async_trait::async_trait;
 use super::common::{CertFiles, CreateVolume, FileContent, FileSpec, WriteFiles};
 use super::{CommandError, Commander, Infra, OpContext, Outcome};
 use crate::infra::agent::container::RunSpec;
+use crate::infra::pki::requests;
 use crate::infra::EtcdAdmin;
 use crate::model::{Cluster, ContainerParams, Node, RecordCommand};
-use crate::infra::pki::requests;
 use crate::planner::params::*;
 
 /// The declared node, or a stand-in for one no longer declared.
