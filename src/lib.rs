@@ -14,6 +14,7 @@ pub mod error;
 #[cfg(feature = "test-hooks")]
 pub mod hooks;
 pub mod infra;
+pub mod k8s;
 pub mod leader;
 pub mod managed_etcd;
 pub mod metrics;
