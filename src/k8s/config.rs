@@ -509,7 +509,7 @@ mod tests {
 
     #[test]
     fn boot_taints_win_by_key() {
-        // Cases of CKE op/k8s/config_test.go (TestGenerateKubeletConfiguration, registerWithTaints).
+        // A boot taint replaces the user taint of its key and the others are appended.
         let options = KubeletParams {
             boot_taints: vec![taint("boot", "", "NoSchedule"), taint("user1", "boot", "NoExecute")],
             config: Some(json!({
@@ -540,6 +540,94 @@ mod tests {
             c["registerWithTaints"],
             json!([{"key": "coil.cybozu.com/bootstrap", "effect": "NoSchedule"}])
         );
+    }
+
+    // The cases of CKE op/k8s/config_test.go (cybozu-go/cke @ d66a146).
+    #[test]
+    fn ckes_generate_scheduler_configuration_case() {
+        let options = SchedulerParams {
+            config: Some(json!({
+                "apiVersion": "kubescheduler.config.k8s.io/v1",
+                "kind": "KubeSchedulerConfiguration",
+                "leaderElection": {"leaderElect": false},
+                "podMaxBackoffSeconds": 100,
+            })),
+            ..Default::default()
+        };
+        let want = json!({
+            "apiVersion": "kubescheduler.config.k8s.io/v1",
+            "kind": "KubeSchedulerConfiguration",
+            "leaderElection": {"leaderElect": true},
+            "clientConnection": {"kubeconfig": "/etc/kubernetes/scheduler/kubeconfig"},
+            "podMaxBackoffSeconds": 100,
+        });
+        assert_eq!(scheduler(v135(), &options).unwrap(), want);
+    }
+
+    #[test]
+    fn ckes_generate_kubelet_configuration_cases() {
+        let base = json!({
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "clusterDomain": "cluster.local",
+            "runtimeRequestTimeout": "15m0s",
+            "healthzBindAddress": "0.0.0.0",
+            "volumePluginDir": "/opt/volume/bin",
+            "tlsCertFile": "/etc/kubernetes/pki/kubelet.crt",
+            "tlsPrivateKeyFile": "/etc/kubernetes/pki/kubelet.key",
+            "authentication": {"x509": {"clientCAFile": "/etc/kubernetes/pki/ca.crt"}, "webhook": {"enabled": true}},
+            "authorization": {"mode": "Webhook"},
+            "clusterDNS": ["1.2.3.4"],
+        });
+        let with = |extra: Value| {
+            let mut v = base.clone();
+            merge(v.as_object_mut().unwrap(), extra.as_object().unwrap().clone());
+            v
+        };
+        let expected = with(json!({
+            "failSwapOn": false,
+            "containerLogMaxSize": "100Mi",
+            "cgroupDriver": "systemd",
+            "registerWithTaints": [{"key": "taint-key", "value": "taint-value", "effect": "NoExecute"}],
+        }));
+        let mut expected2 = expected.clone();
+        expected2.as_object_mut().unwrap().remove("cgroupDriver");
+        let mut expected3 = expected.clone();
+        expected3["registerWithTaints"] = json!([
+            {"key": "taint-key", "effect": "NoSchedule"},
+            {"key": "taint-key2", "value": "taint-value2", "effect": "NoExecute"},
+        ]);
+        let cfg = json!({
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "failSwapOn": false,
+            "containerLogMaxSize": "100Mi",
+            "cgroupDriver": "systemd",
+            "registerWithTaints": [{"key": "taint-key", "value": "taint-value", "effect": "NoExecute"}],
+        });
+        let with_config = KubeletParams {
+            config: Some(cfg.clone()),
+            ..Default::default()
+        };
+        let with_taints = KubeletParams {
+            boot_taints: vec![
+                taint("taint-key", "", "NoSchedule"),
+                taint("taint-key2", "taint-value2", "NoExecute"),
+            ],
+            config: Some(cfg),
+            ..Default::default()
+        };
+        let running = json!({});
+        let cases: [(&str, &KubeletParams, Option<&Value>, &Value); 4] = [
+            ("base", &KubeletParams::default(), None, &base),
+            ("with config", &with_config, None, &expected),
+            ("with running config", &with_config, Some(&running), &expected2),
+            ("with boot taints", &with_taints, None, &expected3),
+        ];
+        for (name, options, running, want) in cases {
+            let got = kubelet(v135(), options, "1.2.3.4", running).unwrap();
+            assert_eq!(&got, want, "case {name}");
+        }
     }
 
     #[test]
