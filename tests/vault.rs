@@ -366,7 +366,21 @@ async fn init_twice_issue_and_verify_certificates() {
     ok(&o);
     let kc: serde_yaml::Value = serde_yaml::from_str(&out(&o)).unwrap();
     assert_eq!(kc["clusters"][0]["cluster"]["server"], "https://10.66.0.11:6443");
+    assert_eq!(kc["current-context"], "default");
+    assert_eq!(kc["contexts"][0]["context"]["user"], "alice");
     use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD
+        .decode(
+            kc["clusters"][0]["cluster"]["certificate-authority-data"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(ca).unwrap(),
+        storage.get_ca("kubernetes").await.unwrap().unwrap(),
+        "the kubeconfig trusts the kubernetes CA, which signs the API servers' certificates"
+    );
     let pem = base64::engine::general_purpose::STANDARD
         .decode(kc["users"][0]["user"]["client-certificate-data"].as_str().unwrap())
         .unwrap();
