@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::{config, encryption, K8sError, VersionSet};
-use crate::model::{ApiServerParams, KubeletParams, Mount, Node, ServiceParams};
+use crate::model::{ApiServerParams, Cluster, KubeletParams, Mount, Node, ServiceParams};
 use crate::topology::*;
 
 /// CKE's SELinux label for shared binds (`cke.LabelShared`).
@@ -355,6 +355,50 @@ pub fn cluster_domain(options: &KubeletParams) -> String {
     config::cluster_domain(options)
 }
 
+/// What every component's built-ins depend on besides the node.
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterInputs<'a> {
+    /// The declaration.
+    pub cluster: &'a Cluster,
+    /// The version set of the Kubernetes image.
+    pub version: &'a VersionSet,
+    /// The node hosts' settings.
+    pub host: &'a HostSettings,
+}
+
+/// The built-in parameters of `component` on `node` (the `builtin` half of the params label), from
+/// the declaration: one entry point for the planner (outdated detection) and the operators.
+pub fn builtin(inputs: &ClusterInputs<'_>, component: Component, node: &Node) -> ServiceParams {
+    let c = inputs.cluster;
+    let o = &c.options;
+    match component {
+        Component::ApiServer => apiserver(&ApiServerInputs {
+            version: inputs.version,
+            address: &node.address,
+            service_subnet: &c.service_subnet,
+            options: &o.kube_api,
+            cluster_domain: &config::cluster_domain(&o.kubelet),
+        }),
+        Component::ControllerManager => controller_manager(inputs.version, &c.name, &c.service_subnet),
+        Component::Scheduler => scheduler(inputs.version),
+        Component::Kubelet => kubelet(inputs.version, node, &o.kubelet, inputs.host),
+        Component::Proxy => proxy(inputs.host),
+    }
+}
+
+/// The user's parameters of `component` (`options.<component>` `extra_args`, `extra_binds`,
+/// `extra_env`: the `extra` half of the params label).
+pub fn extra(cluster: &Cluster, component: Component) -> ServiceParams {
+    let o = &cluster.options;
+    match component {
+        Component::ApiServer => o.kube_api.service_params(),
+        Component::ControllerManager => o.kube_controller_manager.clone(),
+        Component::Scheduler => o.kube_scheduler.service_params(),
+        Component::Kubelet => o.kubelet.service_params(),
+        Component::Proxy => o.kube_proxy.service_params(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -645,5 +689,43 @@ mod tests {
         assert_eq!(kubernetes_service_ip("fd00::/108").unwrap().to_string(), "fd00::1");
         let e = kubernetes_service_ip("10.68.0.0").unwrap_err().to_string();
         assert!(e.contains("service_subnet") && e.contains("10.68.0.0"), "{e}");
+    }
+
+    #[test]
+    fn builtin_and_extra_follow_the_declaration() {
+        let mut node = Node::new("10.0.0.1", "u", true);
+        node.hostname = "cp1".into();
+        let mut cluster = Cluster::new("mycluster", "10.68.0.0/16", vec![node.clone()]);
+        cluster.options.kubelet.config = Some(serde_json::json!({
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "clusterDomain": "neco.local",
+        }));
+        cluster.options.kube_api.extra_args = vec!["--v=2".into()];
+        cluster.options.kubelet.extra_env.insert("A".into(), "b".into());
+        let host = HostSettings::default();
+        let inputs = ClusterInputs {
+            cluster: &cluster,
+            version: v135(),
+            host: &host,
+        };
+        let api = builtin(&inputs, Component::ApiServer, &node);
+        assert!(api
+            .extra_args
+            .contains(&"--service-account-issuer=https://kubernetes.default.svc.neco.local".to_string()));
+        assert!(api.extra_args.contains(&"--advertise-address=10.0.0.1".to_string()));
+        assert_eq!(
+            builtin(&inputs, Component::ControllerManager, &node).extra_args[1],
+            "--cluster-name=mycluster"
+        );
+        assert_eq!(
+            builtin(&inputs, Component::Kubelet, &node).extra_args[3],
+            "--hostname-override=cp1"
+        );
+        assert_eq!(builtin(&inputs, Component::Scheduler, &node), scheduler(v135()));
+        assert_eq!(builtin(&inputs, Component::Proxy, &node), proxy(&host));
+        assert_eq!(extra(&cluster, Component::ApiServer).extra_args, ["--v=2"]);
+        assert_eq!(extra(&cluster, Component::Kubelet).extra_env["A"], "b");
+        assert!(extra(&cluster, Component::Proxy).is_empty());
     }
 }
