@@ -13,6 +13,7 @@ pub mod error;
 #[cfg(feature = "test-hooks")]
 pub mod hooks;
 pub mod infra;
+pub mod k8s;
 pub mod leader;
 pub mod metrics;
 pub mod model;

@@ -66,3 +66,61 @@ pub fn host_port_part(address: &str) -> String {
         address.to_string()
     }
 }
+
+/// Host directory of the Kubernetes certificates and keys (CKE `op/constants.go`).
+pub const K8S_PKI_DIR: &str = "/etc/kubernetes/pki";
+/// Host directory of every Kubernetes file cke writes (bound read-only into the components).
+pub const K8S_CONFIG_DIR: &str = "/etc/kubernetes";
+/// Container name of kube-apiserver.
+pub const KUBE_APISERVER_CONTAINER: &str = "kube-apiserver";
+/// Container name of kube-controller-manager.
+pub const KUBE_CONTROLLER_MANAGER_CONTAINER: &str = "kube-controller-manager";
+/// Container name of kube-scheduler.
+pub const KUBE_SCHEDULER_CONTAINER: &str = "kube-scheduler";
+/// Container name of kubelet.
+pub const KUBELET_CONTAINER: &str = "kubelet";
+/// Container name of kube-proxy.
+pub const KUBE_PROXY_CONTAINER: &str = "kube-proxy";
+/// kubelet's health port (`/healthz`, `healthzBindAddress` 0.0.0.0).
+pub const KUBELET_HEALTHZ_PORT: u16 = 10248;
+/// kube-proxy's metrics port; CKE probes its `/healthz` (`op/status.go`).
+pub const KUBE_PROXY_METRICS_PORT: u16 = 10249;
+/// kube-controller-manager's secure port (`/healthz`).
+pub const KUBE_CONTROLLER_MANAGER_PORT: u16 = 10257;
+/// kube-scheduler's secure port (`/healthz`).
+pub const KUBE_SCHEDULER_PORT: u16 = 10259;
+/// The API server URL local clients use: rivers on this node, in front of every API server.
+pub const LOCAL_API_SERVER_URL: &str = "https://localhost:16443";
+/// Directory of the apiserver's encryption config and audit policies (mode 700).
+pub const APISERVER_CONFIG_DIR: &str = "/etc/kubernetes/apiserver";
+/// The apiserver's `EncryptionConfiguration`.
+pub const ENCRYPTION_CONFIG_PATH: &str = "/etc/kubernetes/apiserver/encryption.yml";
+/// kube-controller-manager's kubeconfig.
+pub const CONTROLLER_MANAGER_KUBECONFIG_PATH: &str = "/etc/kubernetes/controller-manager/kubeconfig";
+/// kube-scheduler's kubeconfig.
+pub const SCHEDULER_KUBECONFIG_PATH: &str = "/etc/kubernetes/scheduler/kubeconfig";
+/// kube-scheduler's `KubeSchedulerConfiguration`.
+pub const SCHEDULER_CONFIG_PATH: &str = "/etc/kubernetes/scheduler/config.yml";
+/// kube-proxy's kubeconfig.
+pub const PROXY_KUBECONFIG_PATH: &str = "/etc/kubernetes/proxy/kubeconfig";
+/// kube-proxy's `KubeProxyConfiguration`.
+pub const PROXY_CONFIG_PATH: &str = "/etc/kubernetes/proxy/config.yml";
+/// kubelet's kubeconfig.
+pub const KUBELET_KUBECONFIG_PATH: &str = "/etc/kubernetes/kubelet/kubeconfig";
+/// kubelet's `KubeletConfiguration`.
+pub const KUBELET_CONFIG_PATH: &str = "/etc/kubernetes/kubelet/config.yml";
+/// CNI plugin binaries.
+pub const CNI_BIN_DIR: &str = "/opt/cni/bin";
+/// CNI configuration files.
+pub const CNI_CONF_DIR: &str = "/etc/cni/net.d";
+/// CNI state.
+pub const CNI_VAR_DIR: &str = "/var/lib/cni";
+/// kubelet's flex volume plugin directory (`volumePluginDir`).
+pub const VOLUME_PLUGIN_DIR: &str = "/opt/volume/bin";
+/// The cluster domain when the kubelet config sets none.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+
+/// A file under [`K8S_PKI_DIR`] (`ca.crt` → `/etc/kubernetes/pki/ca.crt`).
+pub fn k8s_pki_path(name: &str) -> String {
+    format!("{K8S_PKI_DIR}/{name}")
+}

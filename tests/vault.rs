@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use cke::config::Config;
-use cke::infra::pki::{secrets, Issuer, VaultClient};
+use cke::infra::pki::{requests, secrets, Issuer, VaultClient};
 use cke::storage::{EtcdStorage, Storage, CA_NAMES};
 use cke_testkit::{BaoServer, EtcdServer};
 use std::sync::Arc;
@@ -202,14 +202,118 @@ async fn init_twice_issue_and_verify_certificates() {
         text.contains("O = system:nodes") && text.contains("CN = system:node:node3"),
         "{text}"
     );
+    let k8s_ca = storage.get_ca("kubernetes").await.unwrap().unwrap();
     let api = issuer
-        .issue_kube_apiserver("10.0.0.1", "node1", "10.68.0.1", "cluster.local")
+        .issue_kube_apiserver("10.0.0.1", "10.68.0.1", "cluster.local")
         .await
         .unwrap();
-    let text = check(&server_ca, &api, "apiserver");
-    for want in ["DNS:kubernetes.default.svc.cluster.local", "IP Address:10.68.0.1"] {
-        assert!(text.contains(want), "{want} missing");
+    let text = check(&k8s_ca, &api, "apiserver");
+    for want in [
+        "CN = kubernetes",
+        "DNS:localhost",
+        "DNS:kubernetes.default.svc.cluster.local",
+        "IP Address:127.0.0.1",
+        "IP Address:10.0.0.1",
+        "IP Address:10.68.0.1",
+        "TLS Web Server Authentication",
+        "TLS Web Client Authentication",
+    ] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
     }
+
+    // Every role cke uses exists after init, with CKE's organization.
+    for spec in requests::ROLES {
+        let o = env.bao.cli(&[
+            "read",
+            "-format=json",
+            &format!("cke/ca-{}/roles/{}", spec.ca, spec.role),
+        ]);
+        assert!(o.status.success(), "role {} on {}", spec.role, spec.ca);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        if let Some(org) = spec.organization {
+            assert_eq!(v["data"]["organization"][0], org, "{}", spec.role);
+        }
+    }
+    // A missing role is created on first issue (as CKE's addRole).
+    let o = env.bao.cli(&["delete", "cke/ca-kubernetes/roles/kube-proxy"]);
+    assert!(o.status.success());
+    // The Kubernetes certificates: CA, CN, O and key usages as CKE issues them.
+    let aggregation_ca = storage.get_ca("kubernetes-aggregation").await.unwrap().unwrap();
+    let webhook_ca = storage.get_ca("kubernetes-webhook").await.unwrap().unwrap();
+    // (request, CA, tag, wanted in the text, unwanted in the text)
+    type Case<'a> = (cke::infra::pki::IssueRequest, &'a str, &'a str, Vec<&'a str>, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
+        (
+            requests::kube_apiserver_etcd_client(),
+            &client_ca,
+            "apiserver-etcd-client",
+            vec!["CN = kube-apiserver", "TLS Web Client Authentication"],
+            vec!["TLS Web Server Authentication"],
+        ),
+        (
+            requests::aggregation_client(),
+            &aggregation_ca,
+            "aggregation",
+            vec!["CN = front-proxy-client", "TLS Web Client Authentication"],
+            vec!["TLS Web Server Authentication"],
+        ),
+        (
+            requests::kube_controller_manager(),
+            &k8s_ca,
+            "controller-manager",
+            vec![
+                "O = system:kube-controller-manager",
+                "CN = system:kube-controller-manager",
+            ],
+            vec![],
+        ),
+        (
+            requests::kube_scheduler(),
+            &k8s_ca,
+            "scheduler",
+            vec!["O = system:kube-scheduler", "CN = system:kube-scheduler"],
+            vec![],
+        ),
+        (
+            requests::kube_proxy(),
+            &k8s_ca,
+            "proxy",
+            vec!["O = system:node-proxier", "CN = system:kube-proxy"],
+            vec![],
+        ),
+        (
+            requests::service_account(),
+            &k8s_ca,
+            "service-account",
+            vec!["CN = service-account", "Digital Signature, Certificate Sign"],
+            vec!["TLS Web"],
+        ),
+        (
+            requests::webhook("default", "webhook-service"),
+            &webhook_ca,
+            "webhook",
+            vec![
+                "CN = default/webhook-service",
+                "DNS:webhook-service.default.svc",
+                "TLS Web Server Authentication",
+            ],
+            vec!["TLS Web Client Authentication"],
+        ),
+    ];
+    for (req, ca, tag, want, unwanted) in cases {
+        let cert = issuer.issue(&req).await.unwrap_or_else(|e| panic!("{tag}: {e}"));
+        let text = check(ca, &cert, tag);
+        for w in want {
+            assert!(text.contains(w), "{tag}: {w} missing:\n{text}");
+        }
+        for u in unwanted {
+            assert!(!text.contains(u), "{tag}: {u} present:\n{text}");
+        }
+    }
+    let o = env
+        .bao
+        .cli(&["read", "-format=json", "cke/ca-kubernetes/roles/kube-proxy"]);
+    assert!(o.status.success(), "role kube-proxy re-created");
     issuer.tidy().await.unwrap();
 
     // ckecli etcd root-issue: JSON with the three fields; the certificate verifies.
@@ -262,7 +366,21 @@ async fn init_twice_issue_and_verify_certificates() {
     ok(&o);
     let kc: serde_yaml::Value = serde_yaml::from_str(&out(&o)).unwrap();
     assert_eq!(kc["clusters"][0]["cluster"]["server"], "https://10.66.0.11:6443");
+    assert_eq!(kc["current-context"], "default");
+    assert_eq!(kc["contexts"][0]["context"]["user"], "alice");
     use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD
+        .decode(
+            kc["clusters"][0]["cluster"]["certificate-authority-data"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(ca).unwrap(),
+        storage.get_ca("kubernetes").await.unwrap().unwrap(),
+        "the kubeconfig trusts the kubernetes CA, which signs the API servers' certificates"
+    );
     let pem = base64::engine::general_purpose::STANDARD
         .decode(kc["users"][0]["user"]["client-certificate-data"].as_str().unwrap())
         .unwrap();
@@ -380,20 +498,30 @@ async fn ssh_keys_encryption_keys_and_bad_input() {
         node2_key
     );
 
-    // Encryption keys: a new key becomes current, the previous one is kept, older ones dropped.
-    ok(&env.ckecli(&["vault", "enckey"], None));
-    let k1 = secrets::k8s_encryption_keys(&client).await.unwrap();
-    assert_eq!(k1.len(), 1);
+    // Encryption keys: init made the first; a new key becomes current, the previous one is kept,
+    // older ones dropped. Stored as CKE's AESConfiguration JSON, named by RFC 3339 UTC time.
+    let k0 = secrets::k8s_encryption_keys(&client).await.unwrap();
+    assert_eq!(k0.len(), 1, "vault init makes the first key");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     ok(&env.ckecli(&["vault", "enckey"], None));
     let k2 = secrets::k8s_encryption_keys(&client).await.unwrap();
     assert_eq!(k2.len(), 2);
-    assert_eq!(k2[1], k1[0]);
+    assert_eq!(k2[1], k0[0]);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     ok(&env.ckecli(&["vault", "enckey"], None));
     let k3 = secrets::k8s_encryption_keys(&client).await.unwrap();
     assert_eq!(k3.len(), 2);
     assert_eq!(k3[1], k2[0]);
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(&k3[0].name).is_ok() && k3[0].name.ends_with('Z'),
+        "{}",
+        k3[0].name
+    );
+    let raw = client.read(secrets::K8S_PATH).await.unwrap().unwrap();
+    let aescbc = raw["data"]["aescbc"].as_str().unwrap();
+    assert!(aescbc.starts_with(r#"{"keys":[{"name":""#), "{aescbc}");
+    let yaml = cke::k8s::encryption::encryption_config(&k3).unwrap();
+    assert!(yaml.contains("- secrets") && yaml.contains(&k3[0].secret), "{yaml}");
     use base64::Engine;
     assert_eq!(
         base64::engine::general_purpose::STANDARD

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use base64::Engine;
 use clap::Subcommand;
 
 use super::{CliError, Ctx};
@@ -57,28 +56,24 @@ pub async fn run(ctx: &Ctx, cmd: KubernetesCommand) -> Result<(), CliError> {
     } else {
         server_node.address.clone()
     };
+    // The API servers' certificates come from the `kubernetes` CA (as CKE's).
     let ca = storage
-        .get_ca("server")
+        .get_ca("kubernetes")
         .await?
-        .ok_or_else(|| CliError::NotFound("CA server is not set (run ckecli vault init)".into()))?;
+        .ok_or_else(|| CliError::NotFound("CA kubernetes is not set (run ckecli vault init)".into()))?;
     let cert = Issuer::new(ctx.vault().await?)
         .issue_kube_user(&user, &group, ttl)
         .await?;
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-    let kubeconfig = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": cluster.name, "cluster": {
-            "server": format!("https://{host}:{API_SERVER_PORT}"),
-            "certificate-authority-data": b64(&ca),
-        }}],
-        "users": [{"name": user, "user": {
-            "client-certificate-data": b64(&cert.certificate),
-            "client-key-data": b64(&cert.private_key),
-        }}],
-        "contexts": [{"name": format!("{user}@{}", cluster.name), "context": {"cluster": cluster.name, "user": user}}],
-        "current-context": format!("{user}@{}", cluster.name),
-    });
-    print!("{}", serde_yaml::to_string(&kubeconfig).map_err(anyhow::Error::from)?);
+    print!(
+        "{}",
+        crate::k8s::kubeconfig::embedded(
+            &cluster.name,
+            &user,
+            &ca,
+            &cert.certificate,
+            &cert.private_key,
+            &format!("https://{host}:{API_SERVER_PORT}"),
+        )
+    );
     Ok(())
 }

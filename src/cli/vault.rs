@@ -118,7 +118,7 @@ pub async fn run(ctx: &Ctx, cmd: VaultCommand) -> Result<(), CliError> {
         }
         VaultCommand::Enckey => {
             let vault = ctx.vault().await?;
-            let keys = secrets::rotate_k8s_encryption_key(&vault, chrono::Utc::now().timestamp()).await?;
+            let keys = secrets::rotate_k8s_encryption_key(&vault, chrono::Utc::now()).await?;
             println!(
                 "new encryption key {} is current; kept: {}",
                 keys[0].name,

@@ -17,7 +17,7 @@ fn good_inputs() {
         cluster("nodes:\n  - {address: '::1', user: core, control_plane: true}\n"),
         cluster("nodes:\n  - {address: 10.0.0.1, hostname: a.example, user: core, control_plane: true}\n  - {address: 10.0.0.2, user: core}\n"),
         format!("{}{ONE_CP}dns_servers: ['8.8.8.8', '2001:4860:4860::8888']\ndns_service: kube-system/dns\n", BASE),
-        format!("{BASE}{ONE_CP}options:\n  kubelet:\n    config: {{clusterDomain: example.local}}\n"),
+        format!("{BASE}{ONE_CP}options:\n  kubelet:\n    config: {{apiVersion: kubelet.config.k8s.io/v1beta1, kind: KubeletConfiguration, clusterDomain: example.local}}\n"),
         format!("{BASE}{ONE_CP}reboot:\n  reboot_command: [r]\n  boot_check_command: [c]\n  command_timeout_seconds: 0\n"),
         r#"{"name": "j", "service_subnet": "10.0.0.0/24", "nodes": [{"address": "10.0.0.1", "user": "u", "control_plane": true}]}"#.to_string(),
         // CKE writes empty lists, maps and sections as null, and always writes reboot and repair.

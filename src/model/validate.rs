@@ -512,9 +512,31 @@ fn validate_service(sp: &ServiceParams, p: &str, e: &mut Errs) {
     }
 }
 
-fn validate_config_object(v: &Option<serde_json::Value>, p: &str, e: &mut Errs) {
-    if matches!(v, Some(x) if !x.is_object()) {
+/// A component configuration (`options.<component>.config`): a mapping whose `kind` is `kind` and
+/// whose `apiVersion` is one some supported Kubernetes version uses (CKE's MergeConfig; which one
+/// the running version needs is checked when the file is generated, see [`crate::k8s::config`]).
+fn validate_config_object(v: &Option<serde_json::Value>, p: &str, kind: &str, e: &mut Errs) {
+    let Some(v) = v else { return };
+    let Some(obj) = v.as_object() else {
         e.push(p, "must be a mapping");
+        return;
+    };
+    match obj.get("kind") {
+        Some(serde_json::Value::String(k)) if k == kind => {}
+        Some(k) => e.push(format!("{p}.kind"), format!("is {k}; it must be {kind}")),
+        None => e.push(format!("{p}.kind"), format!("is required ({kind})")),
+    }
+    let known = crate::k8s::version::config_api_versions(kind);
+    match obj.get("apiVersion") {
+        Some(serde_json::Value::String(a)) if known.contains(&a.as_str()) => {}
+        Some(a) => e.push(
+            format!("{p}.apiVersion"),
+            format!("is {a}; supported: {}", known.join(", ")),
+        ),
+        None => e.push(
+            format!("{p}.apiVersion"),
+            format!("is required (one of {})", known.join(", ")),
+        ),
     }
 }
 
@@ -547,9 +569,19 @@ fn validate_options(o: &Options, e: &mut Errs) {
     }
     validate_service(&o.kube_controller_manager, "options.kube-controller-manager", e);
     validate_service(&o.kube_scheduler.service_params(), "options.kube-scheduler", e);
-    validate_config_object(&o.kube_scheduler.config, "options.kube-scheduler.config", e);
+    validate_config_object(
+        &o.kube_scheduler.config,
+        "options.kube-scheduler.config",
+        crate::k8s::config::SCHEDULER_KIND,
+        e,
+    );
     validate_service(&o.kube_proxy.service_params(), "options.kube-proxy", e);
-    validate_config_object(&o.kube_proxy.config, "options.kube-proxy.config", e);
+    validate_config_object(
+        &o.kube_proxy.config,
+        "options.kube-proxy.config",
+        crate::k8s::config::PROXY_KIND,
+        e,
+    );
     if let Some(mode) = o.kube_proxy.config.as_ref().and_then(|c| c.get("mode")) {
         if !matches!(mode.as_str(), Some("" | "iptables" | "ipvs" | "nftables")) {
             e.push(
@@ -560,7 +592,7 @@ fn validate_options(o: &Options, e: &mut Errs) {
     }
     let k = &o.kubelet;
     validate_service(&k.service_params(), "options.kubelet", e);
-    validate_config_object(&k.config, "options.kubelet.config", e);
+    validate_config_object(&k.config, "options.kubelet.config", crate::k8s::config::KUBELET_KIND, e);
     if let Some(domain) = k.config.as_ref().and_then(|c| c.get("clusterDomain")) {
         match domain.as_str() {
             Some(d) => e.check("options.kubelet.config.clusterDomain", dns1123_subdomain(d)),

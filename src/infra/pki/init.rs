@@ -1,5 +1,7 @@
-//! `ckecli vault init`: creates, idempotently, everything cke needs in Vault and records the CA
-//! certificates and the AppRole credentials in the management etcd.
+//! `ckecli vault init`: creates, idempotently, everything cke needs in Vault (the six PKI mounts
+//! with their root CAs and every role of [`super::requests::ROLES`]) and records the CA
+//! certificates and the AppRole credentials in the management etcd. It also makes the first
+//! Kubernetes Secret-encryption key when `cke/secrets/k8s` has none (as CKE).
 
 use serde_json::{json, Value};
 
@@ -91,20 +93,11 @@ pub async fn vault_init(root: &VaultClient, storage: &dyn Storage, ca_cert: &str
             }
             report.changes.push(format!("generated the root CA of {mount}"));
         }
-        for (role, ttl, max_ttl) in roles_of(name) {
+        for spec in super::requests::ROLES.iter().filter(|r| r.ca == name) {
+            let role = spec.role;
             let path = format!("{mount}/roles/{role}");
             if root.read(&path).await?.is_none() {
-                root.write(
-                    &path,
-                    &json!({
-                        "ttl": ttl, "max_ttl": max_ttl,
-                        "allow_any_name": true, "enforce_hostnames": false, "allow_ip_sans": true,
-                        "allow_localhost": true, "allow_bare_domains": true, "allow_subdomains": true,
-                        "server_flag": true, "client_flag": true,
-                        "key_type": "ec", "key_bits": 256,
-                    }),
-                )
-                .await?;
+                root.write(&path, &spec.vault_options()).await?;
                 report.changes.push(format!("created role {role} on {mount}"));
             }
         }
@@ -121,6 +114,15 @@ pub async fn vault_init(root: &VaultClient, storage: &dyn Storage, ca_cert: &str
         )
         .await?;
         report.changes.push(format!("mounted KV v1 at {SECRETS_MOUNT}"));
+    }
+    // As CKE: the first Secret-encryption key, when there is none yet.
+    if super::secrets::k8s_encryption_keys(root).await?.is_empty() {
+        let keys = super::secrets::rotate_k8s_encryption_key(root, chrono::Utc::now()).await?;
+        report.changes.push(format!(
+            "created the Kubernetes encryption key {} in {}",
+            keys[0].name,
+            super::secrets::K8S_PATH
+        ));
     }
 
     let policy = root.read("sys/policies/acl/cke").await?;
@@ -188,14 +190,4 @@ pub async fn vault_init(root: &VaultClient, storage: &dyn Storage, ca_cert: &str
             .push("stored the Vault connection (vault key) in etcd".into());
     }
     Ok(report)
-}
-
-/// Roles per CA: `system` (long-lived component certificates) everywhere, `admin` (short-lived user
-/// certificates) where users get certificates.
-fn roles_of(name: &str) -> Vec<(&'static str, &'static str, &'static str)> {
-    let mut roles = vec![("system", "87600h", "87600h")];
-    if matches!(name, "kubernetes" | "etcd-client") {
-        roles.push(("admin", "2h", "8760h"));
-    }
-    roles
 }

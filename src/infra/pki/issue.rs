@@ -22,8 +22,12 @@ pub struct IssueRequest {
     pub ip_sans: Vec<String>,
     /// TTL; the role's default when `None`.
     pub ttl: Option<Duration>,
-    /// Organizations (Kubernetes groups); needs a role per group, created on demand.
+    /// Organizations (Kubernetes groups); needs a role per group, created on demand. Ignored when
+    /// `role` is set (the role carries its organization).
     pub organization: Option<String>,
+    /// The Vault role to sign with, one of [`requests::ROLES`] for this CA (created when missing);
+    /// `None` picks `system`, `admin` (a TTL on `kubernetes`/`etcd-client`) or a group role.
+    pub role: Option<String>,
 }
 
 /// An issued certificate.
@@ -80,10 +84,24 @@ impl Issuer {
     /// Issues from `ca` with the `system` role (or a group role when `organization` is set).
     pub async fn issue(&self, req: &IssueRequest) -> Result<IssuedCert, VaultError> {
         let mount = ca_mount(&req.ca);
-        let role = match &req.organization {
-            None if req.ttl.is_some() && matches!(req.ca.as_str(), "kubernetes" | "etcd-client") => "admin".to_string(),
-            None => "system".to_string(),
-            Some(group) => {
+        let role = match (&req.role, &req.organization) {
+            (Some(role), _) => {
+                let spec = requests::role_spec(&req.ca, role).ok_or_else(|| VaultError::Unexpected {
+                    endpoint: self.client.endpoint().into(),
+                    path: format!("{mount}/roles/{role}"),
+                    reason: format!("cke defines no role {role:?} for CA {:?}", req.ca),
+                })?;
+                let path = format!("{mount}/roles/{role}");
+                if self.client.read(&path).await?.is_none() {
+                    self.client.write(&path, &spec.vault_options()).await?;
+                }
+                role.clone()
+            }
+            (None, None) if req.ttl.is_some() && matches!(req.ca.as_str(), "kubernetes" | "etcd-client") => {
+                "admin".to_string()
+            }
+            (None, None) => "system".to_string(),
+            (None, Some(group)) => {
                 let role = group_role(group);
                 let path = format!("{mount}/roles/{role}");
                 if self.client.read(&path).await?.is_none() {
@@ -161,11 +179,10 @@ impl Issuer {
     pub async fn issue_kube_apiserver(
         &self,
         address: &str,
-        hostname: &str,
         service_ip: &str,
         cluster_domain: &str,
     ) -> Result<IssuedCert, VaultError> {
-        self.issue(&requests::kube_apiserver(address, hostname, service_ip, cluster_domain))
+        self.issue(&requests::kube_apiserver(address, service_ip, cluster_domain))
             .await
     }
 

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{VaultClient, VaultError, SECRETS_MOUNT};
@@ -56,43 +55,36 @@ pub async fn put_ssh_private_key(client: &VaultClient, host: Option<&str>, key: 
     Ok(())
 }
 
-/// One AES-CBC key for Kubernetes Secret encryption.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EncryptionKey {
-    /// Key name, e.g. `key-1700000000`.
-    pub name: String,
-    /// Base64 of 32 random bytes.
-    pub secret: String,
-}
+pub use crate::k8s::encryption::EncryptionKey;
 
-/// The encryption keys, newest (the one used to encrypt) first.
+/// The encryption keys, newest (the one used to encrypt) first. Reads CKE's `AESConfiguration`
+/// JSON and the bare key list earlier cke-rs versions wrote.
 pub async fn k8s_encryption_keys(client: &VaultClient) -> Result<Vec<EncryptionKey>, VaultError> {
     let m = read_map(client, K8S_PATH).await?;
     match m.get("aescbc") {
         None => Ok(vec![]),
-        Some(text) => serde_json::from_str(text).map_err(|e| VaultError::Unexpected {
+        Some(text) => crate::k8s::encryption::parse_keys(text).map_err(|e| VaultError::Unexpected {
             endpoint: client.endpoint().into(),
             path: K8S_PATH.into(),
-            reason: format!("aescbc is not a key list: {e}"),
+            reason: e.to_string(),
         }),
     }
 }
 
-/// Generates a new key, makes it current and keeps the previous current key for decryption
-/// (older ones are dropped). Returns the new list.
-pub async fn rotate_k8s_encryption_key(client: &VaultClient, now_unix: i64) -> Result<Vec<EncryptionKey>, VaultError> {
-    use base64::Engine;
-    let mut keys = k8s_encryption_keys(client).await?;
-    let mut bytes = [0u8; 32];
-    rand::Rng::fill(&mut rand::rng(), &mut bytes);
-    let new = EncryptionKey {
-        name: format!("key-{now_unix}"),
-        secret: base64::engine::general_purpose::STANDARD.encode(bytes),
-    };
-    keys.truncate(1);
-    keys.insert(0, new);
-    let text = serde_json::to_string(&keys).expect("keys serialize");
-    client.write(K8S_PATH, &json!({ "aescbc": text })).await?;
+/// Generates a new key named `now` (RFC 3339 UTC), makes it current and keeps the previous current
+/// key for decryption (older ones are dropped), as CKE's `ckecli vault enckey`. Other fields of the
+/// secret are kept. Returns the new list.
+pub async fn rotate_k8s_encryption_key(
+    client: &VaultClient,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<EncryptionKey>, VaultError> {
+    let mut fields = read_map(client, K8S_PATH).await?;
+    let keys = k8s_encryption_keys(client).await?;
+    let mut random = [0u8; 32];
+    rand::Rng::fill(&mut rand::rng(), &mut random);
+    let keys = crate::k8s::encryption::rotate(&keys, now, random);
+    fields.insert("aescbc".into(), crate::k8s::encryption::keys_json(&keys));
+    client.write(K8S_PATH, &json!(fields)).await?;
     Ok(keys)
 }
 
