@@ -124,3 +124,7 @@ pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 pub fn k8s_pki_path(name: &str) -> String {
     format!("{K8S_PKI_DIR}/{name}")
 }
+
+/// The aggregation layer's proxy client certificate CN, which kube-apiserver's
+/// `--requestheader-allowed-names` names.
+pub const AGGREGATION_CLIENT_CN: &str = "front-proxy-client";

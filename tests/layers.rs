@@ -15,10 +15,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("model", &["topology", "error"]),
     ("rivers", &["error"]),
     ("storage", &["config", "model", "error"]),
-    ("planner", &["model", "topology"]),
+    ("k8s", &["model", "topology"]),
+    ("planner", &["k8s", "model", "topology"]),
     ("metrics", &["model"]),
-    ("infra", &["config", "error", "metrics", "model", "storage", "topology"]),
-    ("probe", &["error", "infra", "model", "topology"]),
+    (
+        "infra",
+        &["config", "error", "k8s", "metrics", "model", "storage", "topology"],
+    ),
+    ("probe", &["error", "infra", "k8s", "model", "topology"]),
     (
         "op",
         &[
@@ -47,6 +51,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "config",
             "error",
             "infra",
+            "k8s",
             "model",
             "planner",
             "process_setup",

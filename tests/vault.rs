@@ -241,7 +241,13 @@ async fn init_twice_issue_and_verify_certificates() {
     let aggregation_ca = storage.get_ca("kubernetes-aggregation").await.unwrap().unwrap();
     let webhook_ca = storage.get_ca("kubernetes-webhook").await.unwrap().unwrap();
     // (request, CA, tag, wanted in the text, unwanted in the text)
-    type Case<'a> = (cke::infra::pki::IssueRequest, &'a str, &'a str, Vec<&'a str>, Vec<&'a str>);
+    type Case<'a> = (
+        cke::infra::pki::IssueRequest,
+        &'a str,
+        &'a str,
+        Vec<&'a str>,
+        Vec<&'a str>,
+    );
     let cases: Vec<Case> = vec![
         (
             requests::kube_apiserver_etcd_client(),

@@ -16,12 +16,7 @@ use super::{K8sError, VersionSet};
 use crate::model::{KubeletParams, Node, ProxyParams, SchedulerParams};
 use crate::topology::*;
 
-/// Kind of the kubelet configuration.
-pub const KUBELET_KIND: &str = "KubeletConfiguration";
-/// Kind of the scheduler configuration.
-pub const SCHEDULER_KIND: &str = "KubeSchedulerConfiguration";
-/// Kind of the kube-proxy configuration.
-pub const PROXY_KIND: &str = "KubeProxyConfiguration";
+pub use crate::model::kube_version::{KUBELET_KIND, PROXY_KIND, SCHEDULER_KIND};
 
 /// The kubelet fields kept from the running configuration while the node runs (CKE: "This field
 /// should not be updated without a full node reboot").

@@ -11,22 +11,18 @@ pub mod config;
 pub mod encryption;
 pub mod kubeconfig;
 pub mod params;
-pub mod version;
 
-pub use version::{KubeVersion, VersionSet};
+/// The version table lives with the model (validation needs it); here under its old name too.
+pub use crate::model::kube_version as version;
+pub use crate::model::kube_version::{KubeVersion, VersionSet};
 
 /// Errors of the Kubernetes parameters. Each names the field or input it is about.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum K8sError {
     /// The Kubernetes version cannot be read from the image reference, or is older than any
     /// supported version.
-    #[error("image {image:?}: {reason}")]
-    Version {
-        /// The image reference.
-        image: String,
-        /// What is wrong.
-        reason: String,
-    },
+    #[error(transparent)]
+    Version(#[from] crate::model::kube_version::KubeVersionError),
     /// A user-supplied component configuration (`options.<component>.config`) is unusable.
     #[error("{field}: {reason}")]
     Config {

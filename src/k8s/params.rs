@@ -216,7 +216,7 @@ pub fn apiserver(i: &ApiServerInputs<'_>) -> ServiceParams {
         format!("--requestheader-client-ca-file={}", pki("aggregation-ca.crt")),
         format!(
             "--requestheader-allowed-names={}",
-            crate::infra::pki::requests::AGGREGATION_CLIENT_CN
+            crate::topology::AGGREGATION_CLIENT_CN
         ),
         "--requestheader-extra-headers-prefix=X-Remote-Extra-".into(),
         "--requestheader-group-headers=X-Remote-Group".into(),

@@ -6,6 +6,7 @@
 
 mod cluster;
 mod constraints;
+pub mod kube_version;
 pub mod plan;
 mod record;
 mod status;

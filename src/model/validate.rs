@@ -514,7 +514,7 @@ fn validate_service(sp: &ServiceParams, p: &str, e: &mut Errs) {
 
 /// A component configuration (`options.<component>.config`): a mapping whose `kind` is `kind` and
 /// whose `apiVersion` is one some supported Kubernetes version uses (CKE's MergeConfig; which one
-/// the running version needs is checked when the file is generated, see [`crate::k8s::config`]).
+/// the running version needs is checked when the file is generated, see `k8s::config`).
 fn validate_config_object(v: &Option<serde_json::Value>, p: &str, kind: &str, e: &mut Errs) {
     let Some(v) = v else { return };
     let Some(obj) = v.as_object() else {
@@ -526,7 +526,7 @@ fn validate_config_object(v: &Option<serde_json::Value>, p: &str, kind: &str, e:
         Some(k) => e.push(format!("{p}.kind"), format!("is {k}; it must be {kind}")),
         None => e.push(format!("{p}.kind"), format!("is required ({kind})")),
     }
-    let known = crate::k8s::version::config_api_versions(kind);
+    let known = super::kube_version::config_api_versions(kind);
     match obj.get("apiVersion") {
         Some(serde_json::Value::String(a)) if known.contains(&a.as_str()) => {}
         Some(a) => e.push(
@@ -572,14 +572,14 @@ fn validate_options(o: &Options, e: &mut Errs) {
     validate_config_object(
         &o.kube_scheduler.config,
         "options.kube-scheduler.config",
-        crate::k8s::config::SCHEDULER_KIND,
+        super::kube_version::SCHEDULER_KIND,
         e,
     );
     validate_service(&o.kube_proxy.service_params(), "options.kube-proxy", e);
     validate_config_object(
         &o.kube_proxy.config,
         "options.kube-proxy.config",
-        crate::k8s::config::PROXY_KIND,
+        super::kube_version::PROXY_KIND,
         e,
     );
     if let Some(mode) = o.kube_proxy.config.as_ref().and_then(|c| c.get("mode")) {
@@ -592,7 +592,12 @@ fn validate_options(o: &Options, e: &mut Errs) {
     }
     let k = &o.kubelet;
     validate_service(&k.service_params(), "options.kubelet", e);
-    validate_config_object(&k.config, "options.kubelet.config", crate::k8s::config::KUBELET_KIND, e);
+    validate_config_object(
+        &k.config,
+        "options.kubelet.config",
+        super::kube_version::KUBELET_KIND,
+        e,
+    );
     if let Some(domain) = k.config.as_ref().and_then(|c| c.get("clusterDomain")) {
         match domain.as_str() {
             Some(d) => e.check("options.kubelet.config.clusterDomain", dns1123_subdomain(d)),

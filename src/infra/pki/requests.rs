@@ -49,10 +49,6 @@ pub fn etcd_client(user: &str, ttl: Option<Duration>) -> IssueRequest {
     }
 }
 
-/// CN of the apiserver's client certificate towards aggregated API servers (CKE `CNAPIServer`),
-/// also `--requestheader-allowed-names`.
-pub const AGGREGATION_CLIENT_CN: &str = "front-proxy-client";
-
 /// TTL of component certificates (the roles' TTL; 10 years, as CKE).
 pub const SYSTEM_CERT_TTL: Duration = Duration::from_secs(87600 * 3600);
 
@@ -208,7 +204,11 @@ pub fn kube_apiserver_etcd_client() -> IssueRequest {
 /// kube-apiserver's client certificate towards aggregated API servers (CA `kubernetes-aggregation`,
 /// CN `front-proxy-client`).
 pub fn aggregation_client() -> IssueRequest {
-    with_role("kubernetes-aggregation", "system", AGGREGATION_CLIENT_CN)
+    with_role(
+        "kubernetes-aggregation",
+        "system",
+        crate::topology::AGGREGATION_CLIENT_CN,
+    )
 }
 
 /// kube-controller-manager's client certificate (role `kube-controller-manager`: CN and O

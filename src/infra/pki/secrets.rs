@@ -79,7 +79,14 @@ pub async fn rotate_k8s_encryption_key(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<EncryptionKey>, VaultError> {
     let mut fields = read_map(client, K8S_PATH).await?;
-    let keys = k8s_encryption_keys(client).await?;
+    let keys = match fields.get("aescbc") {
+        None => vec![],
+        Some(text) => crate::k8s::encryption::parse_keys(text).map_err(|e| VaultError::Unexpected {
+            endpoint: client.endpoint().into(),
+            path: K8S_PATH.into(),
+            reason: e.to_string(),
+        })?,
+    };
     let mut random = [0u8; 32];
     rand::Rng::fill(&mut rand::rng(), &mut random);
     let keys = crate::k8s::encryption::rotate(&keys, now, random);

@@ -8,7 +8,22 @@
 
 use std::fmt;
 
-use super::K8sError;
+/// Kind of the kubelet configuration.
+pub const KUBELET_KIND: &str = "KubeletConfiguration";
+/// Kind of the scheduler configuration.
+pub const SCHEDULER_KIND: &str = "KubeSchedulerConfiguration";
+/// Kind of the kube-proxy configuration.
+pub const PROXY_KIND: &str = "KubeProxyConfiguration";
+
+/// The Kubernetes version cannot be read from an image reference, or is not supported.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("image {image:?}: {reason}")]
+pub struct KubeVersionError {
+    /// The image reference.
+    pub image: String,
+    /// What is wrong.
+    pub reason: String,
+}
 
 /// A Kubernetes version as read from an image tag (`1.35.5.1` → 1.35, patch 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -34,8 +49,8 @@ impl KubeVersion {
     /// The version in an image reference's tag: `ghcr.io/cybozu/kubernetes:1.35.5.1` → 1.35.5,
     /// `localhost/cke-kubernetes:1.20.2` → 1.20.2, `registry:5000/k:v1.20.2@sha256:...` → 1.20.2.
     /// Extra dot-separated parts (CKE's image revision) and a `-suffix` are ignored.
-    pub fn from_image(image: &str) -> Result<KubeVersion, K8sError> {
-        let err = |reason: String| K8sError::Version {
+    pub fn from_image(image: &str) -> Result<KubeVersion, KubeVersionError> {
+        let err = |reason: String| KubeVersionError {
             image: image.to_string(),
             reason,
         };
@@ -47,7 +62,7 @@ impl KubeVersion {
         let tag = tag.strip_prefix('v').unwrap_or(tag);
         let core = tag.split(['-', '+']).next().unwrap_or_default();
         let mut parts = core.split('.');
-        let mut number = |what: &str| -> Result<Option<u32>, K8sError> {
+        let mut number = |what: &str| -> Result<Option<u32>, KubeVersionError> {
             match parts.next() {
                 None => Ok(None),
                 Some(p) => p
@@ -140,9 +155,9 @@ pub struct Resolved {
 impl VersionSet {
     /// The set for `version`: its own entry, else the nearest lower one. An error (naming `image`)
     /// for a major other than 1 or a minor below the first entry.
-    pub fn for_version(version: KubeVersion, image: &str) -> Result<Resolved, K8sError> {
+    pub fn for_version(version: KubeVersion, image: &str) -> Result<Resolved, KubeVersionError> {
         if version.major != 1 {
-            return Err(K8sError::Version {
+            return Err(KubeVersionError {
                 image: image.into(),
                 reason: format!("Kubernetes {version} is not supported (major version must be 1)"),
             });
@@ -151,7 +166,7 @@ impl VersionSet {
             .iter()
             .rev()
             .find(|s| s.minor <= version.minor)
-            .ok_or_else(|| K8sError::Version {
+            .ok_or_else(|| KubeVersionError {
                 image: image.into(),
                 reason: format!(
                     "Kubernetes {version} is older than the oldest supported version 1.{}",
@@ -166,7 +181,7 @@ impl VersionSet {
     }
 
     /// The set for the Kubernetes image `image` (version from its tag).
-    pub fn for_image(image: &str) -> Result<Resolved, K8sError> {
+    pub fn for_image(image: &str) -> Result<Resolved, KubeVersionError> {
         Self::for_version(KubeVersion::from_image(image)?, image)
     }
 
