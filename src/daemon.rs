@@ -75,6 +75,17 @@ pub struct Args {
     /// Image of rivers and the other tools.
     #[arg(long, default_value_t = Images::default().tools)]
     pub tools_image: String,
+    /// Image of the Kubernetes components; its tag gives the Kubernetes version (1.20 or later).
+    #[arg(long, default_value_t = Images::default().kubernetes)]
+    pub kubernetes_image: String,
+    /// kubelets and kube-proxies started or restarted per pass (CKE's flag).
+    #[arg(long, default_value_t = crate::planner::DEFAULT_MAX_CONCURRENT_UPDATES)]
+    pub max_concurrent_updates: usize,
+    /// What the node hosts need of the Kubernetes containers: `cke` (CKE's options: journald logs,
+    /// docker's /var/lib/docker) or `testbed` (the mtest node hosts: the engine's log driver,
+    /// containerd's /var/lib/containerd, /sys/fs/cgroup bound into the kubelet, no /lib/modules).
+    #[arg(long, default_value = "cke", value_parser = ["cke", "testbed"])]
+    pub node_profile: String,
     /// Test only: append a test operator (write:PATH, block:SECONDS, fail) to every pass. Exists
     /// only in builds with the `test-hooks` feature.
     #[cfg(feature = "test-hooks")]
@@ -126,6 +137,14 @@ async fn run(args: Args) -> Result<(), DaemonError> {
     if args.session_ttl < Duration::from_secs(2) {
         return Err(DaemonError::Invalid("--session-ttl must be at least 2s".into()));
     }
+    if let Err(e) = crate::k8s::VersionSet::for_image(&args.kubernetes_image) {
+        return Err(DaemonError::Invalid(format!("--kubernetes-image: {e}")));
+    }
+    if args.max_concurrent_updates == 0 {
+        return Err(DaemonError::Invalid(
+            "--max-concurrent-updates must be at least 1".into(),
+        ));
+    }
     let name = match args.name.clone() {
         Some(n) if !n.is_empty() => n,
         _ => hostname::get()
@@ -168,6 +187,7 @@ async fn run(args: Args) -> Result<(), DaemonError> {
     let images = Images {
         etcd: args.etcd_image.clone(),
         tools: args.tools_image.clone(),
+        kubernetes: args.kubernetes_image.clone(),
     };
     let engine = ContainerEngine::new(&args.container_cli, vec![]);
     let controller_cfg = ControllerConfig {
@@ -178,6 +198,11 @@ async fn run(args: Args) -> Result<(), DaemonError> {
         #[cfg(feature = "test-hooks")]
         test_operator: args.test_operator.clone(),
         images: images.clone(),
+        host: match args.node_profile.as_str() {
+            "testbed" => crate::k8s::params::HostSettings::testbed(),
+            _ => crate::k8s::params::HostSettings::default(),
+        },
+        max_concurrent_updates: args.max_concurrent_updates,
     };
     let elector = Elector::new(storage.client(), storage.prefix(), &name, args.session_ttl);
     tracing::info!(name, http = %args.http, ttl = ?args.session_ttl, dry_run = args.dry_run, "cke started");
@@ -250,6 +275,8 @@ async fn run(args: Args) -> Result<(), DaemonError> {
             engine: engine2.clone(),
             issuer: issuer.clone(),
             etcd: etcd.clone(),
+            kube: Arc::new(crate::infra::NoKube),
+            health: Arc::new(crate::infra::NoHealth),
         });
         let controller =
             Controller::new(storage_dyn.clone(), prober, shared.clone(), controller_cfg.clone()).with_infra(infra);

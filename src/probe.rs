@@ -108,6 +108,7 @@ async fn probe_node_inner(
         },
         rivers: containers.remove(RIVERS_CONTAINER).unwrap_or_default(),
         etcd_rivers: containers.remove(ETCD_RIVERS_CONTAINER).unwrap_or_default(),
+        ..Default::default()
     })
 }
 
@@ -194,7 +195,11 @@ impl Prober for SshProber {
     async fn probe(&self, cluster: &Cluster) -> ClusterStatus {
         let nodes = probe_nodes(&self.pool, &self.engine, cluster, self.concurrency).await;
         let etcd = self.etcd_status(cluster, &nodes).await;
-        ClusterStatus { nodes, etcd }
+        ClusterStatus {
+            nodes,
+            etcd,
+            ..Default::default()
+        }
     }
 }
 

@@ -37,13 +37,25 @@ pub struct Images {
     pub etcd: String,
     /// rivers (and other tools).
     pub tools: String,
+    /// Kubernetes (kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy);
+    /// its tag gives the Kubernetes version, and so the version set (`model::kube_version`).
+    #[serde(default = "default_kubernetes_image")]
+    pub kubernetes: String,
 }
+
+fn default_kubernetes_image() -> String {
+    DEFAULT_KUBERNETES_IMAGE.into()
+}
+
+/// The default Kubernetes image: the test bed's local build of 1.20.2 (`scripts/build-k8s.sh`).
+pub const DEFAULT_KUBERNETES_IMAGE: &str = "localhost/cke-kubernetes:1.20.2";
 
 impl Default for Images {
     fn default() -> Self {
         Images {
             etcd: "localhost/cke-etcd:latest".into(),
             tools: "localhost/cke-tools:latest".into(),
+            kubernetes: DEFAULT_KUBERNETES_IMAGE.into(),
         }
     }
 }

@@ -152,6 +152,7 @@ async fn commands_files_host_keys_containers_and_probe() {
         }],
         env: Default::default(),
         params: params.clone(),
+        options: vec![],
     };
     engine.run(&n1, &spec).await.unwrap();
     let st = probe_node(&p, &engine, &node(&m, 1), "etcd-cke").await;

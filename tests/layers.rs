@@ -28,6 +28,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "error",
             "failpoint",
+            "k8s",
             "hooks",
             "infra",
             "model",
@@ -41,7 +42,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "controller",
         &[
-            "error", "metrics", "model", "op", "planner", "probe", "server", "storage", "topology",
+            "error", "infra", "k8s", "metrics", "model", "op", "planner", "probe", "server", "storage", "topology",
         ],
     ),
     // ckecli talks to the management etcd and Vault, never to cke: no controller, op, server, daemon.
@@ -67,6 +68,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "error",
             "hooks",
             "infra",
+            "k8s",
             "leader",
             "metrics",
             "model",

@@ -15,12 +15,13 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::Deserialize;
 use serde_yaml::Value;
 
+use cke::k8s::params::Component;
 use cke::model::{
     parse_cluster, Cluster, ClusterStatus, Constraints, ContainerParams, EtcdClusterStatus, EtcdMember, EtcdNodeStatus,
-    Node, NodeStatus, ServiceParams, ServiceStatus,
+    KubeComponentStatus, KubeNode, KubernetesStatus, Node, NodeStatus, ServiceParams, ServiceStatus,
 };
 use cke::planner::params::*;
-use cke::planner::{decide_ops, OpKind, Phase, Plan, PlanInputs};
+use cke::planner::{current_component, decide_ops, OpKind, Phase, Plan, PlanInputs};
 
 /// The image an `outdated-image` container runs.
 const OUTDATED_IMAGE: &str = "localhost/cke-outdated:golden";
@@ -210,6 +211,7 @@ fn load_case(text: &str) -> Result<Loaded, String> {
     let mut inputs = PlanInputs {
         images: Images::default(),
         etcd_bootstrapped_before: case.inputs.etcd_bootstrapped_before,
+        ..Default::default()
     };
     if let Some(i) = case.inputs.etcd_image {
         inputs.images.etcd = i;
@@ -278,6 +280,18 @@ fn build_status(cluster: &Cluster, inputs: &PlanInputs, spec: &StatusSpec) -> Re
     if let Some(e) = &spec.etcd {
         status.etcd = etcd_status(e)?;
     }
+    // Every declared node is registered (the API was read through a running apiserver).
+    status.kubernetes = KubernetesStatus {
+        api_read: true,
+        nodes: cluster
+            .nodes
+            .iter()
+            .map(|n| KubeNode {
+                name: n.nodename().into(),
+                ready: true,
+            })
+            .collect(),
+    };
     Ok(status)
 }
 
@@ -322,6 +336,13 @@ fn node_status(
     .map_err(|e| format!("{path}.etcd: {e}"))?;
     let has_data = spec.etcd_data.unwrap_or(etcd.exists);
     let is_added_member = spec.etcd_marker.unwrap_or(has_data);
+    let kube = |c: Component| -> Result<KubeComponentStatus, String> {
+        if c.is_control_plane() && !node.control_plane || c == Component::Proxy && cluster.options.kube_proxy.disable {
+            return Ok(KubeComponentStatus::default());
+        }
+        current_component(cluster, inputs, c, node)
+            .ok_or_else(|| format!("{path}: the Kubernetes image or a component config of the declaration is unusable"))
+    };
     Ok(NodeStatus {
         ssh_connected: true,
         ssh_error: String::new(),
@@ -332,6 +353,11 @@ fn node_status(
         },
         rivers,
         etcd_rivers,
+        kube_apiserver: kube(Component::ApiServer)?,
+        kube_controller_manager: kube(Component::ControllerManager)?,
+        kube_scheduler: kube(Component::Scheduler)?,
+        kubelet: kube(Component::Kubelet)?,
+        kube_proxy: kube(Component::Proxy)?,
     })
 }
 

@@ -89,6 +89,25 @@ impl World {
                 ssh_connected: self.reachable.contains(&i),
                 ..Default::default()
             };
+            // Kubernetes is as declared (this simulation is about the managed etcd): every component
+            // of the node's declared role runs current and healthy.
+            let inputs = PlanInputs::default();
+            let kube = |c: cke::k8s::params::Component| {
+                if cluster
+                    .node(&addr(i))
+                    .is_some_and(|d| d.control_plane || !c.is_control_plane())
+                {
+                    current_component(cluster, &inputs, c, &n).unwrap()
+                } else {
+                    Default::default()
+                }
+            };
+            use cke::k8s::params::Component as K;
+            ns.kube_apiserver = kube(K::ApiServer);
+            ns.kube_controller_manager = kube(K::ControllerManager);
+            ns.kube_scheduler = kube(K::Scheduler);
+            ns.kubelet = kube(K::Kubelet);
+            ns.kube_proxy = kube(K::Proxy);
             if self.rivers_current {
                 ns.rivers = svc(rivers.clone(), cluster.options.rivers.clone(), &images.tools);
                 ns.etcd_rivers = svc(etcd_rivers.clone(), cluster.options.etcd_rivers.clone(), &images.tools);
@@ -160,6 +179,26 @@ impl World {
             | OpKind::RiversRestart { .. }
             | OpKind::EtcdRiversBootstrap { .. }
             | OpKind::EtcdRiversRestart { .. } => self.rivers_current = true,
+            // Kubernetes components: the status reports them as declared already.
+            OpKind::KubeApiserverRestart { .. }
+            | OpKind::KubeControllerManagerBootstrap { .. }
+            | OpKind::KubeControllerManagerRestart { .. }
+            | OpKind::KubeSchedulerBootstrap { .. }
+            | OpKind::KubeSchedulerRestart { .. }
+            | OpKind::KubeletBootstrap { .. }
+            | OpKind::KubeletRestart { .. }
+            | OpKind::KubeProxyBootstrap { .. }
+            | OpKind::KubeProxyRestart { .. }
+            | OpKind::StopKubeProxy { .. }
+            | OpKind::StopKubeApiserver { .. }
+            | OpKind::StopKubeControllerManager { .. }
+            | OpKind::StopKubeScheduler { .. }
+            | OpKind::StopEtcdRivers { .. } => {}
+            OpKind::StopEtcd { nodes } => {
+                for a in nodes {
+                    self.running.remove(&Self::index(a));
+                }
+            }
             OpKind::EtcdBootstrap { nodes } => {
                 for a in nodes {
                     let i = Self::index(a);

@@ -23,11 +23,12 @@ use crate::model::{Cluster, ClusterStatus, Record, RecordCommand, RecordStatus, 
 #[cfg(feature = "test-hooks")]
 use crate::op::test_ops::TestOperatorSpec;
 use crate::op::{CommandError, Infra, OpContext, Operator};
-use crate::planner::{decide_ops, Plan, PlanInputs, PlannedOp};
+use crate::planner::{decide_ops, OpKind, Plan, PlanInputs, PlannedOp};
 use crate::probe::Prober;
 use crate::server::Shared;
 use crate::storage::{
-    encode, Fence, Storage, StorageError, Write, KEY_ETCD_BOOTSTRAPPED, KEY_RECORDS_PREFIX, KEY_RECORD_ID, KEY_STATUS,
+    encode, Fence, Storage, StorageError, Write, KEY_ETCD_BOOTSTRAPPED, KEY_RECORDS_PREFIX, KEY_RECORD_ID,
+    KEY_SERVICE_ACCOUNT_CERT, KEY_SERVICE_ACCOUNT_KEY, KEY_STATUS,
 };
 use crate::topology::Images;
 
@@ -59,6 +60,10 @@ pub struct ControllerConfig {
     pub test_operator: Option<TestOperatorSpec>,
     /// The images to run.
     pub images: Images,
+    /// What the node hosts need of the Kubernetes containers (`--node-profile`).
+    pub host: crate::k8s::params::HostSettings,
+    /// kubelets and kube-proxies changed per pass (`--max-concurrent-updates`).
+    pub max_concurrent_updates: usize,
 }
 
 /// Why a term of the controller ended.
@@ -299,6 +304,8 @@ impl Controller {
         let mut inputs = PlanInputs {
             images: self.cfg.images.clone(),
             etcd_bootstrapped_before: self.storage.get_raw(KEY_ETCD_BOOTSTRAPPED).await?.is_some(),
+            host: self.cfg.host.clone(),
+            max_concurrent_updates: self.cfg.max_concurrent_updates,
         };
         let status = if constraints.check(&cluster).is_ok() {
             self.prober.probe(&cluster).await
@@ -328,6 +335,8 @@ impl Controller {
         let op_ctx = OpContext {
             cluster: &cluster,
             images: &self.cfg.images,
+            status: &status,
+            host: &self.cfg.host,
         };
         #[allow(unused_mut)]
         let mut operators: Vec<Box<dyn Operator>> = plan.ops.iter().map(|p| (self.operators)(p, op_ctx)).collect();
@@ -336,10 +345,54 @@ impl Controller {
         if let Some(spec) = &self.cfg.test_operator {
             operators.push(spec.operator());
         }
+        let needs_sa = plan.ops.iter().any(|p| {
+            matches!(
+                p.kind,
+                OpKind::KubeApiserverRestart { .. } | OpKind::KubeControllerManagerBootstrap { .. }
+            )
+        });
+        if needs_sa {
+            self.ensure_service_account(ctx, &infra).await?;
+        }
         for op in operators {
             self.run_operator(ctx, op, &infra).await?;
         }
         Ok(ran)
+    }
+
+    /// The service-account signing pair, issued once from Vault (CA `kubernetes`, role
+    /// `service-account`) and kept in the management etcd with a fenced write, as CKE does before
+    /// the first apiserver starts. Every apiserver verifies tokens with the same certificate.
+    async fn ensure_service_account(&self, ctx: &TermCtx<'_>, infra: &Infra) -> Result<(), PassError> {
+        if self.storage.get_service_account().await?.is_some() {
+            return Ok(());
+        }
+        let cmd = RecordCommand {
+            name: "issue-service-account".into(),
+            target: "vault".into(),
+            detail: "cke/ca-kubernetes service-account".into(),
+        };
+        let fail = |error| PassError::Command {
+            operation: "prepare-service-account",
+            error,
+        };
+        let cert = infra
+            .issuer
+            .issue(&crate::infra::pki::requests::service_account())
+            .await
+            .map_err(|e| fail(crate::op::CommandError::new(&cmd, e)))?;
+        ctx.check()?;
+        self.storage
+            .put_fenced(
+                ctx.fence,
+                vec![
+                    Write::Put(KEY_SERVICE_ACCOUNT_CERT.into(), cert.certificate.into_bytes()),
+                    Write::Put(KEY_SERVICE_ACCOUNT_KEY.into(), cert.private_key.into_bytes()),
+                ],
+            )
+            .await?;
+        tracing::info!("issued the service-account signing pair (service-account/certificate, service-account/key)");
+        Ok(())
     }
 
     fn set_note(&self, note: &str) {

@@ -136,6 +136,8 @@ fn config(interval: Duration) -> ControllerConfig {
         #[cfg(feature = "test-hooks")]
         test_operator: None,
         images: Default::default(),
+        host: Default::default(),
+        max_concurrent_updates: crate::planner::DEFAULT_MAX_CONCURRENT_UPDATES,
     }
 }
 
@@ -381,9 +383,10 @@ async fn operators_for_planned_operations_run_against_the_infrastructure() {
     let (storage, fence) = setup().await;
     let cluster = storage.get_cluster().await.unwrap().unwrap();
     let fake = crate::infra::fake::Fake::new();
-    for ca in ["server", "etcd-peer", "etcd-client"] {
+    for ca in crate::storage::CA_NAMES {
         storage.put_ca(ca, "CA").await.unwrap();
     }
+    assert!(storage.get_service_account().await.unwrap().is_none());
     let prober = Arc::new(FakeProber(fake.clone()));
     let shared = Arc::new(Shared::default());
     let f2 = fake.clone();
@@ -425,9 +428,33 @@ async fn operators_for_planned_operations_run_against_the_infrastructure() {
     let mut ops: Vec<&str> = records.iter().rev().map(|r| r.operation.as_str()).collect();
     ops.dedup();
     assert_eq!(
-        ops[..3],
-        ["rivers-bootstrap", "etcd-rivers-bootstrap", "etcd-bootstrap"]
+        ops,
+        [
+            "rivers-bootstrap",
+            "etcd-rivers-bootstrap",
+            "etcd-bootstrap",
+            "kube-apiserver-restart",
+            "kube-controller-manager-bootstrap",
+            "kube-scheduler-bootstrap",
+            "kubelet-bootstrap",
+            "kube-proxy-bootstrap",
+        ]
     );
+    // The service-account pair was issued once, before the first apiserver, and every apiserver
+    // got the same one.
+    let (sa_cert, _) = storage.get_service_account().await.unwrap().expect("issued");
+    fake.with(|w| {
+        assert_eq!(
+            w.issued.iter().filter(|r| r.common_name == "service-account").count(),
+            1
+        );
+        for a in &cps {
+            assert_eq!(
+                w.nodes[a].files["/etc/kubernetes/pki/service-account.crt"].0,
+                sa_cert.as_bytes()
+            );
+        }
+    });
 }
 
 struct FakeProber(crate::infra::fake::Fake);

@@ -57,6 +57,10 @@ pub struct World {
     pub issued: Vec<IssueRequest>,
     /// Nodes that do not answer.
     pub unreachable: BTreeSet<String>,
+    /// The Secret encryption keys in Vault.
+    pub encryption_keys: Vec<crate::k8s::encryption::EncryptionKey>,
+    /// Node objects by name: their taints.
+    pub kube_nodes: BTreeMap<String, Vec<crate::model::Taint>>,
     failures: Vec<String>,
 }
 
@@ -155,7 +159,14 @@ fn etcd_error(reason: String) -> ManagedEtcdError {
 impl Fake {
     /// An empty world: nodes appear when first used.
     pub fn new() -> Self {
-        Fake::default()
+        let f = Fake::default();
+        f.with(|w| {
+            w.encryption_keys = vec![crate::k8s::encryption::EncryptionKey {
+                name: "2026-01-01T00:00:00Z".into(),
+                secret: "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=".into(),
+            }]
+        });
+        f
     }
 
     /// Reads or changes the world.
@@ -185,9 +196,15 @@ impl Fake {
     /// A memory storage holding the CAs the operators read.
     pub async fn storage() -> Arc<dyn Storage> {
         let s = MemStorage::new("/cke/");
-        for ca in ["server", "etcd-peer", "etcd-client", "kubernetes"] {
+        for ca in crate::storage::CA_NAMES {
             s.put_ca(ca, &format!("CA {ca}")).await.unwrap();
         }
+        s.put_raw(crate::storage::KEY_SERVICE_ACCOUNT_CERT, b"SA CERT".to_vec())
+            .await
+            .unwrap();
+        s.put_raw(crate::storage::KEY_SERVICE_ACCOUNT_KEY, b"SA KEY".to_vec())
+            .await
+            .unwrap();
         Arc::new(s)
     }
 
@@ -200,6 +217,25 @@ impl Fake {
             engine: Arc::new(self.clone()),
             issuer: Arc::new(self.clone()),
             etcd: Arc::new(self.clone()),
+            kube: Arc::new(self.clone()),
+            health: Arc::new(self.clone()),
+        }
+    }
+
+    /// The fake Node objects: a kubelet running on a node registers its Node (with the boot taints
+    /// of its params) the first time anyone asks.
+    fn register_nodes(w: &mut World) {
+        for (address, n) in &w.nodes {
+            let Some((spec, true)) = n.containers.get(KUBELET_CONTAINER) else {
+                continue;
+            };
+            let name = spec
+                .command
+                .iter()
+                .find_map(|a| a.strip_prefix("--hostname-override="))
+                .unwrap_or(address)
+                .to_string();
+            w.kube_nodes.entry(name).or_default();
         }
     }
 
@@ -229,8 +265,43 @@ impl Fake {
                     ns.etcd.is_added_member = fnode.is_some_and(|f| f.volumes.contains(ETCD_ADDED_MEMBER_VOLUME));
                     ns.rivers = service(fnode, RIVERS_CONTAINER);
                     ns.etcd_rivers = service(fnode, ETCD_RIVERS_CONTAINER);
+                    // Kubernetes: an apiserver is healthy when it runs and etcd is healthy; the
+                    // others when they run. Configuration files are read back from the node.
+                    let kube = |name: &str, config_path: Option<&str>, healthy: bool| {
+                        let service = service(fnode, name);
+                        let config = config_path.and_then(|p| {
+                            let (bytes, _) = fnode?.files.get(p)?;
+                            crate::k8s::config::parse(p, &String::from_utf8_lossy(bytes)).ok()
+                        });
+                        crate::model::KubeComponentStatus {
+                            is_healthy: service.running && healthy,
+                            service,
+                            config,
+                        }
+                    };
+                    let etcd_ok = w.etcd_healthy();
+                    ns.kube_apiserver = kube(KUBE_APISERVER_CONTAINER, None, etcd_ok);
+                    ns.kube_controller_manager = kube(KUBE_CONTROLLER_MANAGER_CONTAINER, None, true);
+                    ns.kube_scheduler = kube(KUBE_SCHEDULER_CONTAINER, Some(SCHEDULER_CONFIG_PATH), true);
+                    ns.kubelet = kube(KUBELET_CONTAINER, Some(KUBELET_CONFIG_PATH), true);
+                    ns.kube_proxy = kube(KUBE_PROXY_CONTAINER, Some(PROXY_CONFIG_PATH), true);
                 }
                 st.nodes.insert(n.address.clone(), ns);
+            }
+            if cluster
+                .control_planes()
+                .any(|n| st.nodes[&n.address].kube_apiserver.service.running)
+            {
+                Fake::register_nodes(w);
+                st.kubernetes.api_read = true;
+                st.kubernetes.nodes = w
+                    .kube_nodes
+                    .keys()
+                    .map(|name| crate::model::KubeNode {
+                        name: name.clone(),
+                        ready: true,
+                    })
+                    .collect();
             }
             let any_running = w.etcd.members.iter().any(|m| w.member_running(m));
             if any_running {
@@ -397,6 +468,19 @@ impl CertIssuer for Fake {
             })
         })
     }
+
+    async fn k8s_encryption_keys(&self) -> Result<Vec<crate::k8s::encryption::EncryptionKey>, IssueError> {
+        self.with(|w| {
+            w.act("read cke/secrets/k8s".into()).map_err(|reason| {
+                IssueError::Vault(VaultError::Unexpected {
+                    endpoint: "fake".into(),
+                    path: "cke/secrets/k8s".into(),
+                    reason,
+                })
+            })?;
+            Ok(w.encryption_keys.clone())
+        })
+    }
 }
 
 #[async_trait]
@@ -529,5 +613,74 @@ impl EtcdAdmin for FakeEtcdAdmin {
         self.act("setup auth")?;
         self.fake.with(|w| w.etcd.auth = true);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl crate::infra::KubeApi for Fake {
+    async fn apiserver_healthy(&self, address: &str) -> bool {
+        self.with(|w| !w.unreachable.contains(address) && w.running(address, KUBE_APISERVER_CONTAINER))
+    }
+
+    async fn nodes(&self, address: &str) -> Result<Vec<crate::model::KubeNode>, crate::infra::KubeError> {
+        self.with(|w| {
+            w.act(format!("{address}: kube list nodes"))
+                .map_err(|reason| crate::infra::KubeError::Api {
+                    address: address.into(),
+                    reason,
+                })?;
+            Fake::register_nodes(w);
+            Ok(w.kube_nodes
+                .keys()
+                .map(|name| crate::model::KubeNode {
+                    name: name.clone(),
+                    ready: true,
+                })
+                .collect())
+        })
+    }
+
+    async fn add_taints(
+        &self,
+        address: &str,
+        name: &str,
+        taints: &[crate::model::Taint],
+    ) -> Result<bool, crate::infra::KubeError> {
+        self.with(|w| {
+            w.act(format!("{address}: kube taint {name}"))
+                .map_err(|reason| crate::infra::KubeError::Api {
+                    address: address.into(),
+                    reason,
+                })?;
+            Fake::register_nodes(w);
+            let Some(current) = w.kube_nodes.get_mut(name) else {
+                return Ok(false);
+            };
+            for t in taints {
+                current.retain(|c| c.key != t.key);
+                current.push(t.clone());
+            }
+            Ok(true)
+        })
+    }
+}
+
+#[async_trait]
+impl crate::infra::Health for Fake {
+    /// Healthy when the container behind the port runs on the node of the URL.
+    async fn healthz(&self, url: &str, _ca: Option<&str>) -> bool {
+        let rest = url.split("://").nth(1).unwrap_or(url);
+        let hostport = rest.split('/').next().unwrap_or(rest);
+        let Some((host, port)) = hostport.rsplit_once(':') else {
+            return false;
+        };
+        let container = match port.parse::<u16>() {
+            Ok(KUBELET_HEALTHZ_PORT) => KUBELET_CONTAINER,
+            Ok(KUBE_PROXY_METRICS_PORT) => KUBE_PROXY_CONTAINER,
+            Ok(KUBE_CONTROLLER_MANAGER_PORT) => KUBE_CONTROLLER_MANAGER_CONTAINER,
+            Ok(KUBE_SCHEDULER_PORT) => KUBE_SCHEDULER_CONTAINER,
+            _ => return false,
+        };
+        self.with(|w| !w.unreachable.contains(host) && w.running(host, container))
     }
 }

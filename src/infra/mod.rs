@@ -131,12 +131,20 @@ pub enum IssueError {
 pub trait CertIssuer: Send + Sync {
     /// Issues a certificate; the private key is made locally and never sent.
     async fn issue(&self, req: &IssueRequest) -> Result<IssuedCert, IssueError>;
+
+    /// The keys that encrypt Secrets at rest (Vault `cke/secrets/k8s`, field `aescbc`), current
+    /// first; empty when none were made (`ckecli vault init` / `enckey` make them).
+    async fn k8s_encryption_keys(&self) -> Result<Vec<crate::k8s::encryption::EncryptionKey>, IssueError>;
 }
 
 #[async_trait]
 impl CertIssuer for Issuer {
     async fn issue(&self, req: &IssueRequest) -> Result<IssuedCert, IssueError> {
         Ok(Issuer::issue(self, req).await?)
+    }
+
+    async fn k8s_encryption_keys(&self) -> Result<Vec<crate::k8s::encryption::EncryptionKey>, IssueError> {
+        Ok(crate::infra::pki::secrets::k8s_encryption_keys(self.client()).await?)
     }
 }
 
@@ -146,6 +154,10 @@ pub struct NoIssuer;
 #[async_trait]
 impl CertIssuer for NoIssuer {
     async fn issue(&self, _req: &IssueRequest) -> Result<IssuedCert, IssueError> {
+        Err(IssueError::NotConfigured)
+    }
+
+    async fn k8s_encryption_keys(&self) -> Result<Vec<crate::k8s::encryption::EncryptionKey>, IssueError> {
         Err(IssueError::NotConfigured)
     }
 }
@@ -322,6 +334,78 @@ impl EtcdConnector for EtcdClientConnector {
     }
 }
 
+/// A failure of the Kubernetes API.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    /// No Kubernetes client is set up (no Vault to issue the admin certificate from, or a daemon
+    /// built without one).
+    #[error("no Kubernetes API client (Vault is not set up: ckecli vault config)")]
+    NotConfigured,
+    /// The API server on `address` failed or refused the request.
+    #[error("Kubernetes API on {address}: {reason}")]
+    Api {
+        /// The control-plane node whose apiserver was asked.
+        address: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// The managed cluster's Kubernetes API as cke uses it: `https://<control plane>:6443` with the
+/// `kubernetes` CA and an admin client certificate (CKE's own client).
+#[async_trait]
+pub trait KubeApi: Send + Sync {
+    /// The apiserver on `address` answers `GET /api/v1/namespaces`.
+    async fn apiserver_healthy(&self, address: &str) -> bool;
+    /// Every `Node` object, read through the apiserver on `address`.
+    async fn nodes(&self, address: &str) -> Result<Vec<crate::model::KubeNode>, KubeError>;
+    /// Adds `taints` to Node `name` (replacing taints of the same key), through the apiserver on
+    /// `address`, retrying on conflict; `Ok(false)` when there is no such Node.
+    async fn add_taints(&self, address: &str, name: &str, taints: &[crate::model::Taint]) -> Result<bool, KubeError>;
+}
+
+/// For a daemon without a Kubernetes client: nothing is healthy, every call fails with the reason.
+pub struct NoKube;
+
+#[async_trait]
+impl KubeApi for NoKube {
+    async fn apiserver_healthy(&self, _address: &str) -> bool {
+        false
+    }
+
+    async fn nodes(&self, _address: &str) -> Result<Vec<crate::model::KubeNode>, KubeError> {
+        Err(KubeError::NotConfigured)
+    }
+
+    async fn add_taints(
+        &self,
+        _address: &str,
+        _name: &str,
+        _taints: &[crate::model::Taint],
+    ) -> Result<bool, KubeError> {
+        Err(KubeError::NotConfigured)
+    }
+}
+
+/// The components' HTTP health endpoints (`/healthz` of kubelet, kube-proxy, controller-manager,
+/// scheduler), asked from the cke host.
+#[async_trait]
+pub trait Health: Send + Sync {
+    /// `GET url` answers 200 with the body `ok`. For `https`, `ca` (PEM) verifies the server; no
+    /// client certificate is sent.
+    async fn healthz(&self, url: &str, ca: Option<&str>) -> bool;
+}
+
+/// For a daemon that asks no health endpoint: nothing is healthy.
+pub struct NoHealth;
+
+#[async_trait]
+impl Health for NoHealth {
+    async fn healthz(&self, _url: &str, _ca: Option<&str>) -> bool {
+        false
+    }
+}
+
 /// What operators may use during one pass.
 #[derive(Clone)]
 pub struct Infra {
@@ -337,6 +421,10 @@ pub struct Infra {
     pub issuer: Arc<dyn CertIssuer>,
     /// The managed etcd.
     pub etcd: Arc<dyn EtcdConnector>,
+    /// The Kubernetes API.
+    pub kube: Arc<dyn KubeApi>,
+    /// The components' health endpoints.
+    pub health: Arc<dyn Health>,
 }
 
 impl Infra {
@@ -352,6 +440,8 @@ impl Infra {
             engine: Arc::new(ContainerEngine::default()),
             issuer,
             etcd: Arc::new(EtcdClientConnector::new(credentials, Duration::from_secs(10))),
+            kube: Arc::new(NoKube),
+            health: Arc::new(NoHealth),
         }
     }
 

@@ -23,6 +23,8 @@ pub enum Phase {
     K8sStart,
     /// Membership changes and restarts of the managed etcd.
     EtcdMaintain,
+    /// Stopping control-plane containers on nodes that are no longer control planes.
+    StopControlPlane,
     /// Nothing to do.
     Completed,
 }
@@ -39,12 +41,13 @@ impl Phase {
             Phase::EtcdWait => "etcd-wait",
             Phase::K8sStart => "k8s-start",
             Phase::EtcdMaintain => "etcd-maintain",
+            Phase::StopControlPlane => "stop-control-plane",
             Phase::Completed => "completed",
         }
     }
 
     /// Every phase, for metrics.
-    pub const ALL: [Phase; 9] = [
+    pub const ALL: [Phase; 10] = [
         Phase::ConstraintsViolated,
         Phase::Rivers,
         Phase::EtcdBoot,
@@ -53,6 +56,7 @@ impl Phase {
         Phase::EtcdWait,
         Phase::K8sStart,
         Phase::EtcdMaintain,
+        Phase::StopControlPlane,
         Phase::Completed,
     ];
 }
@@ -141,6 +145,81 @@ pub enum OpKind {
         /// The node address.
         node: String,
     },
+    /// Start stopped kube-apiservers, or restart outdated ones (files, certificates and container anew).
+    KubeApiserverRestart {
+        /// Node addresses.
+        nodes: Vec<String>,
+    },
+    /// Start kube-controller-manager where it is not running.
+    KubeControllerManagerBootstrap {
+        /// Node addresses.
+        nodes: Vec<String>,
+    },
+    /// Restart outdated kube-controller-managers.
+    KubeControllerManagerRestart {
+        /// Node addresses.
+        nodes: Vec<String>,
+    },
+    /// Start kube-scheduler where it is not running.
+    KubeSchedulerBootstrap {
+        /// Node addresses.
+        nodes: Vec<String>,
+    },
+    /// Restart outdated kube-schedulers.
+    KubeSchedulerRestart {
+        /// Node addresses.
+        nodes: Vec<String>,
+    },
+    /// Start kubelet where it is not running (boot taints re-applied first on registered nodes).
+    KubeletBootstrap {
+        /// Node addresses.
+        nodes: Vec<String>,
+    },
+    /// Restart kubelets that run without a Node object, or outdated ones (with `in_place_update`).
+    KubeletRestart {
+        /// Node addresses.
+        nodes: Vec<String>,
+    },
+    /// Start kube-proxy where it is not running.
+    KubeProxyBootstrap {
+        /// Node addresses.
+        nodes: Vec<String>,
+    },
+    /// Restart outdated kube-proxies.
+    KubeProxyRestart {
+        /// Node addresses.
+        nodes: Vec<String>,
+    },
+    /// Stop kube-proxy (`options.kube-proxy.disable`).
+    StopKubeProxy {
+        /// Node addresses.
+        nodes: Vec<String>,
+    },
+    /// Stop kube-apiserver on nodes that are no longer control planes.
+    StopKubeApiserver {
+        /// Node addresses.
+        nodes: Vec<String>,
+    },
+    /// Stop kube-controller-manager on nodes that are no longer control planes.
+    StopKubeControllerManager {
+        /// Node addresses.
+        nodes: Vec<String>,
+    },
+    /// Stop kube-scheduler on nodes that are no longer control planes.
+    StopKubeScheduler {
+        /// Node addresses.
+        nodes: Vec<String>,
+    },
+    /// Stop etcd on nodes that are no longer control planes (their members are gone).
+    StopEtcd {
+        /// Node addresses.
+        nodes: Vec<String>,
+    },
+    /// Stop etcd-rivers on nodes that are no longer control planes.
+    StopEtcdRivers {
+        /// Node addresses.
+        nodes: Vec<String>,
+    },
 }
 
 /// An operation with the reason it was planned.
@@ -178,6 +257,21 @@ impl PlannedOp {
             OpKind::EtcdPromoteMember { .. } => "etcd-promote-member",
             OpKind::EtcdMarkMember { .. } => "etcd-mark-member",
             OpKind::EtcdRestart { .. } => "etcd-restart",
+            OpKind::KubeApiserverRestart { .. } => "kube-apiserver-restart",
+            OpKind::KubeControllerManagerBootstrap { .. } => "kube-controller-manager-bootstrap",
+            OpKind::KubeControllerManagerRestart { .. } => "kube-controller-manager-restart",
+            OpKind::KubeSchedulerBootstrap { .. } => "kube-scheduler-bootstrap",
+            OpKind::KubeSchedulerRestart { .. } => "kube-scheduler-restart",
+            OpKind::KubeletBootstrap { .. } => "kubelet-bootstrap",
+            OpKind::KubeletRestart { .. } => "kubelet-restart",
+            OpKind::KubeProxyBootstrap { .. } => "kube-proxy-bootstrap",
+            OpKind::KubeProxyRestart { .. } => "kube-proxy-restart",
+            OpKind::StopKubeProxy { .. } => "stop-kube-proxy",
+            OpKind::StopKubeApiserver { .. } => "stop-kube-apiserver",
+            OpKind::StopKubeControllerManager { .. } => "stop-kube-controller-manager",
+            OpKind::StopKubeScheduler { .. } => "stop-kube-scheduler",
+            OpKind::StopEtcd { .. } => "stop-etcd",
+            OpKind::StopEtcdRivers { .. } => "stop-etcd-rivers",
         }
     }
 
@@ -191,7 +285,22 @@ impl PlannedOp {
             | OpKind::EtcdBootstrap { nodes }
             | OpKind::EtcdStart { nodes }
             | OpKind::EtcdWaitCluster { nodes }
-            | OpKind::EtcdMarkMember { nodes } => nodes.clone(),
+            | OpKind::EtcdMarkMember { nodes }
+            | OpKind::KubeApiserverRestart { nodes }
+            | OpKind::KubeControllerManagerBootstrap { nodes }
+            | OpKind::KubeControllerManagerRestart { nodes }
+            | OpKind::KubeSchedulerBootstrap { nodes }
+            | OpKind::KubeSchedulerRestart { nodes }
+            | OpKind::KubeletBootstrap { nodes }
+            | OpKind::KubeletRestart { nodes }
+            | OpKind::KubeProxyBootstrap { nodes }
+            | OpKind::KubeProxyRestart { nodes }
+            | OpKind::StopKubeProxy { nodes }
+            | OpKind::StopKubeApiserver { nodes }
+            | OpKind::StopKubeControllerManager { nodes }
+            | OpKind::StopKubeScheduler { nodes }
+            | OpKind::StopEtcd { nodes }
+            | OpKind::StopEtcdRivers { nodes } => nodes.clone(),
             OpKind::EtcdRemoveMember { node, .. }
             | OpKind::EtcdDestroyMember { node, .. }
             | OpKind::EtcdAddMember { node, .. }

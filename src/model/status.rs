@@ -58,6 +58,58 @@ pub struct NodeStatus {
     pub rivers: ServiceStatus,
     /// rivers in front of etcd (control-plane nodes).
     pub etcd_rivers: ServiceStatus,
+    /// kube-apiserver (control-plane nodes; healthy: the API answers with an admin certificate).
+    #[serde(default)]
+    pub kube_apiserver: KubeComponentStatus,
+    /// kube-controller-manager (healthy: `/healthz` on 10257).
+    #[serde(default)]
+    pub kube_controller_manager: KubeComponentStatus,
+    /// kube-scheduler (healthy: `/healthz` on 10259; config: the running `config.yml`).
+    #[serde(default)]
+    pub kube_scheduler: KubeComponentStatus,
+    /// kubelet (healthy: `/healthz` on 10248; config: the running `config.yml`).
+    #[serde(default)]
+    pub kubelet: KubeComponentStatus,
+    /// kube-proxy (healthy: `/healthz` on 10249; config: the running `config.yml`).
+    #[serde(default)]
+    pub kube_proxy: KubeComponentStatus,
+}
+
+/// A Kubernetes component on one node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KubeComponentStatus {
+    /// Its container.
+    #[serde(flatten)]
+    pub service: ServiceStatus,
+    /// Its health check answered `ok`.
+    #[serde(default)]
+    pub is_healthy: bool,
+    /// The configuration file it runs with (scheduler, kubelet, kube-proxy), as read back from the
+    /// node; `None` when absent or unreadable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
+}
+
+/// A `Node` object of the Kubernetes cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubeNode {
+    /// `metadata.name`.
+    pub name: String,
+    /// The `Ready` condition is `True`.
+    #[serde(default)]
+    pub ready: bool,
+}
+
+/// The Kubernetes cluster as seen through the API of one running apiserver.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubernetesStatus {
+    /// The API was read (some control plane runs an apiserver that answered); when false, nothing
+    /// below is known.
+    #[serde(default)]
+    pub api_read: bool,
+    /// `Node` objects, by name.
+    #[serde(default)]
+    pub nodes: Vec<KubeNode>,
 }
 
 /// One member of the managed etcd, keyed by node address in [`EtcdClusterStatus::members`].
@@ -89,4 +141,7 @@ pub struct ClusterStatus {
     pub nodes: BTreeMap<String, NodeStatus>,
     /// The managed etcd.
     pub etcd: EtcdClusterStatus,
+    /// Kubernetes through its API.
+    #[serde(default)]
+    pub kubernetes: KubernetesStatus,
 }

@@ -168,6 +168,18 @@ pub enum FileContent {
     Literal(Vec<u8>),
     /// The PEM certificate of a CA kept in the management etcd (`ca/<name>`).
     Ca(String),
+    /// The value of a key of the management etcd (e.g. `service-account/key`); refused when absent.
+    Stored(String),
+    /// kube-apiserver's `EncryptionConfiguration`, from the keys in Vault (`cke/secrets/k8s`).
+    EncryptionConfig,
+    /// A kubeconfig for `user` through rivers (`https://localhost:16443`) with the `kubernetes` CA
+    /// and a client certificate issued from `request`, all embedded.
+    Kubeconfig {
+        /// The user's name in the kubeconfig.
+        user: String,
+        /// The client certificate to issue.
+        request: IssueRequest,
+    },
 }
 
 /// A file to write.
@@ -240,6 +252,57 @@ impl Commander for WriteFiles {
                         )
                     })?
                     .into_bytes(),
+                FileContent::Stored(key) => {
+                    infra
+                        .storage
+                        .get_raw(key)
+                        .await
+                        .map_err(|e| CommandError::new(&cmd, e))?
+                        .ok_or_else(|| CommandError::refused(&cmd, format!("{key} is not in the management etcd")))?
+                        .value
+                }
+                FileContent::EncryptionConfig => {
+                    let keys = infra
+                        .issuer
+                        .k8s_encryption_keys()
+                        .await
+                        .map_err(|e| CommandError::new(&cmd, e))?;
+                    if keys.is_empty() {
+                        return Err(CommandError::refused(
+                            &cmd,
+                            "no Secret encryption key in Vault cke/secrets/k8s (ckecli vault enckey)",
+                        ));
+                    }
+                    crate::k8s::encryption::encryption_config(&keys)
+                        .map_err(|e| CommandError::refused(&cmd, e.to_string()))?
+                        .into_bytes()
+                }
+                FileContent::Kubeconfig { user, request } => {
+                    let ca = infra
+                        .storage
+                        .get_ca("kubernetes")
+                        .await
+                        .map_err(|e| CommandError::new(&cmd, e))?
+                        .ok_or_else(|| {
+                            CommandError::refused(
+                                &cmd,
+                                "CA kubernetes is not in the management etcd (ckecli vault init)",
+                            )
+                        })?;
+                    let cert = infra
+                        .issuer
+                        .issue(request)
+                        .await
+                        .map_err(|e| CommandError::new(&cmd, e))?;
+                    crate::k8s::kubeconfig::component(
+                        &infra.cluster.name,
+                        user,
+                        &ca,
+                        &cert.certificate,
+                        &cert.private_key,
+                    )
+                    .into_bytes()
+                }
             };
             contents.push((f.path.clone(), bytes, f.mode));
         }

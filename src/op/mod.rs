@@ -10,6 +10,7 @@
 
 pub mod common;
 pub mod etcd;
+pub mod k8s;
 pub mod rivers;
 #[cfg(feature = "test-hooks")]
 pub mod test_ops;
@@ -21,7 +22,8 @@ use async_trait::async_trait;
 
 use crate::error::Retry;
 pub use crate::infra::Infra;
-use crate::model::{Cluster, RecordCommand};
+use crate::k8s::params::Component;
+use crate::model::{Cluster, ClusterStatus, RecordCommand};
 use crate::planner::{OpKind, PlannedOp};
 use crate::topology::Images;
 
@@ -200,13 +202,19 @@ impl Operator for SeqOperator {
     }
 }
 
-/// What an operator is built from: the declaration it was planned from and the images to run.
+/// What an operator is built from: the declaration it was planned from, the images to run, the
+/// status the plan was made from (a kubelet keeps some of its running configuration), and what the
+/// node hosts need.
 #[derive(Debug, Clone, Copy)]
 pub struct OpContext<'a> {
     /// The declaration.
     pub cluster: &'a Cluster,
     /// The images.
     pub images: &'a Images,
+    /// The probed status of this pass.
+    pub status: &'a ClusterStatus,
+    /// The node hosts' settings for Kubernetes containers.
+    pub host: &'a crate::k8s::params::HostSettings,
 }
 
 /// The operator for a planned operation. Every operation the planner emits has one.
@@ -228,5 +236,20 @@ pub fn operator_for(planned: &PlannedOp, ctx: OpContext<'_>) -> Box<dyn Operator
         OpKind::EtcdPromoteMember { node, id } => etcd::promote_member::operator(node, *id, ctx),
         OpKind::EtcdMarkMember { nodes } => etcd::mark_member::operator(nodes, ctx),
         OpKind::EtcdRestart { node } => etcd::restart::operator(node, ctx),
+        OpKind::KubeApiserverRestart { nodes } => k8s::apiserver::operator(nodes, ctx),
+        OpKind::KubeControllerManagerBootstrap { nodes } => k8s::controller_manager::operator(nodes, ctx, true),
+        OpKind::KubeControllerManagerRestart { nodes } => k8s::controller_manager::operator(nodes, ctx, false),
+        OpKind::KubeSchedulerBootstrap { nodes } => k8s::scheduler::operator(nodes, ctx, true),
+        OpKind::KubeSchedulerRestart { nodes } => k8s::scheduler::operator(nodes, ctx, false),
+        OpKind::KubeletBootstrap { nodes } => k8s::kubelet::operator(nodes, ctx, true),
+        OpKind::KubeletRestart { nodes } => k8s::kubelet::operator(nodes, ctx, false),
+        OpKind::KubeProxyBootstrap { nodes } => k8s::proxy::operator(nodes, ctx, true),
+        OpKind::KubeProxyRestart { nodes } => k8s::proxy::operator(nodes, ctx, false),
+        OpKind::StopKubeProxy { nodes } => k8s::stop::component(name, Component::Proxy, nodes),
+        OpKind::StopKubeApiserver { nodes } => k8s::stop::component(name, Component::ApiServer, nodes),
+        OpKind::StopKubeControllerManager { nodes } => k8s::stop::component(name, Component::ControllerManager, nodes),
+        OpKind::StopKubeScheduler { nodes } => k8s::stop::component(name, Component::Scheduler, nodes),
+        OpKind::StopEtcd { nodes } => k8s::stop::operator(name, crate::topology::ETCD_CONTAINER, nodes),
+        OpKind::StopEtcdRivers { nodes } => k8s::stop::operator(name, crate::topology::ETCD_RIVERS_CONTAINER, nodes),
     }
 }

@@ -44,6 +44,7 @@ pub fn run_spec(ctx: OpContext<'_>, kind: Kind) -> RunSpec {
         binds,
         env: extra.extra_env.clone(),
         params: ContainerParams { builtin, extra },
+        options: vec![],
     }
 }
 

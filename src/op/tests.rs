@@ -30,6 +30,7 @@ struct Env {
     cluster: Cluster,
     images: Images,
     storage: Arc<dyn Storage>,
+    host: crate::k8s::params::HostSettings,
 }
 
 impl Env {
@@ -39,13 +40,16 @@ impl Env {
             cluster: cluster(),
             images: Images::default(),
             storage: Fake::storage().await,
+            host: Default::default(),
         }
     }
 
-    fn ctx(&self) -> OpContext<'_> {
+    fn ctx<'a>(&'a self, status: &'a ClusterStatus) -> OpContext<'a> {
         OpContext {
             cluster: &self.cluster,
             images: &self.images,
+            status,
+            host: &self.host,
         }
     }
 
@@ -57,7 +61,8 @@ impl Env {
     /// (`name target`) and the first error.
     async fn run(&self, kind: OpKind) -> (Vec<String>, Result<(), CommandError>) {
         let planned = PlannedOp::new(kind, "test");
-        let mut op = operator_for(&planned, self.ctx());
+        let status = self.status();
+        let mut op = operator_for(&planned, self.ctx(&status));
         assert_eq!(op.name(), planned.name());
         assert_eq!(op.targets(), planned.targets());
         let infra = self.infra();
@@ -94,6 +99,7 @@ impl Env {
         let inputs = PlanInputs {
             images: self.images.clone(),
             etcd_bootstrapped_before: self.fake.with(|w| !w.etcd.members.is_empty()),
+            ..Default::default()
         };
         decide_ops(&self.cluster, &self.status(), &constraints, &inputs, chrono::Utc::now())
     }
@@ -235,7 +241,10 @@ async fn etcd_bootstrap_prepares_every_node_before_starting_any_member() {
                 .to_string()
         ));
     });
-    assert_eq!(env.next_plan().phase, Phase::Completed);
+    // Kubernetes starts next (CKE's order: k8s-start before etcd maintenance).
+    let plan = env.next_plan();
+    assert_eq!(plan.phase, Phase::K8sStart, "{plan:?}");
+    assert_eq!(plan.ops[0].name(), "kube-apiserver-restart");
 }
 
 #[tokio::test]
@@ -250,8 +259,8 @@ async fn an_etcd_bootstrap_cut_short_is_run_again_over_the_same_nodes() {
     // Two of the three members run, the third never started; nothing was marked. The two form a
     // healthy cluster: the planner marks them and joins the third, never bootstrapping anew.
     let plan = env.next_plan();
-    assert_eq!(plan.phase, Phase::EtcdMaintain, "{plan:?}");
-    let names = env.converge(10).await;
+    assert_ne!(plan.phase, Phase::EtcdBoot, "{plan:?}");
+    let names = env.converge(20).await;
     assert!(!names.contains(&"etcd-bootstrap"), "{names:?}");
     env.fake.with(|w| {
         assert_eq!(w.etcd.members.len(), 3, "{:?}", w.etcd.members);
@@ -259,9 +268,11 @@ async fn an_etcd_bootstrap_cut_short_is_run_again_over_the_same_nodes() {
     });
 }
 
+/// rivers, the managed etcd, and Kubernetes on top, converged.
 async fn with_etcd(env: &Env) {
     with_rivers(env).await;
     env.run_ok(OpKind::EtcdBootstrap { nodes: cps() }).await;
+    env.converge(10).await;
     env.fake.take_log();
 }
 
@@ -545,7 +556,11 @@ async fn a_vault_that_is_not_set_up_is_a_refusal_not_a_transient_failure() {
     let env = Env::new().await;
     let mut infra = env.infra();
     infra.issuer = Arc::new(crate::infra::NoIssuer);
-    let mut op = operator_for(&PlannedOp::new(OpKind::EtcdStart { nodes: cps() }, "t"), env.ctx());
+    let status = env.status();
+    let mut op = operator_for(
+        &PlannedOp::new(OpKind::EtcdStart { nodes: cps() }, "t"),
+        env.ctx(&status),
+    );
     let cmd = op.next_command().unwrap();
     let e = cmd.run(&infra).await.unwrap_err();
     assert_eq!(e.retry, crate::error::Retry::AfterChange);
@@ -560,5 +575,18 @@ async fn a_vault_that_is_not_set_up_is_a_refusal_not_a_transient_failure() {
 async fn from_nothing_to_a_running_cluster() {
     let env = Env::new().await;
     let names = env.converge(10).await;
-    assert_eq!(names, ["rivers-bootstrap", "etcd-rivers-bootstrap", "etcd-bootstrap"]);
+    assert_eq!(
+        names,
+        [
+            "rivers-bootstrap",
+            "etcd-rivers-bootstrap",
+            "etcd-bootstrap",
+            // Every apiserver together, then (all healthy) the other components in one pass.
+            "kube-apiserver-restart",
+            "kube-controller-manager-bootstrap",
+            "kube-scheduler-bootstrap",
+            "kubelet-bootstrap",
+            "kube-proxy-bootstrap",
+        ]
+    );
 }

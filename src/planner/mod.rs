@@ -9,6 +9,7 @@
 //! membership change per plan; members join as learners and are promoted once in sync; an outdated
 //! member is restarted only when the others keep quorum.
 
+mod k8s;
 mod node_filter;
 pub mod params;
 
@@ -18,6 +19,7 @@ mod tests;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use k8s::current_component;
 pub use node_filter::NodeFilter;
 use params::*;
 
@@ -40,13 +42,31 @@ pub struct Plan {
 }
 
 /// Inputs besides the declaration and the status.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanInputs {
     /// The images to run.
     pub images: Images,
     /// The management etcd records that this managed etcd was seen running before (key
     /// `etcd-bootstrapped`): no new, empty cluster is bootstrapped then.
     pub etcd_bootstrapped_before: bool,
+    /// What the node hosts need of the Kubernetes containers (`cke --node-profile`).
+    pub host: crate::k8s::params::HostSettings,
+    /// kubelets and kube-proxies changed per pass (`cke --max-concurrent-updates`, CKE's 10).
+    pub max_concurrent_updates: usize,
+}
+
+/// CKE's `--max-concurrent-updates` default.
+pub const DEFAULT_MAX_CONCURRENT_UPDATES: usize = 10;
+
+impl Default for PlanInputs {
+    fn default() -> Self {
+        PlanInputs {
+            images: Images::default(),
+            etcd_bootstrapped_before: false,
+            host: Default::default(),
+            max_concurrent_updates: DEFAULT_MAX_CONCURRENT_UPDATES,
+        }
+    }
 }
 
 /// Decides the next operations. Pure: the same inputs always give the same plan.
@@ -132,7 +152,12 @@ pub fn decide_ops(
         );
     }
 
-    // 5. Kubernetes components are not managed yet.
+    // 5. Kubernetes components (CKE's k8s-start).
+    match k8s::k8s_start_ops(&nf) {
+        Ok(ops) if !ops.is_empty() => return plan(Phase::K8sStart, ops, String::new()),
+        Ok(_) => {}
+        Err(note) => return plan(Phase::K8sStart, vec![], note),
+    }
 
     // 6. Maintenance, only when every control-plane node is reachable.
     if unreachable_cps.is_empty() {
@@ -155,6 +180,11 @@ pub fn decide_ops(
                 unreachable_cps.join(", ")
             ),
         );
+    }
+    // 8. Control-plane containers on nodes that are no longer control planes.
+    let ops = k8s::stop_control_plane_ops(&nf);
+    if !ops.is_empty() {
+        return plan(Phase::StopControlPlane, ops, String::new());
     }
     let no_volume = nf.etcd_running_without_volume();
     if !no_volume.is_empty() {

@@ -24,12 +24,36 @@ impl<'a> NodeFilter<'a> {
         }
     }
 
-    fn node_status(&self, n: &Node) -> &NodeStatus {
+    pub(super) fn node_status(&self, n: &Node) -> &NodeStatus {
         self.status.nodes.get(&n.address).unwrap_or(&self.unknown)
     }
 
-    fn reachable(&self, n: &Node) -> bool {
+    pub(super) fn reachable(&self, n: &Node) -> bool {
         self.node_status(n).ssh_connected
+    }
+
+    pub(super) fn cluster(&self) -> &'a Cluster {
+        self.cluster
+    }
+
+    pub(super) fn status(&self) -> &'a ClusterStatus {
+        self.status
+    }
+
+    pub(super) fn inputs(&self) -> &'a PlanInputs {
+        self.inputs
+    }
+
+    /// The version set of the Kubernetes image, or a note naming the image.
+    pub(super) fn kube_version(&self) -> Result<&'static crate::k8s::VersionSet, String> {
+        crate::k8s::VersionSet::for_image(&self.inputs.images.kubernetes)
+            .map(|r| r.set)
+            .map_err(|e| format!("no Kubernetes component is started or updated: {e}"))
+    }
+
+    /// Nodes per batch of kubelet and kube-proxy changes (at least 1).
+    pub(super) fn max_concurrent_updates(&self) -> usize {
+        self.inputs.max_concurrent_updates.max(1)
     }
 
     fn control_planes(&self) -> Vec<&'a Node> {

@@ -50,7 +50,43 @@ impl Fixture {
             );
         }
         f.refresh_rivers();
+        f.refresh_kube();
         f
+    }
+
+    /// Makes every Kubernetes component current and healthy (kube-proxy only when enabled), and
+    /// registers every node.
+    pub fn refresh_kube(&mut self) {
+        use crate::k8s::params::Component;
+        for n in self.cluster.nodes.clone() {
+            let st = self.status.nodes.entry(n.address.clone()).or_default();
+            for c in Component::ALL {
+                let want = (!c.is_control_plane() || n.control_plane)
+                    && !(c == Component::Proxy && self.cluster.options.kube_proxy.disable);
+                let v = if want {
+                    current_component(&self.cluster, &self.inputs, c, &n).expect("a usable declaration")
+                } else {
+                    Default::default()
+                };
+                match c {
+                    Component::ApiServer => st.kube_apiserver = v,
+                    Component::ControllerManager => st.kube_controller_manager = v,
+                    Component::Scheduler => st.kube_scheduler = v,
+                    Component::Kubelet => st.kubelet = v,
+                    Component::Proxy => st.kube_proxy = v,
+                }
+            }
+        }
+        self.status.kubernetes.api_read = true;
+        self.status.kubernetes.nodes = self
+            .cluster
+            .nodes
+            .iter()
+            .map(|n| KubeNode {
+                name: n.nodename().into(),
+                ready: true,
+            })
+            .collect();
     }
 
     /// Makes rivers and etcd-rivers current on every node.

@@ -46,6 +46,10 @@ pub const KEY_CONFIG_VERSION: &str = "config-version";
 pub const KEY_ETCD_BOOTSTRAPPED: &str = "etcd-bootstrapped";
 /// Prefix of user-defined Kubernetes resources.
 pub const KEY_RESOURCE_PREFIX: &str = "resource/";
+/// The service-account token signing certificate (PEM), issued once (CKE's key).
+pub const KEY_SERVICE_ACCOUNT_CERT: &str = "service-account/certificate";
+/// Its private key (PEM).
+pub const KEY_SERVICE_ACCOUNT_KEY: &str = "service-account/key";
 /// Prefix of pinned SSH host keys (`ssh-hostkey/<address>`), a cke-rs addition.
 pub const KEY_SSH_HOSTKEY_PREFIX: &str = "ssh-hostkey/";
 
@@ -321,6 +325,25 @@ pub trait Storage: Send + Sync {
     async fn put_ca(&self, name: &str, pem: &str) -> Result<(), StorageError> {
         self.put_raw(&format!("{KEY_CA_PREFIX}{name}"), pem.as_bytes().to_vec())
             .await
+    }
+
+    /// The service-account signing pair (certificate, key), once issued.
+    async fn get_service_account(&self) -> Result<Option<(String, String)>, StorageError> {
+        let text = |key: &str, kv: KeyValue| {
+            String::from_utf8(kv.value).map_err(|_| StorageError::Corrupt {
+                key: self.full_key(key),
+                reason: "not UTF-8".into(),
+            })
+        };
+        let cert = self.get_raw(KEY_SERVICE_ACCOUNT_CERT).await?;
+        let key = self.get_raw(KEY_SERVICE_ACCOUNT_KEY).await?;
+        match (cert, key) {
+            (Some(c), Some(k)) => Ok(Some((
+                text(KEY_SERVICE_ACCOUNT_CERT, c)?,
+                text(KEY_SERVICE_ACCOUNT_KEY, k)?,
+            ))),
+            _ => Ok(None),
+        }
     }
 
     /// The leader's last status, if any.

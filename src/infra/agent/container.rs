@@ -54,6 +54,9 @@ pub struct RunSpec {
     pub env: BTreeMap<String, String>,
     /// The params label.
     pub params: ContainerParams,
+    /// More `run` options (`--privileged`, `--tmpfs=/tmp`, `--log-driver=journald`, ...); each must
+    /// start with `--` or be the value after a `--mount`.
+    pub options: Vec<String>,
 }
 
 /// The engine.
@@ -107,6 +110,17 @@ impl ContainerEngine {
             format!("{PARAMS_LABEL}={label}"),
         ];
         args.extend(self.run_flags.iter().cloned());
+        let mut after_mount = false;
+        for o in &spec.options {
+            if !(o.starts_with("--") || after_mount) {
+                return Err(AgentError::Invalid {
+                    what: "run option".into(),
+                    reason: format!("{o:?} does not start with --"),
+                });
+            }
+            after_mount = o == "--mount";
+            args.push(o.clone());
+        }
         for m in &spec.binds {
             if !m.destination.starts_with('/') {
                 return Err(AgentError::Invalid {
@@ -347,8 +361,19 @@ mod tests {
             }],
             env: BTreeMap::from([("GOMAXPROCS".into(), "2".into())]),
             params: ContainerParams::default(),
+            options: vec![
+                "--privileged".into(),
+                "--mount".into(),
+                "type=tmpfs,dst=/run/kubernetes".into(),
+            ],
         };
         let c = e.run_command(&spec).unwrap();
+        assert!(c.contains("--privileged --mount type=tmpfs,dst=/run/kubernetes"), "{c}");
+        let s = RunSpec {
+            options: vec!["-v".into()],
+            ..spec.clone()
+        };
+        assert!(e.run_command(&s).is_err(), "an option without -- accepted");
         assert!(c.starts_with("podman run -d --name etcd --network host"), "{c}");
         assert!(c.contains("--runtime runc"));
         assert!(c.contains("-v etcd-cke:/var/lib/etcd:rw"));

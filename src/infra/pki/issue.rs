@@ -81,6 +81,11 @@ impl Issuer {
         Issuer { client }
     }
 
+    /// The Vault client it issues through.
+    pub fn client(&self) -> &VaultClient {
+        &self.client
+    }
+
     /// Issues from `ca` with the `system` role (or a group role when `organization` is set).
     pub async fn issue(&self, req: &IssueRequest) -> Result<IssuedCert, VaultError> {
         let mount = ca_mount(&req.ca);

@@ -62,11 +62,17 @@ pub fn operator(node: &str, replace: Option<u64>, ctx: OpContext<'_>) -> Box<dyn
     })
 }
 
+static NO_STATUS: std::sync::LazyLock<crate::model::ClusterStatus> = std::sync::LazyLock::new(Default::default);
+static NO_HOST: std::sync::LazyLock<crate::k8s::params::HostSettings> = std::sync::LazyLock::new(Default::default);
+
 impl AddMember {
     fn ctx(&self) -> OpContext<'_> {
         OpContext {
             cluster: &self.cluster,
             images: &self.images,
+            // The etcd operators read neither the status nor the Kubernetes host settings.
+            status: &NO_STATUS,
+            host: &NO_HOST,
         }
     }
 }

@@ -53,6 +53,7 @@ pub fn run_spec(ctx: OpContext<'_>, address: &str, initial: Option<(&[String], I
         binds,
         env: extra.extra_env.clone(),
         params: ContainerParams { builtin, extra },
+        options: vec![],
     }
 }
 
