@@ -156,7 +156,11 @@ start_containerd() {
   node_exec "$i" setsid containerd --config "$nd/containerd.toml" > "$nd/containerd.log" 2>&1 < /dev/null &
   pid=$!
   for _ in $(seq 100); do
-    node_exec "$i" ctr version >/dev/null 2>&1 && { echo "$pid" > "$nd/containerd.pid"; return 0; }
+    if node_exec "$i" ctr version >/dev/null 2>&1; then
+      # setsid may fork: record containerd's own PID.
+      pgrep -o -f -x "containerd --config $nd/containerd.toml" > "$nd/containerd.pid"
+      return 0
+    fi
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
@@ -432,7 +436,13 @@ case "$CMD" in
     for i in $(seq "$(node_count)"); do
       pid=$(sshd_pid "$i"); st=down
       [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && st=up
-      echo "node$i $(ip_of "$i") sshd=$st"
+      line="node$i $(ip_of "$i") sshd=$st"
+      if k8s_on; then
+        pid=$(cat "$(node_dir "$i")/containerd.pid" 2>/dev/null || true); st=down
+        [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && st=up
+        line="$line containerd=$st cgroup_root=$(cgroup_root "$i")"
+      fi
+      echo "$line"
     done ;;
   node-stop)
     i=$1
