@@ -21,8 +21,9 @@ export CKE_K8S_CACHE ?= /var/cache/cke-rs/k8s
 K8S_ENV := .k8s.env
 
 k8s: deps
-	./scripts/build-k8s-images.sh | sed 's/^/CKE_/' > $(K8S_ENV).part
-	mv $(K8S_ENV).part $(K8S_ENV)
+	./scripts/build-k8s-images.sh > $(K8S_ENV).part
+	sed 's/^/CKE_/' $(K8S_ENV).part > $(K8S_ENV)
+	rm -f $(K8S_ENV).part
 	@cat $(K8S_ENV)
 
 test: deps k8s

@@ -210,7 +210,7 @@ CONF
 k8s_var() { sed -n "s/^$1=//p" "$DIR/k8s.env"; }
 
 # Kills every process in node cgroup roots matching GLOB (pods run in their own network namespaces, so
-# `ip netns pids` does not find them), then removes those cgroups (v1 and the v2 ones runc creates).
+# `ip netns pids` does not find them); remove_cgroups then removes them (v1 and the v2 ones runc creates).
 kill_cgroups() {
   local glob=$1 h d pids
   for _ in $(seq 50); do

@@ -17,10 +17,10 @@ CACHE=${CKE_K8S_CACHE:-/var/cache/cke-rs/k8s}
 K8S_IMAGE=localhost/cke-kubernetes:1.20.2
 PAUSE_IMAGE=localhost/pause:3.2
 BUSYBOX_IMAGE=localhost/busybox:latest
-APT_DEPS=(podman iptables conntrack util-linux coreutils findutils dash busybox-static)
+APT_DEPS=(podman iptables util-linux coreutils findutils dash busybox-static)
 K8S_BINS=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubectl)
 # What Kubernetes 1.20.2's kubelet and kube-proxy execute, besides themselves.
-TOOLS=(/usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi /usr/sbin/conntrack
+TOOLS=(/usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi
   /usr/bin/mount /usr/bin/umount /usr/bin/findmnt /usr/bin/nsenter /usr/bin/nice /usr/bin/du /usr/bin/find /usr/bin/dash)
 XTABLES_DIR=/usr/lib/x86_64-linux-gnu/xtables
 
@@ -50,11 +50,23 @@ TMP=$(mktemp -d "$IMG/.tmp.XXXXXX")
 trap 'podman --root "$TMP/store" --runroot "$TMP/run" --storage-driver vfs rm -a -f >/dev/null 2>&1 || true; rm -rf "$TMP"' EXIT
 pod() { podman --root "$TMP/store" --runroot "$TMP/run" --storage-driver vfs "$@"; }
 
-# Copies a file and the libraries ldd names into ROOT (a merged-/usr layout).
+# conntrack: the host's, or else the binary of Debian's .deb unpacked (its libraries come with iptables).
+CONNTRACK=/usr/sbin/conntrack
+if [ ! -x "$CONNTRACK" ]; then
+  mkdir -p "$TMP/conntrack"
+  (cd "$TMP/conntrack" && apt-get -o APT::Sandbox::User=root download conntrack >&2) \
+    || die "conntrack is not installed and apt-get download conntrack failed"
+  dpkg-deb -x "$TMP"/conntrack/conntrack_*.deb "$TMP/conntrack/x"
+  CONNTRACK="$TMP/conntrack/x/usr/sbin/conntrack"
+  [ -x "$CONNTRACK" ] || die "no usr/sbin/conntrack in Debian's conntrack .deb"
+fi
+
+# copy_with_libs ROOT FILE [DEST]: copies FILE (to DEST in ROOT) and the libraries ldd names, in a
+# merged-/usr layout.
 copy_with_libs() {
-  local root=$1 f=$2 lib
-  mkdir -p "$root$(dirname "$f")"
-  cp -L "$f" "$root$f"
+  local root=$1 f=$2 dest=${3:-$2} lib
+  mkdir -p "$root$(dirname "$dest")"
+  cp -L "$f" "$root$dest"
   ldd "$f" 2>/dev/null | grep -o '/[^ ]*' | while read -r lib; do
     [ -f "$lib" ] || continue
     mkdir -p "$root$(dirname "$lib")"
@@ -91,7 +103,8 @@ script_sum=$(sha256sum "$SELF" | cut -c1-16)
 PATH_ENV="ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # --- Kubernetes ---
-k8s_sum=$({ echo "$BIN $script_sum"; sha256sum "${TOOLS[@]}" "$XTABLES_DIR"/*.so; } | sha256sum | cut -c1-16)
+k8s_sum=$({ echo "$BIN $script_sum"; sha256sum "${TOOLS[@]}" "$CONNTRACK" "$XTABLES_DIR"/*.so | cut -c1-64; } \
+  | sha256sum | cut -c1-16)
 K8S_TAR="$IMG/cke-kubernetes_1.20.2-$k8s_sum.tar"
 if [ ! -f "$K8S_TAR" ]; then
   root="$TMP/k8s"
@@ -99,6 +112,7 @@ if [ ! -f "$K8S_TAR" ]; then
   mkdir -p "$root/usr/local/bin"
   for b in "${K8S_BINS[@]}"; do cp "$BIN/$b" "$root/usr/local/bin/"; done
   for t in "${TOOLS[@]}"; do copy_with_libs "$root" "$t"; done
+  copy_with_libs "$root" "$CONNTRACK" /usr/sbin/conntrack
   for m in "$XTABLES_DIR"/*.so; do copy_with_libs "$root" "$m"; done
   ln -s dash "$root/usr/bin/sh"
   for fam in iptables ip6tables; do
@@ -145,3 +159,6 @@ fi
   echo "BUSYBOX_IMAGE_TAR=$BUSYBOX_TAR"
 } | tee "$IMG/env.part"
 mv "$IMG/env.part" "$IMG/env"
+# Tars of earlier inputs (another script version, say) go once no run has used them for 7 days.
+touch "$K8S_TAR" "$PAUSE_TAR" "$BUSYBOX_TAR"
+find "$IMG" -maxdepth 1 -name '*.tar' -mtime +7 -delete

@@ -94,6 +94,10 @@ fn kubernetes_1_20_nodes_ready_pods_run_and_teardown_is_clean() {
     }
     let bin = PathBuf::from(&m.env["K8S_BIN"]);
     assert!(bin.join("kubectl").exists(), "K8S_BIN {bin:?} has no kubectl");
+    // `make test` exports what `make k8s` built; mtest must have used the same build.
+    if let Ok(make_bin) = std::env::var("CKE_K8S_BIN") {
+        assert_eq!(PathBuf::from(make_bin), bin, "CKE_K8S_BIN and mtest's K8S_BIN differ");
+    }
 
     let t1 = Instant::now();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/k8s/testbed-cycle.sh");

@@ -244,13 +244,18 @@ spec:
 EOF
 for p in $(seq "$N") scheduled; do
   phase=""
+  reason=""
   for _ in $(seq 90); do
     phase=$($KUBECTL get pod "bb-$p" -o jsonpath='{.status.phase}' 2>/dev/null || true)
     [ "$phase" = Running ] && break
-    [ "$phase" = Failed ] && break
+    case "$phase" in Failed|Succeeded) break ;; esac
+    # Waiting reasons that never clear by themselves.
+    reason=$($KUBECTL get pod "bb-$p" -o jsonpath='{.status.containerStatuses[0].state.waiting.reason}' 2>/dev/null || true)
+    case "$reason" in ErrImageNeverPull|InvalidImageName|CreateContainerConfigError|CreateContainerError) break ;; esac
+    reason=""
     sleep 1
   done
-  [ "$phase" = Running ] || fail "pod bb-$p is ${phase:-not there}, not Running"
+  [ "$phase" = Running ] || fail "pod bb-$p is ${phase:-not there}${reason:+ ($reason)}, not Running"
 done
 for i in $(seq "$N"); do
   pod_ip=$($KUBECTL get pod "bb-$i" -o jsonpath='{.status.podIP}')
