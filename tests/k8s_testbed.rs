@@ -129,6 +129,42 @@ fn kubernetes_1_20_nodes_ready_pods_run_and_teardown_is_clean() {
         );
     }
 
+    // node-stop takes the node's containerd and pods down with it; node-start brings containerd back
+    // with the images kept on the node's disk.
+    let out = m.run(&["node-stop", "2"]);
+    assert!(
+        out.status.success(),
+        "node-stop 2: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let root2 = &m.env["CGROUP_ROOT2"];
+    let left = sh(&format!(
+        "find /sys/fs/cgroup/memory{root2} -name cgroup.procs -exec cat {{}} + 2>/dev/null"
+    ));
+    assert!(
+        left.trim().is_empty(),
+        "processes left in {root2} after node-stop: {left}"
+    );
+    let out = m.run(&["node-start", "2"]);
+    assert!(
+        out.status.success(),
+        "node-start 2: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = String::from_utf8_lossy(&m.run(&["status"]).stdout).into_owned();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("node2 ") && l.contains("sshd=up") && l.contains("containerd=up")),
+        "node2 not back after node-start: {status}"
+    );
+    let images = m.run(&["exec", "2", "ctr", "-n", "k8s.io", "images", "ls", "-q"]);
+    let images = String::from_utf8_lossy(&images.stdout).into_owned();
+    assert!(
+        images.contains(&m.env["BUSYBOX_IMAGE"]) && images.contains(&m.env["PAUSE_IMAGE"]),
+        "node2's containerd lost its images over node-stop/node-start: {images}"
+    );
+
     let prefix = m.prefix.clone();
     let t2 = Instant::now();
     drop(m);
