@@ -17,12 +17,17 @@ IMAGES=()
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 CACHE=${MTEST_CACHE:-$REPO/.mtest-cache}
+# With --k8s (docs/k8s-testbed.md): the paths a kubelet, containerd and CNI keep state in, private per node.
+K8S_PATHS=(/run/containerd /var/log/pods /var/log/containers /etc/cni/net.d /var/lib/cni /run/netns /usr/libexec/kubernetes /opt/volume/bin /var/lib/containerd)
+# Host sysctls a kubelet rewrites even in a container: recorded at up, restored at down.
+K8S_SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
+K8S=0
 NODE_PATHS=(/etc/kubernetes /etc/etcd /etc/cke /etc/containers /var/lib/containers /var/lib/etcd /var/lib/kubelet /var/log/cke /run/containers /run/libpod /run/cke /opt/cke)
 
 usage() {
   cat <<USAGE
 usage: mtest.sh [--dir DIR] [--prefix P] [--subnet A.B.C] COMMAND
-  up [--nodes N] [--no-etcd] [--no-vault] [--image NAME=BIN[,BIN...]]...
+  up [--nodes N] [--no-etcd] [--no-vault] [--image NAME=BIN[,BIN...]]... [--k8s]
   down | status | env
   node-stop I | node-start I | partition I | heal I | rekey I
   ssh I CMD... | exec I CMD...
@@ -59,6 +64,10 @@ ip_of() { echo "$SUBNET.$((10 + $1))"; }
 node_dir() { echo "$DIR/nodes/node$1"; }
 sshd_pid() { cat "$(node_dir "$1")/sshd.pid" 2>/dev/null || true; }
 node_count() { ls -d "$DIR"/nodes/node* 2>/dev/null | wc -l; }
+k8s_on() { [ -f "$DIR/k8s.env" ]; }
+cgroup_root() { echo "/mtest.${PREFIX}-node$1"; }
+# The cgroup v1 hierarchies (one mount each) plus the v2 one of a hybrid host.
+cgroup_mounts() { findmnt -n -l -t cgroup,cgroup2 -o TARGET; }
 
 # Runs a command inside node I's network and mount namespaces (through its sshd's namespaces).
 node_exec() {
@@ -120,12 +129,119 @@ start_sshd() {
     mkdir -p "$p" "$nd/fs$p"
     binds="$binds mount --bind '$nd/fs$p' '$p';"
   done
+  if k8s_on; then
+    for p in "${K8S_PATHS[@]}"; do
+      mkdir -p "$p" "$nd/fs$p"
+      binds="$binds mount --bind '$nd/fs$p' '$p';"
+    done
+    # CNI plugins from Debian's containernetworking-plugins; /lib/modules (missing on some hosts, bound by
+    # the kubelet container) as an empty per-node directory; kubelet volumes need rshared propagation.
+    mkdir -p /opt/cni/bin "$nd/fs/lib/modules"
+    [ -e /lib/modules ] || mkdir -p /lib/modules
+    binds="$binds mount --bind -o ro /usr/lib/cni /opt/cni/bin;"
+    [ -n "$(ls -A /lib/modules 2>/dev/null)" ] || binds="$binds mount --bind '$nd/fs/lib/modules' /lib/modules;"
+    binds="$binds mount --make-rshared /var/lib/kubelet; mount --make-shared /opt/volume/bin;"
+  fi
   mkdir -p /run/sshd
   rm -f "$nd/sshd.pid"
   nsenter --net="/run/netns/$(ns "$i")" unshare --mount --propagation private \
     sh -c "$binds exec /usr/sbin/sshd -f '$nd/sshd_config' -E '$nd/sshd.log'"
   for _ in $(seq 50); do [ -s "$nd/sshd.pid" ] && break; sleep 0.1; done
   [ -s "$nd/sshd.pid" ] || { log "sshd on node$i did not start"; cat "$nd/sshd.log" >&2; return 1; }
+}
+
+start_containerd() {
+  local i=$1 nd pid; nd=$(node_dir "$i")
+  rm -f "$nd/containerd.pid"
+  node_exec "$i" setsid containerd --config "$nd/containerd.toml" > "$nd/containerd.log" 2>&1 < /dev/null &
+  pid=$!
+  for _ in $(seq 100); do
+    if node_exec "$i" ctr version >/dev/null 2>&1; then
+      # setsid may fork: record containerd's own PID.
+      pgrep -o -f -x "containerd --config $nd/containerd.toml" > "$nd/containerd.pid"
+      return 0
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  log "containerd on node$i did not start"; tail -20 "$nd/containerd.log" >&2; return 1
+}
+
+setup_k8s_node() {
+  local i=$1 nd root h; nd=$(node_dir "$i"); root=$(cgroup_root "$i")
+  # The kubelet's cgroupRoot, in every v1 hierarchy (kubelet 1.20 refuses a missing one); cpuset needs
+  # cpus and mems before anything can join it.
+  for h in $(cgroup_mounts); do
+    [ "$(stat -f -c %T "$h")" = cgroup2fs ] && continue
+    mkdir -p "$h$root"
+    if [ -f "$h/cpuset.cpus" ]; then
+      cat "$h/cpuset.cpus" > "$h$root/cpuset.cpus"
+      cat "$h/cpuset.mems" > "$h$root/cpuset.mems"
+    fi
+  done
+  cat > "$nd/containerd.toml" <<CONF
+version = 2
+root = "/var/lib/containerd"
+state = "/run/containerd"
+disabled_plugins = ["io.containerd.internal.v1.opt"]
+
+[grpc]
+  address = "/run/containerd/containerd.sock"
+
+[ttrpc]
+  address = "/run/containerd/containerd.sock.ttrpc"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  # This VM lacks CAP_SYS_RESOURCE: runc cannot lower oom_score_adj, and every sandbox fails without this.
+  restrict_oom_score_adj = true
+  sandbox_image = "$(k8s_var PAUSE_IMAGE)"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/opt/cni/bin"
+    conf_dir = "/etc/cni/net.d"
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+CONF
+  start_containerd "$i"
+  node_exec "$i" ctr -n k8s.io images import "$(k8s_var PAUSE_IMAGE_TAR)" >/dev/null
+  node_exec "$i" ctr -n k8s.io images import "$(k8s_var BUSYBOX_IMAGE_TAR)" >/dev/null
+  load_image "$i" "$(k8s_var K8S_IMAGE_TAR)"
+}
+
+k8s_var() { sed -n "s/^$1=//p" "$DIR/k8s.env"; }
+
+# Kills every process in node cgroup roots matching GLOB (pods run in their own network namespaces, so
+# `ip netns pids` does not find them); remove_cgroups then removes them (v1 and the v2 ones runc creates).
+kill_cgroups() {
+  local glob=$1 h d pids
+  for _ in $(seq 50); do
+    pids=""
+    for h in $(cgroup_mounts); do
+      for d in $h/$glob; do
+        [ -d "$d" ] && pids="$pids $(find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null)"
+      done
+    done
+    pids=$(echo $pids)
+    [ -z "$pids" ] && break
+    kill -9 $pids 2>/dev/null || true
+    sleep 0.1
+  done
+}
+
+remove_cgroups() {
+  local glob=$1 h d
+  for _ in $(seq 50); do
+    local left=0
+    for h in $(cgroup_mounts); do
+      for d in $h/$glob; do
+        [ -d "$d" ] || continue
+        find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
+        [ -d "$d" ] && left=1
+      done
+    done
+    [ "$left" = 0 ] && return 0
+    sleep 0.1
+  done
+  log "cgroups $glob not removed"
 }
 
 setup_node() {
@@ -179,6 +295,7 @@ MaxStartups 200
 Subsystem sftp /usr/lib/openssh/sftp-server
 CONF
   start_sshd "$i"
+  if k8s_on; then setup_k8s_node "$i"; fi
 }
 
 write_env() {
@@ -194,6 +311,11 @@ write_env() {
     [ -f "$DIR/etcd.endpoint" ] && echo "ETCD_ENDPOINT=$(cat "$DIR/etcd.endpoint")" && echo "CKE_CONFIG=$DIR/cke-config.yml"
     [ -f "$DIR/bao.addr" ] && echo "VAULT_ADDR=$(cat "$DIR/bao.addr")" && echo "VAULT_TOKEN=root"
     [ -f "$DIR/images" ] && cat "$DIR/images"
+    if k8s_on; then
+      echo "K8S=1"
+      cat "$DIR/k8s.env"
+      for i in $(seq "$n"); do echo "CGROUP_ROOT$i=$(cgroup_root "$i")"; done
+    fi
   } > "$f"
   python3 - "$f" "$DIR/env.json" <<'PY'
 import json, shlex, sys
@@ -244,6 +366,7 @@ kill_pidfile() {
 
 down() {
   # Everything this prefix created, found by name, even after a crash.
+  kill_cgroups "mtest.${PREFIX}-node*"
   for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^${PREFIX}-node" || true); do
     for pid in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
     ip netns delete "$n" 2>/dev/null || true
@@ -254,7 +377,12 @@ down() {
   kill_pidfile "$DIR/etcd.pid"
   kill_pidfile "$DIR/bao.pid"
   if [ -d "$DIR/nodes" ]; then
-    for nd in "$DIR"/nodes/node*; do kill_pidfile "$nd/sshd.pid"; done
+    for nd in "$DIR"/nodes/node*; do kill_pidfile "$nd/sshd.pid"; kill_pidfile "$nd/containerd.pid"; done
+  fi
+  kill_cgroups "mtest.${PREFIX}-node*"
+  remove_cgroups "mtest.${PREFIX}-node*"
+  if [ -f "$DIR/sysctls" ]; then
+    while read -r k v; do sysctl -q -w "$k=$v" >/dev/null || log "could not restore $k=$v"; done < "$DIR/sysctls"
   fi
   rm -rf "$DIR"
 }
@@ -266,11 +394,18 @@ up() {
       --no-etcd) WITH_ETCD=0; shift ;;
       --no-vault) WITH_VAULT=0; shift ;;
       --image) IMAGES+=("$2"); shift 2 ;;
+      --k8s) K8S=1; shift ;;
       *) usage ;;
     esac
   done
   down
   mkdir -p "$DIR/ssh" "$DIR/nodes"
+  if [ "$K8S" = 1 ]; then
+    # Kubernetes binaries and images (cached: seconds once built), then the sysctls a kubelet rewrites.
+    "$REPO/scripts/build-k8s-images.sh" > "$DIR/k8s.env.part"
+    mv "$DIR/k8s.env.part" "$DIR/k8s.env"
+    for k in "${K8S_SYSCTLS[@]}"; do echo "$k $(sysctl -n "$k")"; done > "$DIR/sysctls"
+  fi
   ssh-keygen -q -t ed25519 -N "" -C "mtest" -f "$DIR/ssh/id_ed25519"
   cp "$DIR/ssh/id_ed25519.pub" "$DIR/ssh/authorized_keys"
   ip link add "$BRIDGE" type bridge
@@ -302,16 +437,25 @@ case "$CMD" in
     for i in $(seq "$(node_count)"); do
       pid=$(sshd_pid "$i"); st=down
       [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && st=up
-      echo "node$i $(ip_of "$i") sshd=$st"
+      line="node$i $(ip_of "$i") sshd=$st"
+      if k8s_on; then
+        pid=$(cat "$(node_dir "$i")/containerd.pid" 2>/dev/null || true); st=down
+        [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && st=up
+        line="$line containerd=$st cgroup_root=$(cgroup_root "$i")"
+      fi
+      echo "$line"
     done ;;
   node-stop)
     i=$1
     node_exec "$i" sh -c 'podman stop -a -t 2 >/dev/null 2>&1; true' || true
+    kill_cgroups "$(basename "$(cgroup_root "$i")")"
     for pid in $(ip netns pids "$(ns "$i")" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
-    rm -f "$(node_dir "$i")/sshd.pid"
+    rm -f "$(node_dir "$i")/sshd.pid" "$(node_dir "$i")/containerd.pid"
     # A stopped node loses its tmpfs state, as after a power cycle.
     rm -rf "$(node_dir "$i")/fs/run" ;;
-  node-start) start_sshd "$1" ;;
+  node-start)
+    start_sshd "$1"
+    if k8s_on; then start_containerd "$1"; fi ;;
   rekey)
     # A new SSH host key for node I (sshd restarted in place), as after a reinstall or an attack.
     i=$1; nd=$(node_dir "$i")
