@@ -201,6 +201,22 @@ disabled_plugins = ["io.containerd.internal.v1.opt"]
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
     runtime_type = "io.containerd.runc.v2"
 CONF
+  # What a node host of a real cluster would have before cke: its CNI configuration (a bridge with this
+  # node's pod range; routes to the other nodes' ranges are added once every node is up) and, as the
+  # kubelet configuration cke finds running, the node's own cgroupRoot (cke keeps it, as CKE keeps the
+  # cgroup fields of a running kubelet).
+  mkdir -p "$nd/fs/etc/cni/net.d" "$nd/fs/etc/kubernetes/kubelet"
+  cat > "$nd/fs/etc/cni/net.d/10-mtest.conflist" <<CNI
+{"cniVersion": "0.4.0", "name": "mtest", "plugins": [
+  {"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": true,
+   "ipam": {"type": "host-local", "ranges": [[{"subnet": "$(pod_range "$i")"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+  {"type": "portmap", "capabilities": {"portMappings": true}}]}
+CNI
+  cat > "$nd/fs/etc/kubernetes/kubelet/config.yml" <<KCONF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupRoot: $root
+KCONF
   start_containerd "$i"
   node_exec "$i" ctr -n k8s.io images import "$(k8s_var PAUSE_IMAGE_TAR)" >/dev/null
   node_exec "$i" ctr -n k8s.io images import "$(k8s_var BUSYBOX_IMAGE_TAR)" >/dev/null
@@ -208,6 +224,18 @@ CONF
 }
 
 k8s_var() { sed -n "s/^$1=//p" "$DIR/k8s.env"; }
+
+# Node I's pod range (CNI host-local), and routes to every other node's range through that node.
+pod_range() { echo "10.200.$1.0/24"; }
+route_pod_ranges() {
+  local n=$1 i j
+  for i in $(seq "$n"); do
+    for j in $(seq "$n"); do
+      [ "$i" = "$j" ] && continue
+      node_exec "$i" ip route replace "$(pod_range "$j")" via "$(ip_of "$j")"
+    done
+  done
+}
 
 # Kills every process in node cgroup roots matching GLOB (pods run in their own network namespaces, so
 # `ip netns pids` does not find them); remove_cgroups then removes them (v1 and the v2 ones runc creates).
@@ -412,6 +440,7 @@ up() {
   ip addr add "$SUBNET.1/24" dev "$BRIDGE"
   ip link set "$BRIDGE" up
   for i in $(seq "$NODES"); do setup_node "$i"; done
+  if [ "$K8S" = 1 ]; then route_pod_ranges "$NODES"; fi
   [ "$WITH_ETCD" = 1 ] && start_etcd
   [ "$WITH_VAULT" = 1 ] && start_bao
   # Images: the managed etcd from Debian's etcd-server, plus any --image NAME=BIN[,BIN].

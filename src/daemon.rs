@@ -91,6 +91,11 @@ pub struct Args {
     #[cfg(feature = "test-hooks")]
     #[arg(long, hide = true)]
     pub test_operator: Option<TestOperatorSpec>,
+    /// Test only: plan no Kubernetes component (rivers and the managed etcd only), for the
+    /// managed-etcd suites on node hosts without Kubernetes. Exists only with `test-hooks`.
+    #[cfg(feature = "test-hooks")]
+    #[arg(long, hide = true)]
+    pub test_without_kubernetes: bool,
 }
 
 /// Errors that stop the daemon at start.
@@ -197,6 +202,8 @@ async fn run(args: Args) -> Result<(), DaemonError> {
         shutdown_grace: args.shutdown_grace,
         #[cfg(feature = "test-hooks")]
         test_operator: args.test_operator.clone(),
+        #[cfg(feature = "test-hooks")]
+        without_kubernetes: args.test_without_kubernetes,
         images: images.clone(),
         host: match args.node_profile.as_str() {
             "testbed" => crate::k8s::params::HostSettings::testbed(),

@@ -58,6 +58,9 @@ pub struct ControllerConfig {
     /// Test-only operator appended to every pass.
     #[cfg(feature = "test-hooks")]
     pub test_operator: Option<TestOperatorSpec>,
+    /// Test only: plan no Kubernetes component (the managed-etcd suites).
+    #[cfg(feature = "test-hooks")]
+    pub without_kubernetes: bool,
     /// The images to run.
     pub images: Images,
     /// What the node hosts need of the Kubernetes containers (`--node-profile`).
@@ -306,6 +309,10 @@ impl Controller {
             etcd_bootstrapped_before: self.storage.get_raw(KEY_ETCD_BOOTSTRAPPED).await?.is_some(),
             host: self.cfg.host.clone(),
             max_concurrent_updates: self.cfg.max_concurrent_updates,
+            #[cfg(feature = "test-hooks")]
+            manage_kubernetes: !self.cfg.without_kubernetes,
+            #[cfg(not(feature = "test-hooks"))]
+            manage_kubernetes: true,
         };
         let status = if constraints.check(&cluster).is_ok() {
             self.prober.probe(&cluster).await

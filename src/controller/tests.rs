@@ -135,6 +135,8 @@ fn config(interval: Duration) -> ControllerConfig {
         shutdown_grace: Duration::from_millis(100),
         #[cfg(feature = "test-hooks")]
         test_operator: None,
+        #[cfg(feature = "test-hooks")]
+        without_kubernetes: false,
         images: Default::default(),
         host: Default::default(),
         max_concurrent_updates: crate::planner::DEFAULT_MAX_CONCURRENT_UPDATES,

@@ -53,6 +53,9 @@ pub struct PlanInputs {
     pub host: crate::k8s::params::HostSettings,
     /// kubelets and kube-proxies changed per pass (`cke --max-concurrent-updates`, CKE's 10).
     pub max_concurrent_updates: usize,
+    /// Plan the Kubernetes components (always, but for the managed-etcd suites, which run
+    /// `cke --test-without-kubernetes` from a `test-hooks` build on node hosts without Kubernetes).
+    pub manage_kubernetes: bool,
 }
 
 /// CKE's `--max-concurrent-updates` default.
@@ -65,6 +68,7 @@ impl Default for PlanInputs {
             etcd_bootstrapped_before: false,
             host: Default::default(),
             max_concurrent_updates: DEFAULT_MAX_CONCURRENT_UPDATES,
+            manage_kubernetes: true,
         }
     }
 }
@@ -153,10 +157,12 @@ pub fn decide_ops(
     }
 
     // 5. Kubernetes components (CKE's k8s-start).
-    match k8s::k8s_start_ops(&nf) {
-        Ok(ops) if !ops.is_empty() => return plan(Phase::K8sStart, ops, String::new()),
-        Ok(_) => {}
-        Err(note) => return plan(Phase::K8sStart, vec![], note),
+    if inputs.manage_kubernetes {
+        match k8s::k8s_start_ops(&nf) {
+            Ok(ops) if !ops.is_empty() => return plan(Phase::K8sStart, ops, String::new()),
+            Ok(_) => {}
+            Err(note) => return plan(Phase::K8sStart, vec![], note),
+        }
     }
 
     // 6. Maintenance, only when every control-plane node is reachable.

@@ -30,13 +30,20 @@ pub fn ok(m: &Mtest, args: &[&str], stdin: Option<&str>) -> String {
     m.ckecli(env!("CARGO_BIN_EXE_ckecli")).ok(args, stdin)
 }
 
-/// Starts `cke` with test-friendly timings; `env` adds variables (e.g. a failpoint).
+/// Starts `cke` for the managed-etcd suites: test-friendly timings, podman, and no Kubernetes
+/// (these node hosts have none); `env` adds variables (e.g. a failpoint).
 pub fn start_cke(m: &Mtest, name: &str, log: &Path, env: &[(&str, &str)]) -> Cke {
+    start_cke_with(m, name, log, env, &["--test-without-kubernetes"])
+}
+
+/// Starts `cke` with test-friendly timings, podman, and these extra flags.
+pub fn start_cke_with(m: &Mtest, name: &str, log: &Path, env: &[(&str, &str)], flags: &[&str]) -> Cke {
     let child = Command::new(env!("CARGO_BIN_EXE_cke"))
         .arg("--config")
         .arg(&m.env["CKE_CONFIG"])
         .args(["--name", name, "--http", &format!("127.0.0.1:{}", free_port())])
         .args(["--interval", "3s", "--session-ttl", "5s", "--container-cli", "podman"])
+        .args(flags)
         .env("CKE_LOG", "info")
         .envs(env.iter().copied())
         .stdout(Stdio::null())
