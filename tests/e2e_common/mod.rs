@@ -11,9 +11,16 @@ use cke_testkit::{free_port, Mtest, ProcessGuard};
 /// `nodes` mtest node hosts with the tools image loaded, and a directory for logs. Panics when not
 /// run as root: these tests fail without it, they do not skip.
 pub fn mtest_up(nodes: usize) -> (Mtest, tempfile::TempDir) {
+    mtest_up_with(nodes, &[])
+}
+
+/// [`mtest_up`] with more `mtest.sh up` flags (e.g. `--k8s`).
+pub fn mtest_up_with(nodes: usize, flags: &[&str]) -> (Mtest, tempfile::TempDir) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let tools = format!("localhost/cke-tools:latest={}", env!("CARGO_BIN_EXE_rivers"));
-    (Mtest::up(nodes, &["--image", &tools]), tempfile::tempdir().unwrap())
+    let mut args = vec!["--image", tools.as_str()];
+    args.extend_from_slice(flags);
+    (Mtest::up(nodes, &args), tempfile::tempdir().unwrap())
 }
 
 /// A `cke` process, killed on drop.
