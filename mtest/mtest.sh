@@ -159,6 +159,13 @@ start_containerd() {
     if node_exec "$i" ctr version >/dev/null 2>&1; then
       # setsid may fork: record containerd's own PID.
       pgrep -o -f -x "containerd --config $nd/containerd.toml" > "$nd/containerd.pid"
+      # containerd, its shims and so the pods (runc places a container whose cgroup path is relative,
+      # as with kubelet's cgroupsPerQOS: false, below the shim's cgroup) live in the node's cgroup root.
+      local h root; root=$(cgroup_root "$i")
+      for h in $(cgroup_mounts); do
+        [ "$(stat -f -c %T "$h")" = cgroup2fs ] && continue
+        [ -d "$h$root" ] && echo "$(cat "$nd/containerd.pid")" > "$h$root/cgroup.procs" 2>/dev/null || true
+      done
       return 0
     fi
     kill -0 "$pid" 2>/dev/null || break
@@ -212,11 +219,6 @@ CONF
    "ipam": {"type": "host-local", "ranges": [[{"subnet": "$(pod_range "$i")"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
   {"type": "portmap", "capabilities": {"portMappings": true}}]}
 CNI
-  cat > "$nd/fs/etc/kubernetes/kubelet/config.yml" <<KCONF
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-cgroupRoot: $root
-KCONF
   start_containerd "$i"
   node_exec "$i" ctr -n k8s.io images import "$(k8s_var PAUSE_IMAGE_TAR)" >/dev/null
   node_exec "$i" ctr -n k8s.io images import "$(k8s_var BUSYBOX_IMAGE_TAR)" >/dev/null

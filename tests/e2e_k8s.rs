@@ -14,8 +14,10 @@ use e2e_common::*;
 const CPS: [usize; 3] = [1, 2, 3];
 const WORKERS: [usize; 2] = [4, 5];
 
-/// The declaration: CKE's options plus what these node hosts need (no swap check, small eviction
-/// thresholds, kube-proxy writing no global conntrack sysctls, cgroupfs).
+/// The declaration: CKE's options plus what these node hosts need: no swap check, small eviction
+/// thresholds, kube-proxy writing no global conntrack sysctls, cgroupfs, and no per-QoS cgroup tree
+/// (the node hosts share one cgroup hierarchy; kubelets each managing a `/kubepods` there would kill
+/// each other's pods as orphans, and a cluster-wide declaration cannot give each its own root).
 fn declaration(m: &Mtest, cps: &[usize], workers: &[usize], apiserver_args: &[&str]) -> String {
     let mut s = String::from("name: e2e-k8s\nservice_subnet: 10.201.0.0/24\nnodes:\n");
     for i in cps {
@@ -31,6 +33,8 @@ fn declaration(m: &Mtest, cps: &[usize], workers: &[usize], apiserver_args: &[&s
       apiVersion: kubelet.config.k8s.io/v1beta1
       kind: KubeletConfiguration
       cgroupDriver: cgroupfs
+      cgroupsPerQOS: false
+      enforceNodeAllocatable: []
       failSwapOn: false
       evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}
   kube-proxy:
