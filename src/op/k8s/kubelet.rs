@@ -17,7 +17,7 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>, boot: bool) -> Box<dyn Ope
     let name = if boot { "kubelet-bootstrap" } else { "kubelet-restart" };
     let version = match version(ctx) {
         Ok(v) => v,
-        Err(e) => return SeqOperator::boxed(name, nodes.to_vec(), refuse(nodes, e)),
+        Err(e) => return SeqOperator::boxed(name, nodes.to_vec(), refuse_image(nodes, e)),
     };
     let o = &ctx.cluster.options.kubelet;
     // The apiserver to re-taint through: every apiserver is healthy when kubelets are planned.
@@ -34,7 +34,14 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>, boot: bool) -> Box<dyn Ope
     let mut commands: Vec<Box<dyn Commander>> = Vec::new();
     for address in nodes {
         let n = node(ctx, address);
-        let running = ctx.status.nodes.get(address).and_then(|s| s.kubelet.config.as_ref());
+        // CKE keeps the running configuration's cgroup fields only while the kubelet runs: a
+        // kubelet that stopped (a reboot) starts with the declared ones.
+        let running = ctx
+            .status
+            .nodes
+            .get(address)
+            .filter(|s| s.kubelet.service.running)
+            .and_then(|s| s.kubelet.config.as_ref());
         let config = match crate::k8s::config::kubelet(version, o, address, running) {
             Ok(c) => crate::k8s::config::to_yaml(&c),
             Err(e) => return SeqOperator::boxed(name, nodes.to_vec(), refuse(nodes, e.to_string())),
