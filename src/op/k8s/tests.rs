@@ -694,7 +694,7 @@ async fn kubelet_boot_writes_its_files_and_waits_until_healthy() {
     env.cluster.options.kubelet.cni_conf_file = Some(cni());
     env.cluster.options.kubelet.extra_args = vec!["--v=2".into()];
     with_etcd_only(&env).await;
-    // A stale CNI file goes: the directory is emptied first.
+    // A stale CNI file goes: the directory is emptied first (kept, so binds of it stay valid).
     env.fake.with(|w| {
         w.nodes
             .get_mut(WORKER)
@@ -710,7 +710,7 @@ async fn kubelet_boot_writes_its_files_and_waits_until_healthy() {
     for a in ALL {
         for c in [
             "image-pull",
-            "remove-dir",
+            "empty-dir",
             "make-dirs",
             "write-files",
             "run-container",
@@ -780,7 +780,10 @@ async fn kubelet_boot_writes_its_files_and_waits_until_healthy() {
     assert_eq!(issued(&env, "system:node:node1")[0].alt_names, ["localhost", "node1"]);
     // The directories before the files, the CNI directory emptied before both.
     let log = node_log(&env.fake.take_log(), WORKER);
-    let rm = log.iter().position(|l| l == "sh rm -rf /etc/cni/net.d").unwrap();
+    let rm = log
+        .iter()
+        .position(|l| l == "sh mkdir -p /etc/cni/net.d && find /etc/cni/net.d -mindepth 1 -delete")
+        .unwrap();
     let mkdir = log
         .iter()
         .position(|l| l.starts_with("sh mkdir -p /opt/cni/bin"))
@@ -797,7 +800,7 @@ async fn kubelet_boot_without_cni_file_does_not_empty_the_directory() {
     with_etcd_only(&env).await;
     let op = plan_until(&env, "kubelet-bootstrap").await;
     let cmds = env.run_ok(op.kind).await;
-    assert!(!cmds.iter().any(|c| c.starts_with("remove-dir")), "{cmds:?}");
+    assert!(!cmds.iter().any(|c| c.starts_with("empty-dir")), "{cmds:?}");
     assert_eq!(
         cmds[..5],
         strings(&[
@@ -879,6 +882,43 @@ async fn kubelet_boot_retaints_a_registered_node_before_the_kubelet_runs() {
         config["registerWithTaints"],
         json!([{"key": "cke.cybozu.com/boot", "value": "true", "effect": "NoSchedule"}])
     );
+}
+
+#[tokio::test]
+async fn kubelet_boot_of_a_registered_node_without_a_healthy_apiserver_fails_before_the_kubelet_runs() {
+    let env = Env::new().await;
+    converged(&env).await;
+    let mut env = env;
+    env.cluster.options.kubelet.boot_taints = vec![taint("cke.cybozu.com/boot", "true")];
+    env.fake.crash(WORKER, KUBELET_CONTAINER);
+    let mut status = env.status();
+    for a in CP {
+        status.nodes.get_mut(a).unwrap().kube_apiserver.is_healthy = false;
+    }
+    let planned = PlannedOp::new(
+        OpKind::KubeletBootstrap {
+            nodes: nodes(&[WORKER]),
+        },
+        "t",
+    );
+    let mut op = crate::op::operator_for(&planned, env.ctx(&status));
+    let infra = env.infra();
+    forget(&env);
+    let mut names = Vec::new();
+    let e = loop {
+        let cmd = op.next_command().expect("the operation fails before its end");
+        names.push(cmd.command().name);
+        if let Err(e) = cmd.run(&infra).await {
+            break e;
+        }
+    };
+    assert_eq!(names.last().unwrap(), "retaint-before-kubelet-boot");
+    assert_eq!(e.retry, Retry::Soon);
+    assert!(
+        crate::error::error_chain(&e).contains("no healthy kube-apiserver"),
+        "{e:?}"
+    );
+    assert!(!env.fake.take_log().iter().any(|l| l.contains("run kubelet")));
 }
 
 #[tokio::test]
