@@ -461,9 +461,12 @@ async fn an_apiserver_without_the_service_account_pair_is_refused_naming_it() {
         with_etcd_only(&env).await;
         let (cmds, r) = env.run(OpKind::KubeApiserverRestart { nodes: cps() }).await;
         assert_eq!(cmds.last().unwrap(), "write-files 10.0.0.1");
-        check_refusal(&r.unwrap_err(), CP[0], missing);
+        let e = r.unwrap_err();
+        check_refusal(&e, CP[0], missing);
+        assert!(crate::error::error_chain(&e).contains("ckecli vault init"), "{e:?}");
         let log = env.fake.take_log();
         assert!(!log.iter().any(|l| l.contains(": write ")), "nothing written: {log:?}");
+        assert!(env.fake.with(|w| w.issued.is_empty()), "no certificate issued in vain");
         assert!(container(&env, CP[0], KUBE_APISERVER_CONTAINER).is_none());
     }
 }
@@ -489,6 +492,14 @@ async fn a_missing_ca_is_refused_naming_it() {
     with_etcd_only(&env).await;
     let (_, r) = env.run(OpKind::KubeApiserverRestart { nodes: cps() }).await;
     check_refusal(&r.unwrap_err(), CP[0], "kubernetes-aggregation");
+    assert!(env.fake.with(|w| w.issued.is_empty()), "no certificate issued in vain");
+    // The same for a kubeconfig's CA.
+    let mut env = Env::new().await;
+    env.storage = storage_without("ca/kubernetes").await;
+    with_etcd_only(&env).await;
+    let (_, r) = env.run(OpKind::KubeProxyBootstrap { nodes: all() }).await;
+    check_refusal(&r.unwrap_err(), CP[0], "CA kubernetes is not in the management etcd");
+    assert!(env.fake.with(|w| w.issued.is_empty()));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1315,5 +1326,115 @@ async fn the_cluster_domain_of_the_kubelet_config_reaches_the_apiserver() {
     assert_eq!(
         yaml(&file(&env, WORKER, KUBELET_CONFIG_PATH).0)["clusterDomain"],
         "example.org"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// CKE's release image: the arguments are CKE's, word for word (op/k8s/*.go @ d66a146)
+
+#[tokio::test]
+async fn with_ckes_release_image_every_component_runs_ckes_arguments() {
+    let mut env = Env::new().await;
+    env.images.kubernetes = "ghcr.io/cybozu/kubernetes:1.35.5.1".into();
+    env.converge(12).await;
+    assert_eq!(env.next_plan().phase, Phase::Completed);
+    let s = |a: &str, c: &str| spec(&env, a, c).command;
+    assert_eq!(
+        s(CP[1], KUBE_APISERVER_CONTAINER),
+        [
+            "kube-apiserver",
+            "--allow-privileged",
+            "--etcd-servers=https://127.0.0.1:12379",
+            "--etcd-cafile=/etc/kubernetes/pki/etcd-ca.crt",
+            "--etcd-certfile=/etc/kubernetes/pki/apiserver-etcd-client.crt",
+            "--etcd-keyfile=/etc/kubernetes/pki/apiserver-etcd-client.key",
+            "--etcd-compaction-interval=5m",
+            "--bind-address=0.0.0.0",
+            "--client-ca-file=/etc/kubernetes/pki/ca.crt",
+            "--tls-cert-file=/etc/kubernetes/pki/apiserver.crt",
+            "--tls-private-key-file=/etc/kubernetes/pki/apiserver.key",
+            "--kubelet-certificate-authority=/etc/kubernetes/pki/ca.crt",
+            "--kubelet-client-certificate=/etc/kubernetes/pki/apiserver.crt",
+            "--kubelet-client-key=/etc/kubernetes/pki/apiserver.key",
+            "--enable-admission-plugins=NodeRestriction,DenyServiceExternalIPs",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--service-account-key-file=/etc/kubernetes/pki/service-account.crt",
+            "--service-account-signing-key-file=/etc/kubernetes/pki/service-account.key",
+            "--service-account-lookup",
+            "--requestheader-client-ca-file=/etc/kubernetes/pki/aggregation-ca.crt",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-username-headers=X-Remote-User",
+            "--proxy-client-cert-file=/etc/kubernetes/pki/aggregation.crt",
+            "--proxy-client-key-file=/etc/kubernetes/pki/aggregation.key",
+            "--authorization-mode=Node,RBAC",
+            "--advertise-address=10.0.0.2",
+            "--endpoint-reconciler-type=none",
+            "--service-cluster-ip-range=10.96.0.0/16",
+            "--encryption-provider-config=/etc/kubernetes/apiserver/encryption.yml",
+            "--feature-gates=CoordinatedLeaderElection=true",
+            "--runtime-config=coordination.k8s.io/v1beta1=true",
+        ]
+    );
+    let cm = "/etc/kubernetes/controller-manager/kubeconfig";
+    assert_eq!(
+        s(CP[0], KUBE_CONTROLLER_MANAGER_CONTAINER),
+        [
+            "kube-controller-manager".to_string(),
+            "--cluster-name=t".into(),
+            "--service-cluster-ip-range=10.96.0.0/16".into(),
+            format!("--kubeconfig={cm}"),
+            format!("--authentication-kubeconfig={cm}"),
+            format!("--authorization-kubeconfig={cm}"),
+            "--tls-cert-file=/etc/kubernetes/pki/apiserver.crt".into(),
+            "--tls-private-key-file=/etc/kubernetes/pki/apiserver.key".into(),
+            "--root-ca-file=/etc/kubernetes/pki/ca.crt".into(),
+            "--service-account-private-key-file=/etc/kubernetes/pki/service-account.key".into(),
+            "--use-service-account-credentials=true".into(),
+        ]
+    );
+    assert_eq!(
+        s(CP[0], KUBE_SCHEDULER_CONTAINER),
+        [
+            "kube-scheduler",
+            "--config=/etc/kubernetes/scheduler/config.yml",
+            "--authentication-kubeconfig=/etc/kubernetes/scheduler/kubeconfig",
+            "--authorization-kubeconfig=/etc/kubernetes/scheduler/kubeconfig",
+            "--tls-cert-file=/etc/kubernetes/pki/apiserver.crt",
+            "--tls-private-key-file=/etc/kubernetes/pki/apiserver.key",
+        ]
+    );
+    assert_eq!(
+        s(CP[0], KUBELET_CONTAINER),
+        [
+            "kubelet",
+            "--config=/etc/kubernetes/kubelet/config.yml",
+            "--kubeconfig=/etc/kubernetes/kubelet/kubeconfig",
+            "--hostname-override=node1",
+            "--container-runtime-endpoint=/run/containerd/containerd.sock",
+        ]
+    );
+    assert_eq!(
+        s(WORKER, KUBE_PROXY_CONTAINER),
+        ["kube-proxy", "--config=/etc/kubernetes/proxy/config.yml"]
+    );
+    let sched = yaml(&file(&env, CP[0], SCHEDULER_CONFIG_PATH).0);
+    assert_eq!(sched["apiVersion"], "kubescheduler.config.k8s.io/v1");
+    // The test bed's 1.20 image differs where 1.20 needs it (no CRI default, an insecure port).
+    let env = Env::new().await;
+    env.converge(12).await;
+    let kubelet = spec(&env, WORKER, KUBELET_CONTAINER).command;
+    assert_eq!(
+        kubelet[3..],
+        [
+            "--hostname-override=10.0.0.4",
+            "--container-runtime=remote",
+            "--container-runtime-endpoint=unix:///run/containerd/containerd.sock",
+        ]
+    );
+    assert_eq!(
+        spec(&env, CP[0], KUBE_SCHEDULER_CONTAINER).command.last().unwrap(),
+        "--port=0"
     );
 }
