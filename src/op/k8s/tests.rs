@@ -284,6 +284,7 @@ async fn apiserver_boot_writes_ckes_files_and_runs_the_declared_container() {
             ]
         );
         assert_eq!(r.ip_sans, ["127.0.0.1", a, "10.96.0.1"]);
+        assert_eq!(role_organization(r), None);
 
         let s = check_spec(&env, a, Component::ApiServer);
         assert_eq!(s.name, "kube-apiserver");
@@ -314,6 +315,7 @@ async fn apiserver_boot_writes_ckes_files_and_runs_the_declared_container() {
     for r in issued(&env, "kube-apiserver") {
         assert_eq!((r.ca.as_str(), r.role.as_deref()), ("etcd-client", Some("system")));
         assert!(r.alt_names.is_empty() && r.ip_sans.is_empty());
+        assert_eq!(role_organization(&r), None);
     }
     for r in issued(&env, "front-proxy-client") {
         assert_eq!(r.ca, "kubernetes-aggregation");
@@ -983,7 +985,10 @@ async fn a_kubelet_that_never_gets_healthy_fails_the_wait_soon() {
         let rec = cmd.command();
         if rec.name == "wait-kubelet" {
             env.fake.crash(&rec.target, KUBELET_CONTAINER);
+            let start = tokio::time::Instant::now();
             let e = cmd.run(&infra).await.unwrap_err();
+            // Ten tries, five seconds apart (CKE's).
+            assert_eq!(start.elapsed(), std::time::Duration::from_secs(45));
             assert_eq!((e.command.as_str(), e.target.as_str()), ("wait-kubelet", "10.0.0.1"));
             assert_eq!(e.retry, Retry::Soon);
             assert!(
