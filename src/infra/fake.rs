@@ -368,6 +368,17 @@ impl Runner for FakeRunner {
     async fn run(&self, command: &str, _stdin: Option<&[u8]>, _timeout: Duration) -> Result<Output, AgentError> {
         self.fake
             .node_act(&self.address, format!("{}: sh {command}", self.address))?;
+        // `find D -mindepth 1 -delete` (an emptied directory): everything below D goes.
+        if let Some(dir) = command
+            .split(" && ")
+            .find_map(|c| c.strip_prefix("find ")?.strip_suffix(" -mindepth 1 -delete"))
+        {
+            let dir = dir.trim_matches('\'').to_string();
+            self.fake.with(|w| {
+                let n = w.nodes.entry(self.address.clone()).or_default();
+                n.files.retain(|p, _| !p.starts_with(&format!("{dir}/")));
+            });
+        }
         if let Some(dir) = command.strip_prefix("rm -rf ") {
             let dir = dir.trim_matches('\'').to_string();
             self.fake.with(|w| {

@@ -205,7 +205,8 @@ pub struct CertFiles {
 }
 
 /// Writes files on a node: every certificate is issued and every CA read before the first file is
-/// written, so a failure leaves the node's files as they were.
+/// written, so a failure leaves the node's files as they were; and what the management etcd holds
+/// is read before Vault is asked, so a refusal for a missing CA or key issues no certificate.
 pub struct WriteFiles {
     /// Node address.
     pub node: String,
@@ -227,6 +228,65 @@ impl Commander for WriteFiles {
 
     async fn run(&self, infra: &Infra) -> Result<Outcome, CommandError> {
         let cmd = self.command();
+        // What the management etcd holds first, so that a refusal (a missing CA, service-account
+        // pair) costs no certificate; then what Vault gives. Files are written in the order given,
+        // the certificates first.
+        let ca = |name: String| {
+            let cmd = &cmd;
+            async move {
+                infra
+                    .storage
+                    .get_ca(&name)
+                    .await
+                    .map_err(|e| CommandError::new(cmd, e))?
+                    .ok_or_else(|| {
+                        CommandError::refused(
+                            cmd,
+                            format!("CA {name} is not in the management etcd (ckecli vault init)"),
+                        )
+                    })
+            }
+        };
+        let mut bytes: Vec<Option<Vec<u8>>> = vec![None; self.files.len()];
+        let mut kubernetes_ca = None;
+        for (slot, f) in bytes.iter_mut().zip(&self.files) {
+            match &f.content {
+                FileContent::Literal(b) => *slot = Some(b.clone()),
+                FileContent::Ca(name) => *slot = Some(ca(name.clone()).await?.into_bytes()),
+                FileContent::Stored(key) => {
+                    let value = infra
+                        .storage
+                        .get_raw(key)
+                        .await
+                        .map_err(|e| CommandError::new(&cmd, e))?
+                        .ok_or_else(|| CommandError::refused(&cmd, missing_stored(key)))?
+                        .value;
+                    *slot = Some(value);
+                }
+                FileContent::Kubeconfig { .. } if kubernetes_ca.is_none() => {
+                    kubernetes_ca = Some(ca("kubernetes".into()).await?);
+                }
+                FileContent::Kubeconfig { .. } | FileContent::EncryptionConfig => {}
+            }
+        }
+        for (slot, f) in bytes.iter_mut().zip(&self.files) {
+            if let FileContent::EncryptionConfig = &f.content {
+                let keys = infra
+                    .issuer
+                    .k8s_encryption_keys()
+                    .await
+                    .map_err(|e| CommandError::new(&cmd, e))?;
+                if keys.is_empty() {
+                    return Err(CommandError::refused(
+                        &cmd,
+                        "no Secret encryption key in Vault cke/secrets/k8s (ckecli vault enckey)",
+                    ));
+                }
+                let text = crate::k8s::encryption::encryption_config(&keys)
+                    .map_err(|e| CommandError::refused(&cmd, e.to_string()))?;
+                *slot = Some(text.into_bytes());
+            }
+        }
         let mut contents: Vec<(String, Vec<u8>, u32)> = Vec::new();
         for c in &self.certs {
             let cert = infra
@@ -237,58 +297,11 @@ impl Commander for WriteFiles {
             contents.push((c.cert_path.clone(), cert.certificate.into_bytes(), 0o644));
             contents.push((c.key_path.clone(), cert.private_key.into_bytes(), 0o600));
         }
-        for f in &self.files {
-            let bytes = match &f.content {
-                FileContent::Literal(b) => b.clone(),
-                FileContent::Ca(name) => infra
-                    .storage
-                    .get_ca(name)
-                    .await
-                    .map_err(|e| CommandError::new(&cmd, e))?
-                    .ok_or_else(|| {
-                        CommandError::refused(
-                            &cmd,
-                            format!("CA {name} is not in the management etcd (ckecli vault init)"),
-                        )
-                    })?
-                    .into_bytes(),
-                FileContent::Stored(key) => {
-                    infra
-                        .storage
-                        .get_raw(key)
-                        .await
-                        .map_err(|e| CommandError::new(&cmd, e))?
-                        .ok_or_else(|| CommandError::refused(&cmd, format!("{key} is not in the management etcd")))?
-                        .value
-                }
-                FileContent::EncryptionConfig => {
-                    let keys = infra
-                        .issuer
-                        .k8s_encryption_keys()
-                        .await
-                        .map_err(|e| CommandError::new(&cmd, e))?;
-                    if keys.is_empty() {
-                        return Err(CommandError::refused(
-                            &cmd,
-                            "no Secret encryption key in Vault cke/secrets/k8s (ckecli vault enckey)",
-                        ));
-                    }
-                    crate::k8s::encryption::encryption_config(&keys)
-                        .map_err(|e| CommandError::refused(&cmd, e.to_string()))?
-                        .into_bytes()
-                }
-                FileContent::Kubeconfig { user, request } => {
-                    let ca = infra
-                        .storage
-                        .get_ca("kubernetes")
-                        .await
-                        .map_err(|e| CommandError::new(&cmd, e))?
-                        .ok_or_else(|| {
-                            CommandError::refused(
-                                &cmd,
-                                "CA kubernetes is not in the management etcd (ckecli vault init)",
-                            )
-                        })?;
+        for (slot, f) in bytes.into_iter().zip(&self.files) {
+            let bytes = match (slot, &f.content) {
+                (Some(b), _) => b,
+                (None, FileContent::Kubeconfig { user, request }) => {
+                    let ca = kubernetes_ca.as_deref().expect("read with the other CAs");
                     let cert = infra
                         .issuer
                         .issue(request)
@@ -297,12 +310,13 @@ impl Commander for WriteFiles {
                     crate::k8s::kubeconfig::component(
                         &infra.cluster.name,
                         user,
-                        &ca,
+                        ca,
                         &cert.certificate,
                         &cert.private_key,
                     )
                     .into_bytes()
                 }
+                (None, _) => unreachable!("every other content was resolved above"),
             };
             contents.push((f.path.clone(), bytes, f.mode));
         }
@@ -313,6 +327,18 @@ impl Commander for WriteFiles {
                 .map_err(|e| CommandError::new(&cmd, e))?;
         }
         Ok(Outcome::Done)
+    }
+}
+
+/// Why a file from the management etcd cannot be written: `key` is absent.
+fn missing_stored(key: &str) -> String {
+    if key.starts_with("service-account/") {
+        format!(
+            "{key} is not in the management etcd (the leader issues the service-account pair from \
+             Vault at the start of a pass; is Vault set up? ckecli vault init)"
+        )
+    } else {
+        format!("{key} is not in the management etcd")
     }
 }
 

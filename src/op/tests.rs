@@ -11,30 +11,30 @@ use crate::model::{Cluster, ClusterStatus, Node, Phase};
 use crate::planner::{decide_ops, PlanInputs, PlannedOp};
 use crate::storage::Storage;
 
-const CP: [&str; 3] = ["10.0.0.1", "10.0.0.2", "10.0.0.3"];
-const WORKER: &str = "10.0.0.4";
+pub(super) const CP: [&str; 3] = ["10.0.0.1", "10.0.0.2", "10.0.0.3"];
+pub(super) const WORKER: &str = "10.0.0.4";
 
-fn cluster() -> Cluster {
+pub(super) fn cluster() -> Cluster {
     let mut nodes: Vec<Node> = CP.iter().map(|a| Node::new(a, "core", true)).collect();
     nodes[0].hostname = "node1".into();
     nodes.push(Node::new(WORKER, "core", false));
     Cluster::new("t", "10.96.0.0/16", nodes)
 }
 
-fn cps() -> Vec<String> {
+pub(super) fn cps() -> Vec<String> {
     CP.iter().map(|s| s.to_string()).collect()
 }
 
-struct Env {
-    fake: Fake,
-    cluster: Cluster,
-    images: Images,
-    storage: Arc<dyn Storage>,
-    host: crate::k8s::params::HostSettings,
+pub(super) struct Env {
+    pub(super) fake: Fake,
+    pub(super) cluster: Cluster,
+    pub(super) images: Images,
+    pub(super) storage: Arc<dyn Storage>,
+    pub(super) host: crate::k8s::params::HostSettings,
 }
 
 impl Env {
-    async fn new() -> Env {
+    pub(super) async fn new() -> Env {
         Env {
             fake: Fake::new(),
             cluster: cluster(),
@@ -44,7 +44,7 @@ impl Env {
         }
     }
 
-    fn ctx<'a>(&'a self, status: &'a ClusterStatus) -> OpContext<'a> {
+    pub(super) fn ctx<'a>(&'a self, status: &'a ClusterStatus) -> OpContext<'a> {
         OpContext {
             cluster: &self.cluster,
             images: &self.images,
@@ -53,13 +53,13 @@ impl Env {
         }
     }
 
-    fn infra(&self) -> Infra {
+    pub(super) fn infra(&self) -> Infra {
         self.fake.infra(&self.cluster, self.storage.clone())
     }
 
     /// Runs `kind`'s operator as the controller does; returns the recorded commands
     /// (`name target`) and the first error.
-    async fn run(&self, kind: OpKind) -> (Vec<String>, Result<(), CommandError>) {
+    pub(super) async fn run(&self, kind: OpKind) -> (Vec<String>, Result<(), CommandError>) {
         let planned = PlannedOp::new(kind, "test");
         let status = self.status();
         let mut op = operator_for(&planned, self.ctx(&status));
@@ -78,7 +78,7 @@ impl Env {
         (recorded, Ok(()))
     }
 
-    async fn run_ok(&self, kind: OpKind) -> Vec<String> {
+    pub(super) async fn run_ok(&self, kind: OpKind) -> Vec<String> {
         let (cmds, r) = self.run(kind).await;
         if let Err(e) = r {
             panic!("{}\ncommands: {cmds:#?}", crate::error::error_chain(&e));
@@ -86,12 +86,12 @@ impl Env {
         cmds
     }
 
-    fn status(&self) -> ClusterStatus {
+    pub(super) fn status(&self) -> ClusterStatus {
         self.fake.status(&self.cluster)
     }
 
     /// The plan the next pass makes from the fake world.
-    fn next_plan(&self) -> crate::planner::Plan {
+    pub(super) fn next_plan(&self) -> crate::planner::Plan {
         let constraints = crate::model::Constraints {
             control_plane_count: self.cluster.control_planes().count() as i64,
             ..Default::default()
@@ -106,7 +106,7 @@ impl Env {
 
     /// Runs plans until the next one's first operation is `name` (rivers restarts after a change
     /// of the control plane, say); returns that operation, not run.
-    async fn run_until(&self, name: &str) -> PlannedOp {
+    pub(super) async fn run_until(&self, name: &str) -> PlannedOp {
         for _ in 0..6 {
             let plan = self.next_plan();
             match plan.ops.first() {
@@ -123,7 +123,7 @@ impl Env {
     }
 
     /// Runs plans until the phase is `completed` (at most `limit` operations).
-    async fn converge(&self, limit: usize) -> Vec<&'static str> {
+    pub(super) async fn converge(&self, limit: usize) -> Vec<&'static str> {
         let mut names = Vec::new();
         for _ in 0..limit {
             let plan = self.next_plan();
@@ -140,11 +140,11 @@ impl Env {
     }
 }
 
-fn strings(v: &[&str]) -> Vec<String> {
+pub(super) fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-fn nodes(v: &[&str]) -> Vec<String> {
+pub(super) fn nodes(v: &[&str]) -> Vec<String> {
     strings(v)
 }
 
@@ -195,7 +195,7 @@ async fn rivers_failing_on_one_node_leave_the_rest_to_the_next_pass() {
     );
 }
 
-async fn with_rivers(env: &Env) {
+pub(super) async fn with_rivers(env: &Env) {
     let all = nodes(&[CP[0], CP[1], CP[2], WORKER]);
     env.run_ok(OpKind::RiversBootstrap { nodes: all }).await;
     env.run_ok(OpKind::EtcdRiversBootstrap { nodes: cps() }).await;

@@ -10,7 +10,7 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>) -> Box<dyn Operator> {
     let name = "kube-apiserver-restart";
     let version = match version(ctx) {
         Ok(v) => v,
-        Err(e) => return SeqOperator::boxed(name, nodes.to_vec(), refuse(nodes, e)),
+        Err(e) => return SeqOperator::boxed(name, nodes.to_vec(), refuse_image(nodes, e)),
     };
     let o = &ctx.cluster.options;
     let domain = params::cluster_domain(&o.kubelet);

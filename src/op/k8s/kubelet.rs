@@ -1,9 +1,10 @@
 //! `kubelet-bootstrap` and `kubelet-restart` (CKE's `op/k8s/kubelet_boot.go`, `kubelet_restart.go`).
 //!
-//! Boot, per node: pull; empty the CNI configuration directory when the declaration has a CNI file;
-//! make the directories; write the CNI file, `config.yml`, the CA, the kubelet's certificate and
-//! kubeconfig; re-apply `boot_taints` on a node that is already registered (so no pod lands before
-//! they are back); run; wait until `/healthz` answers. Restart: the same without the CNI file, the
+//! Boot, per node: pull; empty the CNI configuration directory (keeping the directory) when the
+//! declaration has a CNI file; make the directories; write the CNI file, `config.yml`, the CA, the
+//! kubelet's certificate and kubeconfig; re-apply `boot_taints` through a healthy apiserver on a
+//! node that is already registered (so no pod lands before they are back); run; wait until
+//! `/healthz` answers. Restart: the same without the CNI file, the
 //! CA, the directories and the taints.
 
 use std::time::Duration;
@@ -17,7 +18,7 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>, boot: bool) -> Box<dyn Ope
     let name = if boot { "kubelet-bootstrap" } else { "kubelet-restart" };
     let version = match version(ctx) {
         Ok(v) => v,
-        Err(e) => return SeqOperator::boxed(name, nodes.to_vec(), refuse(nodes, e)),
+        Err(e) => return SeqOperator::boxed(name, nodes.to_vec(), refuse_image(nodes, e)),
     };
     let o = &ctx.cluster.options.kubelet;
     // The apiserver to re-taint through: every apiserver is healthy when kubelets are planned.
@@ -34,7 +35,14 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>, boot: bool) -> Box<dyn Ope
     let mut commands: Vec<Box<dyn Commander>> = Vec::new();
     for address in nodes {
         let n = node(ctx, address);
-        let running = ctx.status.nodes.get(address).and_then(|s| s.kubelet.config.as_ref());
+        // CKE keeps the running configuration's cgroup fields only while the kubelet runs: a
+        // kubelet that stopped (a reboot) starts with the declared ones.
+        let running = ctx
+            .status
+            .nodes
+            .get(address)
+            .filter(|s| s.kubelet.service.running)
+            .and_then(|s| s.kubelet.config.as_ref());
         let config = match crate::k8s::config::kubelet(version, o, address, running) {
             Ok(c) => crate::k8s::config::to_yaml(&c),
             Err(e) => return SeqOperator::boxed(name, nodes.to_vec(), refuse(nodes, e.to_string())),
@@ -50,7 +58,7 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>, boot: bool) -> Box<dyn Ope
         ];
         if boot {
             if let Some(cni) = &o.cni_conf_file {
-                commands.push(Box::new(crate::op::common::RemoveDir {
+                commands.push(Box::new(EmptyDir {
                     node: address.clone(),
                     path: CNI_CONF_DIR.into(),
                 }));
@@ -78,14 +86,12 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>, boot: bool) -> Box<dyn Ope
         commands.push(write(address, "kubelet", vec![kubelet_cert(n)], files));
         let registered = ctx.status.kubernetes.nodes.iter().any(|k| k.name == n.nodename());
         if boot && registered && !o.boot_taints.is_empty() {
-            if let Some(api) = &apiserver {
-                commands.push(Box::new(Retaint {
-                    apiserver: api.clone(),
-                    node: address.clone(),
-                    name: n.nodename().into(),
-                    taints: o.boot_taints.clone(),
-                }));
-            }
+            commands.push(Box::new(Retaint {
+                apiserver: apiserver.clone(),
+                node: address.clone(),
+                name: n.nodename().into(),
+                taints: o.boot_taints.clone(),
+            }));
         }
         commands.push(run(address, run_spec(ctx, version, Component::Kubelet, n)));
         commands.push(Box::new(WaitKubelet {
@@ -100,8 +106,9 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>, boot: bool) -> Box<dyn Ope
 /// `retaint-before-kubelet-boot`: adds the boot taints to a registered Node before its kubelet
 /// starts again.
 pub struct Retaint {
-    /// The apiserver's node.
-    pub apiserver: String,
+    /// The node of a healthy apiserver; `None` when there is none, and the command fails (the
+    /// kubelet must not start without its taints back).
+    pub apiserver: Option<String>,
     /// The node address.
     pub node: String,
     /// The Node's name.
@@ -126,12 +133,63 @@ impl Commander for Retaint {
     }
 
     async fn run(&self, infra: &Infra) -> Result<Outcome, CommandError> {
+        let Some(apiserver) = &self.apiserver else {
+            return Err(CommandError::soon(
+                &self.command(),
+                format!(
+                    "no healthy kube-apiserver to re-apply the boot taints of Node {} through",
+                    self.name
+                ),
+            ));
+        };
         // A Node that is gone registers anew, with its taints (registerWithTaints).
         infra
             .kube
-            .add_taints(&self.apiserver, &self.name, &self.taints)
+            .add_taints(apiserver, &self.name, &self.taints)
             .await
             .map_err(|e| CommandError::with_retry(&self.command(), crate::error::Retry::Soon, e))?;
+        Ok(Outcome::Done)
+    }
+}
+
+/// `empty-dir`: removes everything in a directory but keeps the directory itself (CKE's
+/// `empty-dir`), so what bind-mounts it still sees the same directory. The path must be absolute
+/// and not `/`.
+pub struct EmptyDir {
+    /// The node address.
+    pub node: String,
+    /// The directory.
+    pub path: String,
+}
+
+#[async_trait::async_trait]
+impl Commander for EmptyDir {
+    fn command(&self) -> RecordCommand {
+        RecordCommand {
+            name: "empty-dir".into(),
+            target: self.node.clone(),
+            detail: self.path.clone(),
+        }
+    }
+
+    async fn run(&self, infra: &Infra) -> Result<Outcome, CommandError> {
+        let cmd = self.command();
+        if !self.path.starts_with('/') || self.path.trim_end_matches('/').is_empty() {
+            return Err(CommandError::refused(
+                &cmd,
+                format!("refusing to empty {:?}: not an absolute path below /", self.path),
+            ));
+        }
+        let q = crate::infra::agent::shell_quote(&self.path);
+        infra
+            .node(&self.node)
+            .check(
+                &format!("mkdir -p {q} && find {q} -mindepth 1 -delete"),
+                None,
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|e| CommandError::new(&cmd, e))?;
         Ok(Outcome::Done)
     }
 }

@@ -10,6 +10,9 @@ pub mod proxy;
 pub mod scheduler;
 pub mod stop;
 
+#[cfg(test)]
+mod tests;
+
 use super::common::{CertFiles, FileContent, FileSpec, PullImage, RemoveContainer, RunContainer, WriteFiles};
 use super::{CommandError, Commander, Infra, OpContext, Outcome};
 use crate::infra::agent::container::RunSpec;
@@ -181,9 +184,11 @@ fn make_dirs(node: &str, dirs: &[(&str, Option<u32>)]) -> Box<dyn Commander> {
     })
 }
 
-/// An operator that cannot be built (the Kubernetes image has no usable version): it fails its one
-/// command with the reason, so the record shows it.
+/// An operator that cannot be built: it fails its one command with the reason, so the record shows
+/// it. `name` says what was checked: `check-kubernetes-image` (the image has no usable version) or
+/// `check-declaration` (a component configuration or the service subnet cannot be used).
 struct Refuse {
+    name: &'static str,
     node: String,
     reason: String,
 }
@@ -192,7 +197,7 @@ struct Refuse {
 impl Commander for Refuse {
     fn command(&self) -> RecordCommand {
         RecordCommand {
-            name: "check-kubernetes-image".into(),
+            name: self.name.into(),
             target: self.node.clone(),
             detail: String::new(),
         }
@@ -203,8 +208,19 @@ impl Commander for Refuse {
     }
 }
 
+/// The one command of an operator whose Kubernetes image has no version set.
+fn refuse_image(nodes: &[String], reason: String) -> Vec<Box<dyn Commander>> {
+    refuse_as("check-kubernetes-image", nodes, reason)
+}
+
+/// The one command of an operator whose declaration cannot be turned into files or arguments.
 fn refuse(nodes: &[String], reason: String) -> Vec<Box<dyn Commander>> {
+    refuse_as("check-declaration", nodes, reason)
+}
+
+fn refuse_as(name: &'static str, nodes: &[String], reason: String) -> Vec<Box<dyn Commander>> {
     vec![Box::new(Refuse {
+        name,
         node: nodes.join(","),
         reason,
     })]

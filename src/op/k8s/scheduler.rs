@@ -13,7 +13,7 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>, boot: bool) -> Box<dyn Ope
     };
     let version = match version(ctx) {
         Ok(v) => v,
-        Err(e) => return SeqOperator::boxed(name, nodes.to_vec(), refuse(nodes, e)),
+        Err(e) => return SeqOperator::boxed(name, nodes.to_vec(), refuse_image(nodes, e)),
     };
     let config = match crate::k8s::config::scheduler(version, &ctx.cluster.options.kube_scheduler) {
         Ok(c) => crate::k8s::config::to_yaml(&c),
