@@ -4,7 +4,8 @@
 //! expected and the actual plan; the format is documented in `testdata/planner/README.md`.
 //!
 //! This file owns the case schema, the expansion of the shorthands into a `ClusterStatus` (container
-//! params computed with `cke::planner::params`, as the operators compute them), and the comparison.
+//! params computed with `cke::planner::params`, as the operators compute them; Kubernetes components
+//! from `cke::planner::current_component`, then changed as the shorthand says), and the comparison.
 //! It must not encode planner rules itself: every expectation lives in the case files.
 
 use std::collections::{BTreeMap, BTreeSet};

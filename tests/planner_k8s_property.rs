@@ -605,7 +605,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
 
     #[test]
-    fn kubernetes_plans_keep_apiservers_up_and_converge(case in case()) {
+    fn planner_keeps_apiservers_up_and_converges_on_kubernetes(case in case()) {
         let world = simulate(&case)?;
         // Converged: the declaration is in place.
         for i in 0..world.n {
