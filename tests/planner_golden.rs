@@ -4,7 +4,8 @@
 //! expected and the actual plan; the format is documented in `testdata/planner/README.md`.
 //!
 //! This file owns the case schema, the expansion of the shorthands into a `ClusterStatus` (container
-//! params computed with `cke::planner::params`, as the operators compute them), and the comparison.
+//! params computed with `cke::planner::params`, as the operators compute them; Kubernetes components
+//! from `cke::planner::current_component`, then changed as the shorthand says), and the comparison.
 //! It must not encode planner rules itself: every expectation lives in the case files.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,11 +28,12 @@ use cke::planner::{current_component, decide_ops, OpKind, Phase, Plan, PlanInput
 const OUTDATED_IMAGE: &str = "localhost/cke-outdated:golden";
 /// The argument an `outdated-params` (builtin) or `outdated-extra` label carries beyond the current one.
 const OUTDATED_ARG: &str = "--outdated-by-golden-case=true";
+/// The `--container-runtime-endpoint` an `outdated-runtime-endpoint` kubelet label carries.
+const OLD_RUNTIME_ENDPOINT: &str = "--container-runtime-endpoint=unix:///run/golden-old-runtime.sock";
+/// The field an `outdated-config` configuration file carries beyond the desired one.
+const OUTDATED_CONFIG_FIELD: &str = "outdatedByGoldenCase";
 /// Phases the planner cannot return today, so that no case can show them, with the reason.
-const NOT_EMITTED: &[(Phase, &str)] = &[(
-    Phase::K8sStart,
-    "the planner does not manage Kubernetes components yet (step 5 of decide_ops)",
-)];
+const NOT_EMITTED: &[(Phase, &str)] = &[];
 
 /// The `now` every case is planned at.
 fn now() -> DateTime<Utc> {
@@ -73,6 +75,12 @@ struct InputsSpec {
     /// `PlanInputs::images.tools` (default: `Images::default()`).
     #[serde(default)]
     tools_image: Option<String>,
+    /// `PlanInputs::images.kubernetes` (default: `Images::default()`).
+    #[serde(default)]
+    kubernetes_image: Option<String>,
+    /// `PlanInputs::max_concurrent_updates` (default: CKE's 10); at least 1.
+    #[serde(default)]
+    max_concurrent_updates: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +91,22 @@ struct StatusSpec {
     /// The managed etcd as a whole; absent: no member answers.
     #[serde(default)]
     etcd: Option<EtcdSpec>,
+    /// What was read through the Kubernetes API; absent: read, every declared node registered.
+    #[serde(default)]
+    kubernetes: Option<KubernetesSpec>,
+}
+
+/// The Kubernetes API as the probe read it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KubernetesSpec {
+    /// The API was read (some apiserver answered); default true.
+    #[serde(default = "yes")]
+    api_read: bool,
+    /// Names of the registered `Node` objects; default: every declared node's name (none when
+    /// `api_read` is false).
+    #[serde(default)]
+    nodes: Option<Vec<String>>,
 }
 
 /// A reachable node.
@@ -104,6 +128,61 @@ struct NodeSpec {
     /// The added-member marker exists; default: `etcd_data`.
     #[serde(default)]
     etcd_marker: Option<bool>,
+    /// The Kubernetes components, each a [`KubeSvc`] word or a map of [`KubeSpec`] fields.
+    /// Default: `current` for the node's role (control-plane components on control planes only,
+    /// kube-proxy unless disabled), `absent` otherwise and when the Kubernetes image is unusable.
+    #[serde(default)]
+    kube_apiserver: Option<Value>,
+    #[serde(default)]
+    kube_controller_manager: Option<Value>,
+    #[serde(default)]
+    kube_scheduler: Option<Value>,
+    #[serde(default)]
+    kubelet: Option<Value>,
+    #[serde(default)]
+    kube_proxy: Option<Value>,
+}
+
+/// A Kubernetes component, in one word: the [`Svc`] words, plus health and configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum KubeSvc {
+    /// Running the inputs' Kubernetes image with current params and configuration file; healthy.
+    Current,
+    /// As `current`, but its health check fails.
+    Unhealthy,
+    /// The container exists but has exited; not healthy.
+    Stopped,
+    /// No such container; not healthy.
+    Absent,
+    /// Running another image.
+    OutdatedImage,
+    /// The builtin params carry one more argument.
+    OutdatedParams,
+    /// The extra params carry one more argument.
+    OutdatedExtra,
+    /// Without a readable params label.
+    NoParams,
+    /// Scheduler, kubelet, kube-proxy: the running configuration file has one more field.
+    OutdatedConfig,
+    /// kubelet: the label's `--container-runtime-endpoint` is another one.
+    OutdatedRuntimeEndpoint,
+}
+
+impl KubeSvc {
+    fn running(self) -> bool {
+        !matches!(self, KubeSvc::Stopped | KubeSvc::Absent)
+    }
+}
+
+/// A Kubernetes component as a map, to give the health separately.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KubeSpec {
+    state: KubeSvc,
+    /// Default: running and not `unhealthy`.
+    #[serde(default)]
+    healthy: Option<bool>,
 }
 
 /// A container, in one word.
@@ -219,6 +298,15 @@ fn load_case(text: &str) -> Result<Loaded, String> {
     if let Some(i) = case.inputs.tools_image {
         inputs.images.tools = i;
     }
+    if let Some(i) = case.inputs.kubernetes_image {
+        inputs.images.kubernetes = i;
+    }
+    if let Some(m) = case.inputs.max_concurrent_updates {
+        if m == 0 {
+            return Err("inputs.max_concurrent_updates: must be at least 1 (nodes changed per pass)".into());
+        }
+        inputs.max_concurrent_updates = m;
+    }
 
     let status = build_status(&cluster, &inputs, &case.status)?;
     let ops = case
@@ -266,7 +354,8 @@ fn build_status(cluster: &Cluster, inputs: &PlanInputs, spec: &StatusSpec) -> Re
             Value::String(s) => {
                 return Err(format!(
                     "{path}: {s:?} is not a node shorthand (write `unreachable`, or a map of rivers, \
-                     etcd_rivers, etcd, etcd_data, etcd_marker)"
+                     etcd_rivers, etcd, etcd_data, etcd_marker, kube_apiserver, kube_controller_manager, \
+                     kube_scheduler, kubelet, kube_proxy)"
                 ))
             }
             Value::Null => node_status(cluster, inputs, node, &NodeSpec::default(), &path)?,
@@ -280,19 +369,133 @@ fn build_status(cluster: &Cluster, inputs: &PlanInputs, spec: &StatusSpec) -> Re
     if let Some(e) = &spec.etcd {
         status.etcd = etcd_status(e)?;
     }
-    // Every declared node is registered (the API was read through a running apiserver).
-    status.kubernetes = KubernetesStatus {
-        api_read: true,
-        nodes: cluster
-            .nodes
-            .iter()
-            .map(|n| KubeNode {
-                name: n.nodename().into(),
-                ready: true,
-            })
-            .collect(),
-    };
+    status.kubernetes = kubernetes_status(cluster, spec.kubernetes.as_ref())?;
     Ok(status)
+}
+
+/// Default: the API was read and every declared node is registered (ready).
+fn kubernetes_status(cluster: &Cluster, spec: Option<&KubernetesSpec>) -> Result<KubernetesStatus, String> {
+    let api_read = spec.is_none_or(|k| k.api_read);
+    let names: Vec<String> =
+        match spec.and_then(|k| k.nodes.clone()) {
+            Some(names) if !api_read && !names.is_empty() => return Err(
+                "status.kubernetes.nodes: with api_read: false nothing is known of registered nodes (leave nodes out)"
+                    .into(),
+            ),
+            Some(names) => names,
+            None if api_read => cluster.nodes.iter().map(|n| n.nodename().to_string()).collect(),
+            None => vec![],
+        };
+    let mut seen = BTreeSet::new();
+    for n in &names {
+        if !seen.insert(n) {
+            return Err(format!("status.kubernetes.nodes: {n} is listed twice"));
+        }
+    }
+    Ok(KubernetesStatus {
+        api_read,
+        nodes: names.into_iter().map(|name| KubeNode { name, ready: true }).collect(),
+    })
+}
+
+/// Parses a component's word or map: (state, healthy).
+fn kube_spec(v: &Value, path: &str) -> Result<(KubeSvc, bool), String> {
+    let (state, healthy) = match v {
+        Value::String(_) => (
+            serde_yaml::from_value::<KubeSvc>(v.clone()).map_err(|e| format!("{path}: {e}"))?,
+            None,
+        ),
+        Value::Mapping(_) => {
+            let s: KubeSpec = serde_yaml::from_value(v.clone()).map_err(|e| format!("{path}: {e}"))?;
+            (s.state, s.healthy)
+        }
+        other => {
+            return Err(format!(
+                "{path}: a component is a word (current, stopped, ...) or a map {{state, healthy}}, not {other:?}"
+            ))
+        }
+    };
+    let default = state.running() && state != KubeSvc::Unhealthy;
+    match healthy {
+        Some(true) if !state.running() => Err(format!(
+            "{path}: healthy: true needs a running container, not {state:?} (nothing answers a health check)"
+        )),
+        Some(true) if state == KubeSvc::Unhealthy => Err(format!(
+            "{path}: state unhealthy with healthy: true contradicts itself (write state: current)"
+        )),
+        h => Ok((state, h.unwrap_or(default))),
+    }
+}
+
+/// Expands a Kubernetes component's shorthand on `node`; `spec` absent gives the default.
+fn kube_component(
+    cluster: &Cluster,
+    inputs: &PlanInputs,
+    node: &Node,
+    c: Component,
+    spec: Option<&Value>,
+    path: &str,
+) -> Result<KubeComponentStatus, String> {
+    let current = current_component(cluster, inputs, c, node);
+    let (state, healthy) = match spec {
+        Some(v) => kube_spec(v, path)?,
+        None => {
+            let wanted = (!c.is_control_plane() || node.control_plane)
+                && !(c == Component::Proxy && cluster.options.kube_proxy.disable);
+            if wanted && current.is_some() {
+                (KubeSvc::Current, true)
+            } else {
+                (KubeSvc::Absent, false)
+            }
+        }
+    };
+    if state == KubeSvc::Absent {
+        return Ok(KubeComponentStatus::default());
+    }
+    let mut st = current.ok_or_else(|| {
+        format!(
+            "{path}: {state:?} needs a usable Kubernetes image (inputs.kubernetes_image {:?}) and component \
+             configuration; only absent can be written",
+            inputs.images.kubernetes
+        )
+    })?;
+    let params = st
+        .service
+        .params
+        .as_mut()
+        .expect("current_component gives a params label");
+    match state {
+        KubeSvc::Current | KubeSvc::Unhealthy | KubeSvc::Absent => {}
+        KubeSvc::Stopped => st.service.running = false,
+        KubeSvc::OutdatedImage => st.service.image = OUTDATED_IMAGE.into(),
+        KubeSvc::OutdatedParams => params.builtin.extra_args.push(OUTDATED_ARG.into()),
+        KubeSvc::OutdatedExtra => params.extra.extra_args.push(OUTDATED_ARG.into()),
+        KubeSvc::NoParams => st.service.params = None,
+        KubeSvc::OutdatedConfig => {
+            let Some(serde_json::Value::Object(config)) = st.config.as_mut() else {
+                return Err(format!(
+                    "{path}: outdated-config is for the components with a configuration file (kube_scheduler, \
+                     kubelet, kube_proxy)"
+                ));
+            };
+            config.insert(OUTDATED_CONFIG_FIELD.into(), serde_json::Value::Bool(true));
+        }
+        KubeSvc::OutdatedRuntimeEndpoint => {
+            let arg = (c == Component::Kubelet)
+                .then(|| {
+                    params
+                        .builtin
+                        .extra_args
+                        .iter_mut()
+                        .find(|a| a.starts_with("--container-runtime-endpoint="))
+                })
+                .flatten()
+                .ok_or_else(|| format!("{path}: outdated-runtime-endpoint is for the kubelet only"))?;
+            *arg = OLD_RUNTIME_ENDPOINT.into();
+        }
+    }
+    st.is_healthy = healthy;
+    Ok(st)
 }
 
 fn node_status(
@@ -337,11 +540,14 @@ fn node_status(
     let has_data = spec.etcd_data.unwrap_or(etcd.exists);
     let is_added_member = spec.etcd_marker.unwrap_or(has_data);
     let kube = |c: Component| -> Result<KubeComponentStatus, String> {
-        if c.is_control_plane() && !node.control_plane || c == Component::Proxy && cluster.options.kube_proxy.disable {
-            return Ok(KubeComponentStatus::default());
-        }
-        current_component(cluster, inputs, c, node)
-            .ok_or_else(|| format!("{path}: the Kubernetes image or a component config of the declaration is unusable"))
+        let (field, spec) = match c {
+            Component::ApiServer => ("kube_apiserver", &spec.kube_apiserver),
+            Component::ControllerManager => ("kube_controller_manager", &spec.kube_controller_manager),
+            Component::Scheduler => ("kube_scheduler", &spec.kube_scheduler),
+            Component::Kubelet => ("kubelet", &spec.kubelet),
+            Component::Proxy => ("kube_proxy", &spec.kube_proxy),
+        };
+        kube_component(cluster, inputs, node, c, spec.as_ref(), &format!("{path}.{field}"))
     };
     Ok(NodeStatus {
         ssh_connected: true,
@@ -742,6 +948,62 @@ fn runner_fails_on_unknown_fields_and_bad_shorthands() {
                 "control_plane: true}\n    - {address: 10.0.0.2, user: cybozu}",
             ),
             "declared node 10.0.0.2 is missing",
+        ),
+        (
+            "kubeword.yaml",
+            FRESH_CASE.replace("10.0.0.1: {}", "10.0.0.1: {kubelet: runing}"),
+            "unknown variant `runing`",
+        ),
+        (
+            "kubefield.yaml",
+            FRESH_CASE.replace("10.0.0.1: {}", "10.0.0.1: {kubelet: {state: current, healty: true}}"),
+            "unknown field `healty`",
+        ),
+        (
+            "kubehealthy.yaml",
+            FRESH_CASE.replace(
+                "10.0.0.1: {}",
+                "10.0.0.1: {kube_apiserver: {state: stopped, healthy: true}}",
+            ),
+            "healthy: true needs a running container",
+        ),
+        (
+            "kubeconfig.yaml",
+            FRESH_CASE.replace("10.0.0.1: {}", "10.0.0.1: {kube_apiserver: outdated-config}"),
+            "status.nodes.10.0.0.1.kube_apiserver: outdated-config is for the components with a configuration",
+        ),
+        (
+            "runtime.yaml",
+            FRESH_CASE.replace("10.0.0.1: {}", "10.0.0.1: {kube_proxy: outdated-runtime-endpoint}"),
+            "outdated-runtime-endpoint is for the kubelet only",
+        ),
+        (
+            "kubeapi.yaml",
+            FRESH_CASE.replace(
+                "    10.0.0.1: {}\n",
+                "    10.0.0.1: {}\n  kubernetes: {api_read: false, nodes: [10.0.0.1]}\n",
+            ),
+            "with api_read: false nothing is known",
+        ),
+        (
+            "kubespec.yaml",
+            FRESH_CASE.replace(
+                "    10.0.0.1: {}\n",
+                "    10.0.0.1: {}\n  kubernetes: {apiread: true}\n",
+            ),
+            "unknown field `apiread`",
+        ),
+        (
+            "maxzero.yaml",
+            FRESH_CASE.replace("status:", "inputs: {max_concurrent_updates: 0}\nstatus:"),
+            "inputs.max_concurrent_updates: must be at least 1",
+        ),
+        (
+            "badimage.yaml",
+            FRESH_CASE
+                .replace("status:", "inputs: {kubernetes_image: \"localhost/k:latest\"}\nstatus:")
+                .replace("10.0.0.1: {}", "10.0.0.1: {kubelet: stopped}"),
+            "kubelet: Stopped needs a usable Kubernetes image",
         ),
         (
             "insync.yaml",

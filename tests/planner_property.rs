@@ -36,6 +36,8 @@ struct World {
     marked: BTreeSet<usize>,
     outdated: BTreeSet<usize>,
     rivers_current: bool,
+    /// Nodes where stop-control-plane stopped etcd-rivers.
+    etcd_rivers_stopped: BTreeSet<usize>,
     members: BTreeMap<usize, Member>,
     next_id: u64,
     /// Members that run but lag behind (slow disk) until `lag_steps` plans have passed.
@@ -110,7 +112,9 @@ impl World {
             ns.kube_proxy = kube(K::Proxy);
             if self.rivers_current {
                 ns.rivers = svc(rivers.clone(), cluster.options.rivers.clone(), &images.tools);
-                ns.etcd_rivers = svc(etcd_rivers.clone(), cluster.options.etcd_rivers.clone(), &images.tools);
+                if !self.etcd_rivers_stopped.contains(&i) {
+                    ns.etcd_rivers = svc(etcd_rivers.clone(), cluster.options.etcd_rivers.clone(), &images.tools);
+                }
             }
             let mut extra = cluster.options.etcd.service_params();
             if self.outdated.contains(&i) {
@@ -192,8 +196,12 @@ impl World {
             | OpKind::StopKubeProxy { .. }
             | OpKind::StopKubeApiserver { .. }
             | OpKind::StopKubeControllerManager { .. }
-            | OpKind::StopKubeScheduler { .. }
-            | OpKind::StopEtcdRivers { .. } => {}
+            | OpKind::StopKubeScheduler { .. } => {}
+            OpKind::StopEtcdRivers { nodes } => {
+                for a in nodes {
+                    self.etcd_rivers_stopped.insert(Self::index(a));
+                }
+            }
             OpKind::StopEtcd { nodes } => {
                 for a in nodes {
                     self.running.remove(&Self::index(a));
@@ -319,6 +327,7 @@ fn case() -> impl Strategy<Value = Case> {
                     marked: BTreeSet::new(),
                     outdated: BTreeSet::new(),
                     rivers_current,
+                    etcd_rivers_stopped: BTreeSet::new(),
                     members: BTreeMap::new(),
                     next_id: 100,
                     lagging: BTreeSet::new(),
