@@ -159,18 +159,11 @@ impl KubeClients {
         }
     }
 
-    fn api_error(&self, address: &str, reason: impl Into<String>) -> KubeError {
-        KubeError::Api {
-            address: address.into(),
-            reason: reason.into(),
-        }
-    }
-
     /// The client of the apiserver on `address` (built on first use and after each renewal).
     async fn client(&self, address: &str) -> Result<kube::Client, KubeError> {
         let (generation, tls) = self.credentials.get().await.map_err(|e| match e {
             CredentialError::Issue(IssueError::NotConfigured) => KubeError::NotConfigured,
-            e => self.api_error(address, crate::error::error_chain(&e)),
+            e => api_error(address, crate::error::error_chain(&e)),
         })?;
         let mut clients = self.clients.lock().await;
         if clients.0 != generation {
@@ -180,29 +173,15 @@ impl KubeClients {
             return Ok(c.clone());
         }
         let config = client_config(&apiserver_url(address, self.port), &tls, self.timeout)
-            .map_err(|reason| self.api_error(address, reason))?;
+            .map_err(|reason| api_error(address, reason))?;
         let client = kube::Client::try_from(config).map_err(|e| {
-            self.api_error(
+            api_error(
                 address,
                 format!("cannot build the client: {}", crate::error::error_chain(&e)),
             )
         })?;
         clients.1.insert(address.to_string(), client.clone());
         Ok(client)
-    }
-
-    /// Runs one request with the timeout; errors name the address.
-    async fn call<T>(
-        &self,
-        address: &str,
-        what: &str,
-        fut: impl std::future::Future<Output = Result<T, kube::Error>>,
-    ) -> Result<T, KubeError> {
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.api_error(address, format!("{what}: {}", crate::error::error_chain(&e)))),
-            Err(_) => Err(self.api_error(address, format!("{what}: no answer within {:?}", self.timeout))),
-        }
     }
 }
 
@@ -217,9 +196,13 @@ impl KubeApi for KubeClients {
             }
         };
         let api: Api<Namespace> = Api::all(client);
-        match self
-            .call(address, "list namespaces", api.list(&ListParams::default()))
-            .await
+        match call(
+            self.timeout,
+            address,
+            "list namespaces",
+            api.list(&ListParams::default()),
+        )
+        .await
         {
             Ok(_) => true,
             Err(e) => {
@@ -231,47 +214,79 @@ impl KubeApi for KubeClients {
 
     async fn nodes(&self, address: &str) -> Result<Vec<KubeNode>, KubeError> {
         let api: Api<Node> = Api::all(self.client(address).await?);
-        let list = self
-            .call(address, "list nodes", api.list(&ListParams::default()))
-            .await?;
+        let list = call(self.timeout, address, "list nodes", api.list(&ListParams::default())).await?;
         Ok(list.items.iter().map(kube_node).collect())
     }
 
     async fn add_taints(&self, address: &str, name: &str, taints: &[Taint]) -> Result<bool, KubeError> {
         let api: Api<Node> = Api::all(self.client(address).await?);
-        for _ in 0..UPDATE_ATTEMPTS {
-            let Some(mut node) = self.call(address, "get node", api.get_opt(name)).await? else {
-                return Ok(false);
-            };
-            let spec = node.spec.get_or_insert_with(Default::default);
-            let merged = merge_taints(spec.taints.take().unwrap_or_default(), taints);
-            if node.spec.as_ref().and_then(|s| s.taints.as_ref()) == Some(&merged) {
-                return Ok(true);
+        add_taints_through(&api, self.timeout, address, name, taints).await
+    }
+}
+
+fn api_error(address: &str, reason: impl Into<String>) -> KubeError {
+    KubeError::Api {
+        address: address.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Runs one request with the timeout; errors name the address.
+async fn call<T>(
+    timeout: Duration,
+    address: &str,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<T, KubeError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(api_error(address, format!("{what}: {}", crate::error::error_chain(&e)))),
+        Err(_) => Err(api_error(address, format!("{what}: no answer within {timeout:?}"))),
+    }
+}
+
+/// Get, merge ([`merge_taints`]) and update Node `name`, again on a conflict (another writer
+/// updated it in between) up to [`UPDATE_ATTEMPTS`] times; `Ok(false)` when there is no such Node.
+/// Nothing is written when the Node already has the taints.
+async fn add_taints_through(
+    api: &Api<Node>,
+    timeout: Duration,
+    address: &str,
+    name: &str,
+    taints: &[Taint],
+) -> Result<bool, KubeError> {
+    for _ in 0..UPDATE_ATTEMPTS {
+        let Some(mut node) = call(timeout, address, "get node", api.get_opt(name)).await? else {
+            return Ok(false);
+        };
+        let current = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+        let merged = merge_taints(current.clone(), taints);
+        if merged == current {
+            return Ok(true);
+        }
+        node.spec.get_or_insert_with(Default::default).taints = Some(merged);
+        match tokio::time::timeout(timeout, api.replace(name, &PostParams::default(), &node)).await {
+            Ok(Ok(_)) => return Ok(true),
+            Ok(Err(kube::Error::Api(s))) if s.code == 409 => continue,
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => return Ok(false),
+            Ok(Err(e)) => {
+                return Err(api_error(
+                    address,
+                    format!("update node {name}: {}", crate::error::error_chain(&e)),
+                ))
             }
-            node.spec.get_or_insert_with(Default::default).taints = Some(merged);
-            match tokio::time::timeout(self.timeout, api.replace(name, &PostParams::default(), &node)).await {
-                Ok(Ok(_)) => return Ok(true),
-                Ok(Err(kube::Error::Api(s))) if s.code == 409 => continue,
-                Ok(Err(kube::Error::Api(s))) if s.code == 404 => return Ok(false),
-                Ok(Err(e)) => {
-                    return Err(self.api_error(
-                        address,
-                        format!("update node {name}: {}", crate::error::error_chain(&e)),
-                    ))
-                }
-                Err(_) => {
-                    return Err(self.api_error(
-                        address,
-                        format!("update node {name}: no answer within {:?}", self.timeout),
-                    ))
-                }
+            Err(_) => {
+                return Err(api_error(
+                    address,
+                    format!("update node {name}: no answer within {timeout:?}"),
+                ))
             }
         }
-        Err(self.api_error(
-            address,
-            format!("update node {name}: still conflicting after {UPDATE_ATTEMPTS} attempts"),
-        ))
     }
+    Err(api_error(
+        address,
+        format!("update node {name}: still conflicting after {UPDATE_ATTEMPTS} attempts"),
+    ))
 }
 
 /// A Node as the status has it: its name and whether its `Ready` condition is `True`.
@@ -620,5 +635,184 @@ mod tests {
         // https without a CA, or with a CA that is not PEM: not healthy.
         assert!(!h.healthz("https://127.0.0.1:1/healthz", None).await);
         assert!(!h.healthz("https://127.0.0.1:1/healthz", Some("junk")).await);
+    }
+
+    /// A scripted apiserver over plain HTTP: answers the requests in order with (status, body) and
+    /// records each as `METHOD path body`.
+    async fn scripted(answers: Vec<(u16, String)>) -> (Api<Node>, Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            for (status, body) in answers {
+                let Ok((mut s, _)) = l.accept().await else { return };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                let head_end = loop {
+                    let n = s.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "client closed early");
+                    req.extend_from_slice(&buf[..n]);
+                    if let Some(i) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&req[..head_end]).to_string();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                while req.len() < head_end + len {
+                    let n = s.read(&mut buf).await.unwrap();
+                    req.extend_from_slice(&buf[..n]);
+                }
+                let line = head.lines().next().unwrap().rsplit_once(' ').unwrap().0.to_string();
+                log.lock()
+                    .unwrap()
+                    .push(format!("{line} {}", String::from_utf8_lossy(&req[head_end..])));
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                s.write_all(resp.as_bytes()).await.unwrap();
+            }
+        });
+        let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+        (Api::all(client), seen)
+    }
+
+    fn node_json(taints: serde_json::Value) -> String {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "n1", "resourceVersion": "7"},
+            "spec": {"taints": taints},
+        })
+        .to_string()
+    }
+
+    fn status_json(code: u16, reason: &str) -> String {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Status", "status": "Failure",
+            "message": reason, "reason": reason, "code": code,
+        })
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_conflicting_update_is_tried_again_on_a_fresh_read() {
+        let node = node_json(serde_json::json!([{"key": "a", "effect": "NoSchedule"}]));
+        let (api, seen) = scripted(vec![
+            (200, node.clone()),
+            (409, status_json(409, "Conflict")),
+            (200, node.clone()),
+            (200, node.clone()),
+        ])
+        .await;
+        let ok = add_taints_through(
+            &api,
+            KUBE_API_TIMEOUT,
+            "10.0.0.1",
+            "n1",
+            &[taint("b", "1", "NoExecute")],
+        )
+        .await
+        .unwrap();
+        assert!(ok);
+        let seen = seen.lock().unwrap().clone();
+        let methods: Vec<&str> = seen.iter().map(|s| s.split(' ').next().unwrap()).collect();
+        assert_eq!(methods, ["GET", "PUT", "GET", "PUT"]);
+        assert!(seen[0].starts_with("GET /api/v1/nodes/n1"), "{}", seen[0]);
+        let body: serde_json::Value =
+            serde_json::from_str(seen[3].split_once(' ').unwrap().1.split_once(' ').unwrap().1).unwrap();
+        assert_eq!(
+            body["spec"]["taints"],
+            serde_json::json!([{"key": "a", "effect": "NoSchedule"}, {"key": "b", "value": "1", "effect": "NoExecute"}])
+        );
+        assert_eq!(
+            body["metadata"]["resourceVersion"], "7",
+            "the update is conditional on what was read"
+        );
+    }
+
+    #[tokio::test]
+    async fn conflicts_without_end_fail_and_a_missing_node_is_false() {
+        let node = node_json(serde_json::json!([]));
+        let mut answers = Vec::new();
+        for _ in 0..UPDATE_ATTEMPTS {
+            answers.push((200, node.clone()));
+            answers.push((409, status_json(409, "Conflict")));
+        }
+        let (api, seen) = scripted(answers).await;
+        let e = add_taints_through(
+            &api,
+            KUBE_API_TIMEOUT,
+            "10.0.0.1",
+            "n1",
+            &[taint("b", "", "NoSchedule")],
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("10.0.0.1") && e.contains("still conflicting after 5 attempts"),
+            "{e}"
+        );
+        assert_eq!(seen.lock().unwrap().len(), 2 * UPDATE_ATTEMPTS);
+
+        let (api, _) = scripted(vec![(404, status_json(404, "NotFound"))]).await;
+        assert!(!add_taints_through(
+            &api,
+            KUBE_API_TIMEOUT,
+            "10.0.0.1",
+            "n1",
+            &[taint("b", "", "NoSchedule")]
+        )
+        .await
+        .unwrap());
+        // Deleted between the read and the update.
+        let (api, _) = scripted(vec![(200, node.clone()), (404, status_json(404, "NotFound"))]).await;
+        assert!(!add_taints_through(
+            &api,
+            KUBE_API_TIMEOUT,
+            "10.0.0.1",
+            "n1",
+            &[taint("b", "", "NoSchedule")]
+        )
+        .await
+        .unwrap());
+        // Another failure is an error naming the address.
+        let (api, _) = scripted(vec![(200, node), (403, status_json(403, "Forbidden"))]).await;
+        let e = add_taints_through(
+            &api,
+            KUBE_API_TIMEOUT,
+            "10.0.0.1",
+            "n1",
+            &[taint("b", "", "NoSchedule")],
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("10.0.0.1") && e.contains("update node n1"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn taints_already_there_are_not_written() {
+        let node = node_json(serde_json::json!([{"key": "b", "value": "1", "effect": "NoExecute"}]));
+        let (api, seen) = scripted(vec![(200, node)]).await;
+        assert!(add_taints_through(
+            &api,
+            KUBE_API_TIMEOUT,
+            "10.0.0.1",
+            "n1",
+            &[taint("b", "1", "NoExecute")]
+        )
+        .await
+        .unwrap());
+        assert_eq!(seen.lock().unwrap().len(), 1, "only the read");
     }
 }
