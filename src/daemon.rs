@@ -16,8 +16,9 @@ use crate::infra::agent::container::ContainerEngine;
 use crate::infra::agent::hostkey::{HostKeyMode, StorageHostKeys};
 use crate::infra::agent::ssh::{KeyProvider, SshConfig, SshPool, VaultKeys};
 use crate::infra::agent::AgentError;
+use crate::infra::kube::{HttpHealth, KubeClients};
 use crate::infra::pki::VaultClient;
-use crate::infra::{EtcdClientConnector, EtcdCredentials, Infra};
+use crate::infra::{EtcdClientConnector, EtcdCredentials, Health, Infra, KubeApi};
 use crate::leader::Elector;
 #[cfg(feature = "test-hooks")]
 use crate::op::test_ops::TestOperatorSpec;
@@ -267,10 +268,20 @@ async fn run(args: Args) -> Result<(), DaemonError> {
         // One root credential of the managed etcd for the term, shared by the probe and the operators.
         let issuer = Infra::issuer_for(vault.clone());
         let credentials = Arc::new(EtcdCredentials::new(issuer.clone(), storage_dyn.clone()));
+        // One Kubernetes admin credential for the term too (CKE's 25 h certificate, kept 24 h).
+        let kube: Arc<dyn KubeApi> = Arc::new(KubeClients::new(
+            issuer.clone(),
+            storage_dyn.clone(),
+            crate::topology::API_SERVER_PORT,
+        ));
+        let health: Arc<dyn Health> = Arc::new(HttpHealth::new());
         let prober: Arc<dyn Prober> = Arc::new(SshProber::new(
             pool.clone(),
             engine.clone(),
             Arc::new(EtcdClientConnector::new(credentials.clone(), Duration::from_secs(5))),
+            kube.clone(),
+            health.clone(),
+            storage_dyn.clone(),
             args.probe_concurrency,
         ));
         let etcd = Arc::new(EtcdClientConnector::new(credentials, Duration::from_secs(10)));
@@ -282,8 +293,8 @@ async fn run(args: Args) -> Result<(), DaemonError> {
             engine: engine2.clone(),
             issuer: issuer.clone(),
             etcd: etcd.clone(),
-            kube: Arc::new(crate::infra::NoKube),
-            health: Arc::new(crate::infra::NoHealth),
+            kube: kube.clone(),
+            health: health.clone(),
         });
         let controller =
             Controller::new(storage_dyn.clone(), prober, shared.clone(), controller_cfg.clone()).with_infra(infra);

@@ -1,6 +1,9 @@
 //! Probing the nodes over SSH: per node, whether SSH works (and why not), the state of each cke
-//! container (running, image, params label) and the etcd volumes. Nodes are probed in parallel with
-//! bounded concurrency; an unreachable node costs at most the dial timeout.
+//! container (running, image, params label), the etcd volumes and the running configuration files
+//! of kube-scheduler, kubelet and kube-proxy, all in one round trip. Then, from the cke host, the
+//! health of each running Kubernetes component (the apiserver through the API, the others through
+//! `/healthz`) and, through the first healthy apiserver, the `Node` objects. Nodes are probed in
+//! parallel with bounded concurrency; an unreachable node costs at most the dial timeout.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,10 +15,16 @@ use crate::infra::agent::container::{ContainerEngine, ABSENT_MESSAGES};
 use crate::infra::agent::ssh::SshPool;
 use crate::infra::agent::{shell_quote, AgentError, Runner};
 
-use crate::infra::EtcdConnector;
-use crate::model::{Cluster, ClusterStatus, EtcdClusterStatus, EtcdNodeStatus, Node, NodeStatus};
+use crate::infra::{EtcdConnector, Health, KubeApi};
+use crate::model::{
+    Cluster, ClusterStatus, EtcdClusterStatus, EtcdNodeStatus, KubeComponentStatus, KubernetesStatus, Node, NodeStatus,
+};
+use crate::storage::Storage;
 use crate::topology::{
-    etcd_client_url, ETCD_ADDED_MEMBER_VOLUME, ETCD_CONTAINER, ETCD_RIVERS_CONTAINER, RIVERS_CONTAINER,
+    etcd_client_url, host_port_part, ETCD_ADDED_MEMBER_VOLUME, ETCD_CONTAINER, ETCD_RIVERS_CONTAINER,
+    KUBELET_CONFIG_PATH, KUBELET_CONTAINER, KUBELET_HEALTHZ_PORT, KUBE_APISERVER_CONTAINER,
+    KUBE_CONTROLLER_MANAGER_CONTAINER, KUBE_CONTROLLER_MANAGER_PORT, KUBE_PROXY_CONTAINER, KUBE_PROXY_METRICS_PORT,
+    KUBE_SCHEDULER_CONTAINER, KUBE_SCHEDULER_PORT, PROXY_CONFIG_PATH, RIVERS_CONTAINER, SCHEDULER_CONFIG_PATH,
 };
 
 /// Probes one node. Never fails: problems become `ssh_connected: false` with the reason. A node that
@@ -48,7 +57,8 @@ async fn probe_node_inner(
     etcd_volume: &str,
 ) -> Result<NodeStatus, AgentError> {
     let agent = pool.node(&node.address, &node.user);
-    // One round trip per node: the containers' inspect output, a separator, then present volumes.
+    // One round trip per node: the containers' inspect output, a separator, the present volumes,
+    // then the configuration files, each after its own separator.
     for v in [etcd_volume, ETCD_ADDED_MEMBER_VOLUME] {
         if !v.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) || v.is_empty() {
             return Err(AgentError::Invalid {
@@ -57,13 +67,12 @@ async fn probe_node_inner(
             });
         }
     }
-    let names = [ETCD_CONTAINER, RIVERS_CONTAINER, ETCD_RIVERS_CONTAINER];
     let cli = shell_quote(engine.cli());
     // "No such container/volume" means absent; any other failure of the engine (a busy lock, a
     // restarting daemon) makes the whole probe of this node fail, so that the planner never reads
     // a running member as stopped or a volume as missing. `$t` holds the engine's error output.
     let mut script: Vec<String> = vec![r#"t=$(mktemp) || exit 1; trap 'rm -f "$t"' EXIT"#.into()];
-    script.extend(names.iter().map(|n| {
+    script.extend(CONTAINERS.iter().map(|n| {
         engine_step(
             &format!("{cli} container inspect {n}"),
             r#"printf '%s\n' "$out""#,
@@ -79,28 +88,76 @@ async fn probe_node_inner(
             "true",
         ));
     }
+    // The running configuration files; an absent or unreadable one gives an empty section.
+    for path in CONFIG_FILES {
+        script.push(format!("echo {FILE_SEPARATOR}"));
+        script.push(format!("cat {} 2>/dev/null", shell_quote(path)));
+    }
     script.push("true".into());
     let out = agent
         .check(&script.join("; "), None, pool.config().dial_timeout * 2)
         .await?;
-    let text = out.stdout_str();
-    if let Some((_, msg)) = text.split_once(ENGINE_ERROR) {
-        return Err(AgentError::Output {
-            address: node.address.clone(),
-            command: "probe".into(),
-            reason: format!("the container engine failed: {}", msg.trim()),
-        });
-    }
-    let (inspect, volumes) = text.split_once(SEPARATOR).ok_or_else(|| AgentError::Output {
-        address: node.address.clone(),
+    parse_probe_output(&node.address, engine, &out.stdout_str(), etcd_volume)
+}
+
+/// The containers the probe inspects.
+const CONTAINERS: [&str; 8] = [
+    ETCD_CONTAINER,
+    RIVERS_CONTAINER,
+    ETCD_RIVERS_CONTAINER,
+    KUBE_APISERVER_CONTAINER,
+    KUBE_CONTROLLER_MANAGER_CONTAINER,
+    KUBE_SCHEDULER_CONTAINER,
+    KUBELET_CONTAINER,
+    KUBE_PROXY_CONTAINER,
+];
+
+/// The configuration files read back, in the order of their sections in the output.
+const CONFIG_FILES: [&str; 3] = [SCHEDULER_CONFIG_PATH, KUBELET_CONFIG_PATH, PROXY_CONFIG_PATH];
+
+/// The node's status from the probe script's output: the inspect documents, a separator, the
+/// present volumes, then one section per configuration file.
+pub fn parse_probe_output(
+    address: &str,
+    engine: &ContainerEngine,
+    text: &str,
+    etcd_volume: &str,
+) -> Result<NodeStatus, AgentError> {
+    let bad = |reason: String| AgentError::Output {
+        address: address.into(),
         command: "probe".into(),
-        reason: "no separator in the output".into(),
-    })?;
-    let mut containers = engine.parse_inspect(&node.address, inspect.as_bytes(), &names)?;
-    let volumes: Vec<&str> = volumes.lines().map(str::trim).collect();
+        reason,
+    };
+    if let Some((_, msg)) = text.split_once(ENGINE_ERROR) {
+        return Err(bad(format!("the container engine failed: {}", msg.trim())));
+    }
+    let (inspect, rest) = text
+        .split_once(SEPARATOR)
+        .ok_or_else(|| bad("no separator in the output".into()))?;
+    let sections: Vec<&str> = rest.split(FILE_SEPARATOR).collect();
+    if sections.len() != CONFIG_FILES.len() + 1 {
+        return Err(bad(format!(
+            "{} configuration file sections in the output, expected {}",
+            sections.len() - 1,
+            CONFIG_FILES.len()
+        )));
+    }
+    let mut containers = engine.parse_inspect(address, inspect.as_bytes(), &CONTAINERS)?;
+    let volumes: Vec<&str> = sections[0].lines().map(str::trim).collect();
+    let config = |i: usize| read_config(address, CONFIG_FILES[i], sections[i + 1]);
+    let mut component = |name: &str, config: Option<serde_json::Value>| KubeComponentStatus {
+        service: containers.remove(name).unwrap_or_default(),
+        is_healthy: false,
+        config,
+    };
     Ok(NodeStatus {
         ssh_connected: true,
         ssh_error: String::new(),
+        kube_apiserver: component(KUBE_APISERVER_CONTAINER, None),
+        kube_controller_manager: component(KUBE_CONTROLLER_MANAGER_CONTAINER, None),
+        kube_scheduler: component(KUBE_SCHEDULER_CONTAINER, config(0)),
+        kubelet: component(KUBELET_CONTAINER, config(1)),
+        kube_proxy: component(KUBE_PROXY_CONTAINER, config(2)),
         etcd: EtcdNodeStatus {
             service: containers.remove(ETCD_CONTAINER).unwrap_or_default(),
             has_data: volumes.contains(&etcd_volume),
@@ -108,12 +165,31 @@ async fn probe_node_inner(
         },
         rivers: containers.remove(RIVERS_CONTAINER).unwrap_or_default(),
         etcd_rivers: containers.remove(ETCD_RIVERS_CONTAINER).unwrap_or_default(),
-        ..Default::default()
     })
+}
+
+/// A configuration file's section: `None` when empty (absent or unreadable) or not a YAML mapping
+/// (logged; the planner then treats the component as outdated).
+fn read_config(address: &str, path: &str, text: &str) -> Option<serde_json::Value> {
+    if text.trim().is_empty() {
+        return None;
+    }
+    match crate::k8s::config::parse(path, text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(
+                address,
+                error = crate::error::error_chain(&e),
+                "unreadable configuration file"
+            );
+            None
+        }
+    }
 }
 
 const SEPARATOR: &str = "----cke-probe-volumes----";
 const ENGINE_ERROR: &str = "----cke-probe-engine-error----";
+const FILE_SEPARATOR: &str = "----cke-probe-file----";
 
 /// A probe step: run `cmd` once (stdout in `$out`, stderr in the file `$t`); on success
 /// `on_success`; when the engine says the object does not exist, `on_absent`; on any other failure,
@@ -150,21 +226,109 @@ pub async fn probe_nodes(
         .await
 }
 
-/// The real prober: the nodes over SSH, the managed etcd with its root credentials.
+/// The health of each running Kubernetes component of a node probed over SSH, asked from here:
+/// the apiserver through the API, the others through `/healthz` (controller-manager and
+/// scheduler over https verified by `ca`, the `kubernetes` CA; kubelet and kube-proxy over http).
+/// Components that do not run are not asked (and stay unhealthy).
+pub async fn check_health(
+    kube: &dyn KubeApi,
+    health: &dyn Health,
+    address: &str,
+    st: &mut NodeStatus,
+    ca: Option<&str>,
+) {
+    let host = host_port_part(address);
+    let ask = |running: bool, url: String, ca: Option<&str>| {
+        let ca = ca.map(str::to_string);
+        async move { running && health.healthz(&url, ca.as_deref()).await }
+    };
+    let (api, cm, sched, kubelet, proxy) = futures::join!(
+        async { st.kube_apiserver.service.running && kube.apiserver_healthy(address).await },
+        ask(
+            st.kube_controller_manager.service.running,
+            format!("https://{host}:{KUBE_CONTROLLER_MANAGER_PORT}/healthz"),
+            ca
+        ),
+        ask(
+            st.kube_scheduler.service.running,
+            format!("https://{host}:{KUBE_SCHEDULER_PORT}/healthz"),
+            ca
+        ),
+        ask(
+            st.kubelet.service.running,
+            format!("http://{host}:{KUBELET_HEALTHZ_PORT}/healthz"),
+            None
+        ),
+        ask(
+            st.kube_proxy.service.running,
+            format!("http://{host}:{KUBE_PROXY_METRICS_PORT}/healthz"),
+            None
+        ),
+    );
+    st.kube_apiserver.is_healthy = api;
+    st.kube_controller_manager.is_healthy = cm;
+    st.kube_scheduler.is_healthy = sched;
+    st.kubelet.is_healthy = kubelet;
+    st.kube_proxy.is_healthy = proxy;
+}
+
+/// The Kubernetes cluster through the first control plane whose apiserver runs and is healthy:
+/// the `Node` objects. Not read (`api_read: false`) when there is none or the list fails; the
+/// planner then does nothing that needs the API's view.
+pub async fn kubernetes_status(
+    kube: &dyn KubeApi,
+    cluster: &Cluster,
+    nodes: &BTreeMap<String, NodeStatus>,
+) -> KubernetesStatus {
+    let healthy = |n: &&Node| {
+        nodes
+            .get(&n.address)
+            .is_some_and(|s| s.kube_apiserver.service.running && s.kube_apiserver.is_healthy)
+    };
+    let Some(cp) = cluster.control_planes().find(healthy) else {
+        return KubernetesStatus::default();
+    };
+    match kube.nodes(&cp.address).await {
+        Ok(nodes) => KubernetesStatus { api_read: true, nodes },
+        Err(e) => {
+            tracing::warn!(error = crate::error::error_chain(&e), "cannot list the Nodes");
+            KubernetesStatus::default()
+        }
+    }
+}
+
+/// The real prober: the nodes over SSH, the managed etcd with its root credentials, Kubernetes
+/// through its API and the components' health endpoints.
 pub struct SshProber {
     pool: Arc<SshPool>,
     engine: ContainerEngine,
     etcd: Arc<dyn EtcdConnector>,
+    kube: Arc<dyn KubeApi>,
+    health: Arc<dyn Health>,
+    storage: Arc<dyn Storage>,
     concurrency: usize,
 }
 
 impl SshProber {
-    /// A prober reaching the nodes through `pool` and the managed etcd through `etcd`.
-    pub fn new(pool: Arc<SshPool>, engine: ContainerEngine, etcd: Arc<dyn EtcdConnector>, concurrency: usize) -> Self {
+    /// A prober reaching the nodes through `pool`, the managed etcd through `etcd`, the Kubernetes
+    /// API through `kube` and the health endpoints through `health`, with the `kubernetes` CA read
+    /// from `storage` once per pass; at most `concurrency` nodes at once.
+    pub fn new(
+        pool: Arc<SshPool>,
+        engine: ContainerEngine,
+        etcd: Arc<dyn EtcdConnector>,
+        kube: Arc<dyn KubeApi>,
+        health: Arc<dyn Health>,
+        storage: Arc<dyn Storage>,
+        concurrency: usize,
+    ) -> Self {
         SshProber {
             pool,
             engine,
             etcd,
+            kube,
+            health,
+            storage,
             concurrency,
         }
     }
@@ -193,12 +357,37 @@ impl SshProber {
 #[async_trait]
 impl Prober for SshProber {
     async fn probe(&self, cluster: &Cluster) -> ClusterStatus {
-        let nodes = probe_nodes(&self.pool, &self.engine, cluster, self.concurrency).await;
-        let etcd = self.etcd_status(cluster, &nodes).await;
+        let ca = match self.storage.get_ca("kubernetes").await {
+            Ok(ca) => ca,
+            Err(e) => {
+                tracing::warn!(error = crate::error::error_chain(&e), "cannot read CA kubernetes");
+                None
+            }
+        };
+        let volume = cluster.options.etcd.volume().to_string();
+        let mut futures = Vec::new();
+        for n in cluster.nodes.iter().cloned() {
+            let (volume, ca) = (volume.clone(), ca.clone());
+            futures.push(async move {
+                let mut st = probe_node(&self.pool, &self.engine, &n, &volume).await;
+                if st.ssh_connected {
+                    check_health(&*self.kube, &*self.health, &n.address, &mut st, ca.as_deref()).await;
+                }
+                (n.address, st)
+            });
+        }
+        let nodes: BTreeMap<String, NodeStatus> = stream::iter(futures)
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        let (etcd, kubernetes) = futures::join!(
+            self.etcd_status(cluster, &nodes),
+            kubernetes_status(&*self.kube, cluster, &nodes)
+        );
         ClusterStatus {
             nodes,
             etcd,
-            ..Default::default()
+            kubernetes,
         }
     }
 }
@@ -228,5 +417,228 @@ impl Prober for NoAgentProber {
             );
         }
         st
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::infra::KubeError;
+    use crate::model::KubeNode;
+    use std::sync::Mutex;
+
+    fn inspect(name: &str, running: bool) -> String {
+        serde_json::json!([{
+            "Name": format!("/{name}"),
+            "State": {"Running": running},
+            "Config": {"Image": "img", "Labels": {}},
+        }])
+        .to_string()
+    }
+
+    fn output(containers: &[(&str, bool)], volumes: &[&str], files: [&str; 3]) -> String {
+        let mut s: String = containers.iter().map(|(n, r)| inspect(n, *r) + "\n").collect();
+        s += &format!("{SEPARATOR}\n");
+        for v in volumes {
+            s += &format!("{v}\n");
+        }
+        for f in files {
+            s += &format!("{FILE_SEPARATOR}\n{f}");
+        }
+        s
+    }
+
+    #[test]
+    fn the_output_gives_containers_volumes_and_configuration_files() {
+        let text = output(
+            &[
+                (ETCD_CONTAINER, true),
+                (KUBE_APISERVER_CONTAINER, true),
+                (KUBELET_CONTAINER, false),
+                (KUBE_SCHEDULER_CONTAINER, true),
+            ],
+            &["etcd-cke", ETCD_ADDED_MEMBER_VOLUME],
+            [
+                // cat gives no trailing newline: the next separator follows on the same line.
+                "apiVersion: kubescheduler.config.k8s.io/v1beta1\nkind: KubeSchedulerConfiguration",
+                "",
+                "- not\n- a mapping\n",
+            ],
+        );
+        let st = parse_probe_output("10.0.0.1", &ContainerEngine::default(), &text, "etcd-cke").unwrap();
+        assert!(st.ssh_connected);
+        assert!(st.etcd.service.running && st.etcd.has_data && st.etcd.is_added_member);
+        assert!(st.kube_apiserver.service.running);
+        assert!(st.kubelet.service.exists && !st.kubelet.service.running);
+        assert!(!st.kube_proxy.service.exists);
+        assert!(!st.kube_controller_manager.service.exists);
+        assert_eq!(
+            st.kube_scheduler.config,
+            Some(serde_json::json!({
+                "apiVersion": "kubescheduler.config.k8s.io/v1beta1",
+                "kind": "KubeSchedulerConfiguration",
+            }))
+        );
+        assert_eq!(st.kubelet.config, None, "absent file");
+        assert_eq!(st.kube_proxy.config, None, "not a mapping");
+        assert!(
+            !st.kube_apiserver.is_healthy,
+            "health is asked later, from the cke host"
+        );
+    }
+
+    #[test]
+    fn a_truncated_output_fails_the_probe() {
+        let text = output(&[], &[], ["", "", ""]);
+        let cut = &text[..text.rfind(FILE_SEPARATOR).unwrap()];
+        let e = parse_probe_output("10.0.0.1", &ContainerEngine::default(), cut, "etcd-cke").unwrap_err();
+        assert!(e.to_string().contains("2 configuration file sections"), "{e}");
+        let e = parse_probe_output("10.0.0.1", &ContainerEngine::default(), "[]", "etcd-cke").unwrap_err();
+        assert!(e.to_string().contains("no separator"), "{e}");
+    }
+
+    /// Records what was asked; healthy where told.
+    #[derive(Default)]
+    struct Stub {
+        asked: Mutex<Vec<String>>,
+        healthy_apiservers: Vec<String>,
+        nodes_fail: bool,
+    }
+
+    #[async_trait]
+    impl KubeApi for Stub {
+        async fn apiserver_healthy(&self, address: &str) -> bool {
+            self.asked.lock().unwrap().push(format!("api {address}"));
+            self.healthy_apiservers.iter().any(|a| a == address)
+        }
+
+        async fn nodes(&self, address: &str) -> Result<Vec<KubeNode>, KubeError> {
+            self.asked.lock().unwrap().push(format!("nodes {address}"));
+            if self.nodes_fail {
+                return Err(KubeError::Api {
+                    address: address.into(),
+                    reason: "refused".into(),
+                });
+            }
+            Ok(vec![KubeNode {
+                name: "n1".into(),
+                ready: true,
+            }])
+        }
+
+        async fn add_taints(&self, _: &str, _: &str, _: &[crate::model::Taint]) -> Result<bool, KubeError> {
+            unreachable!("the probe changes nothing")
+        }
+    }
+
+    #[async_trait]
+    impl Health for Stub {
+        async fn healthz(&self, url: &str, ca: Option<&str>) -> bool {
+            self.asked
+                .lock()
+                .unwrap()
+                .push(format!("{url} ca={}", ca.unwrap_or("-")));
+            true
+        }
+    }
+
+    fn running(st: &mut KubeComponentStatus) {
+        st.service.exists = true;
+        st.service.running = true;
+    }
+
+    #[tokio::test]
+    async fn only_running_components_are_asked_with_the_ca_for_https() {
+        let stub = Stub {
+            healthy_apiservers: vec!["10.0.0.1".into()],
+            ..Default::default()
+        };
+        let mut st = NodeStatus {
+            ssh_connected: true,
+            ..Default::default()
+        };
+        running(&mut st.kube_apiserver);
+        running(&mut st.kube_scheduler);
+        running(&mut st.kubelet);
+        check_health(&stub, &stub, "10.0.0.1", &mut st, Some("CA")).await;
+        let mut asked = stub.asked.lock().unwrap().clone();
+        asked.sort();
+        assert_eq!(
+            asked,
+            [
+                "api 10.0.0.1",
+                "http://10.0.0.1:10248/healthz ca=-",
+                "https://10.0.0.1:10259/healthz ca=CA",
+            ]
+        );
+        assert!(st.kube_apiserver.is_healthy && st.kube_scheduler.is_healthy && st.kubelet.is_healthy);
+        assert!(!st.kube_controller_manager.is_healthy && !st.kube_proxy.is_healthy);
+
+        // IPv6 in brackets; an apiserver that does not answer is unhealthy.
+        let mut st6 = NodeStatus::default();
+        running(&mut st6.kube_apiserver);
+        running(&mut st6.kube_controller_manager);
+        running(&mut st6.kube_proxy);
+        stub.asked.lock().unwrap().clear();
+        check_health(&stub, &stub, "fd00::1", &mut st6, None).await;
+        let mut asked = stub.asked.lock().unwrap().clone();
+        asked.sort();
+        assert_eq!(
+            asked,
+            [
+                "api fd00::1",
+                "http://[fd00::1]:10249/healthz ca=-",
+                "https://[fd00::1]:10257/healthz ca=-",
+            ]
+        );
+        assert!(!st6.kube_apiserver.is_healthy);
+    }
+
+    fn cluster() -> Cluster {
+        let nodes = vec![
+            Node::new("10.0.0.1", "core", true),
+            Node::new("10.0.0.2", "core", true),
+            Node::new("10.0.0.3", "core", false),
+        ];
+        Cluster::new("t", "10.96.0.0/16", nodes)
+    }
+
+    fn apiserver(running: bool, healthy: bool) -> NodeStatus {
+        let mut st = NodeStatus::default();
+        st.kube_apiserver.service.running = running;
+        st.kube_apiserver.is_healthy = healthy;
+        st
+    }
+
+    #[tokio::test]
+    async fn the_api_is_read_through_the_first_healthy_control_plane() {
+        let cluster = cluster();
+        let stub = Stub::default();
+        let mut nodes = BTreeMap::new();
+        nodes.insert("10.0.0.1".to_string(), apiserver(true, false));
+        nodes.insert("10.0.0.2".to_string(), apiserver(true, true));
+        // A worker's apiserver (it is not a control plane) is never used.
+        nodes.insert("10.0.0.3".to_string(), apiserver(true, true));
+        let k = kubernetes_status(&stub, &cluster, &nodes).await;
+        assert!(k.api_read);
+        assert_eq!(k.nodes.len(), 1);
+        assert_eq!(*stub.asked.lock().unwrap(), ["nodes 10.0.0.2"]);
+
+        // No healthy apiserver on a control plane: not read, nothing asked.
+        nodes.insert("10.0.0.2".to_string(), apiserver(false, false));
+        stub.asked.lock().unwrap().clear();
+        let k = kubernetes_status(&stub, &cluster, &nodes).await;
+        assert_eq!(k, KubernetesStatus::default());
+        assert!(stub.asked.lock().unwrap().is_empty());
+
+        // The list fails: not read.
+        let failing = Stub {
+            nodes_fail: true,
+            ..Default::default()
+        };
+        nodes.insert("10.0.0.1".to_string(), apiserver(true, true));
+        let k = kubernetes_status(&failing, &cluster, &nodes).await;
+        assert!(!k.api_read);
+        assert_eq!(*failing.asked.lock().unwrap(), ["nodes 10.0.0.1"]);
     }
 }

@@ -200,6 +200,32 @@ async fn commands_files_host_keys_containers_and_probe() {
     // Node 2 saw none of it.
     let st2 = probe_node(&p, &engine, &node(&m, 2), "etcd-cke").await;
     assert!(st2.ssh_connected && !st2.etcd.service.exists);
+    assert!(st2.kubelet.config.is_none() && st2.kube_scheduler.config.is_none());
+    // The running Kubernetes config files are read back in the same round trip: a mapping is
+    // parsed, anything else reads as none.
+    let n2 = p.node(&m.node(2), "root");
+    n2.write_file(
+        "/etc/kubernetes/kubelet/config.yml",
+        b"apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupRoot: /x",
+        0o644,
+        None,
+    )
+    .await
+    .unwrap();
+    n2.write_file("/etc/kubernetes/proxy/config.yml", b"- not a mapping\n", 0o644, None)
+        .await
+        .unwrap();
+    let st2 = probe_node(&p, &engine, &node(&m, 2), "etcd-cke").await;
+    assert_eq!(
+        st2.kubelet.config.as_ref().map(|c| c["cgroupRoot"].clone()),
+        Some(serde_json::json!("/x")),
+        "{st2:?}"
+    );
+    assert!(st2.kube_proxy.config.is_none() && st2.kube_scheduler.config.is_none());
+    assert!(!st2.kubelet.service.exists);
+    n2.check("rm -rf /etc/kubernetes/kubelet /etc/kubernetes/proxy", None, t)
+        .await
+        .unwrap();
 
     // An engine that fails for another reason than "no such container/volume" (a lock, a daemon
     // restarting) fails the node's probe: nothing is read as stopped or missing.

@@ -22,7 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "infra",
         &["config", "error", "k8s", "metrics", "model", "storage", "topology"],
     ),
-    ("probe", &["error", "infra", "k8s", "model", "topology"]),
+    ("probe", &["error", "infra", "k8s", "model", "storage", "topology"]),
     (
         "op",
         &[

@@ -13,6 +13,7 @@
 pub mod agent;
 #[cfg(test)]
 pub mod fake;
+pub mod kube;
 pub mod managed_etcd;
 pub mod pki;
 

@@ -237,8 +237,16 @@ impl TestCa {
 
     /// A certificate with common name `cn`, valid for server and client use, with these IP SANs.
     pub fn issue(&self, cn: &str, ips: &[std::net::IpAddr]) -> TestCert {
+        self.issue_in(cn, None, ips)
+    }
+
+    /// As [`TestCa::issue`], with the organization `o` (a Kubernetes client certificate's group).
+    pub fn issue_in(&self, cn: &str, o: Option<&str>, ips: &[std::net::IpAddr]) -> TestCert {
         let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
         params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        if let Some(o) = o {
+            params.distinguished_name.push(rcgen::DnType::OrganizationName, o);
+        }
         for ip in ips {
             params.subject_alt_names.push(rcgen::SanType::IpAddress(*ip));
         }

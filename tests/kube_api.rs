@@ -1,0 +1,360 @@
+//! The real Kubernetes API client (`cke::infra::kube`) against a real kube-apiserver 1.20.2 (the
+//! test bed's build, `scripts/build-k8s.sh`) on a real etcd, with throw-away certificates: the
+//! apiserver's health with the admin certificate (and without: wrong CA, foreign client
+//! certificate), the Node list, taints added and replaced by key, a missing Node, the cached admin
+//! certificate, and the https health check against the apiserver's `/healthz`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use cke::infra::kube::{client_config, AdminTls, HttpHealth, KubeClients, KUBE_API_TIMEOUT};
+use cke::infra::pki::{IssueRequest, IssuedCert};
+use cke::infra::{CertIssuer, Health, IssueError, KubeApi};
+use cke::model::{KubeNode, Taint};
+use cke::storage::{MemStorage, Storage};
+use cke_testkit::{free_port, EtcdServer, ProcessGuard, TestCa};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+
+/// The directory of the Kubernetes binaries: `CKE_K8S_BIN`, or the test bed's cache.
+fn k8s_bin() -> PathBuf {
+    if let Ok(dir) = std::env::var("CKE_K8S_BIN") {
+        let dir = PathBuf::from(dir);
+        assert!(
+            dir.join("kube-apiserver").is_file(),
+            "CKE_K8S_BIN={dir:?} has no kube-apiserver; run scripts/build-k8s.sh (make test does)"
+        );
+        return dir;
+    }
+    let cache = std::env::var("CKE_K8S_CACHE").unwrap_or_else(|_| "/var/cache/cke-rs/k8s".into());
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path().join("bin"))
+        .filter(|bin| bin.join("kube-apiserver").is_file())
+        .collect();
+    found.sort();
+    found.pop().unwrap_or_else(|| {
+        panic!(
+            "no Kubernetes binaries: CKE_K8S_BIN is not set and {cache}/*/bin has no kube-apiserver; \
+             run scripts/build-k8s.sh (make test does)"
+        )
+    })
+}
+
+/// An IPv4 address of a local interface other than loopback: the apiserver refuses to advertise a
+/// loopback address.
+fn advertise_address() -> IpAddr {
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .expect("cannot run ip");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            let mut words = l.split_whitespace();
+            words.find(|w| *w == "inet")?;
+            words.next()?.split('/').next()?.parse().ok()
+        })
+        .expect("no non-loopback IPv4 address on this machine for --advertise-address")
+}
+
+/// Issues from a test CA, counting the requests; checks they are the admin's.
+struct TestIssuer {
+    ca: Arc<TestCa>,
+    issued: AtomicUsize,
+}
+
+impl TestIssuer {
+    fn new(ca: &Arc<TestCa>) -> Arc<TestIssuer> {
+        Arc::new(TestIssuer {
+            ca: ca.clone(),
+            issued: AtomicUsize::new(0),
+        })
+    }
+}
+
+#[async_trait]
+impl CertIssuer for TestIssuer {
+    async fn issue(&self, req: &IssueRequest) -> Result<IssuedCert, IssueError> {
+        assert_eq!((req.ca.as_str(), req.common_name.as_str()), ("kubernetes", "admin"));
+        self.issued.fetch_add(1, Ordering::SeqCst);
+        let c = self.ca.issue_in(&req.common_name, req.organization.as_deref(), &[]);
+        Ok(IssuedCert {
+            certificate: c.cert,
+            private_key: c.key,
+            ca_certificate: self.ca.cert_pem.clone(),
+            serial_number: String::new(),
+            expiration: 0,
+        })
+    }
+
+    async fn k8s_encryption_keys(&self) -> Result<Vec<cke::k8s::encryption::EncryptionKey>, IssueError> {
+        Ok(vec![])
+    }
+}
+
+struct Apiserver {
+    _process: ProcessGuard,
+    _etcd: EtcdServer,
+    dir: tempfile::TempDir,
+    port: u16,
+    ca: Arc<TestCa>,
+}
+
+impl Apiserver {
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+async fn start_apiserver() -> Apiserver {
+    let bin = k8s_bin().join("kube-apiserver");
+    let etcd = EtcdServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Arc::new(TestCa::new("kubernetes"));
+    let advertise = advertise_address();
+    let server = ca.issue("kube-apiserver", &["127.0.0.1".parse().unwrap(), advertise]);
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let (ca_file, cert_file, key_file) = (
+        write("ca.crt", &ca.cert_pem),
+        write("apiserver.crt", &server.cert),
+        write("apiserver.key", &server.key),
+    );
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("apiserver.log")).unwrap();
+    let child = Command::new(&bin)
+        .arg(format!("--etcd-servers={}", etcd.endpoint))
+        .arg("--bind-address=127.0.0.1")
+        .arg(format!("--secure-port={port}"))
+        .arg(format!("--advertise-address={advertise}"))
+        .arg(format!("--tls-cert-file={cert_file}"))
+        .arg(format!("--tls-private-key-file={key_file}"))
+        .arg(format!("--client-ca-file={ca_file}"))
+        .arg(format!("--service-account-key-file={cert_file}"))
+        .arg(format!("--service-account-signing-key-file={key_file}"))
+        .arg("--service-account-issuer=https://kubernetes.default.svc")
+        .arg(format!("--cert-dir={}", dir.path().display()))
+        .arg("--service-cluster-ip-range=10.0.0.0/24")
+        .arg("--authorization-mode=Node,RBAC")
+        .arg("--endpoint-reconciler-type=none")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin:?}: {e}"));
+    let mut api = Apiserver {
+        _process: ProcessGuard(child),
+        _etcd: etcd,
+        dir,
+        port,
+        ca,
+    };
+    let health = HttpHealth::new();
+    let ready = format!("https://127.0.0.1:{port}/readyz");
+    let start = Instant::now();
+    loop {
+        if health.healthz(&ready, Some(&api.ca.cert_pem)).await {
+            break;
+        }
+        if let Ok(Some(status)) = api._process.0.try_wait() {
+            panic!("kube-apiserver exited ({status}):\n{}", api.log_tail());
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "kube-apiserver not ready within 90 s:\n{}",
+            api.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("FIGURE kube-apiserver ready in {:?}", start.elapsed());
+    api
+}
+
+async fn storage_with_ca(pem: &str) -> Arc<dyn Storage> {
+    let s = MemStorage::new("/cke/");
+    s.put_ca("kubernetes", pem).await.unwrap();
+    Arc::new(s)
+}
+
+/// The taint kube-apiserver puts on every new Node.
+const NOT_READY: &str = "node.kubernetes.io/not-ready";
+
+fn taint(key: &str, value: &str, effect: &str) -> Taint {
+    Taint {
+        key: key.into(),
+        value: value.into(),
+        effect: effect.into(),
+    }
+}
+
+fn k8s_taints(node: &Node) -> Vec<(String, Option<String>, String)> {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| (t.key, t.value, t.effect))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubernetes_client_against_a_real_apiserver() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let api = start_apiserver().await;
+    const ADDR: &str = "127.0.0.1";
+
+    // The admin client: CA from the storage, certificate from the issuer (CN admin, O system:masters).
+    let issuer = TestIssuer::new(&api.ca);
+    let other = Arc::new(TestCa::new("other"));
+    let kube = KubeClients::new(issuer.clone(), storage_with_ca(&api.ca.cert_pem).await, api.port);
+    assert!(kube.apiserver_healthy(ADDR).await, "{}", api.log_tail());
+
+    // Wrong CA for the server: unhealthy, and errors name the address.
+    let wrong_ca = KubeClients::new(
+        TestIssuer::new(&api.ca),
+        storage_with_ca(&other.cert_pem).await,
+        api.port,
+    );
+    assert!(!wrong_ca.apiserver_healthy(ADDR).await);
+    let e = wrong_ca.nodes(ADDR).await.unwrap_err().to_string();
+    assert!(e.contains(ADDR), "{e}");
+    // A client certificate the apiserver does not trust: unauthorized, unhealthy.
+    let foreign = KubeClients::new(
+        TestIssuer::new(&other),
+        storage_with_ca(&api.ca.cert_pem).await,
+        api.port,
+    );
+    assert!(!foreign.apiserver_healthy(ADDR).await);
+    // Nothing listens on that port: unhealthy, quickly.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let t = Instant::now();
+    let nobody = KubeClients::new(
+        TestIssuer::new(&api.ca),
+        storage_with_ca(&api.ca.cert_pem).await,
+        closed,
+    );
+    assert!(!nobody.apiserver_healthy(ADDR).await);
+    assert!(t.elapsed() <= KUBE_API_TIMEOUT + Duration::from_secs(1));
+
+    // Nodes: create two, one Ready, with the same admin credential through kube-rs directly.
+    let admin = api.ca.issue_in("admin", Some("system:masters"), &[]);
+    let tls = AdminTls {
+        ca: api.ca.cert_pem.clone(),
+        cert: admin.cert,
+        key: admin.key,
+    };
+    let client =
+        kube::Client::try_from(client_config(&format!("https://{ADDR}:{}", api.port), &tls, KUBE_API_TIMEOUT).unwrap())
+            .unwrap();
+    let nodes_api: Api<Node> = Api::all(client);
+    for name in ["node1", "node2"] {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"taints": [{"key": "a", "value": "1", "effect": "NoSchedule"}]},
+        }))
+        .unwrap();
+        nodes_api.create(&PostParams::default(), &node).await.unwrap();
+    }
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    nodes_api
+        .patch_status(
+            "node1",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"conditions": [{
+                "type": "Ready", "status": "True", "reason": "KubeletReady", "message": "test",
+                "lastHeartbeatTime": now, "lastTransitionTime": now,
+            }]}})),
+        )
+        .await
+        .unwrap();
+    let mut listed = kube.nodes(ADDR).await.unwrap();
+    listed.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(
+        listed,
+        [
+            KubeNode {
+                name: "node1".into(),
+                ready: true
+            },
+            KubeNode {
+                name: "node2".into(),
+                ready: false
+            },
+        ]
+    );
+
+    // Taints: a replaced by key (in place), b added, the others kept; node2 untouched.
+    assert!(kube
+        .add_taints(
+            ADDR,
+            "node1",
+            &[taint("b", "2", "NoExecute"), taint("a", "", "PreferNoSchedule")]
+        )
+        .await
+        .unwrap());
+    let got = nodes_api.get("node1").await.unwrap();
+    assert_eq!(
+        k8s_taints(&got),
+        [
+            ("a".to_string(), None, "PreferNoSchedule".to_string()),
+            // Added by the apiserver's TaintNodesByCondition admission at creation: kept.
+            (NOT_READY.to_string(), None, "NoSchedule".to_string()),
+            ("b".to_string(), Some("2".to_string()), "NoExecute".to_string()),
+        ]
+    );
+    assert_eq!(
+        k8s_taints(&nodes_api.get("node2").await.unwrap()),
+        [
+            ("a".to_string(), Some("1".to_string()), "NoSchedule".to_string()),
+            (NOT_READY.to_string(), None, "NoSchedule".to_string()),
+        ]
+    );
+    // The same taints again: nothing to write (the resource version stays).
+    let rv = got.metadata.resource_version.clone();
+    assert!(kube
+        .add_taints(ADDR, "node1", &[taint("b", "2", "NoExecute")])
+        .await
+        .unwrap());
+    assert_eq!(nodes_api.get("node1").await.unwrap().metadata.resource_version, rv);
+    // No such Node.
+    assert!(!kube
+        .add_taints(ADDR, "missing", &[taint("b", "2", "NoExecute")])
+        .await
+        .unwrap());
+
+    // One admin certificate for all of it.
+    assert_eq!(
+        issuer.issued.load(Ordering::SeqCst),
+        1,
+        "the admin certificate is issued once and reused"
+    );
+
+    // The https health check against the apiserver's /healthz (anonymous, as CKE asks the
+    // controller-manager and the scheduler): only with the right CA.
+    let health = HttpHealth::new();
+    let url = format!("https://{ADDR}:{}/healthz", api.port);
+    assert!(health.healthz(&url, Some(&api.ca.cert_pem)).await);
+    assert!(!health.healthz(&url, Some(&other.cert_pem)).await);
+    assert!(!health.healthz(&url, None).await);
+    assert!(
+        !health
+            .healthz(&format!("http://{ADDR}:{}/healthz", api.port), None)
+            .await
+    );
+}
