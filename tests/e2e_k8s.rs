@@ -21,7 +21,10 @@ const WORKERS: [usize; 2] = [4, 5];
 fn declaration(m: &Mtest, cps: &[usize], workers: &[usize], apiserver_args: &[&str]) -> String {
     let mut s = String::from("name: e2e-k8s\nservice_subnet: 10.201.0.0/24\nnodes:\n");
     for i in cps {
-        s.push_str(&format!("  - {{address: {}, user: root, control_plane: true}}\n", m.node(*i)));
+        s.push_str(&format!(
+            "  - {{address: {}, user: root, control_plane: true}}\n",
+            m.node(*i)
+        ));
     }
     for i in workers {
         s.push_str(&format!("  - {{address: {}, user: root}}\n", m.node(*i)));
@@ -63,7 +66,10 @@ struct Kubectl {
 impl Kubectl {
     fn run(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
         let mut c = Command::new(&self.bin);
-        c.arg("--kubeconfig").arg(&self.kubeconfig).args(["--request-timeout=10s"]).args(args);
+        c.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(["--request-timeout=10s"])
+            .args(args);
         cke_testkit::output_with_stdin(&mut c, stdin)
     }
 
@@ -107,7 +113,15 @@ fn kubectl_bin(m: &Mtest) -> PathBuf {
 
 /// The container's start time (podman's `.State.StartedAt`) on node `i`, or "" when absent.
 fn started_at(m: &Mtest, i: usize, name: &str) -> String {
-    let o = m.run(&["exec", &i.to_string(), "podman", "inspect", "-f", "{{.State.StartedAt}} {{.State.Running}}", name]);
+    let o = m.run(&[
+        "exec",
+        &i.to_string(),
+        "podman",
+        "inspect",
+        "-f",
+        "{{.State.StartedAt}} {{.State.Running}}",
+        name,
+    ]);
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
@@ -143,7 +157,11 @@ async fn cke_brings_up_kubernetes_keeps_it_up_and_changes_it_safely() {
     let (m, dir) = mtest_up_with(5, &["--k8s"]);
     let log = dir.path().join("cke.log");
     prepare(&m, CPS.len());
-    let image = m.env.get("K8S_IMAGE").cloned().unwrap_or("localhost/cke-kubernetes:1.20.2".into());
+    let image = m
+        .env
+        .get("K8S_IMAGE")
+        .cloned()
+        .unwrap_or("localhost/cke-kubernetes:1.20.2".into());
     let _cke = start_cke_with(
         &m,
         "e2e",
@@ -152,7 +170,11 @@ async fn cke_brings_up_kubernetes_keeps_it_up_and_changes_it_safely() {
         &["--node-profile", "testbed", "--kubernetes-image", &image],
     );
     let t0 = Instant::now();
-    ok(&m, &["cluster", "set", "-"], Some(&declaration(&m, &CPS, &WORKERS, &[])));
+    ok(
+        &m,
+        &["cluster", "set", "-"],
+        Some(&declaration(&m, &CPS, &WORKERS, &[])),
+    );
 
     // Bootstrap: every declared node becomes a Ready Node under its declared name.
     let kubeconfig = dir.path().join("kubeconfig");
@@ -176,7 +198,16 @@ async fn cke_brings_up_kubernetes_keeps_it_up_and_changes_it_safely() {
     eprintln!("cluster set -> all {} Nodes Ready: {bootstrap:?}", all.len());
 
     // Security: Secrets are encrypted in the managed etcd; anonymous requests are refused.
-    k.ok(&["create", "secret", "generic", "e2e-secret", "--from-literal=password=hunter2"], None);
+    k.ok(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "e2e-secret",
+            "--from-literal=password=hunter2",
+        ],
+        None,
+    );
     let etcd = root_etcd(&m, &CPS).await;
     let resp = etcd
         .client()
@@ -233,16 +264,28 @@ spec:
     );
     wait("2 httpd pods Running", Duration::from_secs(180), &log, || {
         let out = k.ok(
-            &["get", "pods", "-l", "app=httpd", "-o", "jsonpath={.items[*].status.phase}"],
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=httpd",
+                "-o",
+                "jsonpath={.items[*].status.phase}",
+            ],
             None,
         );
         (out.split_whitespace().filter(|p| *p == "Running").count() == 2).then_some(())
     });
     let ip = k.ok(&["get", "svc", "httpd", "-o", "jsonpath={.spec.clusterIP}"], None);
-    wait("the ClusterIP answers from worker node5", Duration::from_secs(60), &log, || {
-        let o = m.run(&["exec", "5", "curl", "-s", "--max-time", "3", &format!("http://{ip}/")]);
-        String::from_utf8_lossy(&o.stdout).contains("hello-from-").then_some(())
-    });
+    wait(
+        "the ClusterIP answers from worker node5",
+        Duration::from_secs(60),
+        &log,
+        || {
+            let o = m.run(&["exec", "5", "curl", "-s", "--max-time", "3", &format!("http://{ip}/")]);
+            String::from_utf8_lossy(&o.stdout).contains("hello-from-").then_some(())
+        },
+    );
 
     // Stop the kubelet on a worker: cke starts it again.
     m.run(&["exec", "5", "podman", "rm", "-f", "kubelet"]);
@@ -269,7 +312,14 @@ spec:
     let mut poll = cke_testkit::ProcessGuard(
         Command::new("bash")
             .arg(Mtest::script())
-            .args(["--dir", &m.env["MTEST_DIR"], "--prefix", &m.prefix, "--subnet", &m.subnet])
+            .args([
+                "--dir",
+                &m.env["MTEST_DIR"],
+                "--prefix",
+                &m.prefix,
+                "--subnet",
+                &m.subnet,
+            ])
             .args(["exec", "4", "sh", "-c", &script])
             .spawn()
             .unwrap(),
@@ -287,7 +337,11 @@ spec:
         let now: Vec<String> = CPS.iter().map(|i| started_at(&m, *i, "kube-apiserver")).collect();
         let down = now.iter().filter(|s| !s.ends_with("true")).count();
         max_down = max_down.max(down);
-        let restarted = now.iter().zip(&before).filter(|(n, b)| n != b && n.ends_with("true")).count();
+        let restarted = now
+            .iter()
+            .zip(&before)
+            .filter(|(n, b)| n != b && n.ends_with("true"))
+            .count();
         (restarted == CPS.len()).then_some(t_roll.elapsed())
     });
     std::thread::sleep(Duration::from_secs(3));
@@ -329,9 +383,12 @@ spec:
     );
     assert_eq!(started_at(&m, 4, "kubelet"), kubelet_before);
     m.run(&["heal", "3"]);
-    wait("kube-proxy on node4 back after the heal", Duration::from_secs(120), &log, || {
-        running(&m, 4, "kube-proxy").then_some(())
-    });
+    wait(
+        "kube-proxy on node4 back after the heal",
+        Duration::from_secs(120),
+        &log,
+        || running(&m, 4, "kube-proxy").then_some(()),
+    );
 
     // Demote a control plane to a worker: its control-plane containers stop.
     ok(&m, &["constraints", "set", "control-plane-count", "2"], None);
@@ -340,16 +397,24 @@ spec:
         &["cluster", "set", "-"],
         Some(&declaration(&m, &[1, 2], &[3, 4, 5], &["--v=1"])),
     );
-    wait("node3's control-plane containers stopped", Duration::from_secs(300), &log, || {
-        let gone = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]
-            .iter()
-            .all(|c| started_at(&m, 3, c).is_empty());
-        gone.then_some(())
-    });
+    wait(
+        "node3's control-plane containers stopped",
+        Duration::from_secs(300),
+        &log,
+        || {
+            let gone = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"]
+                .iter()
+                .all(|c| started_at(&m, 3, c).is_empty());
+            gone.then_some(())
+        },
+    );
     assert!(running(&m, 3, "kubelet"), "node3 stays a node");
-    wait("5 Ready Nodes after the demotion", Duration::from_secs(120), &log, || {
-        (k.ready_nodes().len() == 5).then_some(())
-    });
+    wait(
+        "5 Ready Nodes after the demotion",
+        Duration::from_secs(120),
+        &log,
+        || (k.ready_nodes().len() == 5).then_some(()),
+    );
 
     // Memory: resident set of the processes in each node host's network namespace (sshd, containerd,
     // the component containers; pods have their own namespaces and are left out).
@@ -365,6 +430,10 @@ spec:
                     .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
             })
             .sum();
-        eprintln!("node{i} ({}): {} MiB resident", if i <= 2 { "control plane" } else { "worker" }, kib / 1024);
+        eprintln!(
+            "node{i} ({}): {} MiB resident",
+            if i <= 2 { "control plane" } else { "worker" },
+            kib / 1024
+        );
     }
 }
