@@ -165,6 +165,13 @@ async fn run(args: Args) -> Result<(), DaemonError> {
         let mut st = shared.status.write().unwrap();
         st.name = name.clone();
         st.dry_run = args.dry_run;
+        let images = Images {
+            etcd: args.etcd_image.clone(),
+            tools: args.tools_image.clone(),
+            kubernetes: args.kubernetes_image.clone(),
+        };
+        st.kubernetes_version = crate::controller::kubernetes_version(&images);
+        st.images = Some(images);
     }
     shared.alive();
 

@@ -334,6 +334,12 @@ async fn history_leader_and_status() {
         operations: vec![
             serde_json::from_value(serde_json::json!({"operation": "etcd-add-member", "node": "10.0.0.4", "replace": null, "reason": "control-plane node 10.0.0.4 is not an etcd member"})).unwrap(),
         ],
+        images: Some(cke::topology::Images {
+            etcd: "example.com/etcd:3.5".into(),
+            tools: "example.com/tools:1".into(),
+            kubernetes: "ghcr.io/cybozu/kubernetes:1.35.5.1".into(),
+        }),
+        kubernetes_version: "1.35.5".into(),
     };
     storage.put_raw("status", encode(&st)).await.unwrap();
     let o = env.ckecli(&["status"]);
@@ -353,6 +359,20 @@ async fn history_leader_and_status() {
     let o = env.ckecli(&["plan", "--output", "json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["operations"][0]["operation"], "etcd-add-member");
+    // ckecli images: the leader's images, one per line (as CKE's), or with roles and the version.
+    let o = env.ckecli(&["images"]);
+    assert_ok(&o);
+    assert_eq!(
+        stdout(&o),
+        "example.com/etcd:3.5\nexample.com/tools:1\nghcr.io/cybozu/kubernetes:1.35.5.1\n"
+    );
+    let o = env.ckecli(&["images", "--output", "wide"]);
+    assert_ok(&o);
+    assert!(
+        stdout(&o).contains("kubernetes  ghcr.io/cybozu/kubernetes:1.35.5.1  Kubernetes 1.35.5"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[tokio::test]

@@ -61,6 +61,13 @@ pub enum Command {
         #[arg(long, short, default_value = "text", value_parser = ["text", "json"])]
         output: String,
     },
+    /// Print the images cke runs, one per line (from the leader's status; cke's defaults when none
+    /// was published); `--output wide` adds each image's role and the Kubernetes version.
+    Images {
+        /// Output format: names, or wide.
+        #[arg(long, short, default_value = "names", value_parser = ["names", "wide"])]
+        output: String,
+    },
     /// Set up Vault and manage the secrets kept there.
     #[command(subcommand)]
     Vault(vault::VaultCommand),
@@ -289,6 +296,31 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             for op in &s.operations {
                 println!("- {} [{}]: {}", op.name(), op.targets().join(","), op.reason);
+            }
+            Ok(())
+        }
+        Command::Images { output } => {
+            let status = ctx.storage().await?.get_status().await?;
+            let images = match status.as_ref().and_then(|s| s.images.clone()) {
+                Some(i) => i,
+                None => {
+                    eprintln!("ckecli: no leader has published its images; these are cke's defaults");
+                    crate::topology::Images::default()
+                }
+            };
+            let version = crate::k8s::KubeVersion::from_image(&images.kubernetes)
+                .map(|v| format!("Kubernetes {v}"))
+                .unwrap_or_else(|e| format!("no Kubernetes version: {e}"));
+            for (role, image, extra) in [
+                ("etcd", &images.etcd, String::new()),
+                ("tools", &images.tools, String::new()),
+                ("kubernetes", &images.kubernetes, version),
+            ] {
+                if output == "wide" {
+                    println!("{}", format!("{role:<10}  {image}  {extra}").trim_end());
+                } else {
+                    println!("{image}");
+                }
             }
             Ok(())
         }

@@ -69,6 +69,13 @@ pub struct ControllerConfig {
     pub max_concurrent_updates: usize,
 }
 
+/// The Kubernetes version of the images' Kubernetes image (empty when its tag is not a version).
+pub fn kubernetes_version(images: &Images) -> String {
+    crate::k8s::KubeVersion::from_image(&images.kubernetes)
+        .map(|v| v.to_string())
+        .unwrap_or_default()
+}
+
 /// Why a term of the controller ended.
 #[must_use]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -421,6 +428,8 @@ impl Controller {
             timestamp,
             note: plan.note.clone(),
             operations: plan.ops.clone(),
+            images: Some(self.cfg.images.clone()),
+            kubernetes_version: kubernetes_version(&self.cfg.images),
         };
         self.storage
             .put_fenced(ctx.fence, vec![Write::Put(KEY_STATUS.into(), encode(&st))])

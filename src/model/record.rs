@@ -106,4 +106,10 @@ pub struct ServerStatus {
     /// cke-rs addition; `ckecli plan` prints them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operations: Vec<PlannedOp>,
+    /// The images the leader runs (a cke-rs addition; `ckecli images` prints them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<crate::topology::Images>,
+    /// The Kubernetes version of the Kubernetes image, e.g. `1.20.2` (a cke-rs addition).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kubernetes_version: String,
 }

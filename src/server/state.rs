@@ -32,6 +32,11 @@ pub struct DaemonStatus {
     pub planned_operations: Vec<PlannedOp>,
     /// Plans are made and published but never executed.
     pub dry_run: bool,
+    /// The images this instance runs.
+    pub images: Option<crate::topology::Images>,
+    /// The Kubernetes version of its Kubernetes image, e.g. `1.20.2`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub kubernetes_version: String,
 }
 
 /// State shared by the controller, the election loop and the HTTP server.
