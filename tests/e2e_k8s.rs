@@ -233,6 +233,38 @@ async fn cke_brings_up_kubernetes_keeps_it_up_and_changes_it_safely() {
     ]);
     let code = String::from_utf8_lossy(&anon.stdout).to_string();
     assert!(code == "401" || code == "403", "anonymous request answered {code}");
+    // A kubelet's own certificate (node4's kubeconfig, through rivers on node4) reads its own Node but
+    // neither a Secret no pod of it uses (Node authorizer) nor may it label another Node
+    // (NodeRestriction).
+    let as_kubelet = |args: &[&str]| {
+        let bin = k.bin.display().to_string();
+        let mut a = vec![
+            "exec",
+            "4",
+            bin.as_str(),
+            "--kubeconfig",
+            "/etc/kubernetes/kubelet/kubeconfig",
+        ];
+        a.extend_from_slice(args);
+        m.run(&a)
+    };
+    let own = as_kubelet(&["get", "node", &m.node(4), "-o", "name"]);
+    assert!(
+        own.status.success(),
+        "kubelet reads its Node: {}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    for args in [
+        vec!["get", "secret", "e2e-secret"],
+        vec!["label", "node", &m.node(5), "e2e=forbidden"],
+    ] {
+        let o = as_kubelet(&args);
+        let err = String::from_utf8_lossy(&o.stderr).to_lowercase();
+        assert!(
+            !o.status.success() && err.contains("forbidden"),
+            "a kubelet certificate was allowed `kubectl {args:?}`: {err}"
+        );
+    }
 
     // A Deployment of 2 busybox httpd pods behind a Service: the ClusterIP answers from a worker.
     k.ok(
