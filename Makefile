@@ -39,7 +39,8 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --workspace --all-targets $(FEATURES) -- -D warnings
 
-demo: deps build
+# Kubernetes on five local node hosts (scripts/demo.sh); needs root. A second run replaces the first.
+demo: deps k8s build
 	./scripts/demo.sh
 
 demo-down:
