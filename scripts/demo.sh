@@ -37,9 +37,8 @@ leftovers() {
   # Processes whose command line or working directory is in the demo directory (sshd, containerd,
   # etcd, OpenBao, cke).
   for p in /proc/[0-9]*; do
-    if tr '\0' ' ' < "$p/cmdline" 2>/dev/null | grep -qF "$DIR/"; then
-      echo "process ${p#/proc/}: $(tr '\0' ' ' < "$p/cmdline" | cut -c1-100)"
-    fi
+    args=$({ tr '\0' ' ' < "$p/cmdline"; } 2>/dev/null) || continue
+    case $args in *"$DIR/"*) echo "process ${p#/proc/}: ${args:0:100}" ;; esac
   done
   true
 }
