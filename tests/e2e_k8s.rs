@@ -17,7 +17,9 @@ const WORKERS: [usize; 2] = [4, 5];
 /// The declaration: CKE's options plus what these node hosts need: no swap check, small eviction
 /// thresholds, kube-proxy writing no global conntrack sysctls, cgroupfs, and no per-QoS cgroup tree
 /// (the node hosts share one cgroup hierarchy; kubelets each managing a `/kubepods` there would kill
-/// each other's pods as orphans, and a cluster-wide declaration cannot give each its own root).
+/// each other's pods as orphans, and a cluster-wide declaration cannot give each its own root), and no
+/// image garbage collection (the local pause and busybox images cannot be pulled again, and a full
+/// shared disk would make the kubelets delete them).
 fn declaration(m: &Mtest, cps: &[usize], workers: &[usize], apiserver_args: &[&str]) -> String {
     let mut s = String::from("name: e2e-k8s\nservice_subnet: 10.201.0.0/24\nnodes:\n");
     for i in cps {
@@ -37,6 +39,8 @@ fn declaration(m: &Mtest, cps: &[usize], workers: &[usize], apiserver_args: &[&s
       kind: KubeletConfiguration
       cgroupDriver: cgroupfs
       cgroupsPerQOS: false
+      imageGCHighThresholdPercent: 100
+      imageGCLowThresholdPercent: 99
       enforceNodeAllocatable: []
       failSwapOn: false
       evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}
