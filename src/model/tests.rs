@@ -126,6 +126,9 @@ fn testdata_valid_files_parse() {
         "cluster-full.yml",
         "cluster.json",
         "cluster-cke.json",
+        "cluster-5.yml",
+        "cluster-demo.yml",
+        "cluster-demo-5.yml",
     ] {
         let text = std::fs::read_to_string(testdata(f)).unwrap();
         let c = parse_cluster(&text).unwrap_or_else(|e| panic!("{f}: {e}"));
