@@ -257,6 +257,19 @@ kill_cgroups() {
   done
 }
 
+# Waits until no process on the host is in a cgroup whose path contains NEEDLE (a killed process is
+# still listed in /proc while it exits), killing any that remain.
+wait_cgroup_procs_gone() {
+  local needle=$1 left
+  for _ in $(seq 50); do
+    left=$(grep -l -s -F "$needle" /proc/[0-9]*/cgroup 2>/dev/null | cut -d/ -f3 | grep -v "^$$\$" || true)
+    [ -z "$left" ] && return 0
+    kill -9 $left 2>/dev/null || true
+    sleep 0.1
+  done
+  log "processes still in $needle cgroups: $(echo $left)"
+}
+
 remove_cgroups() {
   local glob=$1 h d
   for _ in $(seq 50); do
@@ -410,6 +423,7 @@ down() {
     for nd in "$DIR"/nodes/node*; do kill_pidfile "$nd/sshd.pid"; kill_pidfile "$nd/containerd.pid"; done
   fi
   kill_cgroups "mtest.${PREFIX}-node*"
+  wait_cgroup_procs_gone "mtest.${PREFIX}-node"
   remove_cgroups "mtest.${PREFIX}-node*"
   if [ -f "$DIR/sysctls" ]; then
     while read -r k v; do sysctl -q -w "$k=$v" >/dev/null || log "could not restore $k=$v"; done < "$DIR/sysctls"

@@ -37,7 +37,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "topology",
         ],
     ),
-    ("server", &["metrics", "model"]),
+    ("server", &["metrics", "model", "topology"]),
     ("leader", &["storage"]),
     (
         "controller",
