@@ -253,7 +253,8 @@ mod tests {
         let w = worker();
         let base = as_declared(&w);
         assert!(!is_outdated(&w, &base, false));
-        let cases: Vec<(&str, Box<dyn Fn(&mut KubeNode)>, bool)> = vec![
+        type Change = Box<dyn Fn(&mut KubeNode)>;
+        let cases: Vec<(&str, Change, bool)> = vec![
             ("NodeLabel1", Box::new(|k| k.labels.clear()), true),
             (
                 "NodeLabel2",
