@@ -523,10 +523,21 @@ mod tests {
             Ok(vec![KubeNode {
                 name: "n1".into(),
                 ready: true,
+                labels: [("cke.cybozu.com/master".to_string(), "true".to_string())].into(),
+                ..Default::default()
             }])
         }
 
         async fn add_taints(&self, _: &str, _: &str, _: &[crate::model::Taint]) -> Result<bool, KubeError> {
+            unreachable!("the probe changes nothing")
+        }
+
+        async fn update_node(
+            &self,
+            _: &str,
+            _: &crate::model::Node,
+            _: bool,
+        ) -> Result<crate::infra::NodeUpdate, KubeError> {
             unreachable!("the probe changes nothing")
         }
     }
@@ -622,6 +633,8 @@ mod tests {
         let k = kubernetes_status(&stub, &cluster, &nodes).await;
         assert!(k.api_read);
         assert_eq!(k.nodes.len(), 1);
+        // The Node's attributes come along for the planner's update-node rule.
+        assert_eq!(k.nodes[0].labels["cke.cybozu.com/master"], "true");
         assert_eq!(*stub.asked.lock().unwrap(), ["nodes 10.0.0.2"]);
 
         // No healthy apiserver on a control plane: not read, nothing asked.

@@ -1,6 +1,7 @@
 //! End to end with real Kubernetes 1.20.2 (built by scripts/build-k8s.sh) on mtest node hosts with
 //! containerd (`--k8s`): cke brings up 3 control planes and 2 workers from a declaration, keeps them
-//! up, and changes them safely. Needs root (make test runs it as root).
+//! up, and changes them safely; the Nodes carry the labels and taints cke keeps (update-node). Needs
+//! root (make test runs it as root).
 
 mod e2e_common;
 
@@ -21,15 +22,34 @@ const WORKERS: [usize; 2] = [4, 5];
 /// image garbage collection (the local pause and busybox images cannot be pulled again, and a full
 /// shared disk would make the kubelets delete them).
 fn declaration(m: &Mtest, cps: &[usize], workers: &[usize], apiserver_args: &[&str]) -> String {
+    declaration_with(m, cps, workers, apiserver_args, &[])
+}
+
+/// [`declaration`] with more fields (inline YAML, e.g. `labels: {a: b}`) for some nodes.
+fn declaration_with(
+    m: &Mtest,
+    cps: &[usize],
+    workers: &[usize],
+    apiserver_args: &[&str],
+    attrs: &[(usize, &str)],
+) -> String {
     let mut s = String::from("name: e2e-k8s\nservice_subnet: 10.201.0.0/24\nnodes:\n");
+    let more = |i: usize| {
+        attrs
+            .iter()
+            .filter(|(n, _)| *n == i)
+            .map(|(_, a)| format!(", {a}"))
+            .collect::<String>()
+    };
     for i in cps {
         s.push_str(&format!(
-            "  - {{address: {}, user: root, control_plane: true}}\n",
-            m.node(*i)
+            "  - {{address: {}, user: root, control_plane: true{}}}\n",
+            m.node(*i),
+            more(*i)
         ));
     }
     for i in workers {
-        s.push_str(&format!("  - {{address: {}, user: root}}\n", m.node(*i)));
+        s.push_str(&format!("  - {{address: {}, user: root{}}}\n", m.node(*i), more(*i)));
     }
     s.push_str(
         r#"options:
@@ -87,6 +107,48 @@ impl Kubectl {
             String::from_utf8_lossy(&o.stderr)
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Names of the Nodes matching the label selector, sorted.
+    fn nodes_with(&self, selector: &str) -> Vec<String> {
+        let o = self.run(
+            &[
+                "get",
+                "nodes",
+                "-l",
+                selector,
+                "-o",
+                "jsonpath={.items[*].metadata.name}",
+            ],
+            None,
+        );
+        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The Node's taints as `key=value:effect`.
+    fn taints(&self, name: &str) -> Vec<String> {
+        let o = self.run(&["get", "node", name, "-o", "json"], None);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+        v["spec"]["taints"]
+            .as_array()
+            .map(|ts| {
+                ts.iter()
+                    .map(|t| {
+                        format!(
+                            "{}={}:{}",
+                            t["key"].as_str().unwrap_or_default(),
+                            t["value"].as_str().unwrap_or_default(),
+                            t["effect"].as_str().unwrap_or_default()
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Ready Node names.
@@ -200,6 +262,51 @@ async fn cke_brings_up_kubernetes_keeps_it_up_and_changes_it_safely() {
     });
     let bootstrap = t0.elapsed();
     eprintln!("cluster set -> all {} Nodes Ready: {bootstrap:?}", all.len());
+
+    // Node attributes (update-node): the control planes carry cke.cybozu.com/master=true, the
+    // workers do not.
+    let mut cp_names: Vec<String> = CPS.iter().map(|i| m.node(*i)).collect();
+    cp_names.sort();
+    wait(
+        "the control planes labelled cke.cybozu.com/master=true",
+        Duration::from_secs(120),
+        &log,
+        || (k.nodes_with("cke.cybozu.com/master=true") == cp_names).then_some(()),
+    );
+    assert_eq!(
+        k.nodes_with("cke.cybozu.com/master"),
+        cp_names,
+        "no worker has the label"
+    );
+    // A label and a taint declared on a worker appear on its Node; someone else's label stays.
+    k.ok(&["label", "node", &m.node(5), "e2e.example.com/user=kept"], None);
+    ok(
+        &m,
+        &["cluster", "set", "-"],
+        Some(&declaration_with(
+            &m,
+            &CPS,
+            &WORKERS,
+            &[],
+            &[(
+                5,
+                "labels: {e2e.example.com/role: test}, taints: [{key: e2e.example.com/dedicated, value: test, effect: PreferNoSchedule}]",
+            )],
+        )),
+    );
+    wait(
+        "node5's declared label and taint on its Node",
+        Duration::from_secs(120),
+        &log,
+        || {
+            (k.nodes_with("e2e.example.com/role=test") == [m.node(5)]
+                && k.taints(&m.node(5))
+                    .contains(&"e2e.example.com/dedicated=test:PreferNoSchedule".to_string()))
+            .then_some(())
+        },
+    );
+    assert_eq!(k.nodes_with("e2e.example.com/user=kept"), [m.node(5)]);
+    assert_eq!(k.nodes_with("cke.cybozu.com/master"), cp_names);
 
     // Security: Secrets are encrypted in the managed etcd; anonymous requests are refused.
     k.ok(
@@ -437,9 +544,10 @@ spec:
         "node3's control-plane containers stopped",
         Duration::from_secs(300),
         &log,
-        // An exited container (a controller-manager that lost its leader lease during the rolling
-        // restart, say) is left as it is, as CKE leaves it: only running ones are stopped.
         || {
+            // Removed by cke, or exited by itself before cke got to it (a kube-scheduler or
+            // controller-manager exits when it loses its leader lease while the control plane
+            // changes; like CKE, cke stops only running containers and leaves an exited one).
             let stopped = [
                 "kube-apiserver",
                 "kube-controller-manager",
@@ -458,6 +566,20 @@ spec:
         &log,
         || (k.ready_nodes().len() == 5).then_some(()),
     );
+    // node3's master label is gone; node5's label and taint, no longer declared, are not cke's to
+    // remove (only CKE-internal keys are).
+    let mut now_cps = vec![m.node(1), m.node(2)];
+    now_cps.sort();
+    wait(
+        "node3's cke.cybozu.com/master label removed",
+        Duration::from_secs(120),
+        &log,
+        || (k.nodes_with("cke.cybozu.com/master") == now_cps).then_some(()),
+    );
+    assert_eq!(k.nodes_with("e2e.example.com/role=test"), [m.node(5)]);
+    assert!(k
+        .taints(&m.node(5))
+        .contains(&"e2e.example.com/dedicated=test:PreferNoSchedule".to_string()));
 
     // Memory: resident set of the processes in each node host's network namespace (sshd, containerd,
     // the component containers; pods have their own namespaces and are left out).

@@ -1,7 +1,8 @@
 //! The real Kubernetes API client (`cke::infra::kube`) against a real kube-apiserver 1.20.2 (the
 //! test bed's build, `scripts/build-k8s.sh`) on a real etcd, with throw-away certificates: the
 //! apiserver's health with the admin certificate (and without: wrong CA, foreign client
-//! certificate), the Node list, taints added and replaced by key, a missing Node, the cached admin
+//! certificate), the Node list, taints added and replaced by key, Node attributes kept by CKE's
+//! update-node rule, a missing Node, the cached admin
 //! certificate, and the https health check against the apiserver's `/healthz`.
 
 use std::net::IpAddr;
@@ -14,8 +15,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use cke::infra::kube::{client_config, AdminTls, HttpHealth, KubeClients, KUBE_API_TIMEOUT};
 use cke::infra::pki::{IssueRequest, IssuedCert};
-use cke::infra::{CertIssuer, Health, IssueError, KubeApi};
-use cke::model::{KubeNode, Taint};
+use cke::infra::{CertIssuer, Health, IssueError, KubeApi, NodeUpdate};
+use cke::model::Taint;
 use cke::storage::{MemStorage, Storage};
 use cke_testkit::{free_port, EtcdServer, ProcessGuard, TestCa};
 use k8s_openapi::api::core::v1::Node;
@@ -285,18 +286,12 @@ async fn the_kubernetes_client_against_a_real_apiserver() {
         .unwrap();
     let mut listed = kube.nodes(ADDR).await.unwrap();
     listed.sort_by(|a, b| a.name.cmp(&b.name));
+    let names: Vec<(&str, bool)> = listed.iter().map(|n| (n.name.as_str(), n.ready)).collect();
+    assert_eq!(names, [("node1", true), ("node2", false)]);
+    // The taints come along (the admission plugin's not-ready taint too).
     assert_eq!(
-        listed,
-        [
-            KubeNode {
-                name: "node1".into(),
-                ready: true
-            },
-            KubeNode {
-                name: "node2".into(),
-                ready: false
-            },
-        ]
+        listed[1].taints,
+        [taint("a", "1", "NoSchedule"), taint(NOT_READY, "", "NoSchedule")]
     );
 
     // Taints: a replaced by key (in place), b added, the others kept; node2 untouched.
@@ -337,6 +332,98 @@ async fn the_kubernetes_client_against_a_real_apiserver() {
         .add_taints(ADDR, "missing", &[taint("b", "2", "NoExecute")])
         .await
         .unwrap());
+
+    // update-node by CKE's rule on node2, a control plane declared with a label and a taint, with
+    // taint_control_plane: someone else's label and taints are kept, a stale internal label goes,
+    // the master label and taint come.
+    nodes_api
+        .patch(
+            "node2",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"metadata": {"labels": {"user": "kept", "cke.cybozu.com/stale": "x"},
+                "annotations": {"cke.cybozu.com/reboot": "true"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let before = nodes_api.get("node2").await.unwrap();
+    let mut declared = cke::model::Node::new("10.0.0.2", "cybozu", true);
+    declared.hostname = "node2".into();
+    declared.labels.insert("role".into(), "db".into());
+    declared.annotations.insert("note".into(), "n".into());
+    declared.taints.push(taint("dedicated", "db", "NoSchedule"));
+    assert_eq!(
+        kube.update_node(ADDR, &declared, true).await.unwrap(),
+        NodeUpdate::Updated
+    );
+    let got = nodes_api.get("node2").await.unwrap();
+    let labels = got.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(
+        labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>(),
+        [("cke.cybozu.com/master", "true"), ("role", "db"), ("user", "kept")]
+    );
+    let annotations = got.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations.get("cke.cybozu.com/reboot").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(annotations.get("note").map(String::as_str), Some("n"));
+    assert_eq!(
+        k8s_taints(&got),
+        [
+            (
+                "dedicated".to_string(),
+                Some("db".to_string()),
+                "NoSchedule".to_string()
+            ),
+            ("a".to_string(), Some("1".to_string()), "NoSchedule".to_string()),
+            (NOT_READY.to_string(), None, "NoSchedule".to_string()),
+            (
+                "cke.cybozu.com/master".to_string(),
+                None,
+                "PreferNoSchedule".to_string()
+            ),
+        ]
+    );
+    // A kept taint keeps its timeAdded.
+    let added = |n: &Node| {
+        n.spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .find(|t| t.key == NOT_READY)
+            .and_then(|t| t.time_added)
+    };
+    assert_eq!(added(&got), added(&before));
+    // Current now: nothing written (the resource version stays).
+    let rv = got.metadata.resource_version.clone();
+    assert_eq!(
+        kube.update_node(ADDR, &declared, true).await.unwrap(),
+        NodeUpdate::Current
+    );
+    assert_eq!(nodes_api.get("node2").await.unwrap().metadata.resource_version, rv);
+    // Demoted: the master label and taint go, nothing else.
+    declared.control_plane = false;
+    assert_eq!(
+        kube.update_node(ADDR, &declared, false).await.unwrap(),
+        NodeUpdate::Updated
+    );
+    let got = nodes_api.get("node2").await.unwrap();
+    assert!(!got
+        .metadata
+        .labels
+        .clone()
+        .unwrap_or_default()
+        .contains_key("cke.cybozu.com/master"));
+    assert_eq!(k8s_taints(&got).len(), 3, "{:?}", k8s_taints(&got));
+    // No such Node.
+    declared.hostname = "missing".into();
+    assert_eq!(
+        kube.update_node(ADDR, &declared, false).await.unwrap(),
+        NodeUpdate::Missing
+    );
 
     // One admin certificate for all of it.
     assert_eq!(

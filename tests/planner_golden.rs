@@ -103,10 +103,26 @@ struct KubernetesSpec {
     /// The API was read (some apiserver answered); default true.
     #[serde(default = "yes")]
     api_read: bool,
-    /// Names of the registered `Node` objects; default: every declared node's name (none when
-    /// `api_read` is false).
+    /// The registered `Node` objects, each a name (the Node with the attributes cke keeps for the
+    /// declared node of that name: `cke::k8s::node::as_kept`) or a [`KubeNodeSpec`] map; default:
+    /// every declared node by name (none when `api_read` is false).
     #[serde(default)]
-    nodes: Option<Vec<String>>,
+    nodes: Option<Vec<Value>>,
+}
+
+/// A `Node` object given exactly: what is left out is empty.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KubeNodeSpec {
+    name: String,
+    #[serde(default = "yes")]
+    ready: bool,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    taints: Vec<cke::model::Taint>,
 }
 
 /// A reachable node.
@@ -373,32 +389,58 @@ fn build_status(cluster: &Cluster, inputs: &PlanInputs, spec: &StatusSpec) -> Re
     Ok(status)
 }
 
-/// Default: the API was read and every declared node is registered (ready).
+/// Default: the API was read and every declared node is registered (ready), with the attributes
+/// cke keeps on it.
 fn kubernetes_status(cluster: &Cluster, spec: Option<&KubernetesSpec>) -> Result<KubernetesStatus, String> {
     let api_read = spec.is_none_or(|k| k.api_read);
-    let names: Vec<String> =
-        match spec.and_then(|k| k.nodes.clone()) {
-            Some(names) if !api_read && !names.is_empty() => return Err(
+    let kept = |name: &str| match cluster.nodes.iter().find(|n| n.nodename() == name) {
+        Some(n) => cke::k8s::node::as_kept(n, cluster.taint_control_plane),
+        None => KubeNode {
+            name: name.into(),
+            ready: true,
+            ..Default::default()
+        },
+    };
+    let nodes: Vec<KubeNode> = match spec.and_then(|k| k.nodes.clone()) {
+        Some(v) if !api_read && !v.is_empty() => {
+            return Err(
                 "status.kubernetes.nodes: with api_read: false nothing is known of registered nodes (leave nodes out)"
                     .into(),
-            ),
-            Some(names) => names,
-            None if api_read => cluster.nodes.iter().map(|n| n.nodename().to_string()).collect(),
-            None => vec![],
-        };
+            )
+        }
+        Some(v) => v
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::String(name) => Ok(kept(name)),
+                Value::Mapping(_) => {
+                    let k: KubeNodeSpec = serde_yaml::from_value(item.clone())
+                        .map_err(|e| format!("status.kubernetes.nodes[{i}]: {e}"))?;
+                    Ok(KubeNode {
+                        name: k.name,
+                        ready: k.ready,
+                        labels: k.labels,
+                        annotations: k.annotations,
+                        taints: k.taints,
+                    })
+                }
+                other => Err(format!(
+                    "status.kubernetes.nodes[{i}]: a Node name or a map (name, ready, labels, annotations, taints), not {other:?}"
+                )),
+            })
+            .collect::<Result<_, String>>()?,
+        None if api_read => cluster.nodes.iter().map(|n| kept(n.nodename())).collect(),
+        None => vec![],
+    };
     let mut seen = BTreeSet::new();
-    for n in &names {
-        if !seen.insert(n) {
-            return Err(format!("status.kubernetes.nodes: {n} is listed twice"));
+    for n in &nodes {
+        if !seen.insert(n.name.clone()) {
+            return Err(format!("status.kubernetes.nodes: {} is listed twice", n.name));
         }
     }
-    Ok(KubernetesStatus {
-        api_read,
-        nodes: names.into_iter().map(|name| KubeNode { name, ready: true }).collect(),
-    })
+    Ok(KubernetesStatus { api_read, nodes })
 }
 
-/// Parses a component's word or map: (state, healthy).
 fn kube_spec(v: &Value, path: &str) -> Result<(KubeSvc, bool), String> {
     let (state, healthy) = match v {
         Value::String(_) => (

@@ -263,9 +263,15 @@ impl World {
             st.kubernetes.nodes = self
                 .registered
                 .iter()
-                .map(|i| KubeNode {
-                    name: addr(*i),
-                    ready: true,
+                // Registered Nodes carry the attributes cke keeps (this simulation is about the
+                // components; update-node has its golden cases and operator tests).
+                .map(|i| match cluster.node(&addr(*i)) {
+                    Some(n) => cke::k8s::node::as_kept(n, cluster.taint_control_plane),
+                    None => KubeNode {
+                        name: addr(*i),
+                        ready: true,
+                        ..Default::default()
+                    },
                 })
                 .collect();
         }

@@ -196,7 +196,8 @@ impl World {
             | OpKind::StopKubeProxy { .. }
             | OpKind::StopKubeApiserver { .. }
             | OpKind::StopKubeControllerManager { .. }
-            | OpKind::StopKubeScheduler { .. } => {}
+            | OpKind::StopKubeScheduler { .. }
+            | OpKind::UpdateNode { .. } => {}
             OpKind::StopEtcdRivers { nodes } => {
                 for a in nodes {
                     self.etcd_rivers_stopped.insert(Self::index(a));

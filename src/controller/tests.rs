@@ -440,6 +440,7 @@ async fn operators_for_planned_operations_run_against_the_infrastructure() {
             "kube-scheduler-bootstrap",
             "kubelet-bootstrap",
             "kube-proxy-bootstrap",
+            "update-node",
         ]
     );
     // The service-account pair was issued once, before the first apiserver, and every apiserver

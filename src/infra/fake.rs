@@ -59,8 +59,8 @@ pub struct World {
     pub unreachable: BTreeSet<String>,
     /// The Secret encryption keys in Vault.
     pub encryption_keys: Vec<crate::k8s::encryption::EncryptionKey>,
-    /// Node objects by name: their taints.
-    pub kube_nodes: BTreeMap<String, Vec<crate::model::Taint>>,
+    /// Node objects by name (labels, annotations, taints; always ready).
+    pub kube_nodes: BTreeMap<String, crate::model::KubeNode>,
     failures: Vec<String>,
 }
 
@@ -235,7 +235,13 @@ impl Fake {
                 .find_map(|a| a.strip_prefix("--hostname-override="))
                 .unwrap_or(address)
                 .to_string();
-            w.kube_nodes.entry(name).or_default();
+            w.kube_nodes
+                .entry(name.clone())
+                .or_insert_with(|| crate::model::KubeNode {
+                    name,
+                    ready: true,
+                    ..Default::default()
+                });
         }
     }
 
@@ -294,14 +300,7 @@ impl Fake {
             {
                 Fake::register_nodes(w);
                 st.kubernetes.api_read = true;
-                st.kubernetes.nodes = w
-                    .kube_nodes
-                    .keys()
-                    .map(|name| crate::model::KubeNode {
-                        name: name.clone(),
-                        ready: true,
-                    })
-                    .collect();
+                st.kubernetes.nodes = w.kube_nodes.values().cloned().collect();
             }
             let any_running = w.etcd.members.iter().any(|m| w.member_running(m));
             if any_running {
@@ -641,13 +640,7 @@ impl crate::infra::KubeApi for Fake {
                     reason,
                 })?;
             Fake::register_nodes(w);
-            Ok(w.kube_nodes
-                .keys()
-                .map(|name| crate::model::KubeNode {
-                    name: name.clone(),
-                    ready: true,
-                })
-                .collect())
+            Ok(w.kube_nodes.values().cloned().collect())
         })
     }
 
@@ -668,10 +661,35 @@ impl crate::infra::KubeApi for Fake {
                 return Ok(false);
             };
             for t in taints {
-                current.retain(|c| c.key != t.key);
-                current.push(t.clone());
+                current.taints.retain(|c| c.key != t.key);
+                current.taints.push(t.clone());
             }
             Ok(true)
+        })
+    }
+
+    async fn update_node(
+        &self,
+        address: &str,
+        declared: &crate::model::Node,
+        taint_control_plane: bool,
+    ) -> Result<crate::infra::NodeUpdate, crate::infra::KubeError> {
+        let name = declared.nodename();
+        self.with(|w| {
+            w.act(format!("{address}: kube update node {name}"))
+                .map_err(|reason| crate::infra::KubeError::Api {
+                    address: address.into(),
+                    reason,
+                })?;
+            Fake::register_nodes(w);
+            let Some(current) = w.kube_nodes.get_mut(name) else {
+                return Ok(crate::infra::NodeUpdate::Missing);
+            };
+            if !crate::k8s::node::is_outdated(declared, current, taint_control_plane) {
+                return Ok(crate::infra::NodeUpdate::Current);
+            }
+            *current = crate::k8s::node::desired(declared, current, taint_control_plane).apply_to(current);
+            Ok(crate::infra::NodeUpdate::Updated)
         })
     }
 }

@@ -19,7 +19,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Mutex;
 
-use crate::infra::{CertIssuer, Health, IssueError, KubeApi, KubeError, RENEW_BEFORE_EXPIRY};
+use crate::infra::{CertIssuer, Health, IssueError, KubeApi, KubeError, NodeUpdate, RENEW_BEFORE_EXPIRY};
 use crate::model::{KubeNode, Taint};
 use crate::storage::Storage;
 use crate::topology::host_port_part;
@@ -222,6 +222,16 @@ impl KubeApi for KubeClients {
         let api: Api<Node> = Api::all(self.client(address).await?);
         add_taints_through(&api, self.timeout, address, name, taints).await
     }
+
+    async fn update_node(
+        &self,
+        address: &str,
+        declared: &crate::model::Node,
+        taint_control_plane: bool,
+    ) -> Result<NodeUpdate, KubeError> {
+        let api: Api<Node> = Api::all(self.client(address).await?);
+        update_node_through(&api, self.timeout, address, declared, taint_control_plane).await
+    }
 }
 
 fn api_error(address: &str, reason: impl Into<String>) -> KubeError {
@@ -289,16 +299,106 @@ async fn add_taints_through(
     ))
 }
 
-/// A Node as the status has it: its name and whether its `Ready` condition is `True`.
+/// Get Node `declared.nodename()`, compute its attributes as CKE does ([`crate::k8s::node::desired`])
+/// and replace it (the `resourceVersion` read makes a concurrent change a conflict), again on a
+/// conflict up to [`UPDATE_ATTEMPTS`] times. Nothing is written when the Node is current.
+async fn update_node_through(
+    api: &Api<Node>,
+    timeout: Duration,
+    address: &str,
+    declared: &crate::model::Node,
+    taint_control_plane: bool,
+) -> Result<NodeUpdate, KubeError> {
+    let name = declared.nodename();
+    for _ in 0..UPDATE_ATTEMPTS {
+        let Some(mut node) = call(timeout, address, "get node", api.get_opt(name)).await? else {
+            return Ok(NodeUpdate::Missing);
+        };
+        let current = kube_node(&node);
+        if !crate::k8s::node::is_outdated(declared, &current, taint_control_plane) {
+            return Ok(NodeUpdate::Current);
+        }
+        let attrs = crate::k8s::node::desired(declared, &current, taint_control_plane);
+        set_attrs(&mut node, &attrs);
+        match tokio::time::timeout(timeout, api.replace(name, &PostParams::default(), &node)).await {
+            Ok(Ok(_)) => return Ok(NodeUpdate::Updated),
+            Ok(Err(kube::Error::Api(s))) if s.code == 409 => continue,
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => return Ok(NodeUpdate::Missing),
+            Ok(Err(e)) => {
+                return Err(api_error(
+                    address,
+                    format!("update node {name}: {}", crate::error::error_chain(&e)),
+                ))
+            }
+            Err(_) => {
+                return Err(api_error(
+                    address,
+                    format!("update node {name}: no answer within {timeout:?}"),
+                ))
+            }
+        }
+    }
+    Err(api_error(
+        address,
+        format!("update node {name}: still conflicting after {UPDATE_ATTEMPTS} attempts"),
+    ))
+}
+
+/// Writes `attrs` into `node`: labels and annotations as given, taints in the given order, each
+/// keeping the `timeAdded` of the Node's taint it equals (key, value and effect).
+pub fn set_attrs(node: &mut Node, attrs: &crate::k8s::node::NodeAttrs) {
+    node.metadata.labels = Some(attrs.labels.clone());
+    node.metadata.annotations = Some(attrs.annotations.clone());
+    let spec = node.spec.get_or_insert_with(Default::default);
+    let old = spec.taints.take().unwrap_or_default();
+    let taints: Vec<k8s_openapi::api::core::v1::Taint> = attrs
+        .taints
+        .iter()
+        .map(|t| {
+            let value = (!t.value.is_empty()).then(|| t.value.clone());
+            let time_added = old
+                .iter()
+                .find(|o| o.key == t.key && o.value == value && o.effect == t.effect)
+                .and_then(|o| o.time_added.clone());
+            k8s_openapi::api::core::v1::Taint {
+                key: t.key.clone(),
+                value,
+                effect: t.effect.clone(),
+                time_added,
+            }
+        })
+        .collect();
+    spec.taints = (!taints.is_empty()).then_some(taints);
+}
+
+/// A Node as the status has it: its name, whether its `Ready` condition is `True`, its labels,
+/// annotations and taints.
 pub fn kube_node(node: &Node) -> KubeNode {
     let ready = node
         .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .map(|ts| {
+            ts.iter()
+                .map(|t| Taint {
+                    key: t.key.clone(),
+                    value: t.value.clone().unwrap_or_default(),
+                    effect: t.effect.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     KubeNode {
         name: node.metadata.name.clone().unwrap_or_default(),
         ready,
+        labels: node.metadata.labels.clone().unwrap_or_default(),
+        annotations: node.metadata.annotations.clone().unwrap_or_default(),
+        taints,
     }
 }
 
@@ -484,7 +584,8 @@ mod tests {
             kube_node(&node(vec![("MemoryPressure", "False"), ("Ready", "True")])),
             KubeNode {
                 name: "n1".into(),
-                ready: true
+                ready: true,
+                ..Default::default()
             }
         );
         assert!(!kube_node(&node(vec![("Ready", "False")])).ready);

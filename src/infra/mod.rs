@@ -363,6 +363,28 @@ pub trait KubeApi: Send + Sync {
     /// Adds `taints` to Node `name` (replacing taints of the same key), through the apiserver on
     /// `address`, retrying on conflict; `Ok(false)` when there is no such Node.
     async fn add_taints(&self, address: &str, name: &str, taints: &[crate::model::Taint]) -> Result<bool, KubeError>;
+    /// Brings the labels, annotations and taints of the Node of `declared` (named
+    /// `declared.nodename()`) in line with the declaration by CKE's rule ([`crate::k8s::node`]),
+    /// through the apiserver on `address`: read, merge, replace with the `resourceVersion` read,
+    /// again on a conflict.
+    async fn update_node(
+        &self,
+        address: &str,
+        declared: &crate::model::Node,
+        taint_control_plane: bool,
+    ) -> Result<NodeUpdate, KubeError>;
+}
+
+/// What [`KubeApi::update_node`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum NodeUpdate {
+    /// The Node was replaced with the merged attributes.
+    Updated,
+    /// The Node already had them: nothing was written.
+    Current,
+    /// There is no such Node.
+    Missing,
 }
 
 /// For a daemon without a Kubernetes client: nothing is healthy, every call fails with the reason.
@@ -384,6 +406,15 @@ impl KubeApi for NoKube {
         _name: &str,
         _taints: &[crate::model::Taint],
     ) -> Result<bool, KubeError> {
+        Err(KubeError::NotConfigured)
+    }
+
+    async fn update_node(
+        &self,
+        _address: &str,
+        _declared: &crate::model::Node,
+        _taint_control_plane: bool,
+    ) -> Result<NodeUpdate, KubeError> {
         Err(KubeError::NotConfigured)
     }
 }

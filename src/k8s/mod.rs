@@ -1,7 +1,7 @@
 //! Kubernetes itself, as pure data: which arguments, binds and run options each component gets
 //! ([`params`]), the component configuration files ([`config`]), kubeconfigs ([`kubeconfig`]), the
 //! apiserver's encryption config and audit policy file ([`encryption`]), all per Kubernetes minor
-//! version ([`version`]). Values follow CKE's `op/k8s` (cybozu-go/cke @ d66a146); where they differ,
+//! version ([`version`]); and the labels, annotations and taints cke keeps on Nodes ([`node`]). Values follow CKE's `op/k8s` (cybozu-go/cke @ d66a146); where they differ,
 //! `docs/kubernetes.md` says why.
 //!
 //! This module does no I/O: no clock, no randomness, no network, no files. Operators, probes and the
@@ -10,6 +10,7 @@
 pub mod config;
 pub mod encryption;
 pub mod kubeconfig;
+pub mod node;
 pub mod params;
 
 /// The version table lives with the model (validation needs it); here under its old name too.

@@ -23,6 +23,8 @@ pub enum Phase {
     K8sStart,
     /// Membership changes and restarts of the managed etcd.
     EtcdMaintain,
+    /// Kubernetes objects kept through the API (Node attributes, ...).
+    K8sMaintain,
     /// Stopping control-plane containers on nodes that are no longer control planes.
     StopControlPlane,
     /// Nothing to do.
@@ -41,13 +43,14 @@ impl Phase {
             Phase::EtcdWait => "etcd-wait",
             Phase::K8sStart => "k8s-start",
             Phase::EtcdMaintain => "etcd-maintain",
+            Phase::K8sMaintain => "k8s-maintain",
             Phase::StopControlPlane => "stop-control-plane",
             Phase::Completed => "completed",
         }
     }
 
     /// Every phase, for metrics.
-    pub const ALL: [Phase; 10] = [
+    pub const ALL: [Phase; 11] = [
         Phase::ConstraintsViolated,
         Phase::Rivers,
         Phase::EtcdBoot,
@@ -56,6 +59,7 @@ impl Phase {
         Phase::EtcdWait,
         Phase::K8sStart,
         Phase::EtcdMaintain,
+        Phase::K8sMaintain,
         Phase::StopControlPlane,
         Phase::Completed,
     ];
@@ -220,6 +224,14 @@ pub enum OpKind {
         /// Node addresses.
         nodes: Vec<String>,
     },
+    /// Bring the labels, annotations and taints of these nodes' Node objects in line with the
+    /// declaration (CKE's `update-node`), through the apiserver on `apiserver`.
+    UpdateNode {
+        /// The control-plane node whose healthy apiserver is used.
+        apiserver: String,
+        /// Addresses of the declared nodes whose Nodes are outdated.
+        nodes: Vec<String>,
+    },
 }
 
 /// An operation with the reason it was planned.
@@ -272,6 +284,7 @@ impl PlannedOp {
             OpKind::StopKubeScheduler { .. } => "stop-kube-scheduler",
             OpKind::StopEtcd { .. } => "stop-etcd",
             OpKind::StopEtcdRivers { .. } => "stop-etcd-rivers",
+            OpKind::UpdateNode { .. } => "update-node",
         }
     }
 
@@ -300,7 +313,8 @@ impl PlannedOp {
             | OpKind::StopKubeControllerManager { nodes }
             | OpKind::StopKubeScheduler { nodes }
             | OpKind::StopEtcd { nodes }
-            | OpKind::StopEtcdRivers { nodes } => nodes.clone(),
+            | OpKind::StopEtcdRivers { nodes }
+            | OpKind::UpdateNode { nodes, .. } => nodes.clone(),
             OpKind::EtcdRemoveMember { node, .. }
             | OpKind::EtcdDestroyMember { node, .. }
             | OpKind::EtcdAddMember { node, .. }

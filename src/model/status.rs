@@ -98,6 +98,15 @@ pub struct KubeNode {
     /// The `Ready` condition is `True`.
     #[serde(default)]
     pub ready: bool,
+    /// `metadata.labels`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// `metadata.annotations`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// `spec.taints` (key, value, effect; `timeAdded` is not kept), in the Node's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<super::Taint>,
 }
 
 /// The Kubernetes cluster as seen through the API of one running apiserver.

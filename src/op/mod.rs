@@ -251,5 +251,6 @@ pub fn operator_for(planned: &PlannedOp, ctx: OpContext<'_>) -> Box<dyn Operator
         OpKind::StopKubeScheduler { nodes } => k8s::stop::component(name, Component::Scheduler, nodes),
         OpKind::StopEtcd { nodes } => k8s::stop::operator(name, crate::topology::ETCD_CONTAINER, nodes),
         OpKind::StopEtcdRivers { nodes } => k8s::stop::operator(name, crate::topology::ETCD_RIVERS_CONTAINER, nodes),
+        OpKind::UpdateNode { apiserver, nodes } => k8s::update_node::operator(apiserver, nodes, ctx),
     }
 }

@@ -360,7 +360,10 @@ async fn a_join_adds_a_learner_starts_it_with_the_members_then_promotes_and_mark
         }
         assert!(w.log.iter().any(|l| l.starts_with("etcd promote ")));
     });
-    assert_eq!(env.next_plan().phase, Phase::Completed);
+    // The new control plane's Node gets the master label next; nothing else is left.
+    let plan = env.next_plan();
+    assert_eq!(plan.phase, Phase::K8sMaintain, "{plan:?}");
+    assert!(plan.ops.iter().all(|p| p.name() == "update-node"), "{plan:?}");
 }
 
 #[tokio::test]
@@ -587,6 +590,8 @@ async fn from_nothing_to_a_running_cluster() {
             "kube-scheduler-bootstrap",
             "kubelet-bootstrap",
             "kube-proxy-bootstrap",
+            // The registered Nodes get their attributes (the control planes' master label).
+            "update-node",
         ]
     );
 }

@@ -4,12 +4,14 @@
 //! prints.
 //!
 //! Phase order (CKE's): rivers → etcd bootstrap → start stopped members → wait for etcd health →
-//! (Kubernetes components) → etcd maintenance → ... → completed. Safety rules (DESIGN.md §4):
+//! (Kubernetes components) → etcd maintenance → Kubernetes objects (Node attributes) →
+//! control-plane containers on demoted nodes → completed. Safety rules (DESIGN.md §4):
 //! bootstrap and maintenance only when every control-plane node is reachable over SSH; at most one
 //! membership change per plan; members join as learners and are promoted once in sync; an outdated
 //! member is restarted only when the others keep quorum.
 
 mod k8s;
+mod k8s_maintain;
 mod node_filter;
 pub mod params;
 
@@ -166,26 +168,30 @@ pub fn decide_ops(
     }
 
     // 6. Maintenance, only when every control-plane node is reachable.
+    let mut etcd_waits = None;
     if unreachable_cps.is_empty() {
         if let Some(op) = etcd_maintenance(&nf) {
             return plan(Phase::EtcdMaintain, vec![op], String::new());
         }
         if nf.etcd_maintenance_wanted() && !nf.etcd_is_good() {
-            return plan(
-                Phase::Completed,
-                vec![],
-                "etcd maintenance waits for every member to be in sync".into(),
-            );
+            etcd_waits = Some("etcd maintenance waits for every member to be in sync".to_string());
         }
     } else if nf.etcd_maintenance_wanted() {
-        return plan(
-            Phase::Completed,
-            vec![],
-            format!(
-                "etcd maintenance waits for unreachable control-plane nodes: {}",
-                unreachable_cps.join(", ")
-            ),
-        );
+        etcd_waits = Some(format!(
+            "etcd maintenance waits for unreachable control-plane nodes: {}",
+            unreachable_cps.join(", ")
+        ));
+    }
+    // 7. Kubernetes objects through the API (CKE's k8s-maintain), also while etcd maintenance
+    // waits (CKE proceeds to it when etcdMaintOp has nothing to do).
+    if inputs.manage_kubernetes {
+        let ops = k8s_maintain::k8s_maintain_ops(&nf);
+        if !ops.is_empty() {
+            return plan(Phase::K8sMaintain, ops, String::new());
+        }
+    }
+    if let Some(note) = etcd_waits {
+        return plan(Phase::Completed, vec![], note);
     }
     // 8. Control-plane containers on nodes that are no longer control planes.
     let ops = k8s::stop_control_plane_ops(&nf);

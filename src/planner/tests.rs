@@ -82,10 +82,7 @@ impl Fixture {
             .cluster
             .nodes
             .iter()
-            .map(|n| KubeNode {
-                name: n.nodename().into(),
-                ready: true,
-            })
+            .map(|n| crate::k8s::node::as_kept(n, self.cluster.taint_control_plane))
             .collect();
     }
 

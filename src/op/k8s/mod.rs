@@ -9,6 +9,7 @@ pub mod kubelet;
 pub mod proxy;
 pub mod scheduler;
 pub mod stop;
+pub mod update_node;
 
 #[cfg(test)]
 mod tests;

@@ -844,7 +844,12 @@ async fn kubelet_boot_retaints_a_registered_node_before_the_kubelet_runs() {
     env.fake.with(|w| {
         w.kube_nodes.insert(
             WORKER.into(),
-            vec![taint("cke.cybozu.com/boot", "old"), taint("other", "x")],
+            crate::model::KubeNode {
+                name: WORKER.into(),
+                ready: true,
+                taints: vec![taint("cke.cybozu.com/boot", "old"), taint("other", "x")],
+                ..Default::default()
+            },
         )
     });
     env.fake.crash(WORKER, KUBELET_CONTAINER);
@@ -885,7 +890,7 @@ async fn kubelet_boot_retaints_a_registered_node_before_the_kubelet_runs() {
         CP.iter().any(|a| log[taint_at] == format!("{a}: kube taint 10.0.0.4")),
         "{log:?}"
     );
-    let taints = env.fake.with(|w| w.kube_nodes[WORKER].clone());
+    let taints = env.fake.with(|w| w.kube_nodes[WORKER].taints.clone());
     assert!(taints.contains(&taint("cke.cybozu.com/boot", "true")), "{taints:?}");
     assert!(taints.contains(&taint("other", "x")), "{taints:?}");
     assert_eq!(taints.len(), 2, "{taints:?}");
@@ -1152,7 +1157,10 @@ async fn proxy_boot_writes_its_kubeconfig_and_the_per_node_config() {
         assert_eq!(r.ca, "kubernetes");
         assert_eq!(role_organization(&r), Some("system:node-proxier"));
     }
-    assert_eq!(env.next_plan().phase, Phase::Completed);
+    // No component is left to change; the registered Nodes get their attributes next.
+    let plan = env.next_plan();
+    assert_eq!(plan.phase, Phase::K8sMaintain, "{plan:?}");
+    assert!(plan.ops.iter().all(|p| p.name() == "update-node"), "{plan:?}");
 }
 
 #[tokio::test]
@@ -1443,4 +1451,146 @@ async fn with_ckes_release_image_every_component_runs_ckes_arguments() {
         spec(&env, CP[0], KUBE_SCHEDULER_CONTAINER).command.last().unwrap(),
         "--port=0"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// update-node
+
+fn kube_node(env: &Env, name: &str) -> crate::model::KubeNode {
+    env.fake
+        .with(|w| w.kube_nodes.get(name).cloned())
+        .unwrap_or_else(|| panic!("no Node {name}"))
+}
+
+#[tokio::test]
+async fn update_node_labels_control_planes_and_keeps_the_declared_attributes() {
+    let env = Env::new().await;
+    converged(&env).await;
+    // Converged: control planes carry cke.cybozu.com/master=true (node1 is CP[0]'s hostname), the
+    // worker does not.
+    for name in ["node1", CP[1], CP[2]] {
+        assert_eq!(
+            kube_node(&env, name)
+                .labels
+                .get("cke.cybozu.com/master")
+                .map(String::as_str),
+            Some("true"),
+            "{name}"
+        );
+    }
+    assert!(kube_node(&env, WORKER).labels.is_empty());
+
+    // Someone else's label and taint on the worker, and a stale CKE-internal label.
+    env.fake.with(|w| {
+        let n = w.kube_nodes.get_mut(WORKER).unwrap();
+        n.labels.insert("user".into(), "kept".into());
+        n.labels.insert("cke.cybozu.com/stale".into(), "x".into());
+        n.taints.push(taint("user-taint", "x"));
+    });
+    let mut env = env;
+    env.cluster.nodes[3].labels.insert("role".into(), "db".into());
+    env.cluster.nodes[3].taints.push(taint("dedicated", "db"));
+    let plan = env.next_plan();
+    assert_eq!(plan.phase, Phase::K8sMaintain, "{plan:?}");
+    assert_eq!(
+        plan.ops.iter().map(|p| p.kind.clone()).collect::<Vec<_>>(),
+        [OpKind::UpdateNode {
+            apiserver: CP[0].into(),
+            nodes: nodes(&[WORKER])
+        }]
+    );
+    let cmds = env.run_ok(plan.ops[0].kind.clone()).await;
+    assert_eq!(cmds, strings(&["update-node 10.0.0.4"]));
+    assert_eq!(env.fake.take_log(), strings(&["10.0.0.1: kube update node 10.0.0.4"]));
+    let n = kube_node(&env, WORKER);
+    assert_eq!(
+        n.labels,
+        [("role", "db"), ("user", "kept")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    );
+    assert_eq!(n.taints, vec![taint("dedicated", "db"), taint("user-taint", "x")]);
+    assert_eq!(env.next_plan().phase, Phase::Completed);
+
+    // taint_control_plane: every control plane gets the taint, through the first healthy
+    // apiserver; one Node per command, each by its name.
+    env.cluster.taint_control_plane = true;
+    env.fake.crash(CP[0], KUBE_APISERVER_CONTAINER);
+    let plan = env.next_plan();
+    // The crashed apiserver is restarted first (k8s-start); with it back, the Nodes.
+    assert_eq!(plan.phase, Phase::K8sStart, "{plan:?}");
+    for p in plan.ops {
+        env.run_ok(p.kind).await;
+    }
+    let plan = env.next_plan();
+    let op = plan
+        .ops
+        .iter()
+        .find(|p| p.name() == "update-node")
+        .expect("update-node");
+    assert_eq!(
+        op.kind,
+        OpKind::UpdateNode {
+            apiserver: CP[0].into(),
+            nodes: cps()
+        }
+    );
+    forget(&env);
+    let cmds = env.run_ok(op.kind.clone()).await;
+    assert_eq!(
+        cmds,
+        strings(&["update-node 10.0.0.1", "update-node 10.0.0.2", "update-node 10.0.0.3"])
+    );
+    for name in ["node1", CP[1], CP[2]] {
+        assert_eq!(
+            kube_node(&env, name).taints,
+            vec![Taint {
+                key: "cke.cybozu.com/master".into(),
+                value: String::new(),
+                effect: "PreferNoSchedule".into()
+            }],
+            "{name}"
+        );
+    }
+    assert_eq!(env.next_plan().phase, Phase::Completed);
+}
+
+#[tokio::test]
+async fn update_node_failing_halfway_leaves_the_rest_to_the_next_pass() {
+    let env = Env::new().await;
+    converged(&env).await;
+    let mut env = env;
+    env.cluster.nodes[2].labels.insert("a".into(), "1".into());
+    env.cluster.nodes[3].labels.insert("a".into(), "1".into());
+    let plan = env.next_plan();
+    assert_eq!(
+        plan.ops[0].kind,
+        OpKind::UpdateNode {
+            apiserver: CP[0].into(),
+            nodes: nodes(&[CP[2], WORKER])
+        }
+    );
+    env.fake.fail_once("kube update node 10.0.0.3");
+    let (cmds, r) = env.run(plan.ops[0].kind.clone()).await;
+    assert_eq!(cmds, strings(&["update-node 10.0.0.3"]));
+    let e = r.unwrap_err();
+    assert_eq!(e.retry, Retry::Soon);
+    assert!(crate::error::error_chain(&e).contains("injected failure"), "{e:?}");
+    assert!(!kube_node(&env, WORKER).labels.contains_key("a"), "not reached");
+    // The next pass plans both again, and the run writes both.
+    let plan = env.next_plan();
+    assert_eq!(plan.ops[0].targets(), nodes(&[CP[2], WORKER]));
+    env.run_ok(plan.ops[0].kind.clone()).await;
+    assert_eq!(kube_node(&env, CP[2]).labels["a"], "1");
+    assert_eq!(kube_node(&env, WORKER).labels["a"], "1");
+    assert_eq!(env.next_plan().phase, Phase::Completed);
+    // Run again on current Nodes: read, nothing written, no error.
+    forget(&env);
+    env.run_ok(OpKind::UpdateNode {
+        apiserver: CP[1].into(),
+        nodes: nodes(&[WORKER]),
+    })
+    .await;
+    assert_eq!(env.fake.take_log(), strings(&["10.0.0.2: kube update node 10.0.0.4"]));
 }
