@@ -255,71 +255,23 @@ async fn call<T>(
     }
 }
 
-/// Get, merge ([`merge_taints`]) and update Node `name`, again on a conflict (another writer
-/// updated it in between) up to [`UPDATE_ATTEMPTS`] times; `Ok(false)` when there is no such Node.
-/// Nothing is written when the Node already has the taints.
-async fn add_taints_through(
+/// Get Node `name`, let `change` edit it (it returns false when the Node is already as wanted:
+/// nothing is written), and replace it; the `resourceVersion` read makes a concurrent change a
+/// conflict, and the whole is tried again on a conflict up to [`UPDATE_ATTEMPTS`] times.
+async fn modify_node(
     api: &Api<Node>,
     timeout: Duration,
     address: &str,
     name: &str,
-    taints: &[Taint],
-) -> Result<bool, KubeError> {
-    for _ in 0..UPDATE_ATTEMPTS {
-        let Some(mut node) = call(timeout, address, "get node", api.get_opt(name)).await? else {
-            return Ok(false);
-        };
-        let current = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
-        let merged = merge_taints(current.clone(), taints);
-        if merged == current {
-            return Ok(true);
-        }
-        node.spec.get_or_insert_with(Default::default).taints = Some(merged);
-        match tokio::time::timeout(timeout, api.replace(name, &PostParams::default(), &node)).await {
-            Ok(Ok(_)) => return Ok(true),
-            Ok(Err(kube::Error::Api(s))) if s.code == 409 => continue,
-            Ok(Err(kube::Error::Api(s))) if s.code == 404 => return Ok(false),
-            Ok(Err(e)) => {
-                return Err(api_error(
-                    address,
-                    format!("update node {name}: {}", crate::error::error_chain(&e)),
-                ))
-            }
-            Err(_) => {
-                return Err(api_error(
-                    address,
-                    format!("update node {name}: no answer within {timeout:?}"),
-                ))
-            }
-        }
-    }
-    Err(api_error(
-        address,
-        format!("update node {name}: still conflicting after {UPDATE_ATTEMPTS} attempts"),
-    ))
-}
-
-/// Get Node `declared.nodename()`, compute its attributes as CKE does ([`crate::k8s::node::desired`])
-/// and replace it (the `resourceVersion` read makes a concurrent change a conflict), again on a
-/// conflict up to [`UPDATE_ATTEMPTS`] times. Nothing is written when the Node is current.
-async fn update_node_through(
-    api: &Api<Node>,
-    timeout: Duration,
-    address: &str,
-    declared: &crate::model::Node,
-    taint_control_plane: bool,
+    mut change: impl FnMut(&mut Node) -> bool,
 ) -> Result<NodeUpdate, KubeError> {
-    let name = declared.nodename();
     for _ in 0..UPDATE_ATTEMPTS {
         let Some(mut node) = call(timeout, address, "get node", api.get_opt(name)).await? else {
             return Ok(NodeUpdate::Missing);
         };
-        let current = kube_node(&node);
-        if !crate::k8s::node::is_outdated(declared, &current, taint_control_plane) {
+        if !change(&mut node) {
             return Ok(NodeUpdate::Current);
         }
-        let attrs = crate::k8s::node::desired(declared, &current, taint_control_plane);
-        set_attrs(&mut node, &attrs);
         match tokio::time::timeout(timeout, api.replace(name, &PostParams::default(), &node)).await {
             Ok(Ok(_)) => return Ok(NodeUpdate::Updated),
             Ok(Err(kube::Error::Api(s))) if s.code == 409 => continue,
@@ -342,6 +294,49 @@ async fn update_node_through(
         address,
         format!("update node {name}: still conflicting after {UPDATE_ATTEMPTS} attempts"),
     ))
+}
+
+/// Adds `taints` to Node `name` ([`merge_taints`]); `Ok(false)` when there is no such Node. Nothing
+/// is written when the Node already has them.
+async fn add_taints_through(
+    api: &Api<Node>,
+    timeout: Duration,
+    address: &str,
+    name: &str,
+    taints: &[Taint],
+) -> Result<bool, KubeError> {
+    let r = modify_node(api, timeout, address, name, |node| {
+        let current = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+        let merged = merge_taints(current.clone(), taints);
+        if merged == current {
+            return false;
+        }
+        node.spec.get_or_insert_with(Default::default).taints = Some(merged);
+        true
+    })
+    .await?;
+    Ok(r != NodeUpdate::Missing)
+}
+
+/// Sets the attributes of Node `declared.nodename()` as CKE does ([`crate::k8s::node::desired`]);
+/// nothing is written when the Node is current.
+async fn update_node_through(
+    api: &Api<Node>,
+    timeout: Duration,
+    address: &str,
+    declared: &crate::model::Node,
+    taint_control_plane: bool,
+) -> Result<NodeUpdate, KubeError> {
+    modify_node(api, timeout, address, declared.nodename(), |node| {
+        let current = kube_node(node);
+        if !crate::k8s::node::is_outdated(declared, &current, taint_control_plane) {
+            return false;
+        }
+        let attrs = crate::k8s::node::desired(declared, &current, taint_control_plane);
+        set_attrs(node, &attrs);
+        true
+    })
+    .await
 }
 
 /// Writes `attrs` into `node`: labels and annotations as given, taints in the given order, each
