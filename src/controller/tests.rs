@@ -429,20 +429,7 @@ async fn operators_for_planned_operations_run_against_the_infrastructure() {
     );
     let mut ops: Vec<&str> = records.iter().rev().map(|r| r.operation.as_str()).collect();
     ops.dedup();
-    assert_eq!(
-        ops,
-        [
-            "rivers-bootstrap",
-            "etcd-rivers-bootstrap",
-            "etcd-bootstrap",
-            "kube-apiserver-restart",
-            "kube-controller-manager-bootstrap",
-            "kube-scheduler-bootstrap",
-            "kubelet-bootstrap",
-            "kube-proxy-bootstrap",
-            "update-node",
-        ]
-    );
+    assert_eq!(ops, crate::op::tests::BOOTSTRAP);
     // The service-account pair was issued once, before the first apiserver, and every apiserver
     // got the same one.
     let (sa_cert, _) = storage.get_service_account().await.unwrap().expect("issued");

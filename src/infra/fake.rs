@@ -76,6 +76,17 @@ impl World {
         Ok(())
     }
 
+    /// Logs a Kubernetes API call through the apiserver on `address` (failing it when a pending
+    /// failure matches), after registering the Nodes of running kubelets.
+    fn kube_act(&mut self, address: &str, entry: String) -> Result<(), crate::infra::KubeError> {
+        self.act(entry).map_err(|reason| crate::infra::KubeError::Api {
+            address: address.into(),
+            reason,
+        })?;
+        Fake::register_nodes(self);
+        Ok(())
+    }
+
     fn running(&self, address: &str, name: &str) -> bool {
         self.nodes
             .get(address)
@@ -634,12 +645,7 @@ impl crate::infra::KubeApi for Fake {
 
     async fn nodes(&self, address: &str) -> Result<Vec<crate::model::KubeNode>, crate::infra::KubeError> {
         self.with(|w| {
-            w.act(format!("{address}: kube list nodes"))
-                .map_err(|reason| crate::infra::KubeError::Api {
-                    address: address.into(),
-                    reason,
-                })?;
-            Fake::register_nodes(w);
+            w.kube_act(address, format!("{address}: kube list nodes"))?;
             Ok(w.kube_nodes.values().cloned().collect())
         })
     }
@@ -651,12 +657,7 @@ impl crate::infra::KubeApi for Fake {
         taints: &[crate::model::Taint],
     ) -> Result<bool, crate::infra::KubeError> {
         self.with(|w| {
-            w.act(format!("{address}: kube taint {name}"))
-                .map_err(|reason| crate::infra::KubeError::Api {
-                    address: address.into(),
-                    reason,
-                })?;
-            Fake::register_nodes(w);
+            w.kube_act(address, format!("{address}: kube taint {name}"))?;
             let Some(current) = w.kube_nodes.get_mut(name) else {
                 return Ok(false);
             };
@@ -676,12 +677,7 @@ impl crate::infra::KubeApi for Fake {
     ) -> Result<crate::infra::NodeUpdate, crate::infra::KubeError> {
         let name = declared.nodename();
         self.with(|w| {
-            w.act(format!("{address}: kube update node {name}"))
-                .map_err(|reason| crate::infra::KubeError::Api {
-                    address: address.into(),
-                    reason,
-                })?;
-            Fake::register_nodes(w);
+            w.kube_act(address, format!("{address}: kube update node {name}"))?;
             let Some(current) = w.kube_nodes.get_mut(name) else {
                 return Ok(crate::infra::NodeUpdate::Missing);
             };

@@ -523,6 +523,11 @@ mod tests {
         }
     }
 
+    /// Adds the taint `b::NoSchedule` to Node `n1` through `api`.
+    async fn add_b(api: &Api<Node>) -> Result<bool, KubeError> {
+        add_taints_through(api, KUBE_API_TIMEOUT, "10.0.0.1", "n1", &[taint("b", "", "NoSchedule")]).await
+    }
+
     fn taint(key: &str, value: &str, effect: &str) -> Taint {
         Taint {
             key: key.into(),
@@ -844,16 +849,7 @@ mod tests {
             answers.push((409, status_json(409, "Conflict")));
         }
         let (api, seen) = scripted(answers).await;
-        let e = add_taints_through(
-            &api,
-            KUBE_API_TIMEOUT,
-            "10.0.0.1",
-            "n1",
-            &[taint("b", "", "NoSchedule")],
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+        let e = add_b(&api).await.unwrap_err().to_string();
         assert!(
             e.contains("10.0.0.1") && e.contains("still conflicting after 5 attempts"),
             "{e}"
@@ -861,38 +857,13 @@ mod tests {
         assert_eq!(seen.lock().unwrap().len(), 2 * UPDATE_ATTEMPTS);
 
         let (api, _) = scripted(vec![(404, status_json(404, "NotFound"))]).await;
-        assert!(!add_taints_through(
-            &api,
-            KUBE_API_TIMEOUT,
-            "10.0.0.1",
-            "n1",
-            &[taint("b", "", "NoSchedule")]
-        )
-        .await
-        .unwrap());
+        assert!(!add_b(&api).await.unwrap());
         // Deleted between the read and the update.
         let (api, _) = scripted(vec![(200, node.clone()), (404, status_json(404, "NotFound"))]).await;
-        assert!(!add_taints_through(
-            &api,
-            KUBE_API_TIMEOUT,
-            "10.0.0.1",
-            "n1",
-            &[taint("b", "", "NoSchedule")]
-        )
-        .await
-        .unwrap());
+        assert!(!add_b(&api).await.unwrap());
         // Another failure is an error naming the address.
         let (api, _) = scripted(vec![(200, node), (403, status_json(403, "Forbidden"))]).await;
-        let e = add_taints_through(
-            &api,
-            KUBE_API_TIMEOUT,
-            "10.0.0.1",
-            "n1",
-            &[taint("b", "", "NoSchedule")],
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+        let e = add_b(&api).await.unwrap_err().to_string();
         assert!(e.contains("10.0.0.1") && e.contains("update node n1"), "{e}");
     }
 

@@ -16,7 +16,7 @@ pub mod rivers;
 pub mod test_ops;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use async_trait::async_trait;
 

@@ -574,24 +574,24 @@ async fn a_vault_that_is_not_set_up_is_a_refusal_not_a_transient_failure() {
     assert!(env.fake.take_log().is_empty(), "nothing was written");
 }
 
+/// The operations that bring a declared cluster up from nothing, in order.
+pub(crate) const BOOTSTRAP: [&str; 9] = [
+    "rivers-bootstrap",
+    "etcd-rivers-bootstrap",
+    "etcd-bootstrap",
+    // Every apiserver together, then (all healthy) the other components in one pass.
+    "kube-apiserver-restart",
+    "kube-controller-manager-bootstrap",
+    "kube-scheduler-bootstrap",
+    "kubelet-bootstrap",
+    "kube-proxy-bootstrap",
+    // The registered Nodes get their attributes (the control planes' master label).
+    "update-node",
+];
+
 #[tokio::test]
 async fn from_nothing_to_a_running_cluster() {
     let env = Env::new().await;
     let names = env.converge(10).await;
-    assert_eq!(
-        names,
-        [
-            "rivers-bootstrap",
-            "etcd-rivers-bootstrap",
-            "etcd-bootstrap",
-            // Every apiserver together, then (all healthy) the other components in one pass.
-            "kube-apiserver-restart",
-            "kube-controller-manager-bootstrap",
-            "kube-scheduler-bootstrap",
-            "kubelet-bootstrap",
-            "kube-proxy-bootstrap",
-            // The registered Nodes get their attributes (the control planes' master label).
-            "update-node",
-        ]
-    );
+    assert_eq!(names, BOOTSTRAP);
 }
