@@ -273,8 +273,9 @@ pub async fn check_health(
 }
 
 /// The Kubernetes cluster through the first control plane whose apiserver runs and is healthy:
-/// the `Node` objects. Not read (`api_read: false`) when there is none or the list fails; the
-/// planner then does nothing that needs the API's view.
+/// the `Node` objects, whether the control plane is ready, the DNS objects and the endpoints cke
+/// keeps ([`read_kubernetes`]). Not read (`api_read: false`) when there is no such apiserver or a
+/// read fails; the planner then does nothing that needs the API's view.
 pub async fn kubernetes_status(
     kube: &dyn KubeApi,
     cluster: &Cluster,
@@ -288,13 +289,93 @@ pub async fn kubernetes_status(
     let Some(cp) = cluster.control_planes().find(healthy) else {
         return KubernetesStatus::default();
     };
-    match kube.nodes(&cp.address).await {
-        Ok(nodes) => KubernetesStatus { api_read: true, nodes },
+    // The EndpointSlice API version of the Kubernetes that apiserver runs (1.20: v1beta1).
+    let image = &nodes[&cp.address].kube_apiserver.service.image;
+    let slice_api = crate::k8s::VersionSet::for_image(image)
+        .map(|r| r.set.endpoint_slice_api)
+        .unwrap_or(crate::k8s::VersionSet::latest().endpoint_slice_api);
+    match read_kubernetes(kube, cluster, &cp.address, slice_api).await {
+        Ok(k) => k,
         Err(e) => {
-            tracing::warn!(error = crate::error::error_chain(&e), "cannot list the Nodes");
+            tracing::warn!(
+                error = crate::error::error_chain(&e),
+                "cannot read the Kubernetes objects"
+            );
             KubernetesStatus::default()
         }
     }
+}
+
+/// Reads, through the apiserver on `address`, everything the `k8s-maintain` rules compare (CKE's
+/// GetKubernetesClusterStatus): Nodes, ServiceAccount `kube-system/default`, the `dns_service`
+/// Service, the `cluster-dns` and `node-dns` ConfigMaps, the `cluster-dns` Service, and the
+/// Endpoints, EndpointSlices (of `slice_api`) and Service of `default/kubernetes` and
+/// `kube-system/cke-etcd`.
+pub async fn read_kubernetes(
+    kube: &dyn KubeApi,
+    cluster: &Cluster,
+    address: &str,
+    slice_api: &str,
+) -> Result<KubernetesStatus, crate::infra::KubeError> {
+    use crate::infra::ApiKind;
+    use crate::k8s::endpoints::{endpoint_slice_view, endpoints_view, service_view, ETCD_SERVICE_NAME};
+    let get = |kind: ApiKind, ns: &'static str, name: String| async move {
+        kube.get_object(address, &kind, Some(ns), &name).await
+    };
+    let data = |obj: Option<serde_json::Value>| -> Option<BTreeMap<String, String>> {
+        let obj = obj?;
+        Some(
+            obj["data"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        )
+    };
+    let cluster_ip = |obj: &serde_json::Value| {
+        obj.pointer("/spec/clusterIP")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let mut k = KubernetesStatus {
+        api_read: true,
+        nodes: kube.nodes(address).await?,
+        control_plane_ready: get(ApiKind::service_account(), "kube-system", "default".into())
+            .await?
+            .is_some(),
+        ..Default::default()
+    };
+    if let Some((ns, name)) = cluster.dns_service.split_once('/') {
+        let svc = kube.get_object(address, &ApiKind::service(), Some(ns), name).await?;
+        k.dns_service_ip = svc.as_ref().and_then(cluster_ip);
+    }
+    k.cluster_dns_config = data(get(ApiKind::config_map(), "kube-system", "cluster-dns".into()).await?);
+    k.node_dns_config = data(get(ApiKind::config_map(), "kube-system", "node-dns".into()).await?);
+    k.cluster_dns_ip = get(ApiKind::service(), "kube-system", "cluster-dns".into())
+        .await?
+        .as_ref()
+        .and_then(cluster_ip)
+        .unwrap_or_default();
+    let slice = ApiKind::endpoint_slice(slice_api);
+    k.master_endpoints = get(ApiKind::endpoints(), "default", "kubernetes".into())
+        .await?
+        .map(|o| endpoints_view(&o));
+    k.master_endpoint_slice = get(slice.clone(), "default", "kubernetes".into())
+        .await?
+        .map(|o| endpoint_slice_view(&o));
+    k.etcd_service = get(ApiKind::service(), "kube-system", ETCD_SERVICE_NAME.into())
+        .await?
+        .map(|o| service_view(&o));
+    k.etcd_endpoints = get(ApiKind::endpoints(), "kube-system", ETCD_SERVICE_NAME.into())
+        .await?
+        .map(|o| endpoints_view(&o));
+    k.etcd_endpoint_slice = get(slice, "kube-system", ETCD_SERVICE_NAME.into())
+        .await?
+        .map(|o| endpoint_slice_view(&o));
+    Ok(k)
 }
 
 /// The real prober: the nodes over SSH, the managed etcd with its root credentials, Kubernetes
@@ -503,6 +584,8 @@ mod tests {
         asked: Mutex<Vec<String>>,
         healthy_apiservers: Vec<String>,
         nodes_fail: bool,
+        /// Objects by `Kind namespace/name` (`apiVersion` included for slices).
+        objects: BTreeMap<String, serde_json::Value>,
     }
 
     #[async_trait]
@@ -538,6 +621,56 @@ mod tests {
             _: &crate::model::Node,
             _: bool,
         ) -> Result<crate::infra::NodeUpdate, KubeError> {
+            unreachable!("the probe changes nothing")
+        }
+
+        async fn get_object(
+            &self,
+            address: &str,
+            kind: &crate::infra::ApiKind,
+            namespace: Option<&str>,
+            name: &str,
+        ) -> Result<Option<serde_json::Value>, KubeError> {
+            let key = format!("{} {}/{name}", kind.kind, namespace.unwrap_or_default());
+            self.asked
+                .lock()
+                .unwrap()
+                .push(format!("get {key} {} {address}", kind.api_version));
+            Ok(self.objects.get(&key).cloned())
+        }
+
+        async fn create_object(
+            &self,
+            _: &str,
+            _: &crate::infra::ApiKind,
+            _: &serde_json::Value,
+        ) -> Result<(), KubeError> {
+            unreachable!("the probe changes nothing")
+        }
+
+        async fn replace_object(
+            &self,
+            _: &str,
+            _: &crate::infra::ApiKind,
+            _: &serde_json::Value,
+        ) -> Result<(), KubeError> {
+            unreachable!("the probe changes nothing")
+        }
+
+        async fn apply_object(
+            &self,
+            _: &str,
+            _: &crate::infra::ApiKind,
+            _: &serde_json::Value,
+        ) -> Result<crate::infra::Applied, KubeError> {
+            unreachable!("the probe changes nothing")
+        }
+
+        async fn find_kind(&self, _: &str, _: &str, _: &str) -> Result<Option<crate::infra::ApiKind>, KubeError> {
+            unreachable!("not used by this probe test")
+        }
+
+        async fn remove_node(&self, _: &str, _: &str) -> Result<crate::infra::NodeRemoval, KubeError> {
             unreachable!("the probe changes nothing")
         }
     }
@@ -635,7 +768,23 @@ mod tests {
         assert_eq!(k.nodes.len(), 1);
         // The Node's attributes come along for the planner's update-node rule.
         assert_eq!(k.nodes[0].labels["cke.cybozu.com/master"], "true");
-        assert_eq!(*stub.asked.lock().unwrap(), ["nodes 10.0.0.2"]);
+        let asked = stub.asked.lock().unwrap().clone();
+        assert_eq!(asked[0], "nodes 10.0.0.2");
+        assert!(
+            asked[1..]
+                .iter()
+                .all(|a| a.starts_with("get ") && a.ends_with(" 10.0.0.2")),
+            "{asked:?}"
+        );
+        assert_eq!(
+            k,
+            KubernetesStatus {
+                api_read: true,
+                nodes: k.nodes.clone(),
+                ..Default::default()
+            },
+            "nothing else exists"
+        );
 
         // No healthy apiserver on a control plane: not read, nothing asked.
         nodes.insert("10.0.0.2".to_string(), apiserver(false, false));
@@ -653,5 +802,64 @@ mod tests {
         let k = kubernetes_status(&failing, &cluster, &nodes).await;
         assert!(!k.api_read);
         assert_eq!(*failing.asked.lock().unwrap(), ["nodes 10.0.0.1"]);
+    }
+
+    #[tokio::test]
+    async fn the_objects_cke_keeps_are_read_with_the_slice_api_of_the_running_apiserver() {
+        let mut cluster = cluster();
+        cluster.dns_service = "kube-system/upstream-dns".into();
+        let body = |v: serde_json::Value| v;
+        let p = crate::k8s::endpoints::EndpointParams::kubernetes(vec!["10.0.0.1".into()], vec![]);
+        let stub = Stub {
+            objects: [
+                (
+                    "ServiceAccount kube-system/default".to_string(),
+                    body(serde_json::json!({"metadata": {"name": "default"}})),
+                ),
+                (
+                    "Service kube-system/upstream-dns".to_string(),
+                    body(serde_json::json!({"spec": {"clusterIP": "10.96.0.53"}})),
+                ),
+                (
+                    "Service kube-system/cluster-dns".to_string(),
+                    body(serde_json::json!({"spec": {"clusterIP": "10.96.0.10"}})),
+                ),
+                (
+                    "ConfigMap kube-system/cluster-dns".to_string(),
+                    body(serde_json::json!({"data": {"Corefile": ".:1053 {}"}})),
+                ),
+                (
+                    "Endpoints default/kubernetes".to_string(),
+                    crate::k8s::endpoints::endpoints_body(&p),
+                ),
+                (
+                    "EndpointSlice default/kubernetes".to_string(),
+                    crate::k8s::endpoints::endpoint_slice_body(&p, "discovery.k8s.io/v1beta1"),
+                ),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let mut nodes = BTreeMap::new();
+        let mut st = apiserver(true, true);
+        st.kube_apiserver.service.image = "localhost/cke-kubernetes:1.20.2".into();
+        nodes.insert("10.0.0.1".to_string(), st);
+        let k = kubernetes_status(&stub, &cluster, &nodes).await;
+        assert!(k.api_read && k.control_plane_ready);
+        assert_eq!(k.dns_service_ip.as_deref(), Some("10.96.0.53"));
+        assert_eq!(k.cluster_dns_ip, "10.96.0.10");
+        assert_eq!(k.cluster_dns_config.unwrap()["Corefile"], ".:1053 {}");
+        assert_eq!(k.node_dns_config, None);
+        assert_eq!(k.master_endpoints.unwrap().subsets[0].addresses, ["10.0.0.1"]);
+        assert_eq!(k.master_endpoint_slice.unwrap().endpoints.len(), 1);
+        assert_eq!(
+            (k.etcd_service, k.etcd_endpoints, k.etcd_endpoint_slice),
+            (None, None, None)
+        );
+        let asked = stub.asked.lock().unwrap().clone();
+        assert!(
+            asked.contains(&"get EndpointSlice default/kubernetes discovery.k8s.io/v1beta1 10.0.0.1".to_string()),
+            "1.20 serves EndpointSlices as v1beta1: {asked:?}"
+        );
     }
 }

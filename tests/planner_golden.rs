@@ -18,8 +18,8 @@ use serde_yaml::Value;
 
 use cke::k8s::params::Component;
 use cke::model::{
-    parse_cluster, Cluster, ClusterStatus, Constraints, ContainerParams, EtcdClusterStatus, EtcdMember, EtcdNodeStatus,
-    KubeComponentStatus, KubeNode, KubernetesStatus, Node, NodeStatus, ServiceParams, ServiceStatus,
+    parse_cluster, CkeObject, Cluster, ClusterStatus, Constraints, ContainerParams, EtcdClusterStatus, EtcdMember,
+    EtcdNodeStatus, KubeComponentStatus, KubeNode, KubernetesStatus, Node, NodeStatus, ServiceParams, ServiceStatus,
 };
 use cke::planner::params::*;
 use cke::planner::{current_component, decide_ops, OpKind, Phase, Plan, PlanInputs};
@@ -108,6 +108,18 @@ struct KubernetesSpec {
     /// every declared node by name (none when `api_read` is false).
     #[serde(default)]
     nodes: Option<Vec<Value>>,
+    /// The ServiceAccount `kube-system/default` exists; default true.
+    #[serde(default = "yes")]
+    control_plane_ready: bool,
+    /// Objects cke keeps that do not exist (`kubernetes-endpoints`, `kubernetes-endpoint-slice`,
+    /// `etcd-service`, `etcd-endpoints`, `etcd-endpoint-slice`); the others are as cke last wrote
+    /// them for this status (the kubernetes endpoints: control planes with a healthy apiserver ready,
+    /// the rest not ready; the etcd endpoints: every control plane ready).
+    #[serde(default)]
+    missing: Vec<CkeObject>,
+    /// Objects cke keeps that exist but are empty (no labels, subsets, endpoints or ports).
+    #[serde(default)]
+    stale: Vec<CkeObject>,
 }
 
 /// A `Node` object given exactly: what is left out is empty.
@@ -257,7 +269,8 @@ fn yes() -> bool {
 struct Expect {
     phase: Phase,
     /// In order; each an `OpKind` as `PlannedOp` serialises it (`operation` + its fields), plus an
-    /// optional `reason` (exact) or `reason_contains`.
+    /// optional `reason` (exact) or `reason_contains`. A `kube-object` may leave out its `body` and
+    /// give `ready` / `not_ready` instead: the IPs the Endpoints or EndpointSlice body lists so.
     operations: Vec<Value>,
     /// The note must contain this; absent: the note must be empty.
     #[serde(default)]
@@ -270,6 +283,37 @@ struct ExpectedOp {
     kind: OpKind,
     reason: Option<String>,
     reason_contains: Option<String>,
+    /// The body was left out: not compared, but for these endpoint lists (ready, not ready).
+    endpoints: Option<Listed>,
+}
+
+/// The ready and the not-ready IPs an expected endpoints operation lists, each optional.
+type Listed = (Option<Vec<String>>, Option<Vec<String>>);
+
+/// The ready and not-ready IPs of an Endpoints or EndpointSlice body (sorted).
+fn listed(body: &serde_json::Value) -> (Vec<String>, Vec<String>) {
+    let ips = |v: &serde_json::Value, key: &str| -> Vec<String> {
+        v[key]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e["ip"].as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    let (mut ready, mut not_ready) = (vec![], vec![]);
+    if let Some(subset) = body["subsets"].get(0) {
+        ready = ips(subset, "addresses");
+        not_ready = ips(subset, "notReadyAddresses");
+    }
+    for e in body["endpoints"].as_array().into_iter().flatten() {
+        let ip = e["addresses"][0].as_str().unwrap_or_default().to_string();
+        if e["conditions"]["ready"].as_bool() == Some(true) {
+            ready.push(ip);
+        } else {
+            not_ready.push(ip);
+        }
+    }
+    ready.sort();
+    not_ready.sort();
+    (ready, not_ready)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -386,6 +430,9 @@ fn build_status(cluster: &Cluster, inputs: &PlanInputs, spec: &StatusSpec) -> Re
         status.etcd = etcd_status(e)?;
     }
     status.kubernetes = kubernetes_status(cluster, spec.kubernetes.as_ref())?;
+    if status.kubernetes.api_read {
+        kept_objects(cluster, inputs, &mut status, spec.kubernetes.as_ref())?;
+    }
     Ok(status)
 }
 
@@ -438,7 +485,72 @@ fn kubernetes_status(cluster: &Cluster, spec: Option<&KubernetesSpec>) -> Result
             return Err(format!("status.kubernetes.nodes: {} is listed twice", n.name));
         }
     }
-    Ok(KubernetesStatus { api_read, nodes })
+    Ok(KubernetesStatus {
+        api_read,
+        nodes,
+        ..Default::default()
+    })
+}
+
+/// The objects cke keeps, as it last wrote them for this status, but those the spec says are
+/// missing or stale.
+fn kept_objects(
+    cluster: &Cluster,
+    inputs: &PlanInputs,
+    status: &mut ClusterStatus,
+    spec: Option<&KubernetesSpec>,
+) -> Result<(), String> {
+    use cke::k8s::endpoints::*;
+    let (missing, stale) = spec.map_or((&[][..], &[][..]), |k| (&k.missing[..], &k.stale[..]));
+    if let Some(o) = missing.iter().find(|o| stale.contains(o)) {
+        return Err(format!("status.kubernetes: {o:?} is both missing and stale"));
+    }
+    let slice_api = cke::k8s::VersionSet::for_image(&inputs.images.kubernetes)
+        .map(|r| r.set.endpoint_slice_api)
+        .unwrap_or("discovery.k8s.io/v1");
+    let (mut ready, mut not_ready) = (vec![], vec![]);
+    for n in cluster.control_planes() {
+        if status.nodes[&n.address].kube_apiserver.is_healthy {
+            ready.push(n.address.clone());
+        } else {
+            not_ready.push(n.address.clone());
+        }
+    }
+    let master = EndpointParams::kubernetes(ready, not_ready);
+    let etcd = EndpointParams::etcd(cluster.control_planes().map(|n| n.address.clone()).collect(), vec![]);
+    let k = &mut status.kubernetes;
+    k.control_plane_ready = spec.is_none_or(|s| s.control_plane_ready);
+    // An object as cke wrote it, empty when stale, absent when missing.
+    fn object<T: Default>(
+        o: CkeObject,
+        missing: &[CkeObject],
+        stale: &[CkeObject],
+        make: impl FnOnce() -> T,
+    ) -> Option<T> {
+        if missing.contains(&o) {
+            None
+        } else if stale.contains(&o) {
+            Some(T::default())
+        } else {
+            Some(make())
+        }
+    }
+    k.master_endpoints = object(CkeObject::KubernetesEndpoints, missing, stale, || {
+        endpoints_view(&endpoints_body(&master))
+    });
+    k.master_endpoint_slice = object(CkeObject::KubernetesEndpointSlice, missing, stale, || {
+        endpoint_slice_view(&endpoint_slice_body(&master, slice_api))
+    });
+    k.etcd_service = object(CkeObject::EtcdService, missing, stale, || {
+        service_view(&etcd_service_body())
+    });
+    k.etcd_endpoints = object(CkeObject::EtcdEndpoints, missing, stale, || {
+        endpoints_view(&endpoints_body(&etcd))
+    });
+    k.etcd_endpoint_slice = object(CkeObject::EtcdEndpointSlice, missing, stale, || {
+        endpoint_slice_view(&endpoint_slice_body(&etcd, slice_api))
+    });
+    Ok(())
 }
 
 fn kube_spec(v: &Value, path: &str) -> Result<(KubeSvc, bool), String> {
@@ -725,6 +837,20 @@ fn expected_op(v: &Value) -> Result<ExpectedOp, String> {
     if reason.is_some() && reason_contains.is_some() {
         return Err("give reason or reason_contains, not both".into());
     }
+    let list = |m: &mut serde_yaml::Mapping, key: &str| -> Result<Option<Vec<String>>, String> {
+        m.remove(key)
+            .map(|v| {
+                let mut l: Vec<String> = serde_yaml::from_value(v).map_err(|e| format!("{key}: {e}"))?;
+                l.sort();
+                Ok(l)
+            })
+            .transpose()
+    };
+    let mut endpoints = None;
+    if m.get("operation").and_then(Value::as_str) == Some("kube-object") && !m.contains_key("body") {
+        endpoints = Some((list(&mut m, "ready")?, list(&mut m, "not_ready")?));
+        m.insert("body".into(), Value::Mapping(Default::default()));
+    }
     let written = strip_nulls(Value::Mapping(m));
     let kind: OpKind = serde_yaml::from_value(written.clone()).map_err(|e| e.to_string())?;
     // OpKind ignores unknown fields: a field that does not come back is a typo.
@@ -744,6 +870,7 @@ fn expected_op(v: &Value) -> Result<ExpectedOp, String> {
         kind,
         reason,
         reason_contains,
+        endpoints,
     })
 }
 
@@ -760,8 +887,18 @@ fn check(l: &Loaded, plan: &Plan) -> Result<(), Vec<String>> {
         diffs.push(format!("operations: expected {}, got {}", l.ops.len(), plan.ops.len()));
     }
     for (i, (want, got)) in l.ops.iter().zip(&plan.ops).enumerate() {
-        if want.kind != got.kind {
-            diffs.push(format!("operations[{i}]: expected {:?}, got {:?}", want.kind, got.kind));
+        let mut got_kind = got.kind.clone();
+        if let (Some((ready, not_ready)), OpKind::KubeObject { body, .. }) = (&want.endpoints, &mut got_kind) {
+            let (r, n) = listed(body);
+            if ready.as_ref().is_some_and(|w| *w != r) || not_ready.as_ref().is_some_and(|w| *w != n) {
+                diffs.push(format!(
+                    "operations[{i}]: expected ready {ready:?}, not ready {not_ready:?}; the body lists ready {r:?}, not ready {n:?}"
+                ));
+            }
+            *body = serde_json::json!({});
+        }
+        if want.kind != got_kind {
+            diffs.push(format!("operations[{i}]: expected {:?}, got {:?}", want.kind, got_kind));
         }
         if let Some(r) = &want.reason {
             if *r != got.reason {

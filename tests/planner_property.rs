@@ -197,7 +197,10 @@ impl World {
             | OpKind::StopKubeApiserver { .. }
             | OpKind::StopKubeControllerManager { .. }
             | OpKind::StopKubeScheduler { .. }
-            | OpKind::UpdateNode { .. } => {}
+            | OpKind::UpdateNode { .. }
+            | OpKind::WaitKubernetes { .. }
+            | OpKind::KubeObject { .. }
+            | OpKind::RemoveNode { .. } => {}
             OpKind::StopEtcdRivers { nodes } => {
                 for a in nodes {
                     self.etcd_rivers_stopped.insert(Self::index(a));

@@ -19,6 +19,11 @@ use crate::model::{Cluster, ClusterStatus, EtcdClusterStatus, EtcdMember, NodeSt
 use crate::storage::{MemStorage, Storage};
 use crate::topology::*;
 
+/// The key of an object in [`World::kube_objects`].
+pub fn object_key(group: &str, kind: &str, namespace: &str, name: &str) -> (String, String, String, String) {
+    (group.into(), kind.into(), namespace.into(), name.into())
+}
+
 /// One fake node.
 #[derive(Debug, Clone, Default)]
 pub struct FakeNode {
@@ -61,6 +66,9 @@ pub struct World {
     pub encryption_keys: Vec<crate::k8s::encryption::EncryptionKey>,
     /// Node objects by name (labels, annotations, taints; always ready).
     pub kube_nodes: BTreeMap<String, crate::model::KubeNode>,
+    /// Other Kubernetes objects by (API group, kind, namespace, name), as JSON; an object the fake
+    /// applied server-side carries `metadata.managedFields` of manager `cke`.
+    pub kube_objects: BTreeMap<(String, String, String, String), serde_json::Value>,
     failures: Vec<String>,
 }
 
@@ -84,7 +92,117 @@ impl World {
             reason,
         })?;
         Fake::register_nodes(self);
+        self.controller_manager_objects();
         Ok(())
+    }
+
+    /// What a running controller-manager creates: the ServiceAccount `kube-system/default`.
+    fn controller_manager_objects(&mut self) {
+        let running = self
+            .nodes
+            .keys()
+            .any(|a| self.running(a, KUBE_CONTROLLER_MANAGER_CONTAINER));
+        if running {
+            self.kube_objects
+                .entry(object_key("", "ServiceAccount", "kube-system", "default"))
+                .or_insert_with(|| {
+                    serde_json::json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                        "metadata": {"namespace": "kube-system", "name": "default"}})
+                });
+        }
+    }
+
+    /// The object of `kind` at `namespace/name`.
+    pub fn kube_object(&self, kind: &crate::infra::ApiKind, namespace: &str, name: &str) -> Option<&serde_json::Value> {
+        self.kube_objects
+            .get(&object_key(kind.group(), &kind.kind, namespace, name))
+    }
+
+    /// The kinds the fake apiserver serves: common built-in kinds, and those of the CRDs stored.
+    fn find_kind(&self, api_version: &str, kind: &str) -> Option<crate::infra::ApiKind> {
+        const BUILTIN: &[(&str, &str, &str, bool)] = &[
+            ("v1", "Namespace", "namespaces", false),
+            ("v1", "ServiceAccount", "serviceaccounts", true),
+            ("v1", "ConfigMap", "configmaps", true),
+            ("v1", "Secret", "secrets", true),
+            ("v1", "Service", "services", true),
+            ("v1", "Endpoints", "endpoints", true),
+            ("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", false),
+            (
+                "rbac.authorization.k8s.io/v1",
+                "ClusterRoleBinding",
+                "clusterrolebindings",
+                false,
+            ),
+            ("rbac.authorization.k8s.io/v1", "Role", "roles", true),
+            ("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings", true),
+            ("apps/v1", "DaemonSet", "daemonsets", true),
+            ("apps/v1", "Deployment", "deployments", true),
+            ("policy/v1beta1", "PodDisruptionBudget", "poddisruptionbudgets", true),
+            ("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", true),
+            ("discovery.k8s.io/v1beta1", "EndpointSlice", "endpointslices", true),
+            ("discovery.k8s.io/v1", "EndpointSlice", "endpointslices", true),
+            ("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies", true),
+            (
+                "apiextensions.k8s.io/v1",
+                "CustomResourceDefinition",
+                "customresourcedefinitions",
+                false,
+            ),
+            (
+                "admissionregistration.k8s.io/v1",
+                "ValidatingWebhookConfiguration",
+                "validatingwebhookconfigurations",
+                false,
+            ),
+            (
+                "admissionregistration.k8s.io/v1",
+                "MutatingWebhookConfiguration",
+                "mutatingwebhookconfigurations",
+                false,
+            ),
+        ];
+        if let Some((v, k, plural, namespaced)) = BUILTIN.iter().find(|(v, k, ..)| *v == api_version && *k == kind) {
+            return Some(crate::infra::ApiKind::new(v, k, plural, *namespaced));
+        }
+        self.kube_objects
+            .iter()
+            .filter(|((g, k, ..), _)| g == "apiextensions.k8s.io" && k == "CustomResourceDefinition")
+            .find_map(|(_, crd)| {
+                let group = crd.pointer("/spec/group")?.as_str()?;
+                let served = crd.pointer("/spec/versions")?.as_array()?.iter().any(|v| {
+                    v["served"].as_bool().unwrap_or(true)
+                        && format!("{group}/{}", v["name"].as_str().unwrap_or("")) == api_version
+                });
+                let names = crd.pointer("/spec/names")?;
+                (served && names["kind"].as_str()? == kind).then(|| {
+                    crate::infra::ApiKind::new(
+                        api_version,
+                        kind,
+                        names["plural"].as_str().unwrap_or_default(),
+                        crd.pointer("/spec/scope").and_then(|s| s.as_str()) == Some("Namespaced"),
+                    )
+                })
+            })
+    }
+
+    /// The key of `body` of `kind`, or why it has none.
+    fn body_key(
+        kind: &crate::infra::ApiKind,
+        body: &serde_json::Value,
+    ) -> Result<(String, String, String, String), String> {
+        let name = body
+            .pointer("/metadata/name")
+            .and_then(|v| v.as_str())
+            .ok_or("no metadata.name")?;
+        let ns = if kind.namespaced {
+            body.pointer("/metadata/namespace")
+                .and_then(|v| v.as_str())
+                .ok_or("no metadata.namespace")?
+        } else {
+            ""
+        };
+        Ok(object_key(kind.group(), &kind.kind, ns, name))
     }
 
     fn running(&self, address: &str, name: &str) -> bool {
@@ -256,6 +374,51 @@ impl Fake {
         }
     }
 
+    /// The Kubernetes objects as the probe reads them ([`crate::probe::read_kubernetes`]).
+    fn kubernetes_status(w: &World, cluster: &Cluster) -> crate::model::KubernetesStatus {
+        use crate::k8s::endpoints::{endpoint_slice_view, endpoints_view, service_view};
+        let get =
+            |group: &str, kind: &str, ns: &str, name: &str| w.kube_objects.get(&object_key(group, kind, ns, name));
+        let data = |o: &serde_json::Value| -> BTreeMap<String, String> {
+            o["data"]
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let ip = |o: &serde_json::Value| {
+            o.pointer("/spec/clusterIP")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        };
+        let dns_service_ip = cluster
+            .dns_service
+            .split_once('/')
+            .and_then(|(ns, name)| get("", "Service", ns, name))
+            .and_then(ip);
+        crate::model::KubernetesStatus {
+            api_read: true,
+            nodes: w.kube_nodes.values().cloned().collect(),
+            control_plane_ready: get("", "ServiceAccount", "kube-system", "default").is_some(),
+            dns_service_ip,
+            cluster_dns_config: get("", "ConfigMap", "kube-system", "cluster-dns").map(data),
+            cluster_dns_ip: get("", "Service", "kube-system", "cluster-dns")
+                .and_then(ip)
+                .unwrap_or_default(),
+            node_dns_config: get("", "ConfigMap", "kube-system", "node-dns").map(data),
+            master_endpoints: get("", "Endpoints", "default", "kubernetes").map(endpoints_view),
+            master_endpoint_slice: get("discovery.k8s.io", "EndpointSlice", "default", "kubernetes")
+                .map(endpoint_slice_view),
+            etcd_service: get("", "Service", "kube-system", "cke-etcd").map(service_view),
+            etcd_endpoints: get("", "Endpoints", "kube-system", "cke-etcd").map(endpoints_view),
+            etcd_endpoint_slice: get("discovery.k8s.io", "EndpointSlice", "kube-system", "cke-etcd")
+                .map(endpoint_slice_view),
+        }
+    }
+
     /// What the probe would see of the fake world.
     pub fn status(&self, cluster: &Cluster) -> ClusterStatus {
         self.with(|w| {
@@ -310,8 +473,8 @@ impl Fake {
                 .any(|n| st.nodes[&n.address].kube_apiserver.service.running)
             {
                 Fake::register_nodes(w);
-                st.kubernetes.api_read = true;
-                st.kubernetes.nodes = w.kube_nodes.values().cloned().collect();
+                w.controller_manager_objects();
+                st.kubernetes = Fake::kubernetes_status(w, cluster);
             }
             let any_running = w.etcd.members.iter().any(|m| w.member_running(m));
             if any_running {
@@ -686,6 +849,119 @@ impl crate::infra::KubeApi for Fake {
             }
             *current = crate::k8s::node::desired(declared, current, taint_control_plane).apply_to(current);
             Ok(crate::infra::NodeUpdate::Updated)
+        })
+    }
+
+    async fn get_object(
+        &self,
+        address: &str,
+        kind: &crate::infra::ApiKind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<serde_json::Value>, crate::infra::KubeError> {
+        let ns = namespace.unwrap_or_default();
+        self.with(|w| {
+            w.kube_act(address, format!("{address}: kube get {} {ns}/{name}", kind.kind))?;
+            Ok(w.kube_object(kind, ns, name).cloned())
+        })
+    }
+
+    async fn create_object(
+        &self,
+        address: &str,
+        kind: &crate::infra::ApiKind,
+        body: &serde_json::Value,
+    ) -> Result<(), crate::infra::KubeError> {
+        self.with(|w| {
+            let err = |reason: String| crate::infra::KubeError::Api {
+                address: address.into(),
+                reason,
+            };
+            let key = World::body_key(kind, body).map_err(err)?;
+            w.kube_act(
+                address,
+                format!("{address}: kube create {} {}/{}", kind.kind, key.2, key.3),
+            )?;
+            if w.kube_objects.contains_key(&key) {
+                return Err(err(format!("{} {}/{} already exists", kind.kind, key.2, key.3)));
+            }
+            w.kube_objects.insert(key, body.clone());
+            Ok(())
+        })
+    }
+
+    async fn replace_object(
+        &self,
+        address: &str,
+        kind: &crate::infra::ApiKind,
+        body: &serde_json::Value,
+    ) -> Result<(), crate::infra::KubeError> {
+        self.with(|w| {
+            let err = |reason: String| crate::infra::KubeError::Api {
+                address: address.into(),
+                reason,
+            };
+            let key = World::body_key(kind, body).map_err(err)?;
+            w.kube_act(
+                address,
+                format!("{address}: kube update {} {}/{}", kind.kind, key.2, key.3),
+            )?;
+            if !w.kube_objects.contains_key(&key) {
+                return Err(err(format!("{} {}/{} not found", kind.kind, key.2, key.3)));
+            }
+            w.kube_objects.insert(key, body.clone());
+            Ok(())
+        })
+    }
+
+    async fn apply_object(
+        &self,
+        address: &str,
+        kind: &crate::infra::ApiKind,
+        body: &serde_json::Value,
+    ) -> Result<crate::infra::Applied, crate::infra::KubeError> {
+        self.with(|w| {
+            let key = World::body_key(kind, body).map_err(|reason| crate::infra::KubeError::Api {
+                address: address.into(),
+                reason,
+            })?;
+            w.kube_act(
+                address,
+                format!("{address}: kube apply {} {}/{}", kind.kind, key.2, key.3),
+            )?;
+            if w.find_kind(&kind.api_version, &kind.kind).is_none() {
+                return Ok(crate::infra::Applied::NotServed);
+            }
+            let mut obj = body.clone();
+            obj["metadata"]["managedFields"] = serde_json::json!([{"manager": "cke", "operation": "Apply"}]);
+            w.kube_objects.insert(key, obj);
+            Ok(crate::infra::Applied::Applied)
+        })
+    }
+
+    async fn find_kind(
+        &self,
+        address: &str,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<Option<crate::infra::ApiKind>, crate::infra::KubeError> {
+        self.with(|w| {
+            w.kube_act(address, format!("{address}: kube discover {api_version} {kind}"))?;
+            Ok(w.find_kind(api_version, kind))
+        })
+    }
+
+    async fn remove_node(
+        &self,
+        address: &str,
+        name: &str,
+    ) -> Result<crate::infra::NodeRemoval, crate::infra::KubeError> {
+        self.with(|w| {
+            w.kube_act(address, format!("{address}: kube remove node {name}"))?;
+            Ok(match w.kube_nodes.remove(name) {
+                Some(_) => crate::infra::NodeRemoval::Deleted,
+                None => crate::infra::NodeRemoval::Missing,
+            })
         })
     }
 }

@@ -13,13 +13,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::{Namespace, Node};
-use kube::api::{ListParams, PostParams};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Mutex;
 
-use crate::infra::{CertIssuer, Health, IssueError, KubeApi, KubeError, NodeUpdate, RENEW_BEFORE_EXPIRY};
+use crate::infra::{
+    ApiKind, Applied, CertIssuer, Health, IssueError, KubeApi, KubeError, NodeRemoval, NodeUpdate, RENEW_BEFORE_EXPIRY,
+};
 use crate::model::{KubeNode, Taint};
 use crate::storage::Storage;
 use crate::topology::host_port_part;
@@ -232,6 +234,179 @@ impl KubeApi for KubeClients {
         let api: Api<Node> = Api::all(self.client(address).await?);
         update_node_through(&api, self.timeout, address, declared, taint_control_plane).await
     }
+
+    async fn get_object(
+        &self,
+        address: &str,
+        kind: &ApiKind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<serde_json::Value>, KubeError> {
+        let api = self.dynamic(address, kind, namespace).await?;
+        let what = format!("get {} {}", kind.kind, object_name(namespace, name));
+        let obj = call(self.timeout, address, &what, api.get_opt(name)).await?;
+        obj.map(|o| serde_json::to_value(o).map_err(|e| api_error(address, format!("{what}: {e}"))))
+            .transpose()
+    }
+
+    async fn create_object(&self, address: &str, kind: &ApiKind, body: &serde_json::Value) -> Result<(), KubeError> {
+        let (namespace, name, obj) = dynamic_body(address, kind, body)?;
+        let api = self.dynamic(address, kind, namespace.as_deref()).await?;
+        let what = format!("create {} {}", kind.kind, object_name(namespace.as_deref(), &name));
+        call(self.timeout, address, &what, api.create(&PostParams::default(), &obj)).await?;
+        Ok(())
+    }
+
+    async fn replace_object(&self, address: &str, kind: &ApiKind, body: &serde_json::Value) -> Result<(), KubeError> {
+        let (namespace, name, obj) = dynamic_body(address, kind, body)?;
+        let api = self.dynamic(address, kind, namespace.as_deref()).await?;
+        let what = format!("update {} {}", kind.kind, object_name(namespace.as_deref(), &name));
+        call(
+            self.timeout,
+            address,
+            &what,
+            api.replace(&name, &PostParams::default(), &obj),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn apply_object(
+        &self,
+        address: &str,
+        kind: &ApiKind,
+        body: &serde_json::Value,
+    ) -> Result<Applied, KubeError> {
+        let (namespace, name, _) = dynamic_body(address, kind, body)?;
+        let api = self.dynamic(address, kind, namespace.as_deref()).await?;
+        let what = format!("apply {} {}", kind.kind, object_name(namespace.as_deref(), &name));
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        match tokio::time::timeout(self.timeout, api.patch(&name, &params, &Patch::Apply(body))).await {
+            Ok(Ok(_)) => Ok(Applied::Applied),
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => Ok(Applied::NotServed),
+            Ok(Err(e)) => Err(api_error(address, format!("{what}: {}", crate::error::error_chain(&e)))),
+            Err(_) => Err(api_error(
+                address,
+                format!("{what}: no answer within {:?}", self.timeout),
+            )),
+        }
+    }
+
+    async fn find_kind(&self, address: &str, api_version: &str, kind: &str) -> Result<Option<ApiKind>, KubeError> {
+        let client = self.client(address).await?;
+        let what = format!("discover {api_version}");
+        let list = if api_version.contains('/') {
+            tokio::time::timeout(self.timeout, client.list_api_group_resources(api_version)).await
+        } else {
+            tokio::time::timeout(self.timeout, client.list_core_api_resources(api_version)).await
+        };
+        let list = match list {
+            Ok(Ok(l)) => l,
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => return Ok(None),
+            Ok(Err(e)) => return Err(api_error(address, format!("{what}: {}", crate::error::error_chain(&e)))),
+            Err(_) => {
+                return Err(api_error(
+                    address,
+                    format!("{what}: no answer within {:?}", self.timeout),
+                ))
+            }
+        };
+        Ok(list
+            .resources
+            .iter()
+            .find(|r| r.kind == kind && !r.name.contains('/'))
+            .map(|r| ApiKind::new(api_version, kind, &r.name, r.namespaced)))
+    }
+
+    async fn remove_node(&self, address: &str, name: &str) -> Result<NodeRemoval, KubeError> {
+        let api: Api<Node> = Api::all(self.client(address).await?);
+        let Some(node) = call(self.timeout, address, "get node", api.get_opt(name)).await? else {
+            return Ok(NodeRemoval::Missing);
+        };
+        if node.metadata.deletion_timestamp.is_some() {
+            return Ok(NodeRemoval::Deleting);
+        }
+        if !node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false) {
+            let patch = serde_json::json!({ "spec": { "unschedulable": true } });
+            let what = format!("cordon node {name}");
+            let params = PatchParams::default();
+            call(
+                self.timeout,
+                address,
+                &what,
+                api.patch(name, &params, &Patch::Strategic(&patch)),
+            )
+            .await?;
+        }
+        let what = format!("delete node {name}");
+        match tokio::time::timeout(self.timeout, api.delete(name, &DeleteParams::default())).await {
+            Ok(Ok(_)) => Ok(NodeRemoval::Deleted),
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => Ok(NodeRemoval::Missing),
+            Ok(Err(e)) => Err(api_error(address, format!("{what}: {}", crate::error::error_chain(&e)))),
+            Err(_) => Err(api_error(
+                address,
+                format!("{what}: no answer within {:?}", self.timeout),
+            )),
+        }
+    }
+}
+
+/// The field manager of cke's server-side applies (CKE's).
+pub const FIELD_MANAGER: &str = "cke";
+
+impl KubeClients {
+    /// A dynamic API of `kind` in `namespace` (or cluster-wide).
+    async fn dynamic(
+        &self,
+        address: &str,
+        kind: &ApiKind,
+        namespace: Option<&str>,
+    ) -> Result<Api<DynamicObject>, KubeError> {
+        let client = self.client(address).await?;
+        let ar = ApiResource {
+            group: kind.group().into(),
+            version: kind.version().into(),
+            api_version: kind.api_version.clone(),
+            kind: kind.kind.clone(),
+            plural: kind.plural.clone(),
+        };
+        Ok(match namespace {
+            Some(ns) if kind.namespaced => Api::namespaced_with(client, ns, &ar),
+            _ => Api::all_with(client, &ar),
+        })
+    }
+}
+
+/// `namespace/name`, or `name`.
+fn object_name(namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_string(),
+    }
+}
+
+/// The namespace and name of `body`, and `body` as a dynamic object; a body without a name (or a
+/// namespaced one without a namespace) is refused before anything is sent.
+fn dynamic_body(
+    address: &str,
+    kind: &ApiKind,
+    body: &serde_json::Value,
+) -> Result<(Option<String>, String, DynamicObject), KubeError> {
+    let name = body
+        .pointer("/metadata/name")
+        .and_then(serde_json::Value::as_str)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| api_error(address, format!("{} object without metadata.name", kind.kind)))?;
+    let namespace = body.pointer("/metadata/namespace").and_then(serde_json::Value::as_str);
+    if kind.namespaced && namespace.is_none_or(str::is_empty) {
+        return Err(api_error(
+            address,
+            format!("{} {name}: metadata.namespace is missing", kind.kind),
+        ));
+    }
+    let obj: DynamicObject = serde_json::from_value(body.clone())
+        .map_err(|e| api_error(address, format!("{} {name} is not an object: {e}", kind.kind)))?;
+    Ok((namespace.map(str::to_string), name.to_string(), obj))
 }
 
 fn api_error(address: &str, reason: impl Into<String>) -> KubeError {

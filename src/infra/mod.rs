@@ -373,6 +373,116 @@ pub trait KubeApi: Send + Sync {
         declared: &crate::model::Node,
         taint_control_plane: bool,
     ) -> Result<NodeUpdate, KubeError>;
+    /// The object `namespace/name` (`namespace` `None` for cluster-scoped kinds) of `kind`, as
+    /// JSON; `Ok(None)` when there is none.
+    async fn get_object(
+        &self,
+        address: &str,
+        kind: &ApiKind,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<serde_json::Value>, KubeError>;
+    /// Creates `body` (its `metadata.namespace` and `metadata.name` say where).
+    async fn create_object(&self, address: &str, kind: &ApiKind, body: &serde_json::Value) -> Result<(), KubeError>;
+    /// Replaces the object with `body` as it is: without a `resourceVersion`, the update is
+    /// unconditional (CKE's Update of the objects it owns).
+    async fn replace_object(&self, address: &str, kind: &ApiKind, body: &serde_json::Value) -> Result<(), KubeError>;
+    /// Server-side apply of `body` with field manager `cke`, forcing conflicts (CKE's
+    /// resource-apply). [`Applied::NotServed`] when the server answers 404 (its kind is not served
+    /// yet, e.g. a custom resource before its CRD).
+    async fn apply_object(&self, address: &str, kind: &ApiKind, body: &serde_json::Value)
+        -> Result<Applied, KubeError>;
+    /// Where the server serves `kind` of `api_version` (discovery); `Ok(None)` when it does not.
+    async fn find_kind(&self, address: &str, api_version: &str, kind: &str) -> Result<Option<ApiKind>, KubeError>;
+    /// Cordons Node `name` (unless it is already unschedulable) and deletes it (CKE's
+    /// remove-node); a Node already being deleted is left alone.
+    async fn remove_node(&self, address: &str, name: &str) -> Result<NodeRemoval, KubeError>;
+}
+
+/// A kind of Kubernetes object as the API serves it: where to find it and how it is named in
+/// URLs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ApiKind {
+    /// `group/version`, or `v1` for the core group.
+    pub api_version: String,
+    /// The kind (`ConfigMap`).
+    pub kind: String,
+    /// The plural resource name (`configmaps`).
+    pub plural: String,
+    /// Objects of the kind live in namespaces.
+    pub namespaced: bool,
+}
+
+impl ApiKind {
+    /// A kind given by all four parts.
+    pub fn new(api_version: &str, kind: &str, plural: &str, namespaced: bool) -> Self {
+        ApiKind {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            namespaced,
+        }
+    }
+
+    /// `v1` `Endpoints`.
+    pub fn endpoints() -> Self {
+        ApiKind::new("v1", "Endpoints", "endpoints", true)
+    }
+
+    /// `EndpointSlice` of `api_version` (by Kubernetes minor: `VersionSet::endpoint_slice_api`).
+    pub fn endpoint_slice(api_version: &str) -> Self {
+        ApiKind::new(api_version, "EndpointSlice", "endpointslices", true)
+    }
+
+    /// `v1` `Service`.
+    pub fn service() -> Self {
+        ApiKind::new("v1", "Service", "services", true)
+    }
+
+    /// `v1` `ConfigMap`.
+    pub fn config_map() -> Self {
+        ApiKind::new("v1", "ConfigMap", "configmaps", true)
+    }
+
+    /// `v1` `ServiceAccount`.
+    pub fn service_account() -> Self {
+        ApiKind::new("v1", "ServiceAccount", "serviceaccounts", true)
+    }
+
+    /// The API group (empty for the core group).
+    pub fn group(&self) -> &str {
+        self.api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("")
+    }
+
+    /// The version within the group.
+    pub fn version(&self) -> &str {
+        self.api_version
+            .rsplit_once('/')
+            .map(|(_, v)| v)
+            .unwrap_or(&self.api_version)
+    }
+}
+
+/// What [`KubeApi::apply_object`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Applied {
+    /// The server applied it.
+    Applied,
+    /// The server does not serve the kind (404); a later pass tries again.
+    NotServed,
+}
+
+/// What [`KubeApi::remove_node`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum NodeRemoval {
+    /// Cordoned (if it was not) and deleted.
+    Deleted,
+    /// Already being deleted: left alone.
+    Deleting,
+    /// There is no such Node.
+    Missing,
 }
 
 /// What [`KubeApi::update_node`] did.
@@ -415,6 +525,46 @@ impl KubeApi for NoKube {
         _declared: &crate::model::Node,
         _taint_control_plane: bool,
     ) -> Result<NodeUpdate, KubeError> {
+        Err(KubeError::NotConfigured)
+    }
+
+    async fn get_object(
+        &self,
+        _address: &str,
+        _kind: &ApiKind,
+        _namespace: Option<&str>,
+        _name: &str,
+    ) -> Result<Option<serde_json::Value>, KubeError> {
+        Err(KubeError::NotConfigured)
+    }
+
+    async fn create_object(&self, _address: &str, _kind: &ApiKind, _body: &serde_json::Value) -> Result<(), KubeError> {
+        Err(KubeError::NotConfigured)
+    }
+
+    async fn replace_object(
+        &self,
+        _address: &str,
+        _kind: &ApiKind,
+        _body: &serde_json::Value,
+    ) -> Result<(), KubeError> {
+        Err(KubeError::NotConfigured)
+    }
+
+    async fn apply_object(
+        &self,
+        _address: &str,
+        _kind: &ApiKind,
+        _body: &serde_json::Value,
+    ) -> Result<Applied, KubeError> {
+        Err(KubeError::NotConfigured)
+    }
+
+    async fn find_kind(&self, _address: &str, _api_version: &str, _kind: &str) -> Result<Option<ApiKind>, KubeError> {
+        Err(KubeError::NotConfigured)
+    }
+
+    async fn remove_node(&self, _address: &str, _name: &str) -> Result<NodeRemoval, KubeError> {
         Err(KubeError::NotConfigured)
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod encryption;
+pub mod endpoints;
 pub mod kubeconfig;
 pub mod node;
 pub mod params;

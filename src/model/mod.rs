@@ -14,7 +14,7 @@ mod validate;
 
 pub use cluster::*;
 pub use constraints::*;
-pub use plan::{OpKind, Phase, PlannedOp};
+pub use plan::{CkeObject, OpKind, Phase, PlannedOp};
 pub use record::*;
 pub use status::*;
 pub use validate::{FieldError, ValidationError, USER_NAME};

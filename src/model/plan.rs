@@ -232,6 +232,85 @@ pub enum OpKind {
         /// Addresses of the declared nodes whose Nodes are outdated.
         nodes: Vec<String>,
     },
+    /// Wait until the control plane is ready: the ServiceAccount `kube-system/default` exists
+    /// (CKE's `wait-kubernetes`).
+    WaitKubernetes {
+        /// The control-plane node whose healthy apiserver is asked.
+        apiserver: String,
+    },
+    /// Create or replace an object cke keeps (CKE's `create-*` / `update-*` operations of
+    /// endpoints, the etcd Service and the DNS ConfigMaps), with the body it gets.
+    KubeObject {
+        /// The control-plane node whose healthy apiserver is used.
+        apiserver: String,
+        /// Which object.
+        object: CkeObject,
+        /// Create it (it is absent) or replace it (it differs).
+        create: bool,
+        /// The object as it is sent.
+        body: serde_json::Value,
+    },
+    /// Cordon and delete `Node` objects that no declared node accounts for (CKE's `remove-node`).
+    RemoveNode {
+        /// The control-plane node whose healthy apiserver is used.
+        apiserver: String,
+        /// The names of the Nodes.
+        nodes: Vec<String>,
+    },
+}
+
+/// The objects cke creates and replaces whole ([`OpKind::KubeObject`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CkeObject {
+    /// Endpoints `default/kubernetes`.
+    KubernetesEndpoints,
+    /// EndpointSlice `default/kubernetes`.
+    KubernetesEndpointSlice,
+    /// Service `kube-system/cke-etcd`.
+    EtcdService,
+    /// Endpoints `kube-system/cke-etcd`.
+    EtcdEndpoints,
+    /// EndpointSlice `kube-system/cke-etcd`.
+    EtcdEndpointSlice,
+    /// ConfigMap `kube-system/cluster-dns`.
+    ClusterDnsConfigMap,
+    /// ConfigMap `kube-system/node-dns`.
+    NodeDnsConfigMap,
+}
+
+impl CkeObject {
+    /// CKE's operation name for creating (`create`) or replacing the object.
+    pub fn op_name(self, create: bool) -> &'static str {
+        use CkeObject::*;
+        match (self, create) {
+            (KubernetesEndpoints, true) => "create-kubernetes-endpoints",
+            (KubernetesEndpoints, false) => "update-kubernetes-endpoints",
+            (KubernetesEndpointSlice, true) => "create-kubernetes-endpointslice",
+            (KubernetesEndpointSlice, false) => "update-kubernetes-endpointslice",
+            (EtcdService, true) => "create-etcd-service",
+            (EtcdService, false) => "update-etcd-service",
+            (EtcdEndpoints, true) => "create-cke-etcd-endpoints",
+            (EtcdEndpoints, false) => "update-cke-etcd-endpoints",
+            (EtcdEndpointSlice, true) => "create-cke-etcd-endpointslice",
+            (EtcdEndpointSlice, false) => "update-cke-etcd-endpointslice",
+            (ClusterDnsConfigMap, true) => "create-cluster-dns-configmap",
+            (ClusterDnsConfigMap, false) => "update-cluster-dns-configmap",
+            (NodeDnsConfigMap, true) => "create-node-dns-configmap",
+            (NodeDnsConfigMap, false) => "update-node-dns-configmap",
+        }
+    }
+
+    /// `namespace/name` of the object.
+    pub fn object_key(self) -> &'static str {
+        use CkeObject::*;
+        match self {
+            KubernetesEndpoints | KubernetesEndpointSlice => "default/kubernetes",
+            EtcdService | EtcdEndpoints | EtcdEndpointSlice => "kube-system/cke-etcd",
+            ClusterDnsConfigMap => "kube-system/cluster-dns",
+            NodeDnsConfigMap => "kube-system/node-dns",
+        }
+    }
 }
 
 /// An operation with the reason it was planned.
@@ -285,6 +364,9 @@ impl PlannedOp {
             OpKind::StopEtcd { .. } => "stop-etcd",
             OpKind::StopEtcdRivers { .. } => "stop-etcd-rivers",
             OpKind::UpdateNode { .. } => "update-node",
+            OpKind::WaitKubernetes { .. } => "wait-kubernetes",
+            OpKind::KubeObject { object, create, .. } => object.op_name(create),
+            OpKind::RemoveNode { .. } => "remove-node",
         }
     }
 
@@ -314,7 +396,9 @@ impl PlannedOp {
             | OpKind::StopKubeScheduler { nodes }
             | OpKind::StopEtcd { nodes }
             | OpKind::StopEtcdRivers { nodes }
-            | OpKind::UpdateNode { nodes, .. } => nodes.clone(),
+            | OpKind::UpdateNode { nodes, .. }
+            | OpKind::RemoveNode { nodes, .. } => nodes.clone(),
+            OpKind::WaitKubernetes { apiserver } | OpKind::KubeObject { apiserver, .. } => vec![apiserver.clone()],
             OpKind::EtcdRemoveMember { node, .. }
             | OpKind::EtcdDestroyMember { node, .. }
             | OpKind::EtcdAddMember { node, .. }

@@ -119,6 +119,129 @@ pub struct KubernetesStatus {
     /// `Node` objects, by name.
     #[serde(default)]
     pub nodes: Vec<KubeNode>,
+    /// The ServiceAccount `kube-system/default` exists: the control plane is ready (CKE's
+    /// `IsControlPlaneReady`).
+    #[serde(default)]
+    pub control_plane_ready: bool,
+    /// The `spec.clusterIP` of the Service named by `dns_service` (`namespace/name`), when the
+    /// declaration names one and it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_service_ip: Option<String>,
+    /// The `data` of ConfigMap `kube-system/cluster-dns`; `None` when there is no such ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_dns_config: Option<BTreeMap<String, String>>,
+    /// The `spec.clusterIP` of Service `kube-system/cluster-dns` (empty when absent or without one).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cluster_dns_ip: String,
+    /// The `data` of ConfigMap `kube-system/node-dns`; `None` when there is no such ConfigMap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_dns_config: Option<BTreeMap<String, String>>,
+    /// Endpoints `default/kubernetes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_endpoints: Option<EndpointsView>,
+    /// EndpointSlice `default/kubernetes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_endpoint_slice: Option<EndpointSliceView>,
+    /// Service `kube-system/cke-etcd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_service: Option<ServiceView>,
+    /// Endpoints `kube-system/cke-etcd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_endpoints: Option<EndpointsView>,
+    /// EndpointSlice `kube-system/cke-etcd`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_endpoint_slice: Option<EndpointSliceView>,
+}
+
+impl KubernetesStatus {
+    /// More than half of the declared nodes have a Ready `Node` (CKE's `IsReady`): Deployments
+    /// are applied only then.
+    pub fn is_ready(&self, cluster: &super::Cluster) -> bool {
+        let ready = cluster
+            .nodes
+            .iter()
+            .filter(|n| self.nodes.iter().any(|k| k.name == n.nodename() && k.ready))
+            .count();
+        ready * 2 > cluster.nodes.len()
+    }
+}
+
+/// What cke reads of an `Endpoints` object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointsView {
+    /// `metadata.labels`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// `subsets`.
+    #[serde(default)]
+    pub subsets: Vec<EndpointSubsetView>,
+}
+
+/// One subset of an `Endpoints` object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointSubsetView {
+    /// The IPs of `addresses`.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// The IPs of `notReadyAddresses`.
+    #[serde(default)]
+    pub not_ready_addresses: Vec<String>,
+    /// `ports`.
+    #[serde(default)]
+    pub ports: Vec<PortView>,
+}
+
+/// A port of an Endpoints subset, an EndpointSlice or a Service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortView {
+    /// `name` (empty when unset).
+    #[serde(default)]
+    pub name: String,
+    /// `port` (0 when unset).
+    #[serde(default)]
+    pub port: i32,
+}
+
+/// What cke reads of an `EndpointSlice` (the same fields in `discovery.k8s.io/v1beta1` and `v1`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointSliceView {
+    /// `metadata.labels`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// `addressType`.
+    #[serde(default)]
+    pub address_type: String,
+    /// `endpoints`, in the object's order.
+    #[serde(default)]
+    pub endpoints: Vec<SliceEndpointView>,
+    /// `ports`.
+    #[serde(default)]
+    pub ports: Vec<PortView>,
+}
+
+/// One endpoint of an EndpointSlice.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SliceEndpointView {
+    /// `addresses`.
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// `conditions.ready` (`None` when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<bool>,
+}
+
+/// What cke reads of a `Service`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceView {
+    /// `spec.type`.
+    #[serde(default)]
+    pub service_type: String,
+    /// `spec.clusterIP`.
+    #[serde(default)]
+    pub cluster_ip: String,
+    /// `spec.ports`.
+    #[serde(default)]
+    pub ports: Vec<PortView>,
 }
 
 /// One member of the managed etcd, keyed by node address in [`EtcdClusterStatus::members`].

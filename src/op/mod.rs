@@ -252,5 +252,13 @@ pub fn operator_for(planned: &PlannedOp, ctx: OpContext<'_>) -> Box<dyn Operator
         OpKind::StopEtcd { nodes } => k8s::stop::operator(name, crate::topology::ETCD_CONTAINER, nodes),
         OpKind::StopEtcdRivers { nodes } => k8s::stop::operator(name, crate::topology::ETCD_RIVERS_CONTAINER, nodes),
         OpKind::UpdateNode { apiserver, nodes } => k8s::update_node::operator(apiserver, nodes, ctx),
+        OpKind::WaitKubernetes { apiserver } => k8s::objects::wait_operator(apiserver),
+        OpKind::KubeObject {
+            apiserver,
+            object,
+            create,
+            body,
+        } => k8s::objects::object_operator(apiserver, *object, *create, body),
+        OpKind::RemoveNode { apiserver, nodes } => k8s::objects::remove_node_operator(apiserver, nodes),
     }
 }

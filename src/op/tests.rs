@@ -360,10 +360,18 @@ async fn a_join_adds_a_learner_starts_it_with_the_members_then_promotes_and_mark
         }
         assert!(w.log.iter().any(|l| l.starts_with("etcd promote ")));
     });
-    // The new control plane's Node gets the master label next; nothing else is left.
-    let plan = env.next_plan();
-    assert_eq!(plan.phase, Phase::K8sMaintain, "{plan:?}");
-    assert!(plan.ops.iter().all(|p| p.name() == "update-node"), "{plan:?}");
+    // The new control plane (its apiserver started on the way) joins the cke-etcd endpoints and
+    // its Node gets the master label; nothing else is left.
+    let names = env.converge(8).await;
+    assert_eq!(
+        names,
+        [
+            "update-cke-etcd-endpoints",
+            "update-cke-etcd-endpointslice",
+            "update-node"
+        ],
+        "{names:?}"
+    );
 }
 
 #[tokio::test]
@@ -575,17 +583,24 @@ async fn a_vault_that_is_not_set_up_is_a_refusal_not_a_transient_failure() {
 }
 
 /// The operations that bring a declared cluster up from nothing, in order.
-pub(crate) const BOOTSTRAP: [&str; 9] = [
+pub(crate) const BOOTSTRAP: [&str; 14] = [
     "rivers-bootstrap",
     "etcd-rivers-bootstrap",
     "etcd-bootstrap",
     // Every apiserver together, then (all healthy) the other components in one pass.
     "kube-apiserver-restart",
+    // The kubernetes endpoints list them before anything else (CKE's masterEndpointOps).
+    "create-kubernetes-endpoints",
+    "create-kubernetes-endpointslice",
     "kube-controller-manager-bootstrap",
     "kube-scheduler-bootstrap",
     "kubelet-bootstrap",
     "kube-proxy-bootstrap",
-    // The registered Nodes get their attributes (the control planes' master label).
+    // With the controller-manager's ServiceAccount there, the objects of k8s-maintain: the etcd
+    // endpoints, and the registered Nodes' attributes (the control planes' master label).
+    "create-etcd-service",
+    "create-cke-etcd-endpoints",
+    "create-cke-etcd-endpointslice",
     "update-node",
 ];
 

@@ -10,12 +10,15 @@
 //!    `max_concurrent_updates`. An outdated kubelet is restarted only with
 //!    `options.kubelet.in_place_update` (else at the node's next reboot: its pods would restart).
 //!
-//! The kubernetes Endpoints (CKE's masterEndpointOps) are kept by the API-object rules, not here.
+//! Each case first brings the `default/kubernetes` Endpoints and EndpointSlice in line (CKE's
+//! masterEndpointOps, [`super::k8s_maintain::master_endpoint_ops`]): an apiserver about to be
+//! restarted is listed not ready before it goes down, so clients move to the others.
 
 use crate::k8s::params::{self, ClusterInputs, Component};
 use crate::k8s::{config, VersionSet};
 use crate::model::{Node, OpKind, PlannedOp};
 
+use super::k8s_maintain::master_endpoint_ops;
 use super::NodeFilter;
 
 /// The `k8s-start` operations, or `Err(note)` when nothing may be done for a reason the operator
@@ -36,28 +39,26 @@ pub(super) fn k8s_start_ops(nf: &NodeFilter) -> Result<Vec<PlannedOp>, String> {
             "kube-apiserver is not running (or outdated and unhealthy) on {}",
             targets.join(", ")
         );
-        return Ok(vec![PlannedOp::new(
-            OpKind::KubeApiserverRestart { nodes: targets },
-            reason,
-        )]);
+        let mut ops = master_endpoint_ops(nf, &[]);
+        ops.push(PlannedOp::new(OpKind::KubeApiserverRestart { nodes: targets }, reason));
+        return Ok(ops);
     }
 
-    // 2. Nothing while a control plane is unreachable or an apiserver unhealthy.
+    // 2. Nothing but the endpoints while a control plane is unreachable or an apiserver unhealthy.
     if !nf.unreachable_control_planes().is_empty() || !k.unhealthy_apiservers().is_empty() {
-        return Ok(vec![]);
+        return Ok(master_endpoint_ops(nf, &[]));
     }
 
-    // 3. Outdated apiservers, one at a time.
+    // 3. Outdated apiservers, one at a time, each taken out of the endpoints first.
     if let Some(n) = k.outdated(Component::ApiServer).into_iter().next() {
         let reason = format!("kube-apiserver on {n} runs an outdated image or parameters");
-        return Ok(vec![PlannedOp::new(
-            OpKind::KubeApiserverRestart { nodes: vec![n] },
-            reason,
-        )]);
+        let mut ops = master_endpoint_ops(nf, std::slice::from_ref(&n));
+        ops.push(PlannedOp::new(OpKind::KubeApiserverRestart { nodes: vec![n] }, reason));
+        return Ok(ops);
     }
 
-    // 4. Every apiserver is current and healthy: the other components.
-    let mut ops = Vec::new();
+    // 4. Every apiserver is current and healthy: the endpoints, then the other components.
+    let mut ops = master_endpoint_ops(nf, &[]);
     let mut push = |nodes: Vec<String>, kind: fn(Vec<String>) -> OpKind, why: &str| {
         if !nodes.is_empty() {
             let reason = format!("{why} on {}", nodes.join(", "));

@@ -84,6 +84,31 @@ impl Fixture {
             .iter()
             .map(|n| crate::k8s::node::as_kept(n, self.cluster.taint_control_plane))
             .collect();
+        self.refresh_kube_objects();
+    }
+
+    /// Makes the objects cke keeps through the API as the current declaration wants them: the
+    /// control plane ready, `default/kubernetes` listing every control plane ready, the etcd
+    /// Service and endpoints.
+    pub fn refresh_kube_objects(&mut self) {
+        use crate::k8s::endpoints::*;
+        let cps = self
+            .cluster
+            .control_planes()
+            .map(|n| n.address.clone())
+            .collect::<Vec<_>>();
+        let slice_api = crate::k8s::VersionSet::for_image(&self.inputs.images.kubernetes)
+            .map(|r| r.set.endpoint_slice_api)
+            .unwrap_or("discovery.k8s.io/v1");
+        let k = &mut self.status.kubernetes;
+        k.control_plane_ready = true;
+        let master = EndpointParams::kubernetes(cps.clone(), vec![]);
+        k.master_endpoints = Some(endpoints_view(&endpoints_body(&master)));
+        k.master_endpoint_slice = Some(endpoint_slice_view(&endpoint_slice_body(&master, slice_api)));
+        let etcd = EndpointParams::etcd(cps, vec![]);
+        k.etcd_service = Some(service_view(&etcd_service_body()));
+        k.etcd_endpoints = Some(endpoints_view(&endpoints_body(&etcd)));
+        k.etcd_endpoint_slice = Some(endpoint_slice_view(&endpoint_slice_body(&etcd, slice_api)));
     }
 
     /// Makes rivers and etcd-rivers current on every node.
@@ -421,6 +446,14 @@ fn unreachable_control_plane_blocks_membership_changes() {
     // rivers follows the new control-plane list first.
     assert_eq!(g.plan().phase, Phase::Rivers);
     g.refresh_rivers();
+    // The kubernetes endpoints follow it too (k8s-start, before etcd maintenance).
+    let p = g.plan();
+    assert_eq!(p.phase, Phase::K8sStart);
+    assert_eq!(
+        p.ops.iter().map(|o| o.name()).collect::<Vec<_>>(),
+        ["update-kubernetes-endpoints", "update-kubernetes-endpointslice"]
+    );
+    g.refresh_kube_objects();
     let p = g.plan();
     assert_eq!(kinds(&p), vec![OpKind::EtcdRemoveMember { node: addr(1), id: 2 }]);
 }

@@ -6,6 +6,7 @@
 pub mod apiserver;
 pub mod controller_manager;
 pub mod kubelet;
+pub mod objects;
 pub mod proxy;
 pub mod scheduler;
 pub mod stop;

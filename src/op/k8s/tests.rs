@@ -345,12 +345,43 @@ async fn apiserver_audit_policy_is_named_by_its_md5_and_the_restarts_converge() 
     // Outdated apiservers restart one at a time, each converging.
     for _ in CP {
         let plan = env.next_plan();
-        assert_eq!(plan.ops.len(), 1, "{plan:?}");
-        let OpKind::KubeApiserverRestart { nodes } = plan.ops[0].kind.clone() else {
+        // Each is first listed not ready in the kubernetes endpoints.
+        assert_eq!(
+            plan.ops.iter().map(|o| o.name()).collect::<Vec<_>>(),
+            [
+                "update-kubernetes-endpoints",
+                "update-kubernetes-endpointslice",
+                "kube-apiserver-restart"
+            ],
+            "{plan:?}"
+        );
+        let OpKind::KubeApiserverRestart { nodes } = plan.ops[2].kind.clone() else {
             panic!("{plan:?}");
         };
         assert_eq!(nodes.len(), 1);
-        env.run_ok(plan.ops[0].kind.clone()).await;
+        let not_ready = env.fake.with(|w| {
+            let ep = w
+                .kube_object(&crate::infra::ApiKind::endpoints(), "default", "kubernetes")
+                .cloned();
+            ep.map(|o| crate::k8s::endpoints::endpoints_view(&o))
+        });
+        assert!(
+            !not_ready.is_some_and(|v| v.subsets[0].not_ready_addresses.contains(&nodes[0])),
+            "not yet written"
+        );
+        for op in &plan.ops {
+            env.run_ok(op.kind.clone()).await;
+        }
+        let ep = env.fake.with(|w| {
+            let o = w
+                .kube_object(&crate::infra::ApiKind::endpoints(), "default", "kubernetes")
+                .cloned();
+            crate::k8s::endpoints::endpoints_view(&o.unwrap())
+        });
+        assert_eq!(
+            ep.subsets[0].not_ready_addresses, nodes,
+            "restarted while listed not ready"
+        );
         let a = &nodes[0];
         assert_eq!(file(&env, a, &path), (policy.to_string(), 0o600));
         let s = check_spec(&env, a, Component::ApiServer);
@@ -360,12 +391,17 @@ async fn apiserver_audit_policy_is_named_by_its_md5_and_the_restarts_converge() 
             ["--audit-log-path=-".to_string(), format!("--audit-policy-file={path}")]
         );
     }
+    // The last one is listed ready again.
+    assert_eq!(
+        env.converge(2).await,
+        ["update-kubernetes-endpoints", "update-kubernetes-endpointslice"]
+    );
     assert_eq!(env.next_plan().phase, Phase::Completed);
 
     // A policy change is a new file (so new arguments); a log path replaces `-`.
     env.cluster.options.kube_api.audit_log_policy = format!("{policy}- level: None\n");
     env.cluster.options.kube_api.audit_log_path = "/var/log/audit.log".into();
-    let op = env.next_plan().ops[0].clone();
+    let op = env.next_plan().ops.last().unwrap().clone();
     env.run_ok(op.kind.clone()).await;
     let a = &op.targets()[0];
     let s = spec(&env, a, KUBE_APISERVER_CONTAINER);
@@ -410,7 +446,8 @@ async fn an_apiserver_restart_failing_at_its_first_file_leaves_the_running_apise
     let before = spec(&env, CP[0], KUBE_APISERVER_CONTAINER);
     let before_crt = file(&env, CP[0], &pki("apiserver.crt"));
     env.cluster.options.kube_api.extra_args = vec!["--v=3".into()];
-    let op = env.next_plan().ops[0].clone();
+    let plan = env.next_plan();
+    let op = plan.ops.last().unwrap().clone();
     assert_eq!(op.kind, OpKind::KubeApiserverRestart { nodes: nodes(&[CP[0]]) });
     env.fake.fail_once("10.0.0.1: write /etc/kubernetes/pki/apiserver.crt");
     let (cmds, r) = env.run(op.kind.clone()).await;
@@ -433,9 +470,17 @@ async fn an_apiserver_restart_failing_at_its_first_file_leaves_the_running_apise
     assert_eq!(spec(&env, CP[0], KUBE_APISERVER_CONTAINER), before);
     assert_eq!(file(&env, CP[0], &pki("apiserver.crt")), before_crt);
     // The next pass tries the same node again, and that converges.
-    assert_eq!(env.next_plan().ops[0].kind, op.kind);
+    assert_eq!(env.next_plan().ops.last().unwrap().kind, op.kind);
     let names = env.converge(6).await;
-    assert_eq!(names, ["kube-apiserver-restart"; 3]);
+    let rolling = [
+        "update-kubernetes-endpoints",
+        "update-kubernetes-endpointslice",
+        "kube-apiserver-restart",
+    ];
+    let mut want: Vec<&str> = rolling.iter().cycle().take(9).copied().collect();
+    // The last one restarted is listed ready again.
+    want.extend(&rolling[..2]);
+    assert_eq!(names, want);
 }
 
 /// A storage holding the CAs but not `missing`.
@@ -1157,10 +1202,20 @@ async fn proxy_boot_writes_its_kubeconfig_and_the_per_node_config() {
         assert_eq!(r.ca, "kubernetes");
         assert_eq!(role_organization(&r), Some("system:node-proxier"));
     }
-    // No component is left to change; the registered Nodes get their attributes next.
+    // No component is left to change; the etcd endpoints are written and the registered Nodes get
+    // their attributes next.
     let plan = env.next_plan();
     assert_eq!(plan.phase, Phase::K8sMaintain, "{plan:?}");
-    assert!(plan.ops.iter().all(|p| p.name() == "update-node"), "{plan:?}");
+    assert_eq!(
+        plan.ops.iter().map(|p| p.name()).collect::<Vec<_>>(),
+        [
+            "create-etcd-service",
+            "create-cke-etcd-endpoints",
+            "create-cke-etcd-endpointslice",
+            "update-node"
+        ],
+        "{plan:?}"
+    );
 }
 
 #[tokio::test]
@@ -1523,12 +1578,7 @@ async fn update_node_labels_control_planes_and_keeps_the_declared_attributes() {
     for p in plan.ops {
         env.run_ok(p.kind).await;
     }
-    let plan = env.next_plan();
-    let op = plan
-        .ops
-        .iter()
-        .find(|p| p.name() == "update-node")
-        .expect("update-node");
+    let op = plan_until(&env, "update-node").await;
     assert_eq!(
         op.kind,
         OpKind::UpdateNode {
