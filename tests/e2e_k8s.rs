@@ -151,6 +151,45 @@ impl Kubectl {
             .unwrap_or_default()
     }
 
+    /// The object as JSON (Null when it cannot be read).
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["get"];
+        a.extend_from_slice(args);
+        a.extend(["-o", "json"]);
+        let o = self.run(&a, None);
+        serde_json::from_slice(&o.stdout).unwrap_or_default()
+    }
+
+    /// The ready and not-ready IPs of Endpoints `ns/name` and of EndpointSlice `ns/name` (each
+    /// sorted); empty when absent.
+    fn endpoints(&self, ns: &str, name: &str) -> [(Vec<String>, Vec<String>); 2] {
+        let ips = |v: &serde_json::Value| -> Vec<String> {
+            let mut l: Vec<String> = v
+                .as_array()
+                .map(|a| a.iter().filter_map(|e| e["ip"].as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            l.sort();
+            l
+        };
+        let ep = self.json(&["endpoints", "-n", ns, name]);
+        let subset = &ep["subsets"][0];
+        let from_ep = (ips(&subset["addresses"]), ips(&subset["notReadyAddresses"]));
+        // Kubernetes 1.20 serves EndpointSlices as discovery.k8s.io/v1beta1.
+        let slice = self.json(&["endpointslices.v1beta1.discovery.k8s.io", "-n", ns, name]);
+        let (mut ready, mut not_ready) = (vec![], vec![]);
+        for e in slice["endpoints"].as_array().into_iter().flatten() {
+            let ip = e["addresses"][0].as_str().unwrap_or_default().to_string();
+            if e["conditions"]["ready"].as_bool() == Some(true) {
+                ready.push(ip);
+            } else {
+                not_ready.push(ip);
+            }
+        }
+        ready.sort();
+        not_ready.sort();
+        [from_ep, (ready, not_ready)]
+    }
+
     /// Ready Node names.
     fn ready_nodes(&self) -> Vec<String> {
         let o = self.run(
@@ -278,6 +317,61 @@ async fn cke_brings_up_kubernetes_keeps_it_up_and_changes_it_safely() {
         cp_names,
         "no worker has the label"
     );
+    // The endpoints cke keeps (the apiservers run with --endpoint-reconciler-type=none): every
+    // control plane ready in default/kubernetes and in kube-system/cke-etcd, with its headless
+    // Service.
+    let mut cp_ips: Vec<String> = CPS.iter().map(|i| m.node(*i)).collect();
+    cp_ips.sort();
+    let all_ready = (cp_ips.clone(), vec![]);
+    wait(
+        "default/kubernetes and kube-system/cke-etcd list every control plane ready",
+        Duration::from_secs(120),
+        &log,
+        || {
+            (k.endpoints("default", "kubernetes") == [all_ready.clone(), all_ready.clone()]
+                && k.endpoints("kube-system", "cke-etcd") == [all_ready.clone(), all_ready.clone()])
+            .then_some(())
+        },
+    );
+    let master = k.json(&["endpoints", "-n", "default", "kubernetes"]);
+    assert_eq!(
+        master["metadata"]["labels"]["endpointslice.kubernetes.io/skip-mirror"],
+        "true"
+    );
+    assert_eq!(master["subsets"][0]["ports"][0]["port"], 6443);
+    let svc = k.json(&["service", "-n", "kube-system", "cke-etcd"]);
+    assert_eq!(
+        (
+            svc["spec"]["clusterIP"].as_str(),
+            svc["spec"]["ports"][0]["port"].as_i64()
+        ),
+        (Some("None"), Some(2379))
+    );
+    // In-cluster clients reach the API through the kubernetes Service, i.e. these endpoints.
+    let in_cluster = m.run(&[
+        "exec",
+        "4",
+        "curl",
+        "-sk",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--max-time",
+        "5",
+        &format!(
+            "https://{}/healthz",
+            k.json(&["service", "kubernetes"])["spec"]["clusterIP"]
+                .as_str()
+                .unwrap_or("")
+        ),
+    ]);
+    let code = String::from_utf8_lossy(&in_cluster.stdout).to_string();
+    assert!(
+        code == "200" || code == "401" || code == "403",
+        "the kubernetes ClusterIP answered {code:?}"
+    );
+
     // A label and a taint declared on a worker appear on its Node; someone else's label stays.
     k.ok(&["label", "node", &m.node(5), "e2e.example.com/user=kept"], None);
     ok(
@@ -514,9 +608,20 @@ spec:
     );
     assert!(longest < 2.0, "a client saw a gap of {longest:.2} s");
 
-    // Make a control plane unreachable: no component changes until it is back.
+    // Make a control plane unreachable: its apiserver goes not ready in default/kubernetes within
+    // a pass, and no component changes until it is back.
     m.run(&["partition", "3"]);
-    std::thread::sleep(Duration::from_secs(8));
+    let t_part = Instant::now();
+    let mut others: Vec<String> = [1, 2].iter().map(|i| m.node(*i)).collect();
+    others.sort();
+    let partitioned = (others.clone(), vec![m.node(3)]);
+    wait(
+        "node3 not ready in default/kubernetes",
+        Duration::from_secs(60),
+        &log,
+        || (k.endpoints("default", "kubernetes") == [partitioned.clone(), partitioned.clone()]).then_some(()),
+    );
+    eprintln!("partitioned apiserver listed not ready after {:?}", t_part.elapsed());
     let kubelet_before = started_at(&m, 4, "kubelet");
     m.run(&["exec", "4", "podman", "rm", "-f", "kube-proxy"]);
     std::thread::sleep(Duration::from_secs(15));
@@ -531,6 +636,12 @@ spec:
         Duration::from_secs(120),
         &log,
         || running(&m, 4, "kube-proxy").then_some(()),
+    );
+    wait(
+        "node3 ready again in default/kubernetes after the heal",
+        Duration::from_secs(120),
+        &log,
+        || (k.endpoints("default", "kubernetes") == [all_ready.clone(), all_ready.clone()]).then_some(()),
     );
 
     // Demote a control plane to a worker: its control-plane containers stop.
@@ -580,6 +691,32 @@ spec:
     assert!(k
         .taints(&m.node(5))
         .contains(&"e2e.example.com/dedicated=test:PreferNoSchedule".to_string()));
+    // The endpoints follow the control planes: node3 leaves both lists.
+    let two = (now_cps.clone(), vec![]);
+    wait(
+        "default/kubernetes and kube-system/cke-etcd list node1 and node2 only",
+        Duration::from_secs(120),
+        &log,
+        || {
+            (k.endpoints("default", "kubernetes") == [two.clone(), two.clone()]
+                && k.endpoints("kube-system", "cke-etcd") == [two.clone(), two.clone()])
+            .then_some(())
+        },
+    );
+
+    // A node taken out of the declaration (its kubelet stopped first, as when a machine is
+    // retired): its Node is cordoned and deleted (remove-node).
+    m.run(&["exec", "5", "podman", "rm", "-f", "kubelet"]);
+    ok(
+        &m,
+        &["cluster", "set", "-"],
+        Some(&declaration(&m, &[1, 2], &[3, 4], &["--v=1"])),
+    );
+    wait("node5's Node deleted", Duration::from_secs(120), &log, || {
+        let o = k.run(&["get", "node", &m.node(5)], None);
+        (!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("NotFound")).then_some(())
+    });
+    assert_eq!(k.ready_nodes().len(), 4);
 
     // Memory: resident set of the processes in each node host's network namespace (sshd, containerd,
     // the component containers; pods have their own namespaces and are left out).
