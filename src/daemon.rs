@@ -79,6 +79,15 @@ pub struct Args {
     /// Image of the Kubernetes components; its tag gives the Kubernetes version (1.20 or later).
     #[arg(long, default_value_t = Images::default().kubernetes)]
     pub kubernetes_image: String,
+    /// Image of CoreDNS (the cluster-dns Deployment).
+    #[arg(long, default_value_t = Images::default().coredns)]
+    pub coredns_image: String,
+    /// Image of unbound (the node-dns DaemonSet and its reload sidecar).
+    #[arg(long, default_value_t = Images::default().unbound)]
+    pub unbound_image: String,
+    /// Image of unbound_exporter (the node-dns DaemonSet's metrics sidecar).
+    #[arg(long, default_value_t = Images::default().unbound_exporter)]
+    pub unbound_exporter_image: String,
     /// kubelets and kube-proxies started or restarted per pass (CKE's flag).
     #[arg(long, default_value_t = crate::planner::DEFAULT_MAX_CONCURRENT_UPDATES)]
     pub max_concurrent_updates: usize,
@@ -97,6 +106,20 @@ pub struct Args {
     #[cfg(feature = "test-hooks")]
     #[arg(long, hide = true)]
     pub test_without_kubernetes: bool,
+}
+
+impl Args {
+    /// The images the flags name.
+    pub fn images(&self) -> Images {
+        Images {
+            etcd: self.etcd_image.clone(),
+            tools: self.tools_image.clone(),
+            kubernetes: self.kubernetes_image.clone(),
+            coredns: self.coredns_image.clone(),
+            unbound: self.unbound_image.clone(),
+            unbound_exporter: self.unbound_exporter_image.clone(),
+        }
+    }
 }
 
 /// Errors that stop the daemon at start.
@@ -165,11 +188,7 @@ async fn run(args: Args) -> Result<(), DaemonError> {
         let mut st = shared.status.write().unwrap();
         st.name = name.clone();
         st.dry_run = args.dry_run;
-        let images = Images {
-            etcd: args.etcd_image.clone(),
-            tools: args.tools_image.clone(),
-            kubernetes: args.kubernetes_image.clone(),
-        };
+        let images = args.images();
         st.kubernetes_version = crate::controller::kubernetes_version(&images);
         st.images = Some(images);
     }
@@ -197,11 +216,7 @@ async fn run(args: Args) -> Result<(), DaemonError> {
     tokio::spawn(watch_leader(storage.clone(), shared.clone()));
 
     let storage_dyn: Arc<dyn Storage> = Arc::new(storage.clone());
-    let images = Images {
-        etcd: args.etcd_image.clone(),
-        tools: args.tools_image.clone(),
-        kubernetes: args.kubernetes_image.clone(),
-    };
+    let images = args.images();
     let engine = ContainerEngine::new(&args.container_cli, vec![]);
     let controller_cfg = ControllerConfig {
         name: name.clone(),

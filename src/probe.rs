@@ -378,6 +378,61 @@ pub async fn read_kubernetes(
     Ok(k)
 }
 
+/// Which of `defs` exist, read through the apiserver on `address` (CKE's resource statuses): each
+/// kind's REST mapping from discovery (once per kind), else from `trusted`; a kind served by
+/// neither is left out (absent: `resource-apply` tries it, and a later pass again). Each present
+/// object's annotations and whether it has managed fields (it was applied server-side).
+pub async fn resource_statuses(
+    kube: &dyn KubeApi,
+    address: &str,
+    defs: &[crate::model::ResourceDefinition],
+    trusted: &[crate::model::TrustedRestMapping],
+) -> Result<BTreeMap<String, crate::model::ResourceStatus>, crate::infra::KubeError> {
+    let mut kinds: BTreeMap<(String, String), Option<crate::infra::ApiKind>> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for d in defs {
+        let id = (d.api_version.clone(), d.kind.clone());
+        if !kinds.contains_key(&id) {
+            let mut k = kube.find_kind(address, &d.api_version, &d.kind).await?;
+            if k.is_none() {
+                let (group, version) = d.api_version.rsplit_once('/').unwrap_or(("", d.api_version.as_str()));
+                k = trusted
+                    .iter()
+                    .find(|m| m.group == group && m.version == version && m.kind == d.kind)
+                    .map(|m| crate::infra::ApiKind::new(&d.api_version, &d.kind, &m.resource, m.namespaced));
+            }
+            kinds.insert(id.clone(), k);
+        }
+        let Some(kind) = &kinds[&id] else {
+            continue;
+        };
+        let namespace = kind.namespaced.then(|| d.namespace.as_deref().unwrap_or("default"));
+        if let Some(obj) = kube.get_object(address, kind, namespace, &d.name).await? {
+            let annotations = obj
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.as_object())
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let has_been_ssa = obj
+                .pointer("/metadata/managedFields")
+                .and_then(|m| m.as_array())
+                .is_some_and(|m| !m.is_empty());
+            out.insert(
+                d.key.clone(),
+                crate::model::ResourceStatus {
+                    annotations,
+                    has_been_ssa,
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
 /// The real prober: the nodes over SSH, the managed etcd with its root credentials, Kubernetes
 /// through its API and the components' health endpoints.
 pub struct SshProber {

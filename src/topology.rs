@@ -41,11 +41,43 @@ pub struct Images {
     /// its tag gives the Kubernetes version, and so the version set (`model::kube_version`).
     #[serde(default = "default_kubernetes_image")]
     pub kubernetes: String,
+    /// CoreDNS, the cluster DNS Deployment `kube-system/cluster-dns` (CKE `CoreDNSImage`).
+    #[serde(default = "default_coredns_image")]
+    pub coredns: String,
+    /// unbound, the node DNS DaemonSet `kube-system/node-dns` and its reload sidecar (CKE
+    /// `UnboundImage`).
+    #[serde(default = "default_unbound_image")]
+    pub unbound: String,
+    /// unbound_exporter, the node DNS DaemonSet's metrics sidecar (CKE `UnboundExporterImage`).
+    #[serde(default = "default_unbound_exporter_image")]
+    pub unbound_exporter: String,
 }
 
 fn default_kubernetes_image() -> String {
     DEFAULT_KUBERNETES_IMAGE.into()
 }
+
+fn default_coredns_image() -> String {
+    DEFAULT_COREDNS_IMAGE.into()
+}
+
+fn default_unbound_image() -> String {
+    DEFAULT_UNBOUND_IMAGE.into()
+}
+
+fn default_unbound_exporter_image() -> String {
+    DEFAULT_UNBOUND_EXPORTER_IMAGE.into()
+}
+
+/// The default CoreDNS image: CKE's (`images.go`). CoreDNS has no Debian package and no registry is
+/// reachable from the test bed, so its pods do not run there; the objects are still CKE's.
+pub const DEFAULT_COREDNS_IMAGE: &str = "ghcr.io/cybozu/coredns:1.14.2.1";
+/// The default unbound image: the test bed's local image of Debian's unbound
+/// (`scripts/build-k8s-images.sh`; the tag is the package's upstream version).
+pub const DEFAULT_UNBOUND_IMAGE: &str = "localhost/cke-unbound:1.17.1";
+/// The default unbound_exporter image: the test bed's stand-in (`scripts/build-k8s-images.sh`), which
+/// serves `unbound_up` on the exporter's port; not the real exporter.
+pub const DEFAULT_UNBOUND_EXPORTER_IMAGE: &str = "localhost/cke-unbound-exporter:standin";
 
 /// The default Kubernetes image: the test bed's local build of 1.20.2 (`scripts/build-k8s.sh`).
 pub const DEFAULT_KUBERNETES_IMAGE: &str = "localhost/cke-kubernetes:1.20.2";
@@ -56,6 +88,9 @@ impl Default for Images {
             etcd: "localhost/cke-etcd:latest".into(),
             tools: "localhost/cke-tools:latest".into(),
             kubernetes: DEFAULT_KUBERNETES_IMAGE.into(),
+            coredns: DEFAULT_COREDNS_IMAGE.into(),
+            unbound: DEFAULT_UNBOUND_IMAGE.into(),
+            unbound_exporter: DEFAULT_UNBOUND_EXPORTER_IMAGE.into(),
         }
     }
 }
@@ -140,3 +175,22 @@ pub fn k8s_pki_path(name: &str) -> String {
 /// The aggregation layer's proxy client certificate CN, which kube-apiserver's
 /// `--requestheader-allowed-names` names.
 pub const AGGREGATION_CLIENT_CN: &str = "front-proxy-client";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A status published before the DNS images existed still reads, with the defaults.
+    #[test]
+    fn images_without_the_dns_images_read_with_defaults() {
+        let old = r#"{"etcd":"e:1","tools":"t:1","kubernetes":"k:1.20.2"}"#;
+        let i: Images = serde_json::from_str(old).unwrap();
+        assert_eq!(i.etcd, "e:1");
+        assert_eq!(i.kubernetes, "k:1.20.2");
+        assert_eq!(i.coredns, DEFAULT_COREDNS_IMAGE);
+        assert_eq!(i.unbound, DEFAULT_UNBOUND_IMAGE);
+        assert_eq!(i.unbound_exporter, DEFAULT_UNBOUND_EXPORTER_IMAGE);
+        let back: Images = serde_json::from_str(&serde_json::to_string(&i).unwrap()).unwrap();
+        assert_eq!(back, i);
+    }
+}

@@ -338,6 +338,9 @@ async fn history_leader_and_status() {
             etcd: "example.com/etcd:3.5".into(),
             tools: "example.com/tools:1".into(),
             kubernetes: "ghcr.io/cybozu/kubernetes:1.35.5.1".into(),
+            coredns: "example.com/coredns:1.14".into(),
+            unbound: "example.com/unbound:1.25".into(),
+            unbound_exporter: "example.com/unbound_exporter:0.5".into(),
         }),
         kubernetes_version: "1.35.5".into(),
     };
@@ -364,12 +367,14 @@ async fn history_leader_and_status() {
     assert_ok(&o);
     assert_eq!(
         stdout(&o),
-        "example.com/etcd:3.5\nexample.com/tools:1\nghcr.io/cybozu/kubernetes:1.35.5.1\n"
+        "example.com/etcd:3.5\nexample.com/tools:1\nghcr.io/cybozu/kubernetes:1.35.5.1\n\
+         example.com/coredns:1.14\nexample.com/unbound:1.25\nexample.com/unbound_exporter:0.5\n"
     );
     let o = env.ckecli(&["images", "--output", "wide"]);
     assert_ok(&o);
     assert!(
-        stdout(&o).contains("kubernetes  ghcr.io/cybozu/kubernetes:1.35.5.1  Kubernetes 1.35.5"),
+        stdout(&o).contains("kubernetes        ghcr.io/cybozu/kubernetes:1.35.5.1  Kubernetes 1.35.5")
+            && stdout(&o).contains("\nunbound_exporter  example.com/unbound_exporter:0.5\n"),
         "{}",
         stdout(&o)
     );

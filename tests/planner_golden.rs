@@ -117,9 +117,20 @@ struct KubernetesSpec {
     /// the rest not ready; the etcd endpoints: every control plane ready).
     #[serde(default)]
     missing: Vec<CkeObject>,
-    /// Objects cke keeps that exist but are empty (no labels, subsets, endpoints or ports).
+    /// Objects cke keeps that exist but are empty (no labels, subsets, endpoints or ports; no
+    /// data).
     #[serde(default)]
     stale: Vec<CkeObject>,
+    /// Keys of static resources that do not exist (the others exist at their revision).
+    #[serde(default)]
+    missing_resources: Vec<String>,
+    /// The ClusterIP of the Service `dns_service` names; default none (absent).
+    #[serde(default)]
+    dns_service_ip: Option<String>,
+    /// The ClusterIP of Service `kube-system/cluster-dns`; default empty (absent: no node-dns
+    /// ConfigMap is wanted or shown).
+    #[serde(default)]
+    cluster_dns_ip: String,
 }
 
 /// A `Node` object given exactly: what is left out is empty.
@@ -518,8 +529,55 @@ fn kept_objects(
     }
     let master = EndpointParams::kubernetes(ready, not_ready);
     let etcd = EndpointParams::etcd(cluster.control_planes().map(|n| n.address.clone()).collect(), vec![]);
+    let domain = cke::k8s::dns::cluster_domain(cluster);
+    let dns_service_ip = spec.and_then(|k| k.dns_service_ip.clone());
+    let upstreams = cke::k8s::dns::dns_upstreams(cluster, dns_service_ip.as_deref());
+    let cluster_dns_ip = spec.map(|k| k.cluster_dns_ip.clone()).unwrap_or_default();
+    let statics = cke::planner::static_definitions(inputs);
     let k = &mut status.kubernetes;
+    // The static resources as cke applied them (revision and image annotations), but those the
+    // spec names as missing.
+    let missing_resources = spec.map(|k| k.missing_resources.clone()).unwrap_or_default();
+    for key in &missing_resources {
+        if !statics.iter().any(|d| &d.key == key) {
+            return Err(format!(
+                "status.kubernetes.missing_resources: {key} is no static resource"
+            ));
+        }
+    }
+    k.resources = statics
+        .iter()
+        .filter(|d| !missing_resources.contains(&d.key))
+        .map(|d| {
+            let mut annotations = BTreeMap::new();
+            annotations.insert("cke.cybozu.com/revision".to_string(), d.revision.to_string());
+            if let Some(image) = &d.image {
+                annotations.insert("cke.cybozu.com/image".to_string(), image.clone());
+            }
+            (
+                d.key.clone(),
+                cke::model::ResourceStatus {
+                    annotations,
+                    has_been_ssa: true,
+                },
+            )
+        })
+        .collect();
     k.control_plane_ready = spec.is_none_or(|s| s.control_plane_ready);
+    k.dns_service_ip = dns_service_ip;
+    k.cluster_dns_ip = cluster_dns_ip.clone();
+    k.cluster_dns_config = object(CkeObject::ClusterDnsConfigMap, missing, stale, || {
+        let corefile = cke::k8s::dns::cluster_dns_corefile(&domain, &upstreams);
+        [(cke::k8s::dns::COREFILE_KEY.to_string(), corefile)].into()
+    });
+    k.node_dns_config = if cluster_dns_ip.is_empty() {
+        None
+    } else {
+        object(CkeObject::NodeDnsConfigMap, missing, stale, || {
+            let conf = cke::k8s::dns::node_dns_unbound_conf(&domain, &cluster_dns_ip, &upstreams);
+            [(cke::k8s::dns::UNBOUND_CONF_KEY.to_string(), conf)].into()
+        })
+    };
     // An object as cke wrote it, empty when stale, absent when missing.
     fn object<T: Default>(
         o: CkeObject,

@@ -200,7 +200,8 @@ impl World {
             | OpKind::UpdateNode { .. }
             | OpKind::WaitKubernetes { .. }
             | OpKind::KubeObject { .. }
-            | OpKind::RemoveNode { .. } => {}
+            | OpKind::RemoveNode { .. }
+            | OpKind::ResourceApply { .. } => {}
             OpKind::StopEtcdRivers { nodes } => {
                 for a in nodes {
                     self.etcd_rivers_stopped.insert(Self::index(a));

@@ -315,9 +315,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 ("etcd", &images.etcd, String::new()),
                 ("tools", &images.tools, String::new()),
                 ("kubernetes", &images.kubernetes, version),
+                ("coredns", &images.coredns, String::new()),
+                ("unbound", &images.unbound, String::new()),
+                ("unbound_exporter", &images.unbound_exporter, String::new()),
             ] {
                 if output == "wide" {
-                    println!("{}", format!("{role:<10}  {image}  {extra}").trim_end());
+                    println!("{}", format!("{role:<16}  {image}  {extra}").trim_end());
                 } else {
                     println!("{image}");
                 }

@@ -320,13 +320,19 @@ impl Controller {
             manage_kubernetes: !self.cfg.without_kubernetes,
             #[cfg(not(feature = "test-hooks"))]
             manage_kubernetes: true,
+            resources: vec![],
         };
-        let status = if constraints.check(&cluster).is_ok() {
+        inputs.resources = self.storage.list_resources().await?;
+        let resources = crate::planner::all_resources(&inputs);
+        let cluster = Arc::new(cluster);
+        let infra = (self.infra)(self.storage.clone(), cluster.clone());
+        let mut status = if constraints.check(&cluster).is_ok() {
             self.prober.probe(&cluster).await
         } else {
             ClusterStatus::default()
         };
         ctx.check()?;
+        self.read_resources(&cluster, &mut status, &infra, &resources).await;
         if !inputs.etcd_bootstrapped_before && !status.etcd.members.is_empty() {
             let members: Vec<&String> = status.etcd.members.keys().collect();
             let value = serde_json::json!({"seen_at": Utc::now(), "members": members});
@@ -344,13 +350,12 @@ impl Controller {
         if self.cfg.dry_run {
             return Ok(Vec::new());
         }
-        let cluster = Arc::new(cluster);
-        let infra = (self.infra)(self.storage.clone(), cluster.clone());
         let op_ctx = OpContext {
             cluster: &cluster,
             images: &self.cfg.images,
             status: &status,
             host: &self.cfg.host,
+            resources: &resources,
         };
         #[allow(unused_mut)]
         let mut operators: Vec<Box<dyn Operator>> = plan.ops.iter().map(|p| (self.operators)(p, op_ctx)).collect();
@@ -372,6 +377,42 @@ impl Controller {
             self.run_operator(ctx, op, &infra).await?;
         }
         Ok(ran)
+    }
+
+    /// Which static and user resources exist (CKE reads them with the rest of the Kubernetes
+    /// status), through the first healthy apiserver, once the control plane is ready. A failed read
+    /// leaves the API unread for this pass: nothing that needs it is planned.
+    async fn read_resources(
+        &self,
+        cluster: &crate::model::Cluster,
+        status: &mut ClusterStatus,
+        infra: &Infra,
+        resources: &[crate::model::ResourceDefinition],
+    ) {
+        let k = &status.kubernetes;
+        if !k.api_read || !k.control_plane_ready {
+            return;
+        }
+        let Some(apiserver) = cluster
+            .control_planes()
+            .find(|n| {
+                status
+                    .nodes
+                    .get(&n.address)
+                    .is_some_and(|s| s.kube_apiserver.is_healthy)
+            })
+            .map(|n| n.address.clone())
+        else {
+            return;
+        };
+        match crate::probe::resource_statuses(&*infra.kube, &apiserver, resources, &cluster.trusted_rest_mappings).await
+        {
+            Ok(r) => status.kubernetes.resources = r,
+            Err(e) => {
+                tracing::warn!(error = crate::error::error_chain(&e), "cannot read the resources");
+                status.kubernetes.api_read = false;
+            }
+        }
     }
 
     /// The service-account signing pair, issued once from Vault (CA `kubernetes`, role

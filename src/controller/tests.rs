@@ -429,7 +429,9 @@ async fn operators_for_planned_operations_run_against_the_infrastructure() {
     );
     let mut ops: Vec<&str> = records.iter().rev().map(|r| r.operation.as_str()).collect();
     ops.dedup();
-    assert_eq!(ops, crate::op::tests::BOOTSTRAP);
+    let mut want = crate::op::tests::BOOTSTRAP.to_vec();
+    want.dedup();
+    assert_eq!(ops, want);
     // The service-account pair was issued once, before the first apiserver, and every apiserver
     // got the same one.
     let (sa_cert, _) = storage.get_service_account().await.unwrap().expect("issued");

@@ -416,6 +416,34 @@ impl Fake {
             etcd_endpoints: get("", "Endpoints", "kube-system", "cke-etcd").map(endpoints_view),
             etcd_endpoint_slice: get("discovery.k8s.io", "EndpointSlice", "kube-system", "cke-etcd")
                 .map(endpoint_slice_view),
+            // Every object the fake holds, by resource key, as the probe's resource statuses.
+            resources: w
+                .kube_objects
+                .iter()
+                .map(|((_, kind, ns, name), o)| {
+                    let ns = (!ns.is_empty()).then_some(ns.as_str());
+                    let annotations = o
+                        .pointer("/metadata/annotations")
+                        .and_then(|a| a.as_object())
+                        .map(|m| {
+                            m.iter()
+                                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    let has_been_ssa = o
+                        .pointer("/metadata/managedFields")
+                        .and_then(|m| m.as_array())
+                        .is_some_and(|m| !m.is_empty());
+                    (
+                        crate::model::resource::resource_key(kind, ns, name),
+                        crate::model::ResourceStatus {
+                            annotations,
+                            has_been_ssa,
+                        },
+                    )
+                })
+                .collect(),
         }
     }
 

@@ -1,18 +1,21 @@
 //! Kubernetes itself, as pure data: which arguments, binds and run options each component gets
 //! ([`params`]), the component configuration files ([`config`]), kubeconfigs ([`kubeconfig`]), the
 //! apiserver's encryption config and audit policy file ([`encryption`]), all per Kubernetes minor
-//! version ([`version`]); and the labels, annotations and taints cke keeps on Nodes ([`node`]). Values follow CKE's `op/k8s` (cybozu-go/cke @ d66a146); where they differ,
+//! version ([`version`]); the labels, annotations and taints cke keeps on Nodes ([`node`]); the cluster
+//! and node DNS configuration ([`dns`]) and CKE's static resources ([`static_resources`]). Values follow CKE's `op/k8s` (cybozu-go/cke @ d66a146); where they differ,
 //! `docs/kubernetes.md` says why.
 //!
 //! This module does no I/O: no clock, no randomness, no network, no files. Operators, probes and the
 //! planner call it; it must not call them.
 
 pub mod config;
+pub mod dns;
 pub mod encryption;
 pub mod endpoints;
 pub mod kubeconfig;
 pub mod node;
 pub mod params;
+pub mod static_resources;
 
 /// The version table lives with the model (validation needs it); here under its old name too.
 pub use crate::model::kube_version as version;

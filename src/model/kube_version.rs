@@ -109,6 +109,10 @@ pub struct VersionSet {
     pub endpoint_slice_api: &'static str,
     /// API group/version of `PodDisruptionBudget` and `Eviction`.
     pub policy_api: &'static str,
+    /// DaemonSet rolling updates know `maxSurge` (1.21 alpha, on by default from 1.22). Without it
+    /// the field is not in the schema (server-side apply refuses it) and `maxUnavailable` must not
+    /// be 0, so CKE's node-dns DaemonSet gets the default `maxUnavailable: 1` instead.
+    pub daemonset_max_surge: bool,
 }
 
 /// The known sets, ascending by minor version.
@@ -125,6 +129,7 @@ pub static VERSION_SETS: [VersionSet; 2] = [
         proxy_config_api: "kubeproxy.config.k8s.io/v1alpha1",
         endpoint_slice_api: "discovery.k8s.io/v1beta1",
         policy_api: "policy/v1beta1",
+        daemonset_max_surge: false,
     },
     // CKE's current release (op/k8s/*.go, op/k8s/config.go schemes, cybozu-go/cke @ d66a146).
     VersionSet {
@@ -138,6 +143,7 @@ pub static VERSION_SETS: [VersionSet; 2] = [
         proxy_config_api: "kubeproxy.config.k8s.io/v1alpha1",
         endpoint_slice_api: "discovery.k8s.io/v1",
         policy_api: "policy/v1",
+        daemonset_max_surge: true,
     },
 ];
 

@@ -9,6 +9,7 @@ mod constraints;
 pub mod kube_version;
 pub mod plan;
 mod record;
+pub mod resource;
 mod status;
 mod validate;
 
@@ -16,6 +17,9 @@ pub use cluster::*;
 pub use constraints::*;
 pub use plan::{CkeObject, OpKind, Phase, PlannedOp};
 pub use record::*;
+pub use resource::{
+    needs_update, parse_resource, sort_resources, ResourceDefinition, ResourceError, ResourceInfo, ResourceStatus,
+};
 pub use status::*;
 pub use validate::{FieldError, ValidationError, USER_NAME};
 

@@ -250,6 +250,18 @@ pub enum OpKind {
         /// The object as it is sent.
         body: serde_json::Value,
     },
+    /// Server-side apply of a static or user resource (CKE's `resource-apply`), at `revision`.
+    ResourceApply {
+        /// The control-plane node whose healthy apiserver is used.
+        apiserver: String,
+        /// The resource key (`Kind/name`, `Kind/namespace/name`).
+        key: String,
+        /// Its revision (the `resource/<key>` ModRevision; a static resource's own revision).
+        revision: i64,
+        /// One of cke's own static resources (else a user resource of `ckecli resource set`).
+        #[serde(rename = "static")]
+        builtin: bool,
+    },
     /// Cordon and delete `Node` objects that no declared node accounts for (CKE's `remove-node`).
     RemoveNode {
         /// The control-plane node whose healthy apiserver is used.
@@ -367,6 +379,7 @@ impl PlannedOp {
             OpKind::WaitKubernetes { .. } => "wait-kubernetes",
             OpKind::KubeObject { object, create, .. } => object.op_name(create),
             OpKind::RemoveNode { .. } => "remove-node",
+            OpKind::ResourceApply { .. } => "resource-apply",
         }
     }
 
@@ -399,6 +412,7 @@ impl PlannedOp {
             | OpKind::UpdateNode { nodes, .. }
             | OpKind::RemoveNode { nodes, .. } => nodes.clone(),
             OpKind::WaitKubernetes { apiserver } | OpKind::KubeObject { apiserver, .. } => vec![apiserver.clone()],
+            OpKind::ResourceApply { key, .. } => vec![key.clone()],
             OpKind::EtcdRemoveMember { node, .. }
             | OpKind::EtcdDestroyMember { node, .. }
             | OpKind::EtcdAddMember { node, .. }

@@ -151,6 +151,10 @@ pub struct KubernetesStatus {
     /// EndpointSlice `kube-system/cke-etcd`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd_endpoint_slice: Option<EndpointSliceView>,
+    /// The static and user resources that exist, by key (`Kind/name`, `Kind/namespace/name`);
+    /// absent keys do not exist (or their kind is not served yet).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resources: BTreeMap<String, super::ResourceStatus>,
 }
 
 impl KubernetesStatus {

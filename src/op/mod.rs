@@ -215,6 +215,8 @@ pub struct OpContext<'a> {
     pub status: &'a ClusterStatus,
     /// The node hosts' settings for Kubernetes containers.
     pub host: &'a crate::k8s::params::HostSettings,
+    /// The static and user resources of this pass ([`crate::planner::all_resources`]).
+    pub resources: &'a [crate::model::ResourceDefinition],
 }
 
 /// The operator for a planned operation. Every operation the planner emits has one.
@@ -260,5 +262,9 @@ pub fn operator_for(planned: &PlannedOp, ctx: OpContext<'_>) -> Box<dyn Operator
             body,
         } => k8s::objects::object_operator(apiserver, *object, *create, body),
         OpKind::RemoveNode { apiserver, nodes } => k8s::objects::remove_node_operator(apiserver, nodes),
+        OpKind::ResourceApply { apiserver, key, .. } => match ctx.resources.iter().find(|r| r.key == *key) {
+            Some(def) => k8s::resource::operator(apiserver, def.clone(), ctx),
+            None => k8s::resource::missing(key),
+        },
     }
 }

@@ -31,6 +31,10 @@ pub(super) struct Env {
     pub(super) images: Images,
     pub(super) storage: Arc<dyn Storage>,
     pub(super) host: crate::k8s::params::HostSettings,
+    /// User resources (`ckecli resource set`) the plans see.
+    pub(super) user_resources: Vec<crate::model::ResourceDefinition>,
+    /// The static and user resources, as the controller passes them to the operators.
+    pub(super) resources: Vec<crate::model::ResourceDefinition>,
 }
 
 impl Env {
@@ -41,6 +45,23 @@ impl Env {
             images: Images::default(),
             storage: Fake::storage().await,
             host: Default::default(),
+            user_resources: vec![],
+            resources: crate::planner::all_resources(&PlanInputs::default()),
+        }
+    }
+
+    /// Sets the user resources (and so the resources the operators see).
+    pub(super) fn set_user_resources(&mut self, user: Vec<crate::model::ResourceDefinition>) {
+        self.user_resources = user;
+        self.resources = crate::planner::all_resources(&self.inputs());
+    }
+
+    fn inputs(&self) -> PlanInputs {
+        PlanInputs {
+            images: self.images.clone(),
+            etcd_bootstrapped_before: self.fake.with(|w| !w.etcd.members.is_empty()),
+            resources: self.user_resources.clone(),
+            ..Default::default()
         }
     }
 
@@ -50,6 +71,7 @@ impl Env {
             images: &self.images,
             status,
             host: &self.host,
+            resources: &self.resources,
         }
     }
 
@@ -96,12 +118,13 @@ impl Env {
             control_plane_count: self.cluster.control_planes().count() as i64,
             ..Default::default()
         };
-        let inputs = PlanInputs {
-            images: self.images.clone(),
-            etcd_bootstrapped_before: self.fake.with(|w| !w.etcd.members.is_empty()),
-            ..Default::default()
-        };
-        decide_ops(&self.cluster, &self.status(), &constraints, &inputs, chrono::Utc::now())
+        decide_ops(
+            &self.cluster,
+            &self.status(),
+            &constraints,
+            &self.inputs(),
+            chrono::Utc::now(),
+        )
     }
 
     /// Runs plans until the next one's first operation is `name` (rivers restarts after a change
@@ -583,7 +606,7 @@ async fn a_vault_that_is_not_set_up_is_a_refusal_not_a_transient_failure() {
 }
 
 /// The operations that bring a declared cluster up from nothing, in order.
-pub(crate) const BOOTSTRAP: [&str; 14] = [
+pub(crate) const BOOTSTRAP: [&str; 24] = [
     "rivers-bootstrap",
     "etcd-rivers-bootstrap",
     "etcd-bootstrap",
@@ -596,8 +619,20 @@ pub(crate) const BOOTSTRAP: [&str; 14] = [
     "kube-scheduler-bootstrap",
     "kubelet-bootstrap",
     "kube-proxy-bootstrap",
-    // With the controller-manager's ServiceAccount there, the objects of k8s-maintain: the etcd
-    // endpoints, and the registered Nodes' attributes (the control planes' master label).
+    // With the controller-manager's ServiceAccount there, the objects of k8s-maintain: cke's nine
+    // static resources, the cluster DNS configuration (the node DNS one waits for the cluster-dns
+    // Service's ClusterIP, which the fake does not allocate), the etcd endpoints, and the
+    // registered Nodes' attributes (the control planes' master label).
+    "resource-apply",
+    "resource-apply",
+    "resource-apply",
+    "resource-apply",
+    "resource-apply",
+    "resource-apply",
+    "resource-apply",
+    "resource-apply",
+    "resource-apply",
+    "create-cluster-dns-configmap",
     "create-etcd-service",
     "create-cke-etcd-endpoints",
     "create-cke-etcd-endpointslice",

@@ -7,15 +7,20 @@
 //! one every operation talks to. Then, in CKE's order:
 //!
 //! 0. `wait-kubernetes`, alone, until the ServiceAccount `kube-system/default` exists;
-//! 1. the etcd Service, Endpoints and EndpointSlice `kube-system/cke-etcd` (every control plane);
-//! 2. `update-node` for declared nodes whose `Node` (matched by name: the node's `hostname`, else its
+//! 1. `resource-apply` of each static, then each user resource that is absent or at another
+//!    revision (Deployments once most nodes are Ready);
+//! 2. the `cluster-dns` ConfigMap (CoreDNS's Corefile), then, once the `cluster-dns` Service has a
+//!    ClusterIP, the `node-dns` ConfigMap (unbound's configuration);
+//! 3. the etcd Service, Endpoints and EndpointSlice `kube-system/cke-etcd` (every control plane);
+//! 4. `update-node` for declared nodes whose `Node` (matched by name: the node's `hostname`, else its
 //!    address) has outdated labels, annotations or taints by the rule of [`crate::k8s::node`];
 //!    declared nodes without a Node are skipped (their kubelet registers them);
-//! 3. `remove-node` for Nodes no declared node accounts for.
+//! 5. `remove-node` for Nodes no declared node accounts for.
 
+use crate::k8s::dns;
 use crate::k8s::endpoints::{self, EndpointParams};
 use crate::k8s::node::is_outdated;
-use crate::model::{CkeObject, EndpointSliceView, EndpointsView, OpKind, PlannedOp};
+use crate::model::{CkeObject, EndpointSliceView, EndpointsView, OpKind, PlannedOp, ResourceDefinition};
 
 use super::NodeFilter;
 
@@ -32,7 +37,9 @@ pub(super) fn k8s_maintain_ops(nf: &NodeFilter) -> Vec<PlannedOp> {
             "the control plane is not ready: ServiceAccount kube-system/default does not exist yet",
         )];
     }
-    let mut ops = Vec::new();
+    let mut ops = resource_ops(nf, &apiserver);
+    ops.extend(cluster_dns_ops(nf, &apiserver));
+    ops.extend(node_dns_ops(nf, &apiserver));
     ops.extend(etcd_endpoint_ops(nf, &apiserver));
     let outdated: Vec<String> = cluster
         .nodes
@@ -70,6 +77,145 @@ pub(super) fn k8s_maintain_ops(nf: &NodeFilter) -> Vec<PlannedOp> {
         ));
     }
     ops
+}
+
+/// cke's own static resources (CKE's nine, [`crate::k8s::static_resources`]) for the declared
+/// images and Kubernetes version, as definitions, in CKE's order.
+pub fn static_definitions(inputs: &super::PlanInputs) -> Vec<ResourceDefinition> {
+    let version = crate::k8s::VersionSet::for_image(&inputs.images.kubernetes)
+        .map(|r| r.set)
+        .unwrap_or(crate::k8s::VersionSet::latest());
+    crate::k8s::static_resources::static_resources(&inputs.images, version)
+        .into_iter()
+        .map(|r| ResourceDefinition {
+            key: r.key,
+            kind: r.kind,
+            api_version: r.api_version,
+            namespace: r.namespace,
+            name: r.name,
+            revision: r.revision,
+            image: r.image,
+            definition: serde_json::to_vec(&r.object).unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Every resource `resource-apply` may act on: the static ones, then the user ones.
+pub fn all_resources(inputs: &super::PlanInputs) -> Vec<ResourceDefinition> {
+    let mut all = static_definitions(inputs);
+    all.extend(inputs.resources.iter().cloned());
+    all
+}
+
+/// CKE's decideResourceOps: every static resource, then every user resource (in CKE's kind order),
+/// that is absent or carries another revision (or, for the static ones, another image annotation);
+/// Deployments only once more than half of the declared nodes are Ready (no thundering herd of pods
+/// onto the first nodes).
+fn resource_ops(nf: &NodeFilter, apiserver: &str) -> Vec<PlannedOp> {
+    let k = &nf.status().kubernetes;
+    let ready = k.is_ready(nf.cluster());
+    let mut ops = Vec::new();
+    let statics = static_definitions(nf.inputs());
+    let mut users = nf.inputs().resources.clone();
+    crate::model::sort_resources(&mut users);
+    for (builtin, list) in [(true, statics), (false, users)] {
+        for def in list {
+            if def.kind == crate::model::resource::KIND_DEPLOYMENT && !ready {
+                continue;
+            }
+            let status = k.resources.get(&def.key);
+            if !def.needs_update(status) {
+                continue;
+            }
+            let why = match status {
+                None => "does not exist".to_string(),
+                Some(_) => format!("is not at revision {}", def.revision),
+            };
+            let what = if builtin { "static resource" } else { "resource" };
+            ops.push(PlannedOp::new(
+                OpKind::ResourceApply {
+                    apiserver: apiserver.into(),
+                    key: def.key.clone(),
+                    revision: def.revision,
+                    builtin,
+                },
+                format!("{what} {} {why}", def.key),
+            ));
+        }
+    }
+    ops
+}
+
+/// CKE's decideClusterDNSOps: the ConfigMap `kube-system/cluster-dns` with the Corefile rendered
+/// from the cluster domain and the upstreams ([`dns::dns_upstreams`]); created when absent, replaced
+/// when its `Corefile` differs.
+fn cluster_dns_ops(nf: &NodeFilter, apiserver: &str) -> Vec<PlannedOp> {
+    let cluster = nf.cluster();
+    let k = &nf.status().kubernetes;
+    let domain = dns::cluster_domain(cluster);
+    let upstreams = dns::dns_upstreams(cluster, k.dns_service_ip.as_deref());
+    let body = dns::cluster_dns_configmap(&domain, &upstreams);
+    let create = match &k.cluster_dns_config {
+        None => true,
+        Some(data)
+            if data.get(dns::COREFILE_KEY) != body["data"][dns::COREFILE_KEY].as_str().map(str::to_string).as_ref() =>
+        {
+            false
+        }
+        Some(_) => return vec![],
+    };
+    let reason = format!(
+        "ConfigMap kube-system/cluster-dns {} (domain {domain}, upstreams {})",
+        if create { "is missing" } else { "has another Corefile" },
+        list_or_none(&upstreams)
+    );
+    vec![PlannedOp::new(
+        OpKind::KubeObject {
+            apiserver: apiserver.into(),
+            object: CkeObject::ClusterDnsConfigMap,
+            create,
+            body,
+        },
+        reason,
+    )]
+}
+
+/// CKE's decideNodeDNSOps: once the Service `kube-system/cluster-dns` has a ClusterIP, the
+/// ConfigMap `kube-system/node-dns` with unbound's configuration (the cluster domain to that IP,
+/// the rest to the upstreams); created when absent, replaced when its `unbound.conf` differs.
+fn node_dns_ops(nf: &NodeFilter, apiserver: &str) -> Vec<PlannedOp> {
+    let cluster = nf.cluster();
+    let k = &nf.status().kubernetes;
+    let Some(cluster_ip) = dns::node_dns_cluster_ip(Some(k.cluster_dns_ip.as_str())) else {
+        return vec![];
+    };
+    let domain = dns::cluster_domain(cluster);
+    let upstreams = dns::dns_upstreams(cluster, k.dns_service_ip.as_deref());
+    let body = dns::node_dns_configmap(&domain, cluster_ip, &upstreams);
+    let want = body["data"][dns::UNBOUND_CONF_KEY].as_str().map(str::to_string);
+    let create = match &k.node_dns_config {
+        None => true,
+        Some(data) if data.get(dns::UNBOUND_CONF_KEY) != want.as_ref() => false,
+        Some(_) => return vec![],
+    };
+    let reason = format!(
+        "ConfigMap kube-system/node-dns {} (domain {domain} to {cluster_ip}, upstreams {})",
+        if create {
+            "is missing"
+        } else {
+            "has another unbound.conf"
+        },
+        list_or_none(&upstreams)
+    );
+    vec![PlannedOp::new(
+        OpKind::KubeObject {
+            apiserver: apiserver.into(),
+            object: CkeObject::NodeDnsConfigMap,
+            create,
+            body,
+        },
+        reason,
+    )]
 }
 
 /// The first control plane whose apiserver is healthy, when the API was read (CKE's
@@ -230,4 +376,71 @@ fn etcd_endpoint_ops(nf: &NodeFilter, apiserver: &str) -> Vec<PlannedOp> {
         (k.etcd_endpoints.as_ref(), k.etcd_endpoint_slice.as_ref()),
     ));
     ops
+}
+
+/// The objects cke keeps as it last wrote them for `status` (for tests and previews of a
+/// converged cluster): the control plane ready, `default/kubernetes` listing the control planes
+/// with a healthy apiserver ready and the rest not ready, the etcd Service and endpoints with every
+/// control plane, the `cluster-dns` ConfigMap (and the `node-dns` one when the `cluster-dns`
+/// Service has a ClusterIP), every static and user resource at its revision.
+pub fn as_kept(cluster: &crate::model::Cluster, inputs: &super::PlanInputs, status: &mut crate::model::ClusterStatus) {
+    let slice_api = crate::k8s::VersionSet::for_image(&inputs.images.kubernetes)
+        .map(|r| r.set.endpoint_slice_api)
+        .unwrap_or(crate::k8s::VersionSet::latest().endpoint_slice_api);
+    let (mut ready, mut not_ready) = (vec![], vec![]);
+    for n in cluster.control_planes() {
+        if status
+            .nodes
+            .get(&n.address)
+            .is_some_and(|s| s.kube_apiserver.is_healthy)
+        {
+            ready.push(n.address.clone());
+        } else {
+            not_ready.push(n.address.clone());
+        }
+    }
+    let master = EndpointParams::kubernetes(ready, not_ready);
+    let etcd = EndpointParams::etcd(cluster.control_planes().map(|n| n.address.clone()).collect(), vec![]);
+    let k = &mut status.kubernetes;
+    k.control_plane_ready = true;
+    k.master_endpoints = Some(endpoints::endpoints_view(&endpoints::endpoints_body(&master)));
+    k.master_endpoint_slice = Some(endpoints::endpoint_slice_view(&endpoints::endpoint_slice_body(
+        &master, slice_api,
+    )));
+    k.etcd_service = Some(endpoints::service_view(&endpoints::etcd_service_body()));
+    k.etcd_endpoints = Some(endpoints::endpoints_view(&endpoints::endpoints_body(&etcd)));
+    k.etcd_endpoint_slice = Some(endpoints::endpoint_slice_view(&endpoints::endpoint_slice_body(
+        &etcd, slice_api,
+    )));
+    let domain = dns::cluster_domain(cluster);
+    let upstreams = dns::dns_upstreams(cluster, k.dns_service_ip.as_deref());
+    let corefile = dns::cluster_dns_corefile(&domain, &upstreams);
+    k.cluster_dns_config = Some([(dns::COREFILE_KEY.to_string(), corefile)].into());
+    k.node_dns_config = dns::node_dns_cluster_ip(Some(k.cluster_dns_ip.as_str())).map(|ip| {
+        let conf = dns::node_dns_unbound_conf(&domain, ip, &upstreams);
+        [(dns::UNBOUND_CONF_KEY.to_string(), conf)].into()
+    });
+    k.resources = all_resources(inputs)
+        .iter()
+        .map(|d| {
+            let mut annotations = std::collections::BTreeMap::new();
+            annotations.insert(
+                crate::model::resource::ANNOTATION_RESOURCE_REVISION.to_string(),
+                d.revision.to_string(),
+            );
+            if let Some(image) = &d.image {
+                annotations.insert(
+                    crate::model::resource::ANNOTATION_RESOURCE_IMAGE.to_string(),
+                    image.clone(),
+                );
+            }
+            (
+                d.key.clone(),
+                crate::model::ResourceStatus {
+                    annotations,
+                    has_been_ssa: true,
+                },
+            )
+        })
+        .collect();
 }

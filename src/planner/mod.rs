@@ -12,6 +12,7 @@
 
 mod k8s;
 mod k8s_maintain;
+pub use k8s_maintain::{all_resources, as_kept, static_definitions};
 mod node_filter;
 pub mod params;
 
@@ -58,6 +59,8 @@ pub struct PlanInputs {
     /// Plan the Kubernetes components (always, but for the managed-etcd suites, which run
     /// `cke --test-without-kubernetes` from a `test-hooks` build on node hosts without Kubernetes).
     pub manage_kubernetes: bool,
+    /// The user resources (`resource/*`, `ckecli resource set`), each with its revision.
+    pub resources: Vec<crate::model::ResourceDefinition>,
 }
 
 /// CKE's `--max-concurrent-updates` default.
@@ -71,6 +74,7 @@ impl Default for PlanInputs {
             host: Default::default(),
             max_concurrent_updates: DEFAULT_MAX_CONCURRENT_UPDATES,
             manage_kubernetes: true,
+            resources: vec![],
         }
     }
 }

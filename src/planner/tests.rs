@@ -91,24 +91,10 @@ impl Fixture {
     /// control plane ready, `default/kubernetes` listing every control plane ready, the etcd
     /// Service and endpoints.
     pub fn refresh_kube_objects(&mut self) {
-        use crate::k8s::endpoints::*;
-        let cps = self
-            .cluster
-            .control_planes()
-            .map(|n| n.address.clone())
-            .collect::<Vec<_>>();
-        let slice_api = crate::k8s::VersionSet::for_image(&self.inputs.images.kubernetes)
-            .map(|r| r.set.endpoint_slice_api)
-            .unwrap_or("discovery.k8s.io/v1");
-        let k = &mut self.status.kubernetes;
-        k.control_plane_ready = true;
-        let master = EndpointParams::kubernetes(cps.clone(), vec![]);
-        k.master_endpoints = Some(endpoints_view(&endpoints_body(&master)));
-        k.master_endpoint_slice = Some(endpoint_slice_view(&endpoint_slice_body(&master, slice_api)));
-        let etcd = EndpointParams::etcd(cps, vec![]);
-        k.etcd_service = Some(service_view(&etcd_service_body()));
-        k.etcd_endpoints = Some(endpoints_view(&endpoints_body(&etcd)));
-        k.etcd_endpoint_slice = Some(endpoint_slice_view(&endpoint_slice_body(&etcd, slice_api)));
+        let mut status = std::mem::take(&mut self.status);
+        crate::planner::as_kept(&self.cluster, &self.inputs, &mut status);
+        // The fixture's apiservers are all healthy: every control plane ready.
+        self.status = status;
     }
 
     /// Makes rivers and etcd-rivers current on every node.

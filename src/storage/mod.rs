@@ -1,9 +1,10 @@
 //! The management etcd: CKE's key layout under a configurable prefix (default `/cke/`).
 //!
 //! [`Storage`] is the one trait every component uses. [`EtcdStorage`] talks to a real etcd;
-//! [`MemStorage`] is an in-memory double for fast tests of pure logic. Typed accessors
-//! (cluster, constraints, vault, CA, records, status, leader) are provided methods built on a few
-//! raw operations, so both implementations share the key layout and the JSON encoding.
+//! [`MemStorage`] is an in-memory double for fast tests of pure logic. Typed accessors (cluster,
+//! constraints, vault, CA, records, status, leader, user resources) are provided methods built on a
+//! few raw operations, so both implementations share the key layout and the JSON encoding (user
+//! resources are stored as given, YAML or JSON, as CKE stores them).
 //!
 //! Writes made by the leader go through [`Storage::put_fenced`], a transaction conditioned on the
 //! leader's election key still existing with its create revision (see DESIGN.md §3).
@@ -17,7 +18,8 @@ mod watch;
 use async_trait::async_trait;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::model::{Cluster, Constraints, Record, ServerStatus};
+use crate::model::resource::parse_resource_key;
+use crate::model::{parse_resource, sort_resources, Cluster, Constraints, Record, ResourceDefinition, ServerStatus};
 
 pub use etcd::EtcdStorage;
 pub use memory::MemStorage;
@@ -44,7 +46,7 @@ pub const KEY_CONFIG_VERSION: &str = "config-version";
 /// Key set once the managed etcd has been seen running (cke-rs only; CKE has no such key): with it
 /// set, the planner never bootstraps a new, empty managed etcd.
 pub const KEY_ETCD_BOOTSTRAPPED: &str = "etcd-bootstrapped";
-/// Prefix of user-defined Kubernetes resources.
+/// Prefix of user-defined Kubernetes resources (`resource/<key>`, the document as given, CKE's layout).
 pub const KEY_RESOURCE_PREFIX: &str = "resource/";
 /// The service-account token signing certificate (PEM), issued once (CKE's key).
 pub const KEY_SERVICE_ACCOUNT_CERT: &str = "service-account/certificate";
@@ -371,6 +373,68 @@ pub trait Storage: Send + Sync {
     /// A record by id.
     async fn get_record(&self, id: i64) -> Result<Option<Record>, StorageError> {
         get_json(self, &format!("{KEY_RECORDS_PREFIX}{}", Record::key_suffix(id))).await
+    }
+
+    /// Every user resource (CKE's `GetAllResources`), in the order of application
+    /// ([`sort_resources`]); each revision is its key's `ModRevision`. A stored document that is not
+    /// a resource, or not the one its key names, is [`StorageError::Corrupt`].
+    async fn list_resources(&self) -> Result<Vec<ResourceDefinition>, StorageError> {
+        let mut defs = self
+            .list_raw(KEY_RESOURCE_PREFIX, 0, false)
+            .await?
+            .into_iter()
+            .map(|kv| {
+                let key = kv.key.strip_prefix(KEY_RESOURCE_PREFIX).unwrap_or(&kv.key);
+                ResourceDefinition::from_stored(key, kv.value.clone(), kv.mod_revision).map_err(|e| {
+                    StorageError::Corrupt {
+                        key: self.full_key(&kv.key),
+                        reason: e.to_string(),
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        sort_resources(&mut defs);
+        Ok(defs)
+    }
+
+    /// The keys of the user resources, sorted by key (CKE's `ListResources`); the documents are not
+    /// parsed, so a corrupt one is still listed.
+    async fn list_resource_keys(&self) -> Result<Vec<String>, StorageError> {
+        Ok(self
+            .list_raw(KEY_RESOURCE_PREFIX, 0, false)
+            .await?
+            .into_iter()
+            .map(|kv| kv.key.strip_prefix(KEY_RESOURCE_PREFIX).unwrap_or(&kv.key).to_string())
+            .collect())
+    }
+
+    /// A user resource's document, byte for byte, and its revision (CKE's `GetResource`).
+    async fn get_resource(&self, key: &str) -> Result<Option<(Vec<u8>, i64)>, StorageError> {
+        Ok(self
+            .get_raw(&format!("{KEY_RESOURCE_PREFIX}{key}"))
+            .await?
+            .map(|kv| (kv.value, kv.mod_revision)))
+    }
+
+    /// Stores a user resource (CKE's `SetResource`): `definition` must be a resource document whose
+    /// own key is `key` ([`StorageError::Invalid`] otherwise, and nothing is written).
+    async fn put_resource(&self, key: &str, definition: Vec<u8>) -> Result<(), StorageError> {
+        let invalid = |reason: String| StorageError::Invalid {
+            field: "resource",
+            reason,
+        };
+        parse_resource_key(key).map_err(|e| invalid(e.to_string()))?;
+        let (own_key, _) = parse_resource(&definition).map_err(|e| invalid(format!("{key}: {e}")))?;
+        if own_key != key {
+            return Err(invalid(format!("the document for {key} is {own_key}")));
+        }
+        self.put_raw(&format!("{KEY_RESOURCE_PREFIX}{key}"), definition).await
+    }
+
+    /// Removes a user resource from the storage (CKE's `DeleteResource`; the object stays in
+    /// Kubernetes); returns whether it was stored.
+    async fn delete_resource(&self, key: &str) -> Result<bool, StorageError> {
+        self.delete_raw(&format!("{KEY_RESOURCE_PREFIX}{key}")).await
     }
 
     /// The full key with prefix.

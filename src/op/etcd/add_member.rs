@@ -70,9 +70,11 @@ impl AddMember {
         OpContext {
             cluster: &self.cluster,
             images: &self.images,
-            // The etcd operators read neither the status nor the Kubernetes host settings.
+            // The etcd operators read neither the status, the Kubernetes host settings nor the
+            // resources.
             status: &NO_STATUS,
             host: &NO_HOST,
+            resources: &[],
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod controller_manager;
 pub mod kubelet;
 pub mod objects;
 pub mod proxy;
+pub mod resource;
 pub mod scheduler;
 pub mod stop;
 pub mod update_node;

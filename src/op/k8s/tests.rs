@@ -1202,18 +1202,13 @@ async fn proxy_boot_writes_its_kubeconfig_and_the_per_node_config() {
         assert_eq!(r.ca, "kubernetes");
         assert_eq!(role_organization(&r), Some("system:node-proxier"));
     }
-    // No component is left to change; the etcd endpoints are written and the registered Nodes get
-    // their attributes next.
+    // No component is left to change; the objects of k8s-maintain are written next (static
+    // resources, DNS, etcd endpoints, the registered Nodes' attributes).
     let plan = env.next_plan();
     assert_eq!(plan.phase, Phase::K8sMaintain, "{plan:?}");
     assert_eq!(
         plan.ops.iter().map(|p| p.name()).collect::<Vec<_>>(),
-        [
-            "create-etcd-service",
-            "create-cke-etcd-endpoints",
-            "create-cke-etcd-endpointslice",
-            "update-node"
-        ],
+        crate::op::tests::BOOTSTRAP[10..],
         "{plan:?}"
     );
 }
@@ -1643,4 +1638,141 @@ async fn update_node_failing_halfway_leaves_the_rest_to_the_next_pass() {
     })
     .await;
     assert_eq!(env.fake.take_log(), strings(&["10.0.0.2: kube update node 10.0.0.4"]));
+}
+
+/// A user resource of `yaml` at `revision`.
+fn user_resource(yaml: &str, revision: i64) -> crate::model::ResourceDefinition {
+    let (_, info) = crate::model::parse_resource(yaml.as_bytes()).unwrap();
+    crate::model::ResourceDefinition::new(info, revision, yaml.as_bytes().to_vec())
+}
+
+#[tokio::test]
+async fn user_resources_are_applied_in_order_with_revision_ca_bundle_and_certificate_and_again_when_changed() {
+    let env = Env::new().await;
+    converged(&env).await;
+    let mut env = env;
+    let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.example.com\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {kind: Widget, plural: widgets}\n  versions: [{name: v1, served: true, storage: true}]\n";
+    let widget = "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n  namespace: default\n";
+    let webhook = "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata:\n  name: hook\n  annotations: {cke.cybozu.com/inject-cacert: \"true\"}\nwebhooks:\n- name: a.example.com\n  clientConfig: {service: {name: webhook-service, namespace: default}}\n- name: b.example.com\n  clientConfig: {service: {name: webhook-service, namespace: default}}\n";
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: webhook-cert\n  namespace: default\n  annotations: {cke.cybozu.com/issue-cert: webhook-service}\n";
+    let ns = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: foo\n";
+    // The custom resource without its CRD: its kind is not served.
+    env.set_user_resources(vec![
+        user_resource(widget, 10),
+        user_resource(secret, 11),
+        user_resource(webhook, 12),
+        user_resource(ns, 14),
+    ]);
+    let plan = env.next_plan();
+    assert_eq!(plan.phase, Phase::K8sMaintain, "{plan:?}");
+    let keys: Vec<String> = plan
+        .ops
+        .iter()
+        .map(|p| match &p.kind {
+            OpKind::ResourceApply {
+                key, builtin: false, ..
+            } => key.clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    // CKE's kind order: Namespace, CRD, other cluster-scoped, Secret, other namespaced.
+    assert_eq!(
+        keys,
+        [
+            "Namespace/foo",
+            "ValidatingWebhookConfiguration/hook",
+            "Secret/default/webhook-cert",
+            "Widget/default/w"
+        ]
+    );
+    forget(&env);
+    for p in &plan.ops {
+        env.run_ok(p.kind.clone()).await;
+    }
+    let fake = env.fake.clone();
+    let get =
+        |kind: crate::infra::ApiKind, ns: &str, name: &str| fake.with(|w| w.kube_object(&kind, ns, name).cloned());
+    let hook = get(
+        crate::infra::ApiKind::new(
+            "admissionregistration.k8s.io/v1",
+            "ValidatingWebhookConfiguration",
+            "x",
+            false,
+        ),
+        "",
+        "hook",
+    )
+    .expect("applied");
+    assert_eq!(hook["metadata"]["annotations"]["cke.cybozu.com/revision"], "12");
+    use base64::Engine as _;
+    for w in hook["webhooks"].as_array().unwrap() {
+        let ca = base64::engine::general_purpose::STANDARD
+            .decode(w["clientConfig"]["caBundle"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(ca, b"CA kubernetes-webhook", "every webhook gets the webhook CA");
+    }
+    let s = get(
+        crate::infra::ApiKind::new("v1", "Secret", "secrets", true),
+        "default",
+        "webhook-cert",
+    )
+    .expect("applied");
+    assert_eq!(s["type"], "kubernetes.io/tls");
+    assert!(s["data"]["tls.crt"].is_string() && s["data"]["tls.key"].is_string());
+    let req = issued(&env, "default/webhook-service");
+    assert_eq!(req.len(), 1);
+    assert_eq!(req[0].ca, "kubernetes-webhook");
+    // The Widget's kind is not served: the command succeeds, nothing exists, and each pass tries
+    // again.
+    let widget_kind = crate::infra::ApiKind::new("example.com/v1", "Widget", "widgets", true);
+    assert!(get(widget_kind.clone(), "default", "w").is_none());
+    let widget_apply = OpKind::ResourceApply {
+        apiserver: CP[0].into(),
+        key: "Widget/default/w".into(),
+        revision: 10,
+        builtin: false,
+    };
+    let plan = env.next_plan();
+    assert_eq!(
+        plan.ops.iter().map(|p| p.kind.clone()).collect::<Vec<_>>(),
+        std::slice::from_ref(&widget_apply)
+    );
+    env.run_ok(plan.ops[0].kind.clone()).await;
+    assert!(get(widget_kind.clone(), "default", "w").is_none());
+    // With its CRD set too, the CRD goes first (CKE's kind order), then the Widget is served.
+    let mut user = env.user_resources.clone();
+    user.push(user_resource(crd, 13));
+    env.set_user_resources(user);
+    let plan = env.next_plan();
+    assert_eq!(
+        plan.ops.iter().map(|p| p.targets()[0].clone()).collect::<Vec<_>>(),
+        ["CustomResourceDefinition/widgets.example.com", "Widget/default/w"]
+    );
+    for p in &plan.ops {
+        env.run_ok(p.kind.clone()).await;
+    }
+    assert_eq!(
+        get(widget_kind, "default", "w").unwrap()["metadata"]["annotations"]["cke.cybozu.com/revision"],
+        "10"
+    );
+    assert_eq!(env.next_plan().phase, Phase::Completed);
+
+    // A new revision of the Namespace (ckecli resource set of a changed document) is applied again.
+    let labelled = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: foo\n  labels: {team: a}\n";
+    let mut user = env.user_resources.clone();
+    user.retain(|r| r.key != "Namespace/foo");
+    user.push(user_resource(labelled, 20));
+    env.set_user_resources(user);
+    let plan = env.next_plan();
+    assert_eq!(plan.ops.len(), 1, "{plan:?}");
+    env.run_ok(plan.ops[0].kind.clone()).await;
+    let ns = get(
+        crate::infra::ApiKind::new("v1", "Namespace", "namespaces", false),
+        "",
+        "foo",
+    )
+    .unwrap();
+    assert_eq!(ns["metadata"]["labels"]["team"], "a");
+    assert_eq!(ns["metadata"]["annotations"]["cke.cybozu.com/revision"], "20");
+    assert_eq!(env.next_plan().phase, Phase::Completed);
 }
