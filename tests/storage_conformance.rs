@@ -1,6 +1,6 @@
 //! The same conformance suite against the real etcd implementation and the in-memory double, so the
 //! double cannot drift from what etcd does: plain and typed keys, fenced writes, create-if-absent
-//! under contention, and watches (order, start revision, compaction, cancellation, a broken stream).
+//! under contention, user resources, and watches (order, start revision, compaction, cancellation, a broken stream).
 
 use cke::config::Config;
 use cke::model::{Constraints, Record, RecordCommand, RecordStatus};
@@ -135,6 +135,102 @@ async fn conformance<S: Storage + 'static>(s: Arc<S>) {
         pins.get("10.0.0.1").await.unwrap().as_deref(),
         Some("ssh-ed25519 AAAA1")
     );
+}
+
+/// User resources: stored byte for byte at `resource/<key>`, revision = the key's mod revision,
+/// listed in CKE's order of application, refused when the document is not the key's.
+async fn resource_conformance<S: Storage + 'static>(s: Arc<S>) {
+    assert!(s.list_resources().await.unwrap().is_empty());
+    let cm = b"# the config\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: foo\n".to_vec();
+    let ns = br#"{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "foo"}}"#.to_vec();
+    let role = b"apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: r, namespace: foo}\n".to_vec();
+    s.put_resource("ConfigMap/foo/c", cm.clone()).await.unwrap();
+    s.put_resource("Namespace/foo", ns.clone()).await.unwrap();
+    s.put_resource("Role/foo/r", role.clone()).await.unwrap();
+    let raw = s.get_raw("resource/ConfigMap/foo/c").await.unwrap().unwrap();
+    assert_eq!(raw.value, cm, "stored as given (CKE's SetResource)");
+    assert_eq!(
+        s.get_resource("ConfigMap/foo/c").await.unwrap(),
+        Some((cm.clone(), raw.mod_revision))
+    );
+    assert_eq!(s.get_resource("ConfigMap/foo/none").await.unwrap(), None);
+
+    let defs = s.list_resources().await.unwrap();
+    let got: Vec<(&str, &str, &str, Option<&str>)> = defs
+        .iter()
+        .map(|d| {
+            (
+                d.key.as_str(),
+                d.kind.as_str(),
+                d.api_version.as_str(),
+                d.namespace.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("Namespace/foo", "Namespace", "v1", None),
+            ("Role/foo/r", "Role", "rbac.authorization.k8s.io/v1", Some("foo")),
+            ("ConfigMap/foo/c", "ConfigMap", "v1", Some("foo")),
+        ],
+        "in the order of application"
+    );
+    for d in &defs {
+        let kv = s.get_raw(&format!("resource/{}", d.key)).await.unwrap().unwrap();
+        assert_eq!((d.revision, &d.definition), (kv.mod_revision, &kv.value), "{}", d.key);
+    }
+    assert_eq!(
+        s.list_resource_keys().await.unwrap(),
+        ["ConfigMap/foo/c", "Namespace/foo", "Role/foo/r"],
+        "keys sorted by key"
+    );
+
+    // A new version gets a new revision.
+    let before = s.get_resource("Namespace/foo").await.unwrap().unwrap().1;
+    s.put_resource(
+        "Namespace/foo",
+        b"apiVersion: v1\nkind: Namespace\nmetadata: {name: foo, labels: {a: b}}\n".to_vec(),
+    )
+    .await
+    .unwrap();
+    assert!(s.get_resource("Namespace/foo").await.unwrap().unwrap().1 > before);
+
+    // Refused, and nothing written: a document that is not the key's, not a resource, a bad key.
+    for (key, doc) in [
+        ("ConfigMap/bar/c", cm.clone()),
+        (
+            "ConfigMap/foo/x",
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata: {namespace: foo}\n".to_vec(),
+        ),
+        ("ConfigMap", cm.clone()),
+    ] {
+        let err = s.put_resource(key, doc).await.unwrap_err();
+        assert!(
+            matches!(err, StorageError::Invalid { field: "resource", .. }),
+            "{key}: {err}"
+        );
+        assert_eq!(s.get_resource(key).await.unwrap(), None, "{key}");
+    }
+
+    assert!(s.delete_resource("Role/foo/r").await.unwrap());
+    assert!(!s.delete_resource("Role/foo/r").await.unwrap());
+    assert_eq!(
+        s.list_resource_keys().await.unwrap(),
+        ["ConfigMap/foo/c", "Namespace/foo"]
+    );
+
+    // A document that does not match its key (written behind cke's back) is reported with its key.
+    s.put_raw("resource/Namespace/other", ns.clone()).await.unwrap();
+    let err = s.list_resources().await.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("{}resource/Namespace/other", s.prefix())) && err.contains("Namespace/foo"),
+        "{err}"
+    );
+    assert_eq!(s.list_resource_keys().await.unwrap().len(), 3, "keys are still listed");
+    for key in ["Namespace/other", "Namespace/foo", "ConfigMap/foo/c"] {
+        s.delete_resource(key).await.unwrap();
+    }
 }
 
 /// Create-if-absent: a create, a refusal that changes nothing, and races with exactly one winner.
@@ -466,6 +562,7 @@ async fn memory_double_conforms() {
     let mem = Arc::new(MemStorage::new("/test/"));
     conformance(mem.clone()).await;
     create_conformance(mem.clone()).await;
+    resource_conformance(mem.clone()).await;
     watch_conformance(mem.clone(), &MemHarness(mem)).await;
 }
 
@@ -507,6 +604,7 @@ async fn etcd_conforms_and_prefixes_isolate() {
     );
     conformance(Arc::new(b.clone())).await;
     create_conformance(Arc::new(a.clone())).await;
+    resource_conformance(Arc::new(a.clone())).await;
 
     // A watch on the other prefix sees none of the changes below.
     let mut other = b.watch("", 0).await.unwrap();

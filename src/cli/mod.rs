@@ -10,6 +10,7 @@ mod constraints;
 mod etcd;
 mod history;
 mod kubernetes;
+mod resource;
 mod ssh;
 mod vault;
 
@@ -80,6 +81,9 @@ pub enum Command {
     /// Kubernetes client credentials.
     #[command(subcommand)]
     Kubernetes(kubernetes::KubernetesCommand),
+    /// User-defined Kubernetes resources that cke applies (`resource/<key>`).
+    #[command(subcommand)]
+    Resource(resource::ResourceCommand),
     /// Open a shell or run a command on a node (key from Vault, pinned host key).
     Ssh(ssh::SshArgs),
     /// Copy files to or from a node.
@@ -99,6 +103,14 @@ pub enum CliError {
         what: String,
         /// Every problem, each naming its field.
         problems: ValidationError,
+    },
+    /// A resource document (or key) is invalid; nothing was changed.
+    #[error("{what}: {error}")]
+    Resources {
+        /// What was given: the file name, or `KEY`.
+        what: String,
+        /// Every invalid document, each with its number and field.
+        error: crate::model::ResourceError,
     },
     /// A file (or standard input) named on the command line cannot be read; nothing was changed.
     #[error("cannot read {path}: {error}")]
@@ -154,6 +166,7 @@ impl CliError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             CliError::Invalid { .. }
+            | CliError::Resources { .. }
             | CliError::Unreadable { .. }
             | CliError::EmptyInput(_)
             | CliError::Usage(_)
@@ -331,6 +344,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Ca(c) => ca::run(&ctx, c).await,
         Command::Etcd(c) => etcd::run(&ctx, c).await,
         Command::Kubernetes(c) => kubernetes::run(&ctx, c).await,
+        Command::Resource(c) => resource::run(&ctx, c).await,
         Command::Ssh(a) => ssh::ssh(&ctx, a).await,
         Command::Scp(a) => ssh::scp(&ctx, a).await,
         Command::SshHostkey(c) => ssh::hostkey(&ctx, c).await,
