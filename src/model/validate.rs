@@ -175,21 +175,6 @@ pub fn label_value(s: &str) -> Option<String> {
     None
 }
 
-/// Keys reserved for cke itself.
-pub fn reserved_key(key: &str) -> Option<String> {
-    if key.contains("cke.cybozu.com/") {
-        return Some(format!(
-            "{key:?} is reserved: keys containing \"cke.cybozu.com/\" are for cke's own use"
-        ));
-    }
-    if key.starts_with("node-role.kubernetes.io/") {
-        return Some(format!(
-            "{key:?} is reserved: keys starting with \"node-role.kubernetes.io/\" are for cke's own use"
-        ));
-    }
-    None
-}
-
 struct Errs(Vec<FieldError>);
 
 impl Errs {
@@ -325,7 +310,7 @@ fn validate_nodes(nodes: &[Node], e: &mut Errs) {
             e.push(format!("{p}.annotations"), "total size must be no more than 256 KiB");
         }
         for (j, t) in n.taints.iter().enumerate() {
-            validate_taint(t, &format!("{p}.taints[{j}]"), true, e);
+            validate_taint(t, &format!("{p}.taints[{j}]"), e);
         }
     }
 }
@@ -334,7 +319,7 @@ fn validate_keys(map: &BTreeMap<String, String>, path: &str, values_are_labels: 
     for (k, v) in map {
         let kp = format!("{path}[{k:?}]");
         let key = if values_are_labels { k.clone() } else { k.to_lowercase() };
-        if let Some(r) = qualified_name(&key).or_else(|| reserved_key(k)) {
+        if let Some(r) = qualified_name(&key) {
             e.push(kp, r);
             continue;
         }
@@ -344,12 +329,11 @@ fn validate_keys(map: &BTreeMap<String, String>, path: &str, values_are_labels: 
     }
 }
 
-fn validate_taint(t: &Taint, p: &str, check_reserved: bool, e: &mut Errs) {
+fn validate_taint(t: &Taint, p: &str, e: &mut Errs) {
     if t.key.is_empty() {
         e.push(format!("{p}.key"), "is required");
     } else {
-        let reserved = if check_reserved { reserved_key(&t.key) } else { None };
-        e.check(format!("{p}.key"), qualified_name(&t.key).or(reserved));
+        e.check(format!("{p}.key"), qualified_name(&t.key));
     }
     e.check(format!("{p}.value"), label_value(&t.value));
     if !TAINT_EFFECTS.contains(&t.effect.as_str()) {
@@ -634,6 +618,6 @@ fn validate_options(o: &Options, e: &mut Errs) {
         }
     }
     for (i, t) in k.boot_taints.iter().enumerate() {
-        validate_taint(t, &format!("options.kubelet.boot_taints[{i}]"), false, e);
+        validate_taint(t, &format!("options.kubelet.boot_taints[{i}]"), e);
     }
 }
