@@ -39,6 +39,9 @@ pub enum ClusterCommand {
         /// Treat warnings (unknown fields, values CKE accepts but cke-rs doubts) as errors.
         #[arg(long)]
         strict: bool,
+        /// Judge FILE as a sabakan template (nodes without addresses).
+        #[arg(long)]
+        template: bool,
     },
 }
 
@@ -46,7 +49,7 @@ pub enum ClusterCommand {
 pub async fn run(ctx: &Ctx, cmd: ClusterCommand) -> Result<(), CliError> {
     match cmd {
         ClusterCommand::Set { file, strict } => {
-            let cluster = read_checked(&file, strict)?;
+            let cluster = read_checked(&file, strict, Mode::Declaration)?;
             let storage = ctx.storage().await?;
             // As CKE's `cluster set`: the stored constraints (or the defaults) must hold.
             let constraints = storage.get_constraints().await?;
@@ -66,13 +69,14 @@ pub async fn run(ctx: &Ctx, cmd: ClusterCommand) -> Result<(), CliError> {
             match output {
                 Output::Json => print_json(&cluster),
                 Output::Yaml => {
-                    print!("{}", serde_yaml::to_string(&cluster).map_err(anyhow::Error::from)?);
+                    print!("{}", crate::model::cluster_yaml(&cluster));
                     Ok(())
                 }
             }
         }
-        ClusterCommand::Validate { file, strict } => {
-            let cluster = read_checked(&file, strict)?;
+        ClusterCommand::Validate { file, strict, template } => {
+            let mode = if template { Mode::Template } else { Mode::Declaration };
+            let cluster = read_checked(&file, strict, mode)?;
             let cp = cluster.control_planes().count();
             println!(
                 "{}: valid: cluster {:?}, {} nodes ({} control plane)",
@@ -88,10 +92,10 @@ pub async fn run(ctx: &Ctx, cmd: ClusterCommand) -> Result<(), CliError> {
 
 /// Reads the declaration in `file` (`-` for standard input) and judges it as CKE does; warnings go
 /// to standard error, and are errors too with `strict`.
-fn read_checked(file: &str, strict: bool) -> Result<Cluster, CliError> {
+fn read_checked(file: &str, strict: bool, mode: Mode) -> Result<Cluster, CliError> {
     let what = display_input(file);
     let text = read_yaml_input(file)?;
-    let (result, warnings) = match read_cluster(&text, Mode::Declaration) {
+    let (result, warnings) = match read_cluster(&text, mode) {
         Ok(d) => (Ok(d.cluster), d.warnings),
         Err(r) => (Err(r.errors), r.warnings),
     };

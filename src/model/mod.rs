@@ -105,6 +105,20 @@ pub fn read_cluster(text: &str, mode: Mode) -> Result<Declaration, Rejected> {
     }
 }
 
+/// The declaration as YAML that reads back unchanged as CKE reads it. The YAML 1.2 writer leaves
+/// some strings plain that a YAML 1.1 reading takes for numbers or booleans (`0_0`, `yes`): then
+/// the declaration is written as JSON, which every YAML reader reads alike.
+pub fn cluster_yaml(cluster: &Cluster) -> String {
+    if let Ok(yaml) = serde_yaml::to_string(cluster) {
+        if matches!(decode_cluster(&yaml), Ok(d) if d.cluster == *cluster) {
+            return yaml;
+        }
+    }
+    let mut json = serde_json::to_string_pretty(cluster).expect("a declaration serializes");
+    json.push('\n');
+    json
+}
+
 /// Parses a cluster declaration from YAML or JSON text and validates it ([`read_cluster`] without
 /// the warnings).
 pub fn parse_cluster(text: &str) -> Result<Cluster, ValidationError> {
