@@ -88,8 +88,11 @@ async fn cluster_set_get_round_trip_and_invalid_input_changes_nothing() {
         "cluster-cke.json",
     ] {
         let path = testdata(file);
-        assert_ok(&env.ckecli(&["cluster", "set", &path]));
         let want = parse_cluster(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        // As CKE's cluster set, the stored constraints must hold.
+        let cps = want.control_planes().count().to_string();
+        assert_ok(&env.ckecli(&["constraints", "set", "control-plane-count", &cps]));
+        assert_ok(&env.ckecli(&["cluster", "set", &path]));
         let yaml = env.ckecli(&["cluster", "get"]);
         assert_ok(&yaml);
         assert_eq!(parse_cluster(&stdout(&yaml)).unwrap(), want, "{file} via YAML");
@@ -104,6 +107,7 @@ async fn cluster_set_get_round_trip_and_invalid_input_changes_nothing() {
 
     // stdin works too.
     let text = std::fs::read_to_string(testdata("cluster.yml")).unwrap();
+    assert_ok(&env.ckecli(&["constraints", "set", "control-plane-count", "3"]));
     assert_ok(&env.ckecli_stdin(&["cluster", "set", "-"], &text));
     let before = env.storage().await.get_raw("cluster").await.unwrap().unwrap();
 

@@ -279,9 +279,13 @@ pub trait Storage: Send + Sync {
             .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
     }
 
-    /// The cluster declaration, if set.
+    /// The cluster declaration, if set, read as CKE reads it: keys cke-rs does not know (written by
+    /// CKE or a newer version) are ignored with a warning, logged once per stored value.
     async fn get_cluster(&self) -> Result<Option<Cluster>, StorageError> {
-        get_json(self, KEY_CLUSTER).await
+        match self.get_raw(KEY_CLUSTER).await? {
+            None => Ok(None),
+            Some(kv) => decode_cluster(&self.full_key(KEY_CLUSTER), &kv.value).map(Some),
+        }
     }
 
     /// Stores the cluster declaration (the caller validates it first).
@@ -454,6 +458,32 @@ pub fn decode<T: DeserializeOwned>(key: &str, value: &[u8]) -> Result<T, Storage
         key: key.to_string(),
         reason: e.to_string(),
     })
+}
+
+/// Decodes a stored declaration ([`crate::model::decode_cluster`]); its warnings are logged when
+/// this value was not seen before, so a leader reading it every pass logs them once.
+pub fn decode_cluster(key: &str, value: &[u8]) -> Result<Cluster, StorageError> {
+    use std::hash::{Hash, Hasher};
+    static WARNED: std::sync::Mutex<Option<u64>> = std::sync::Mutex::new(None);
+    let corrupt = |reason: String| StorageError::Corrupt {
+        key: key.to_string(),
+        reason,
+    };
+    let text = std::str::from_utf8(value).map_err(|e| corrupt(e.to_string()))?;
+    let d = crate::model::decode_cluster(text).map_err(|r| corrupt(r.errors.to_string()))?;
+    if !d.warnings.is_empty() {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        value.hash(&mut h);
+        let hash = h.finish();
+        let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
+        if *warned != Some(hash) {
+            *warned = Some(hash);
+            for w in &d.warnings {
+                tracing::warn!(key, "stored cluster declaration: {w}");
+            }
+        }
+    }
+    Ok(d.cluster)
 }
 
 /// Reads and decodes a JSON value.

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -613,6 +613,92 @@ pub fn poll_until_blocking<T>(what: &str, limit: Duration, every: Duration, mut 
         assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
         std::thread::sleep(every);
     }
+}
+
+/// One declaration with CKE's verdict on it, read from the comment lines that open the file
+/// (`testdata/cke-validation/`, `testdata/cke/`):
+///
+/// ```text
+/// # source: cke cluster_test.go testClusterValidate "No cluster name"
+/// # verdict: invalid name            (or: valid)
+/// # warn: nodes                      (a warning cke-rs gives at this path; repeatable)
+/// # mode: template                   (judged as a sabakan template)
+/// # pending: reboot.protected_job_pods  (a CKE field the reboot queue's change reads)
+/// ```
+#[derive(Debug, Clone)]
+pub struct VerdictCase {
+    /// The file.
+    pub path: PathBuf,
+    /// Its text.
+    pub text: String,
+    /// Where in CKE the case comes from.
+    pub source: String,
+    /// CKE accepts it.
+    pub valid: bool,
+    /// Field paths CKE's refusal names (one at least when invalid).
+    pub errors: Vec<String>,
+    /// Field paths cke-rs warns about.
+    pub warns: Vec<String>,
+    /// Judged as a sabakan template.
+    pub template: bool,
+    /// CKE fields read by a change not in this tree yet: until then cke-rs warns about them as
+    /// unknown, and the verdict that depends on them is not reached.
+    pub pending: Vec<String>,
+}
+
+/// Every `*.yml`/`*.yaml` case under `dir` (recursively), sorted by path.
+pub fn verdict_cases(dir: &Path) -> Vec<VerdictCase> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if matches!(p.extension().and_then(|x| x.to_str()), Some("yml" | "yaml")) {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut c = VerdictCase {
+                path: path.clone(),
+                text: text.clone(),
+                source: String::new(),
+                valid: false,
+                errors: vec![],
+                warns: vec![],
+                template: false,
+                pending: vec![],
+            };
+            let mut verdict = false;
+            for line in text.lines().take_while(|l| l.starts_with('#')) {
+                let line = line.trim_start_matches('#').trim();
+                let Some((k, v)) = line.split_once(": ") else { continue };
+                match k {
+                    "source" => c.source = v.to_string(),
+                    "verdict" if v == "valid" => (c.valid, verdict) = (true, true),
+                    "verdict" => {
+                        let paths = v
+                            .strip_prefix("invalid ")
+                            .unwrap_or_else(|| panic!("{}: bad verdict {v}", path.display()));
+                        c.errors = paths.split(", ").map(str::to_string).collect();
+                        verdict = true;
+                    }
+                    "warn" => c.warns.push(v.to_string()),
+                    "mode" => c.template = v == "template",
+                    "pending" => c.pending.push(v.to_string()),
+                    _ => {}
+                }
+            }
+            assert!(verdict, "{}: no `# verdict:` line", path.display());
+            c
+        })
+        .collect()
 }
 
 #[cfg(test)]
