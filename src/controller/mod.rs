@@ -310,6 +310,17 @@ impl Controller {
             return Ok(Vec::new());
         };
         self.shared.etcd_ok();
+        // CKE's runOnce validates the stored declaration every pass: one written by something else
+        // than `ckecli cluster set` (or valid for an older cke) is not acted on.
+        let verdict = cluster.verdict(crate::model::Mode::Declaration);
+        if !verdict.errors.is_empty() {
+            let errors = crate::model::ValidationError { errors: verdict.errors };
+            self.set_note(&format!(
+                "the stored cluster declaration is invalid, nothing is done until a valid one is set \
+                 (ckecli cluster set): {errors}"
+            ));
+            return Ok(Vec::new());
+        }
         let constraints = self.storage.get_constraints().await?;
         let mut inputs = PlanInputs {
             images: self.cfg.images.clone(),

@@ -460,3 +460,29 @@ impl Prober for FakeProber {
 
 #[allow(dead_code)]
 fn _assert_operator_is_object_safe(_: &dyn Operator) {}
+
+#[tokio::test(start_paused = true)]
+async fn an_invalid_stored_declaration_is_not_acted_on() {
+    let (storage, fence) = setup().await;
+    // Written by something other than `ckecli cluster set`, which would have refused it.
+    let mut cluster = storage.get_cluster().await.unwrap().unwrap();
+    cluster.service_subnet = "10.0.0.0/33".into();
+    storage.put_cluster(&cluster).await.unwrap();
+    let t = start(
+        &storage,
+        &fence,
+        scripted(Act::Fail(Retry::Soon), 1),
+        Duration::from_secs(1),
+    );
+    wait_for("the note naming the invalid field", || {
+        t.shared.status.read().unwrap().note.contains("service_subnet")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let note = t.shared.status.read().unwrap().note.clone();
+    assert!(note.contains("stored cluster declaration is invalid"), "{note}");
+    assert_eq!(t.prober.passes(), 0, "the nodes were probed");
+    assert!(storage.get_records(0).await.unwrap().is_empty(), "an operation ran");
+    t.lost.send(true).unwrap();
+    assert_eq!(t.handle.await.unwrap(), TermEnd::Lost);
+}

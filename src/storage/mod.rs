@@ -463,7 +463,6 @@ pub fn decode<T: DeserializeOwned>(key: &str, value: &[u8]) -> Result<T, Storage
 /// Decodes a stored declaration ([`crate::model::decode_cluster`]); its warnings are logged when
 /// this value was not seen before, so a leader reading it every pass logs them once.
 pub fn decode_cluster(key: &str, value: &[u8]) -> Result<Cluster, StorageError> {
-    use std::hash::{Hash, Hasher};
     static WARNED: std::sync::Mutex<Option<u64>> = std::sync::Mutex::new(None);
     let corrupt = |reason: String| StorageError::Corrupt {
         key: key.to_string(),
@@ -471,19 +470,27 @@ pub fn decode_cluster(key: &str, value: &[u8]) -> Result<Cluster, StorageError> 
     };
     let text = std::str::from_utf8(value).map_err(|e| corrupt(e.to_string()))?;
     let d = crate::model::decode_cluster(text).map_err(|r| corrupt(r.errors.to_string()))?;
-    if !d.warnings.is_empty() {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        value.hash(&mut h);
-        let hash = h.finish();
-        let mut warned = WARNED.lock().unwrap_or_else(|p| p.into_inner());
-        if *warned != Some(hash) {
-            *warned = Some(hash);
-            for w in &d.warnings {
-                tracing::warn!(key, "stored cluster declaration: {w}");
-            }
+    if !d.warnings.is_empty() && first_sighting(&WARNED, value) {
+        for w in &d.warnings {
+            tracing::warn!(key, "stored cluster declaration: {w}");
         }
     }
     Ok(d.cluster)
+}
+
+/// True when `value` differs from the value last seen in `slot` (which then holds it): a leader
+/// reading the same declaration every pass warns about it once, and again after it changes.
+fn first_sighting(slot: &std::sync::Mutex<Option<u64>>, value: &[u8]) -> bool {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    let hash = h.finish();
+    let mut seen = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if *seen == Some(hash) {
+        return false;
+    }
+    *seen = Some(hash);
+    true
 }
 
 /// Reads and decodes a JSON value.
@@ -512,4 +519,17 @@ fn check_start_revision(start_revision: i64) -> Result<(), StorageError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_declaration_is_warned_about_once_until_it_changes() {
+        let slot = std::sync::Mutex::new(None);
+        assert!(super::first_sighting(&slot, b"a"));
+        assert!(!super::first_sighting(&slot, b"a"));
+        assert!(!super::first_sighting(&slot, b"a"));
+        assert!(super::first_sighting(&slot, b"b"));
+        assert!(super::first_sighting(&slot, b"a"));
+    }
 }
