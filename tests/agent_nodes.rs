@@ -8,7 +8,6 @@ use cke::infra::agent::container::{ContainerEngine, RunSpec};
 use cke::infra::agent::hostkey::{HostKeyMode, HostKeyStore, StorageHostKeys};
 use cke::infra::agent::ssh::{SshConfig, SshPool, StaticKey};
 use cke::infra::agent::{AgentError, Runner};
-use cke::metrics::SSH_HOSTKEY_MISMATCHES;
 use cke::model::{ContainerParams, Mount, Node, ServiceParams};
 use cke::probe::probe_node;
 use cke::storage::{MemStorage, Storage};
@@ -89,13 +88,13 @@ async fn commands_files_host_keys_containers_and_probe() {
     // Host keys: TOFU pinned node1's key; a changed key is refused, counted, and the node looks down.
     let pinned = pins.get(&m.node(1)).await.unwrap().expect("pinned on first use");
     assert!(pinned.starts_with("ssh-ed25519 "));
-    let before = SSH_HOSTKEY_MISMATCHES.load(std::sync::atomic::Ordering::SeqCst);
+    let before = cke::metrics::process().ssh_hostkey_mismatches.get();
     assert!(m.run(&["rekey", "1"]).status.success());
     let fresh = pool(&m, pins.clone(), HostKeyMode::Tofu);
     let e = fresh.node(&m.node(1), "root").run("true", None, t).await.unwrap_err();
     assert!(matches!(e, AgentError::HostKey { .. }), "{e}");
     assert!(e.to_string().contains("pinned"), "{e}");
-    assert!(SSH_HOSTKEY_MISMATCHES.load(std::sync::atomic::Ordering::SeqCst) > before);
+    assert!(cke::metrics::process().ssh_hostkey_mismatches.get() > before);
     let st = probe_node(&fresh, &ContainerEngine::default(), &node(&m, 1), "etcd-cke").await;
     assert!(!st.ssh_connected && st.ssh_error.contains("host key"), "{st:?}");
     // Strict: refuses unpinned node2; pinning the scanned key lets it in.

@@ -14,7 +14,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("hooks", &["failpoint"]),
     ("model", &["topology", "error"]),
     ("rivers", &["error"]),
-    ("storage", &["config", "model", "error"]),
+    ("storage", &["config", "model", "error", "metrics"]),
     ("k8s", &["model", "topology"]),
     ("planner", &["k8s", "model", "topology"]),
     ("metrics", &["model"]),
@@ -22,7 +22,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "infra",
         &["config", "error", "k8s", "metrics", "model", "storage", "topology"],
     ),
-    ("probe", &["error", "infra", "k8s", "model", "storage", "topology"]),
+    (
+        "probe",
+        &["error", "infra", "k8s", "metrics", "model", "storage", "topology"],
+    ),
     (
         "op",
         &[

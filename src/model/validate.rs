@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 
-use once_cell::sync::Lazy;
 use regex::Regex;
+use std::sync::LazyLock;
 
 use super::cluster::*;
 
@@ -80,8 +80,9 @@ impl ValidationError {
 
     /// A parse error; serde_yaml's message already names the field path and the line.
     pub fn from_yaml(e: serde_yaml::Error) -> Self {
-        static PATH: Lazy<Regex> = Lazy::new(|| Regex::new(r"^([A-Za-z0-9_.\[\]-]+): (.*)$").unwrap());
-        static FIELD: Lazy<Regex> = Lazy::new(|| Regex::new(r"^(missing|unknown|duplicate) field `([^`]+)`").unwrap());
+        static PATH: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^([A-Za-z0-9_.\[\]-]+): (.*)$").unwrap());
+        static FIELD: LazyLock<Regex> =
+            LazyLock::new(|| Regex::new(r"^(missing|unknown|duplicate) field `([^`]+)`").unwrap());
         let msg = e.to_string();
         let (path, rest) = match PATH.captures(&msg) {
             Some(c) => (c[1].to_string(), c[2].to_string()),
@@ -107,12 +108,13 @@ impl ValidationError {
 }
 
 /// A login name: never an option (`-o...`) for ssh, never `user@host` confusion.
-pub static USER_NAME: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$").unwrap());
-static DNS1123_LABEL: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").unwrap());
-static NAME_PART: Lazy<Regex> = Lazy::new(|| Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").unwrap());
-static VOLUME_NAME: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$").unwrap());
-static CNI_FILE_NAME: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[0-9A-Za-z_.-]+$").unwrap());
-static ENV_NAME: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").unwrap());
+pub static USER_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$").unwrap());
+static DNS1123_LABEL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").unwrap());
+static NAME_PART: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").unwrap());
+static VOLUME_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$").unwrap());
+static CNI_FILE_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[0-9A-Za-z_.-]+$").unwrap());
+static ENV_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").unwrap());
 
 /// Reasons a string is not a DNS-1123 subdomain (lowercase, dot-separated labels, ≤ 253 chars).
 pub fn dns1123_subdomain(s: &str) -> Option<String> {
