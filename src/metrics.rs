@@ -64,6 +64,12 @@ struct RequestErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationErrorLabels {
+    operation: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NodeLabels {
     node: String,
 }
@@ -244,8 +250,8 @@ impl Metrics {
 pub struct ProcessMetrics {
     vault_requests: Family<RequestLabels, Counter>,
     vault_request_errors: Family<RequestErrorLabels, Counter>,
-    etcd_requests: Family<RequestLabels, Counter>,
-    etcd_request_errors: Family<RequestErrorLabels, Counter>,
+    etcd_requests: Family<OperationLabels, Counter>,
+    etcd_request_errors: Family<OperationErrorLabels, Counter>,
     ssh_connections: Gauge,
     ssh_connections_opened: Counter,
     ssh_connect_failures: Counter,
@@ -365,8 +371,8 @@ impl ProcessMetrics {
     /// Counts a request to the management etcd (`operation`: get, list, put, delete, txn, watch).
     pub fn etcd_request(&self, operation: &str) {
         self.etcd_requests
-            .get_or_create(&RequestLabels {
-                request: operation.into(),
+            .get_or_create(&OperationLabels {
+                operation: operation.into(),
             })
             .inc();
     }
@@ -374,8 +380,8 @@ impl ProcessMetrics {
     /// Counts a failed request to the management etcd.
     pub fn etcd_request_error(&self, operation: &str, kind: &str) {
         self.etcd_request_errors
-            .get_or_create(&RequestErrorLabels {
-                request: operation.into(),
+            .get_or_create(&OperationErrorLabels {
+                operation: operation.into(),
                 kind: kind.into(),
             })
             .inc();
