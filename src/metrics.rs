@@ -253,8 +253,10 @@ pub struct ProcessMetrics {
     etcd_requests: Family<OperationLabels, Counter>,
     etcd_request_errors: Family<OperationErrorLabels, Counter>,
     ssh_connections: Gauge,
-    ssh_connections_opened: Counter,
-    ssh_connect_failures: Counter,
+    /// SSH connections opened (dialled, host key checked, authenticated).
+    pub ssh_connections_opened: Counter,
+    /// SSH connections that could not be opened.
+    pub ssh_connect_failures: Counter,
     /// SSH connections refused because the host key did not match the pinned key.
     pub ssh_hostkey_mismatches: Counter,
     probe_node_duration: Histogram,
