@@ -70,7 +70,9 @@ async fn root_ca(root: &VaultClient, mount: &str) -> Result<Option<String>, Vaul
     }
 }
 
-/// The roles of a PKI mount (LIST answers 404 when there is none).
+/// The roles of a PKI mount (LIST answers 404 when there is none). A list rather than vaultrs's
+/// typed role read: one request answers for every role of the mount, and whether a role exists is
+/// all cke asks (its options are cke's own, set when it is created).
 pub(crate) async fn pki_roles(client: &VaultClient, mount: &str) -> Result<Vec<String>, VaultError> {
     Ok(client
         .result_opt(|| {
@@ -209,6 +211,7 @@ pub async fn vault_init(root: &VaultClient, storage: &dyn Storage, ca_cert: &str
         .await?;
         report.changes.push("enabled the approle auth method".into());
     }
+    // Listed, as the PKI roles: whether AppRole `cke` exists is all that is asked.
     let approles = root
         .result_opt(|| {
             approle::ListRolesRequest::builder()
