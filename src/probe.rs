@@ -505,17 +505,21 @@ impl Prober for SshProber {
         for n in cluster.nodes.iter().cloned() {
             let (volume, ca) = (volume.clone(), ca.clone());
             futures.push(async move {
+                let started = std::time::Instant::now();
                 let mut st = probe_node(&self.pool, &self.engine, &n, &volume).await;
                 if st.ssh_connected {
                     check_health(&*self.kube, &*self.health, &n.address, &mut st, ca.as_deref()).await;
                 }
-                (n.address, st)
+                (n.address, st, started.elapsed())
             });
         }
-        let nodes: BTreeMap<String, NodeStatus> = stream::iter(futures)
+        let probed: Vec<(String, NodeStatus, std::time::Duration)> = stream::iter(futures)
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
+        let durations: Vec<(String, std::time::Duration)> = probed.iter().map(|(a, _, d)| (a.clone(), *d)).collect();
+        crate::metrics::process().probed_nodes(&durations);
+        let nodes: BTreeMap<String, NodeStatus> = probed.into_iter().map(|(a, st, _)| (a, st)).collect();
         let (etcd, kubernetes) = futures::join!(
             self.etcd_status(cluster, &nodes),
             kubernetes_status(&*self.kube, cluster, &nodes)

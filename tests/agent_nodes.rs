@@ -8,7 +8,6 @@ use cke::infra::agent::container::{ContainerEngine, RunSpec};
 use cke::infra::agent::hostkey::{HostKeyMode, HostKeyStore, StorageHostKeys};
 use cke::infra::agent::ssh::{SshConfig, SshPool, StaticKey};
 use cke::infra::agent::{AgentError, Runner};
-use cke::metrics::SSH_HOSTKEY_MISMATCHES;
 use cke::model::{ContainerParams, Mount, Node, ServiceParams};
 use cke::probe::probe_node;
 use cke::storage::{MemStorage, Storage};
@@ -71,6 +70,9 @@ async fn commands_files_host_keys_containers_and_probe() {
         .unwrap();
     assert_eq!(out.stdout_str(), "600 root\nsecret\n");
     // Connections are reused: 20 commands in a row on one connection are quick and all succeed.
+    let metrics = cke::metrics::process();
+    let opened = metrics.ssh_connections_opened.get();
+    assert!(metrics.ssh_connections_open() >= 1, "the pool holds a connection");
     for i in 0..20 {
         assert_eq!(
             n1.check(&format!("echo {i}"), None, t)
@@ -81,6 +83,11 @@ async fn commands_files_host_keys_containers_and_probe() {
             i.to_string()
         );
     }
+    assert_eq!(
+        metrics.ssh_connections_opened.get(),
+        opened,
+        "no new connection for them"
+    );
     // Reconnect after sshd restarts.
     assert!(m.run(&["node-stop", "1"]).status.success());
     assert!(m.run(&["node-start", "1"]).status.success());
@@ -89,13 +96,15 @@ async fn commands_files_host_keys_containers_and_probe() {
     // Host keys: TOFU pinned node1's key; a changed key is refused, counted, and the node looks down.
     let pinned = pins.get(&m.node(1)).await.unwrap().expect("pinned on first use");
     assert!(pinned.starts_with("ssh-ed25519 "));
-    let before = SSH_HOSTKEY_MISMATCHES.load(std::sync::atomic::Ordering::SeqCst);
+    let before = cke::metrics::process().ssh_hostkey_mismatches.get();
+    let failures = metrics.ssh_connect_failures.get();
     assert!(m.run(&["rekey", "1"]).status.success());
     let fresh = pool(&m, pins.clone(), HostKeyMode::Tofu);
     let e = fresh.node(&m.node(1), "root").run("true", None, t).await.unwrap_err();
     assert!(matches!(e, AgentError::HostKey { .. }), "{e}");
     assert!(e.to_string().contains("pinned"), "{e}");
-    assert!(SSH_HOSTKEY_MISMATCHES.load(std::sync::atomic::Ordering::SeqCst) > before);
+    assert!(cke::metrics::process().ssh_hostkey_mismatches.get() > before);
+    assert!(metrics.ssh_connect_failures.get() > failures);
     let st = probe_node(&fresh, &ContainerEngine::default(), &node(&m, 1), "etcd-cke").await;
     assert!(!st.ssh_connected && st.ssh_error.contains("host key"), "{st:?}");
     // Strict: refuses unpinned node2; pinning the scanned key lets it in.

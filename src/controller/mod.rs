@@ -217,7 +217,10 @@ impl Controller {
             //
             // A transient failure is retried soon, backing off (1 s, 2 s, 4 s, ... up to the
             // interval); one that only a change can lift waits for a change or the interval.
-            let wait = match self.pass(&ctx).await {
+            let started = std::time::Instant::now();
+            let result = self.pass(&ctx).await;
+            self.shared.metrics.pass_duration(started.elapsed());
+            let wait = match result {
                 Ok(ran) if !ran.is_empty() && ran != previous => {
                     backoff.reset();
                     previous = ran;
@@ -338,7 +341,10 @@ impl Controller {
         let cluster = Arc::new(cluster);
         let infra = (self.infra)(self.storage.clone(), cluster.clone());
         let mut status = if constraints.check(&cluster).is_ok() {
-            self.prober.probe(&cluster).await
+            let started = std::time::Instant::now();
+            let status = self.prober.probe(&cluster).await;
+            self.shared.metrics.probe_duration(started.elapsed());
+            status
         } else {
             ClusterStatus::default()
         };
@@ -632,6 +638,11 @@ impl Controller {
             "cancelled"
         };
         self.shared.metrics.operation(&record.operation, result);
+        if let Some(end) = record.end_at {
+            self.shared
+                .metrics
+                .operation_duration(&record.operation, (end - record.start_at).to_std().unwrap_or_default());
+        }
         self.shared.status.write().unwrap().last_operation = Some(record.clone());
     }
 }

@@ -610,9 +610,9 @@ impl HttpHealth {
     /// A checker with no client built yet for any CA.
     pub fn new() -> Self {
         HttpHealth {
-            plain: reqwest::Client::builder()
+            plain: super::http_client_builder()
                 .timeout(HEALTH_TIMEOUT)
-                .tls_built_in_root_certs(false)
+                .tls_certs_only(Vec::new())
                 .build()
                 .expect("a plain HTTP client builds"),
             with_ca: std::sync::Mutex::new(HashMap::new()),
@@ -642,14 +642,12 @@ pub fn https_client(ca: &str) -> Result<reqwest::Client, String> {
     if certs.is_empty() {
         return Err("the CA PEM holds no certificate".into());
     }
-    let mut b = reqwest::Client::builder()
+    super::http_client_builder()
         .timeout(HEALTH_TIMEOUT)
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false);
-    for c in certs {
-        b = b.add_root_certificate(c);
-    }
-    b.build().map_err(|e| format!("cannot build the HTTPS client: {e}"))
+        .tls_backend_rustls()
+        .tls_certs_only(certs)
+        .build()
+        .map_err(|e| format!("cannot build the HTTPS client: {e}"))
 }
 
 #[async_trait]

@@ -2,6 +2,8 @@
 //! a temporary directory, mtest node hosts, and test CAs, each stopped and removed on drop. A
 //! dev-dependency of cke-rs only: none of it is in the library or the binaries.
 
+pub mod exposition;
+
 use std::collections::HashSet;
 use std::fs::File;
 use std::net::TcpListener;
@@ -155,7 +157,7 @@ impl EtcdServer {
             if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
                 return false;
             }
-            if std::net::TcpStream::connect(&addr).is_ok() && health(&addr) {
+            if health(&addr) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -184,19 +186,28 @@ impl EtcdServer {
 }
 
 fn health(addr: &str) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(format!("GET /health HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .is_err()
-    {
-        return false;
-    }
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    buf.contains("\"health\":\"true\"") || buf.contains("\"health\": \"true\"")
+    http_get(&format!("http://{addr}/health"))
+        .is_some_and(|(_, body)| body.contains("\"health\":\"true\"") || body.contains("\"health\": \"true\""))
+}
+
+/// `GET url` with reqwest (2 s timeout): the status and body, `None` when there is no answer. Runs on
+/// a thread of its own, so it works from inside an async runtime as well as from plain code.
+pub fn http_get(url: &str) -> Option<(u16, String)> {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        // reqwest is built without a TLS crypto provider of its own (cke uses ring).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .ok()?;
+        let resp = client.get(&url).send().ok()?;
+        let status = resp.status().as_u16();
+        Some((status, resp.text().ok()?))
+    })
+    .join()
+    .ok()
+    .flatten()
 }
 
 impl Drop for EtcdServer {
@@ -351,20 +362,7 @@ impl BaoServer {
 }
 
 fn sys_health(addr: &str) -> bool {
-    use std::io::{Read, Write};
-    let hostport = addr.trim_start_matches("http://");
-    let Ok(mut s) = std::net::TcpStream::connect(hostport) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(format!("GET /v1/sys/health HTTP/1.0\r\nHost: {hostport}\r\n\r\n").as_bytes())
-        .is_err()
-    {
-        return false;
-    }
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200")
+    http_get(&format!("{addr}/v1/sys/health")).is_some_and(|(status, _)| status == 200)
 }
 
 impl Drop for BaoServer {

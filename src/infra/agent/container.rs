@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use once_cell::sync::Lazy;
 use regex::Regex;
+use std::sync::LazyLock;
 
 use super::{shell_join, shell_quote, AgentError, Runner};
 use crate::model::{ContainerParams, Mount, ServiceStatus};
@@ -15,8 +15,8 @@ use crate::model::{ContainerParams, Mount, ServiceStatus};
 /// The params label.
 pub const PARAMS_LABEL: &str = "com.cybozu.cke";
 
-static NAME: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$").unwrap());
-static IMAGE: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[a-zA-Z0-9][a-zA-Z0-9_.:/@-]{0,255}$").unwrap());
+static NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$").unwrap());
+static IMAGE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9][a-zA-Z0-9_.:/@-]{0,255}$").unwrap());
 
 fn check(what: &str, re: &Regex, v: &str) -> Result<(), AgentError> {
     if re.is_match(v) {

@@ -14,7 +14,6 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::hostkey::{HostKeyMode, HostKeyStore};
 use super::{AgentError, Output, Runner};
-use crate::metrics::SSH_HOSTKEY_MISMATCHES;
 
 /// Supplies SSH private keys by node address.
 #[async_trait]
@@ -135,7 +134,7 @@ impl client::Handler for Verifier {
         match verdict {
             Ok(()) => Ok(true),
             Err(reason) => {
-                SSH_HOSTKEY_MISMATCHES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                crate::metrics::process().ssh_hostkey_mismatches.inc();
                 tracing::error!(
                     address = self.address,
                     reason,
@@ -148,7 +147,20 @@ impl client::Handler for Verifier {
     }
 }
 
-type Conn = Arc<Handle<Verifier>>;
+/// A pooled connection, counted in `cke_ssh_connections` while the pool or a command holds it.
+struct Pooled {
+    handle: Handle<Verifier>,
+    _open: crate::metrics::SshConnection,
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = Handle<Verifier>;
+    fn deref(&self) -> &Handle<Verifier> {
+        &self.handle
+    }
+}
+
+type Conn = Arc<Pooled>;
 
 /// The pool.
 pub struct SshPool {
@@ -207,6 +219,20 @@ impl SshPool {
     }
 
     async fn connect(&self, address: &str, user: &str) -> Result<Conn, AgentError> {
+        match self.dial(address, user).await {
+            Ok(handle) => Ok(Arc::new(Pooled {
+                handle,
+                _open: crate::metrics::process().ssh_connection(),
+            })),
+            Err(e) => {
+                crate::metrics::process().ssh_connect_failure();
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads the key, dials, checks the host key and authenticates.
+    async fn dial(&self, address: &str, user: &str) -> Result<Handle<Verifier>, AgentError> {
         let key_text = self.keys.private_key(address).await?;
         let key = russh::keys::decode_secret_key(&key_text, None).map_err(|e| AgentError::NoKey {
             address: address.into(),
@@ -277,7 +303,7 @@ impl SshPool {
                 user: user.into(),
             });
         }
-        Ok(Arc::new(handle))
+        Ok(handle)
     }
 
     async fn get(&self, address: &str, user: &str) -> Result<Conn, AgentError> {
