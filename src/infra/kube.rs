@@ -244,9 +244,23 @@ impl KubeApi for KubeClients {
     ) -> Result<Option<serde_json::Value>, KubeError> {
         let api = self.dynamic(address, kind, namespace).await?;
         let what = format!("get {} {}", kind.kind, object_name(namespace, name));
-        let obj = call(self.timeout, address, &what, api.get_opt(name)).await?;
-        obj.map(|o| serde_json::to_value(o).map_err(|e| api_error(address, format!("{what}: {e}"))))
-            .transpose()
+        // Any 404 is "none": the object's, and also the server's plain "404 page not found" for a
+        // kind it does not serve (yet) when a trusted REST mapping named it (client-go's IsNotFound
+        // counts both; kube's get_opt only the first).
+        let obj = match tokio::time::timeout(self.timeout, api.get(name)).await {
+            Ok(Ok(o)) => o,
+            Ok(Err(kube::Error::Api(s))) if s.code == 404 => return Ok(None),
+            Ok(Err(e)) => return Err(api_error(address, format!("{what}: {}", crate::error::error_chain(&e)))),
+            Err(_) => {
+                return Err(api_error(
+                    address,
+                    format!("{what}: no answer within {:?}", self.timeout),
+                ))
+            }
+        };
+        serde_json::to_value(obj)
+            .map(Some)
+            .map_err(|e| api_error(address, format!("{what}: {e}")))
     }
 
     async fn create_object(&self, address: &str, kind: &ApiKind, body: &serde_json::Value) -> Result<(), KubeError> {
