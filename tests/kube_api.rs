@@ -114,6 +114,18 @@ struct Apiserver {
 }
 
 impl Apiserver {
+    /// A kube-rs client with an admin certificate (CN admin, O system:masters), beside cke's.
+    fn admin_client(&self) -> kube::Client {
+        let admin = self.ca.issue_in("admin", Some("system:masters"), &[]);
+        let tls = AdminTls {
+            ca: self.ca.cert_pem.clone(),
+            cert: admin.cert,
+            key: admin.key,
+        };
+        let url = format!("https://127.0.0.1:{}", self.port);
+        kube::Client::try_from(client_config(&url, &tls, KUBE_API_TIMEOUT).unwrap()).unwrap()
+    }
+
     fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
@@ -257,15 +269,7 @@ async fn the_kubernetes_client_against_a_real_apiserver() {
     assert!(t.elapsed() <= KUBE_API_TIMEOUT + Duration::from_secs(1));
 
     // Nodes: create two, one Ready, with the same admin credential through kube-rs directly.
-    let admin = api.ca.issue_in("admin", Some("system:masters"), &[]);
-    let tls = AdminTls {
-        ca: api.ca.cert_pem.clone(),
-        cert: admin.cert,
-        key: admin.key,
-    };
-    let client =
-        kube::Client::try_from(client_config(&format!("https://{ADDR}:{}", api.port), &tls, KUBE_API_TIMEOUT).unwrap())
-            .unwrap();
+    let client = api.admin_client();
     let nodes_api: Api<Node> = Api::all(client);
     for name in ["node1", "node2"] {
         let node: Node = serde_json::from_value(serde_json::json!({
@@ -630,28 +634,27 @@ async fn generic_objects_against_a_real_apiserver() {
 
     // Server-side apply: field manager cke, the revision annotation, forced over another manager's
     // field; a second apply with a change updates what cke owns and drops what it no longer sends.
-    let doc = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  namespace: default\ndata:\n  a: '1'\n  b: '2'\n";
-    let mut obj = definition(doc, 7).decode().unwrap();
-    cke::model::resource::set_revision(&mut obj, 7).unwrap();
-    assert_eq!(kube.apply_object(ADDR, &cm, &obj).await.unwrap(), Applied::Applied);
-    let got = kube
-        .get_object(ADDR, &cm, Some("default"), "applied")
-        .await
-        .unwrap()
-        .unwrap();
+    let apply_cm = |data: &str, revision: i64| {
+        let (kube, cm) = (kube.clone(), cm.clone());
+        let doc = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  namespace: default\ndata: {data}\n"
+        );
+        async move {
+            let mut obj = definition(&doc, revision).decode().unwrap();
+            cke::model::resource::set_revision(&mut obj, revision).unwrap();
+            assert_eq!(kube.apply_object(ADDR, &cm, &obj).await.unwrap(), Applied::Applied);
+            kube.get_object(ADDR, &cm, Some("default"), "applied")
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let got = apply_cm("{a: '1', b: '2'}", 7).await;
     assert_eq!(got["metadata"]["annotations"]["cke.cybozu.com/revision"], "7");
     assert_eq!(got["data"], json!({"a": "1", "b": "2"}));
     assert_eq!(managers(&got), ["cke/Apply"]);
     // Someone else takes field a over with their own apply.
-    let admin = api.ca.issue_in("admin", Some("system:masters"), &[]);
-    let tls = AdminTls {
-        ca: api.ca.cert_pem.clone(),
-        cert: admin.cert,
-        key: admin.key,
-    };
-    let client =
-        kube::Client::try_from(client_config(&format!("https://{ADDR}:{}", api.port), &tls, KUBE_API_TIMEOUT).unwrap())
-            .unwrap();
+    let client = api.admin_client();
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), "default");
     cms.patch(
         "applied",
@@ -662,15 +665,7 @@ async fn generic_objects_against_a_real_apiserver() {
     .await
     .unwrap();
     // cke's second apply (revision 9, a changed, b gone, c new) wins the conflict on a (force).
-    let doc2 = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  namespace: default\ndata:\n  a: '10'\n  c: '3'\n";
-    let mut obj = definition(doc2, 9).decode().unwrap();
-    cke::model::resource::set_revision(&mut obj, 9).unwrap();
-    assert_eq!(kube.apply_object(ADDR, &cm, &obj).await.unwrap(), Applied::Applied);
-    let got = kube
-        .get_object(ADDR, &cm, Some("default"), "applied")
-        .await
-        .unwrap()
-        .unwrap();
+    let got = apply_cm("{a: '10', c: '3'}", 9).await;
     assert_eq!(got["metadata"]["annotations"]["cke.cybozu.com/revision"], "9");
     assert_eq!(got["data"], json!({"a": "10", "c": "3"}));
     assert!(
