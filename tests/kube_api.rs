@@ -475,27 +475,8 @@ fn managers(obj: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-const WIDGET_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: widgets.e2e.example.com
-spec:
-  group: e2e.example.com
-  scope: Namespaced
-  names: {plural: widgets, singular: widget, kind: Widget}
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema:
-        openAPIV3Schema:
-          type: object
-          properties:
-            spec:
-              type: object
-              properties:
-                size: {type: integer}
-"#;
+/// A CRD for the custom resource `Widget` (e2e.example.com/v1).
+const WIDGET_CRD: &str = include_str!("../testdata/resources/widget-crd.yaml");
 
 const WIDGET: &str = r#"apiVersion: e2e.example.com/v1
 kind: Widget
