@@ -3,7 +3,8 @@
 set -euo pipefail
 APT_PACKAGES=(etcd-server etcd-client protobuf-compiler libprotobuf-dev podman runc openssh-server openssh-client iproute2 procps psmisc openssl curl
   golang-go dpkg-dev gcc libc6-dev golang-github-modern-go-reflect2-dev
-  containerd containernetworking-plugins busybox-static iptables util-linux findutils)
+  containerd containernetworking-plugins busybox-static iptables util-linux findutils
+  dnsmasq-base)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

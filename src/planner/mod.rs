@@ -17,6 +17,8 @@ mod node_filter;
 pub mod params;
 
 #[cfg(test)]
+mod k8s_maintain_tests;
+#[cfg(test)]
 mod tests;
 
 use chrono::{DateTime, Utc};
