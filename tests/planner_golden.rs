@@ -1367,6 +1367,18 @@ fn runner_fails_on_unknown_fields_and_bad_shorthands() {
             "kubelet: Stopped needs a usable Kubernetes image",
         ),
         (
+            "ckesame.yaml",
+            format!(
+                "{FRESH_CASE}cke:\n  phase: etcd-boot\n  operations: [{{operation: etcd-bootstrap, targets: 1}}]\n  why: none\n"
+            ),
+            "a cke section shows a difference by design",
+        ),
+        (
+            "ckewhy.yaml",
+            format!("{FRESH_CASE}cke:\n  phase: completed\n  operations: []\n  why: \" \"\n"),
+            "cke.why: must say why",
+        ),
+        (
             "insync.yaml",
             FRESH_CASE.replace(
                 "    10.0.0.1: {}\n",

@@ -65,7 +65,8 @@ pub struct ControllerConfig {
     pub images: Images,
     /// What the node hosts need of the Kubernetes containers (`--node-profile`).
     pub host: crate::k8s::params::HostSettings,
-    /// kubelets and kube-proxies changed per pass (`--max-concurrent-updates`).
+    /// Nodes changed per pass by rivers, etcd-rivers, kubelet and kube-proxy operations
+    /// (`--max-concurrent-updates`).
     pub max_concurrent_updates: usize,
 }
 

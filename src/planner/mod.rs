@@ -55,7 +55,8 @@ pub struct PlanInputs {
     pub etcd_bootstrapped_before: bool,
     /// What the node hosts need of the Kubernetes containers (`cke --node-profile`).
     pub host: crate::k8s::params::HostSettings,
-    /// kubelets and kube-proxies changed per pass (`cke --max-concurrent-updates`, CKE's 10).
+    /// Nodes changed per operation of rivers, etcd-rivers, kubelets and kube-proxies
+    /// (`cke --max-concurrent-updates`, CKE's 10).
     pub max_concurrent_updates: usize,
     /// Plan the Kubernetes components (always, but for the managed-etcd suites, which run
     /// `cke --test-without-kubernetes` from a `test-hooks` build on node hosts without Kubernetes).

@@ -51,7 +51,7 @@ impl<'a> NodeFilter<'a> {
             .map_err(|e| format!("no Kubernetes component is started or updated: {e}"))
     }
 
-    /// Nodes per batch of kubelet and kube-proxy changes (at least 1).
+    /// Nodes per batch of rivers, etcd-rivers, kubelet and kube-proxy changes (at least 1).
     pub(super) fn max_concurrent_updates(&self) -> usize {
         self.inputs.max_concurrent_updates.max(1)
     }
