@@ -4,9 +4,8 @@
 //! prints.
 //!
 //! Phase order (CKE's): upgrade (an older `config-version`) → rivers → etcd bootstrap → start stopped
-//! members → wait for etcd health →
-//! (Kubernetes components) → etcd maintenance → Kubernetes objects (Node attributes) →
-//! control-plane containers on demoted nodes → completed. Safety rules (DESIGN.md §4):
+//! members → wait for etcd health → (Kubernetes components) → etcd maintenance → Kubernetes objects
+//! (Node attributes) → control-plane containers on demoted nodes → completed. Safety rules (DESIGN.md §4):
 //! bootstrap and maintenance only when every control-plane node is reachable over SSH; at most one
 //! membership change per plan; members join as learners and are promoted once in sync; an outdated
 //! member is restarted only when the others keep quorum.
@@ -339,7 +338,8 @@ fn etcd_maintenance(nf: &NodeFilter) -> Option<PlannedOp> {
     if let Some(node) = nf.etcd_leftovers().into_iter().next() {
         let reason = format!(
             "{node} is no longer control plane and not a member, but holds etcd data or the \
-             added-member marker (its member was removed while it was unreachable): wipe it"
+             added-member marker (a member removed while the node was unreachable, or a wipe cut \
+             short): wipe it"
         );
         return Some(PlannedOp::new(OpKind::EtcdDestroyMember { node, id: None }, reason));
     }
