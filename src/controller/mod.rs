@@ -27,8 +27,8 @@ use crate::planner::{decide_ops, OpKind, Plan, PlanInputs, PlannedOp};
 use crate::probe::Prober;
 use crate::server::Shared;
 use crate::storage::{
-    encode, Fence, Storage, StorageError, Write, KEY_ETCD_BOOTSTRAPPED, KEY_RECORDS_PREFIX, KEY_RECORD_ID,
-    KEY_SERVICE_ACCOUNT_CERT, KEY_SERVICE_ACCOUNT_KEY, KEY_STATUS,
+    encode, Fence, LeaseDeadline, Storage, StorageError, Write, KEY_ETCD_BOOTSTRAPPED, KEY_RECORDS_PREFIX,
+    KEY_RECORD_ID, KEY_SERVICE_ACCOUNT_CERT, KEY_SERVICE_ACCOUNT_KEY, KEY_STATUS,
 };
 use crate::topology::Images;
 
@@ -151,13 +151,16 @@ pub struct Controller {
 
 struct TermCtx<'a> {
     fence: &'a Fence,
+    deadline: LeaseDeadline,
     lost: watch::Receiver<bool>,
     shutdown: watch::Receiver<bool>,
 }
 
 impl TermCtx<'_> {
+    /// The term still holds: not lost (by the election's word or by the local lease deadline, which
+    /// a paused process finds passed on waking) and not shutting down.
     fn check(&self) -> Result<(), PassError> {
-        if *self.lost.borrow() {
+        if *self.lost.borrow() || self.deadline.is_past() {
             Err(PassError::Lost)
         } else if *self.shutdown.borrow() {
             Err(PassError::Shutdown)
@@ -193,15 +196,21 @@ impl Controller {
     }
 
     /// Runs passes for one term until leadership is lost or shutdown is requested. `triggers`
-    /// wakes a pass early (declaration changes).
+    /// wakes a pass early (declaration changes). Nothing starts once `deadline` has passed.
     pub async fn run_term(
         &self,
         fence: &Fence,
+        deadline: LeaseDeadline,
         lost: watch::Receiver<bool>,
         shutdown: watch::Receiver<bool>,
         triggers: &mut mpsc::Receiver<()>,
     ) -> TermEnd {
-        let ctx = TermCtx { fence, lost, shutdown };
+        let ctx = TermCtx {
+            fence,
+            deadline,
+            lost,
+            shutdown,
+        };
         match self.cancel_unfinished(&ctx).await {
             Err(PassError::Lost) => return TermEnd::Lost,
             Err(e) => tracing::warn!(error = e.describe(), "cannot cancel the previous leader's records"),
@@ -217,7 +226,13 @@ impl Controller {
             //
             // A transient failure is retried soon, backing off (1 s, 2 s, 4 s, ... up to the
             // interval); one that only a change can lift waits for a change or the interval.
-            let wait = match self.pass(&ctx).await {
+            let result = self.pass(&ctx).await;
+            match &result {
+                Ok(_) => self.shared.set_problem("last pass", None),
+                Err(PassError::Lost | PassError::Shutdown) => {}
+                Err(e) => self.shared.set_problem("last pass", Some(e.describe())),
+            }
+            let wait = match result {
                 Ok(ran) if !ran.is_empty() && ran != previous => {
                     backoff.reset();
                     previous = ran;
@@ -332,6 +347,14 @@ impl Controller {
             ClusterStatus::default()
         };
         ctx.check()?;
+        self.shared.replace_problems(
+            "node ",
+            status
+                .nodes
+                .iter()
+                .filter(|(_, n)| !n.ssh_connected)
+                .map(|(a, n)| (format!("node {a}"), format!("unreachable: {}", n.ssh_error))),
+        );
         self.read_resources(&cluster, &mut status, &infra, &resources).await;
         if !inputs.etcd_bootstrapped_before && !status.etcd.members.is_empty() {
             let members: Vec<&String> = status.etcd.members.keys().collect();
@@ -530,7 +553,9 @@ impl Controller {
         }
         self.write_record(ctx, &record, extra).await?;
         tracing::info!(id, operation = record.operation, targets = ?record.targets, "operation started");
+        let mut step = 0;
         while let Some(cmd) = op.next_command() {
+            step += 1;
             match ctx.check() {
                 Ok(()) => {}
                 Err(PassError::Shutdown) => {
@@ -541,6 +566,17 @@ impl Controller {
             record.command = cmd.command();
             self.write_record(ctx, &record, vec![]).await?;
             self.shared.status.write().unwrap().last_operation = Some(record.clone());
+            if step == 2 {
+                // Tests pause the process here, in the middle of an operation, its record written.
+                crate::failpoint!("before-command-2");
+            }
+            // The record write was fenced, but the process may have been paused since (SIGSTOP, a
+            // frozen VM) and its lease lost while it slept: check again, by the local clock, right
+            // before the command starts.
+            if let Err(e) = ctx.check() {
+                tracing::warn!(id, command = record.command.name, "the term ended: command not started");
+                return Err(self.note_last(&record, e));
+            }
             let (mut lost, mut shutdown) = (ctx.lost.clone(), ctx.shutdown.clone());
             let run = cmd.run(infra);
             tokio::pin!(run);

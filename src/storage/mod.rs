@@ -91,6 +91,44 @@ pub struct Fence {
     pub create_revision: i64,
 }
 
+/// Until when the leader's lease surely lasts, by this process's monotonic clock. The election moves
+/// it forward on every keep-alive answer (to when that keep-alive was sent, plus the TTL etcd
+/// granted, less a margin); the controller and the node agents act on nothing once it has passed. A
+/// process that was paused (SIGSTOP, a frozen VM) finds it passed the moment it wakes, before any
+/// network round trip could tell it that it lost the lease. Clones share the deadline.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseDeadline(std::sync::Arc<std::sync::Mutex<Option<tokio::time::Instant>>>);
+
+impl LeaseDeadline {
+    /// No deadline: never passes (tests of the framework, a single in-memory store).
+    pub fn unlimited() -> Self {
+        LeaseDeadline::default()
+    }
+
+    /// A deadline at `at`.
+    pub fn until(at: tokio::time::Instant) -> Self {
+        LeaseDeadline(std::sync::Arc::new(std::sync::Mutex::new(Some(at))))
+    }
+
+    /// Moves the deadline to `at` (never backwards).
+    pub fn extend_to(&self, at: tokio::time::Instant) {
+        let mut d = self.0.lock().unwrap();
+        if d.is_none_or(|old| old < at) {
+            *d = Some(at);
+        }
+    }
+
+    /// The deadline, if any.
+    pub fn at(&self) -> Option<tokio::time::Instant> {
+        *self.0.lock().unwrap()
+    }
+
+    /// True once the deadline has passed: the lease may be gone, act on nothing.
+    pub fn is_past(&self) -> bool {
+        self.at().is_some_and(|at| tokio::time::Instant::now() >= at)
+    }
+}
+
 /// One key-value pair as stored (key without prefix).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyValue {

