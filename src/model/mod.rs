@@ -7,6 +7,7 @@
 mod cluster;
 mod constraints;
 pub mod kube_version;
+pub mod limits;
 pub mod plan;
 mod record;
 pub mod resource;
@@ -24,8 +25,13 @@ pub use status::*;
 pub use validate::{FieldError, ValidationError, USER_NAME};
 
 /// Parses a cluster declaration from YAML or JSON text (JSON is a subset of YAML) and validates it.
+/// Input beyond [`limits`] (too large, nested too deep) is refused with a clear error.
 pub fn parse_cluster(text: &str) -> Result<Cluster, ValidationError> {
-    let cluster: Cluster = serde_yaml::from_str(text).map_err(ValidationError::from_yaml)?;
+    limits::check(text).map_err(|e| ValidationError::single("", e.to_string()))?;
+    let cluster: Cluster = serde_yaml::from_str(text).map_err(|e| match limits::nesting_error(&e.to_string()) {
+        Some(reason) => ValidationError::single("", reason),
+        None => ValidationError::from_yaml(e),
+    })?;
     cluster.validate()?;
     Ok(cluster)
 }

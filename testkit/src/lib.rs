@@ -183,6 +183,120 @@ impl EtcdServer {
     }
 }
 
+/// A management etcd of several members on leased loopback ports (the soak's three-member
+/// management etcd), each killed and restarted on its own, data kept.
+pub struct EtcdCluster {
+    children: Vec<Option<Child>>,
+    /// Client URLs, one per member.
+    pub endpoints: Vec<String>,
+    peers: Vec<String>,
+    /// Data directories and logs (removed on drop).
+    pub dir: tempfile::TempDir,
+}
+
+impl EtcdCluster {
+    /// Starts `n` members and waits until each answers.
+    pub fn start(n: usize) -> EtcdCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoints: Vec<String> = (0..n).map(|_| format!("http://127.0.0.1:{}", free_port())).collect();
+        let peers: Vec<String> = (0..n).map(|_| format!("http://127.0.0.1:{}", free_port())).collect();
+        let mut c = EtcdCluster {
+            children: (0..n).map(|_| None).collect(),
+            endpoints,
+            peers,
+            dir,
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        for i in 0..n {
+            c.wait_ready(i);
+        }
+        c
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let bin = find_binary("etcd").expect("etcd not found: install Debian's etcd-server (make test does)");
+        let initial: Vec<String> = self
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(j, p)| format!("m{j}={p}"))
+            .collect();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("etcd{i}.log")))
+            .unwrap();
+        let child = Command::new(&bin)
+            .args(["--name", &format!("m{i}"), "--data-dir"])
+            .arg(self.dir.path().join(format!("data{i}")))
+            .args([
+                "--listen-client-urls",
+                &self.endpoints[i],
+                "--advertise-client-urls",
+                &self.endpoints[i],
+            ])
+            .args([
+                "--listen-peer-urls",
+                &self.peers[i],
+                "--initial-advertise-peer-urls",
+                &self.peers[i],
+            ])
+            .args([
+                "--initial-cluster",
+                &initial.join(","),
+                "--initial-cluster-state",
+                "new",
+            ])
+            .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start etcd");
+        self.children[i] = Some(child);
+    }
+
+    fn wait_ready(&self, i: usize) {
+        let addr = self.endpoints[i].trim_start_matches("http://").to_string();
+        poll_until_blocking(
+            &format!("etcd member {i}"),
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || health(&addr).then_some(()),
+        );
+    }
+
+    /// A config file text for cke and ckecli with every member and `prefix`.
+    pub fn config_yaml(&self, prefix: &str) -> String {
+        let eps: Vec<String> = self.endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+        format!("endpoints: [{}]\nprefix: {prefix}\ntimeout: 3s\n", eps.join(", "))
+    }
+
+    /// Kills member `i` (SIGKILL), data kept.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts a killed member `i` again and waits until it answers.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i);
+        self.wait_ready(i);
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
+    }
+}
+
 fn health(addr: &str) -> bool {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(addr) else {
@@ -379,7 +493,7 @@ impl Drop for BaoServer {
     }
 }
 
-/// An OpenBao server with file storage on a free loopback port, initialised with one unseal key: it
+/// An OpenBao server with persistent (single-node raft) storage on a free loopback port, initialised with one unseal key: it
 /// keeps its data across [`PersistentBao::stop`] and [`PersistentBao::start`], and can be sealed
 /// (the outage tests; a dev server loses everything when stopped and cannot be sealed for real).
 pub struct PersistentBao {
@@ -398,11 +512,17 @@ impl PersistentBao {
         let dir = tempfile::tempdir().unwrap();
         let addr = format!("http://127.0.0.1:{}", free_port());
         let hostport = addr.trim_start_matches("http://").to_string();
+        let cluster = format!("127.0.0.1:{}", free_port());
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        // Integrated (raft) storage on one node: OpenBao has no file storage.
         std::fs::write(
             dir.path().join("bao.hcl"),
             format!(
-                "storage \"file\" {{ path = \"{}\" }}\nlistener \"tcp\" {{ address = \"{hostport}\"\n tls_disable = 1 }}\ndisable_mlock = true\napi_addr = \"{addr}\"\n",
-                dir.path().join("data").display()
+                "storage \"raft\" {{\n  path = \"{}\"\n  node_id = \"n1\"\n}}\n\
+                 listener \"tcp\" {{\n  address = \"{hostport}\"\n  cluster_address = \"{cluster}\"\n  tls_disable = 1\n}}\n\
+                 api_addr = \"{addr}\"\ncluster_addr = \"http://{cluster}\"\n",
+                data.display()
             ),
         )
         .unwrap();
