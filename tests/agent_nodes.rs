@@ -282,16 +282,6 @@ async fn commands_files_host_keys_containers_and_probe() {
     }
 }
 
-/// Processes whose command line matches `pattern` (a regular expression written so that it does not
-/// match itself, e.g. `[s]leep 617`). Node hosts share the host's process ids.
-fn node_procs(pattern: &str) -> usize {
-    let o = std::process::Command::new("pgrep")
-        .args(["-f", "-c", pattern])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hung_commands_stalled_handshakes_and_changed_pins() {
     require_root("mtest");
@@ -314,7 +304,7 @@ async fn hung_commands_stalled_handshakes_and_changed_pins() {
         "the hung command killed on the node",
         Duration::from_secs(3),
         Duration::from_millis(100),
-        || async { (node_procs("[s]leep 617") == 0).then_some(()) },
+        || async { (cke_testkit::count_processes("[s]leep 617") == 0).then_some(()) },
     )
     .await;
     let e = n1
@@ -322,12 +312,15 @@ async fn hung_commands_stalled_handshakes_and_changed_pins() {
         .await
         .unwrap_err();
     assert!(matches!(e, AgentError::Timeout { .. }), "{e}");
-    assert!(node_procs("[s]leep 618") > 0, "SIGTERM is ignored until the kill");
+    assert!(
+        cke_testkit::count_processes("[s]leep 618") > 0,
+        "SIGTERM is ignored until the kill"
+    );
     cke_testkit::poll_until(
         "SIGKILL after the grace",
         Duration::from_secs(10),
         Duration::from_millis(200),
-        || async { (node_procs("[s]leep 618") == 0).then_some(()) },
+        || async { (cke_testkit::count_processes("[s]leep 618") == 0).then_some(()) },
     )
     .await;
     assert_eq!(n1.check("echo ok", None, t).await.unwrap().stdout_str(), "ok\n");

@@ -376,9 +376,23 @@ async fn losing_etcd_stops_the_leader_and_one_leader_returns() {
         later <= stopped + 3,
         "the old leader kept acting without etcd: {stopped} -> {later}"
     );
-    let health = reqwest::get(format!("http://127.0.0.1:{}/health", ckes[0].port)).await;
-    // /health reports etcd unreachable once the freshness window passes; it must answer at least.
-    assert!(health.is_ok());
+    // /health keeps answering and, once its freshness window has passed, says etcd is gone; /status
+    // keeps answering too.
+    let url = format!("http://127.0.0.1:{}/health", ckes[0].port);
+    let body = until(
+        "/health naming the management etcd",
+        Duration::from_secs(45),
+        || async {
+            let r = reqwest::get(&url).await.ok()?;
+            let code = r.status().as_u16();
+            let v: serde_json::Value = r.json().await.ok()?;
+            (code == 500 && v["etcd_connected"] == false).then_some(v)
+        },
+    )
+    .await;
+    let problems = body["problems"].to_string();
+    assert!(problems.contains("management etcd: no answer for"), "{body}");
+    assert!(ckes[0].status().await.is_some(), "/status must answer without etcd");
 
     env.etcd.restart();
     let back = chrono::Utc::now();

@@ -87,6 +87,8 @@ struct World {
     member_fault: AtomicBool,
     /// OpenBao is stopped.
     vault_down: AtomicBool,
+    /// Declaration changes made so far.
+    declarations: std::sync::atomic::AtomicUsize,
     started: Instant,
 }
 
@@ -352,9 +354,11 @@ async fn inject(w: Arc<World>, fault: Fault, target: usize, choice: u64) {
         Fault::Declaration => {
             let (cps, extra) = w.declared.lock().unwrap().clone();
             let others: Vec<usize> = (1..=NODES).filter(|i| !cps.contains(i)).collect();
-            let (new_cps, new_extra, what) = match (cps.len(), choice % 3) {
-                (3, 0) => ((1..=NODES).collect(), extra.clone(), "scale 3 -> 5".to_string()),
-                (3, 1) => {
+            // The kinds of change take turns (replace a node, scale 3 -> 5, scale 5 -> 3, extra
+            // args), so that even a short soak has each; `choice` picks the nodes and values.
+            let turn = w.declarations.fetch_add(1, Ordering::SeqCst) % 4;
+            let (new_cps, new_extra, what) = match (turn, cps.len()) {
+                (0, 3) => {
                     let mut c = cps.clone();
                     let out = (choice / 3) as usize % c.len();
                     let inn = others[(choice / 9) as usize % others.len()];
@@ -363,7 +367,8 @@ async fn inject(w: Arc<World>, fault: Fault, target: usize, choice: u64) {
                     c.sort();
                     (c, extra.clone(), what)
                 }
-                (5, 0 | 1) => {
+                (1, 3) => ((1..=NODES).collect(), extra.clone(), "scale 3 -> 5".to_string()),
+                (2, 5) => {
                     let mut c = cps.clone();
                     for k in 0..2 {
                         c.remove((choice / (3 + k)) as usize % c.len());
@@ -395,16 +400,7 @@ async fn converged(w: &World, tls: &EtcdTls) -> Result<(), String> {
         return Err(format!("members {s:?}, declared {want:?}"));
     }
     for i in &cps {
-        let o = w.node_run(&[
-            "exec",
-            &i.to_string(),
-            "podman",
-            "inspect",
-            "etcd",
-            "--format",
-            "{{.State.Running}} {{json .Config.Cmd}}",
-        ]);
-        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let text = e2e_common::inspect_etcd(&w.m, *i, "{{.State.Running}} {{json .Config.Cmd}}");
         if !text.starts_with("true") || !extra.iter().all(|a| text.contains(a.as_str())) {
             return Err(format!("node{i} etcd: {text}"));
         }
@@ -513,6 +509,7 @@ async fn soak() {
         violations: Mutex::new(vec![]),
         member_fault: AtomicBool::new(false),
         vault_down: AtomicBool::new(false),
+        declarations: Default::default(),
         started: Instant::now(),
     });
     w.ok(&["vault", "init"], None);

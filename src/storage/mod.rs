@@ -65,8 +65,8 @@ pub const CA_NAMES: [&str; 6] = [
     "kubernetes-webhook",
 ];
 
-/// How Vault is reached (`<prefix>vault`, CKE's JSON layout).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// How Vault is reached (`<prefix>vault`, CKE's JSON layout). Its `Debug` leaves the secret id out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VaultConfig {
     /// Vault URL, e.g. `https://vault.example:8200`.
@@ -80,6 +80,16 @@ pub struct VaultConfig {
     /// AppRole secret id.
     #[serde(rename = "secret-id")]
     pub secret_id: String,
+}
+
+impl std::fmt::Debug for VaultConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultConfig")
+            .field("endpoint", &self.endpoint)
+            .field("role_id", &self.role_id)
+            .field("secret_id", &"(hidden)")
+            .finish_non_exhaustive()
+    }
 }
 
 /// The leader's fence: its election key and that key's create revision.
@@ -520,4 +530,24 @@ fn check_start_revision(start_revision: i64) -> Result<(), StorageError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::VaultConfig;
+
+    #[test]
+    fn debug_output_leaves_the_secret_id_out() {
+        let c = VaultConfig {
+            endpoint: "https://vault:8200".into(),
+            ca_cert: String::new(),
+            role_id: "role".into(),
+            secret_id: "s3cr3t-id".into(),
+        };
+        let text = format!("{c:?}");
+        assert!(
+            !text.contains("s3cr3t-id") && text.contains("https://vault:8200"),
+            "{text}"
+        );
+    }
 }

@@ -731,6 +731,14 @@ impl Drop for Mtest {
     }
 }
 
+/// How many processes on the host have a command line matching `pattern` (`pgrep -f`; mtest node
+/// hosts share the host's process ids). Write the pattern so that it does not match itself, e.g.
+/// `[s]leep 617`: the command that runs this has it in its own command line.
+pub fn count_processes(pattern: &str) -> usize {
+    let o = Command::new("pgrep").args(["-f", "-c", pattern]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(0)
+}
+
 /// True when running as root (mtest needs it).
 pub fn is_root() -> bool {
     Command::new("id")
