@@ -61,8 +61,9 @@ soak: deps
 	SOAK_MINUTES=$(SOAK_MINUTES) $(CARGO) test $(FEATURES) --test soak -- --ignored --nocapture
 
 # Bounded fuzzing (tests/fuzz.rs, proptest: cargo-fuzz needs a nightly toolchain): each target for
-# FUZZ_SECONDS (default 60). Failing cases are kept in tests/fuzz.proptest-regressions and replayed first.
+# FUZZ_SECONDS (default 60), on the same (debug) build as `make test`. Failing cases are kept in
+# tests/fuzz.proptest-regressions and replayed first.
 .PHONY: fuzz
 FUZZ_SECONDS ?= 60
 fuzz:
-	FUZZ_SECONDS=$(FUZZ_SECONDS) $(CARGO) test --release $(FEATURES) --test fuzz -- --nocapture
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(CARGO) test $(FEATURES) --test fuzz -- --nocapture

@@ -283,6 +283,15 @@ fn endpoint() -> Endpoint {
         .unwrap();
     let shared = Arc::new(cke::server::Shared::default());
     shared.set_problem("vault", Some("sealed".into()));
+    // A healthy daemon, so that any 5xx is the endpoint's own failure.
+    let beat = shared.clone();
+    rt.spawn(async move {
+        loop {
+            beat.etcd_ok();
+            beat.alive();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
     rt.spawn(async move { axum::serve(listener, cke::server::router(shared)).await });
@@ -349,9 +358,10 @@ fn http_endpoint() {
     fuzz("http endpoint", http_request(), |req| {
         let answer = exchange(e.addr, &req);
         let text = String::from_utf8_lossy(&answer);
-        // Whatever was asked, no answer carries a 5xx other than /health's own verdict.
+        // Whatever was asked, no answer is a server error (a HEAD /health once seemed one: this
+        // test's daemon was not healthy, and a HEAD answer has no body to tell).
         if let Some(status) = text.strip_prefix("HTTP/1.1 ").and_then(|t| t.get(..3)) {
-            prop_assert!(!status.starts_with('5') || text.contains("\"healthy\""), "{text}");
+            prop_assert!(!status.starts_with('5'), "{text}");
         }
         prop_assert_eq!(PANICS.load(Ordering::SeqCst), 0);
         Ok(())

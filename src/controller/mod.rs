@@ -41,6 +41,9 @@ pub type OperatorFactory = Arc<dyn Fn(&PlannedOp, OpContext<'_>) -> Box<dyn Oper
 /// Builds the infra commanders use for one pass.
 pub type InfraFactory = Arc<dyn Fn(Arc<dyn Storage>, Arc<Cluster>) -> Infra + Send + Sync>;
 
+/// How often a running command's term is checked against the lease deadline.
+const LEASE_CHECK_PERIOD: Duration = Duration::from_millis(250);
+
 /// The pause between a pass that ran operations and the next pass (at most `--interval`).
 pub const AFTER_OPERATIONS_PAUSE: Duration = Duration::from_secs(1);
 
@@ -582,10 +585,19 @@ impl Controller {
             tokio::pin!(run);
             // Commands may run for minutes (waiting for etcd): the loop stays alive for /health.
             let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
+            // A command is abandoned as soon as the lease deadline passes (at once on waking from a
+            // pause), even before the election notices.
+            let mut lease_check = tokio::time::interval(LEASE_CHECK_PERIOD);
             let result: Result<crate::op::Outcome, CommandError> = loop {
                 tokio::select! {
                     r = &mut run => break r,
                     _ = heartbeat.tick() => self.shared.alive(),
+                    _ = lease_check.tick(), if ctx.deadline.at().is_some() => {
+                        if ctx.deadline.is_past() {
+                            tracing::warn!(id, command = record.command.name, "lease deadline passed: command abandoned");
+                            return Err(self.note_last(&record, PassError::Lost));
+                        }
+                    }
                     _ = signalled(&mut lost) => {
                         tracing::warn!(id, command = record.command.name, "leadership lost: command abandoned");
                         return Err(PassError::Lost);

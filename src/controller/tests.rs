@@ -242,7 +242,8 @@ async fn records_each_operation_and_stops_when_the_fence_breaks() {
 #[tokio::test(start_paused = true)]
 async fn no_command_starts_once_the_lease_deadline_has_passed() {
     // A command outlives the lease (as in a process paused past its TTL): its fence still holds in
-    // the store, but the local deadline has passed, so the operation's next command never starts.
+    // the store, but the local deadline has passed, so the command is abandoned at the deadline and
+    // the operation's next command never starts.
     let (storage, fence) = setup().await;
     let log = Arc::new(Mutex::new(Vec::new()));
     let deadline = LeaseDeadline::until(Instant::now() + Duration::from_secs(5));
@@ -253,7 +254,13 @@ async fn no_command_starts_once_the_lease_deadline_has_passed() {
         Duration::from_secs(60),
         deadline,
     );
+    let t0 = Instant::now();
     assert_eq!(t.handle.await.unwrap(), TermEnd::Lost);
+    assert!(
+        t0.elapsed() < Duration::from_secs(6),
+        "abandoned at the deadline: {:?}",
+        t0.elapsed()
+    );
     assert_eq!(*log.lock().unwrap(), ["step 1"]);
     let r = storage.get_records(1).await.unwrap().pop().unwrap();
     assert_eq!((r.status, r.command.detail.as_str()), (RecordStatus::Running, "step 1"));
