@@ -251,6 +251,8 @@ async fn monitor(w: Arc<World>, tls: EtcdTls, last: Arc<Mutex<Sample>>, stop: Ar
                 w.violation(format!(
                     "fewer than a quorum of voting members up: {again:?} (before: {s:?})"
                 ));
+            } else {
+                w.note(format!("a sample below quorum, not confirmed a second later: {s:?}"));
             }
         } else if let Some(s) = s {
             *last.lock().unwrap() = s;
