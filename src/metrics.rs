@@ -9,6 +9,8 @@ use std::sync::Mutex;
 
 use crate::model::Phase;
 
+pub mod sabakan;
+
 /// Counts SSH host-key mismatches (refused connections); incremented by the node agent.
 pub static SSH_HOSTKEY_MISMATCHES: AtomicU64 = AtomicU64::new(0);
 
@@ -22,6 +24,8 @@ pub struct Metrics {
     commands: Mutex<BTreeMap<(String, &'static str), u64>>,
     passes: AtomicU64,
     failed_passes: AtomicU64,
+    /// The sabakan integration's metrics.
+    pub sabakan: sabakan::SabakanMetrics,
 }
 
 impl Metrics {
@@ -125,6 +129,7 @@ impl Metrics {
             "# HELP cke_ssh_hostkey_mismatch_total SSH connections refused because the host key did not match the pinned key.\n# TYPE cke_ssh_hostkey_mismatch_total counter\ncke_ssh_hostkey_mismatch_total {}",
             SSH_HOSTKEY_MISMATCHES.load(Ordering::SeqCst)
         );
+        self.sabakan.render(leader == 1, &mut out);
         out
     }
 }

@@ -38,6 +38,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("server", &["metrics", "model", "topology"]),
+    // The sabakan integration: machines, the generator (pure), the GraphQL client and the integrator.
+    ("sabakan", &["error", "metrics", "model", "storage"]),
     ("leader", &["storage"]),
     (
         "controller",

@@ -13,6 +13,7 @@
 
 mod etcd;
 mod memory;
+mod sabakan;
 mod watch;
 
 use async_trait::async_trait;
@@ -23,6 +24,7 @@ use crate::model::{parse_resource, sort_resources, Cluster, Constraints, Record,
 
 pub use etcd::EtcdStorage;
 pub use memory::MemStorage;
+pub use sabakan::*;
 pub use watch::{WatchEvent, WatchStream};
 
 /// Key of the cluster declaration.

@@ -1,0 +1,22 @@
+//! The sabakan integration (CKE's `sabakan/` package): the cluster declaration generated from the
+//! machine inventory of [sabakan](https://github.com/cybozu-go/sabakan) and a template, kept up to
+//! date as machines come, go, fail and retire.
+//!
+//! Owns: sabakan's machine types and query variables ([`machine`]), the template's validation
+//! ([`template`]), the machine scores ([`score`]) and the generator ([`generator`]), all pure; the
+//! GraphQL client ([`client`], the only I/O to sabakan) and the leader's [`integrator`], which
+//! reads and writes the management etcd through [`crate::storage`]. Must not plan operations or
+//! reach the nodes: the declaration it writes is acted on by the controller like any other.
+
+pub mod client;
+pub mod generator;
+pub mod integrator;
+pub mod machine;
+pub mod score;
+pub mod template;
+
+pub use client::{MachineSearch, QueryError, SabakanClient, GRAPHQL_QUERY};
+pub use generator::{machine_to_node, GenerateError, Generated, Generator, UpdateOp};
+pub use integrator::{Integrator, Outcome};
+pub use machine::{Machine, MachineParams, MachineSpec, MachineState, MachineStatus, QueryVariables};
+pub use template::{parse_template, validate_template, CKE_LABEL_ROLE};
