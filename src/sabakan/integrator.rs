@@ -161,3 +161,278 @@ impl Integrator {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::model::Constraints;
+    use crate::sabakan::client::QueryError;
+    use crate::sabakan::machine::{Machine, MachineSpec, MachineState, MachineStatus};
+    use crate::sabakan::template::parse_template;
+    use crate::storage::{MemStorage, KEY_CLUSTER, KEY_CLUSTER_REVISION, KEY_SABAKAN_TEMPLATE};
+
+    /// Sabakan in memory: the machines it answers, or a failure; and the variables it was sent.
+    struct FakeSabakan {
+        machines: Mutex<Result<Vec<Machine>, String>>,
+        sent: Mutex<Vec<Option<QueryVariables>>>,
+    }
+
+    #[async_trait]
+    impl MachineSearch for FakeSabakan {
+        async fn search(&self, url: &str, v: Option<&QueryVariables>) -> Result<Vec<Machine>, QueryError> {
+            self.sent.lock().unwrap().push(v.cloned());
+            self.machines.lock().unwrap().clone().map_err(|e| QueryError::GraphQl {
+                url: url.into(),
+                messages: vec![e],
+            })
+        }
+    }
+
+    fn machine(ip: &str, rack: i64, state: MachineState) -> Machine {
+        let d = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+        Machine {
+            spec: MachineSpec {
+                serial: format!("s-{ip}"),
+                labels: vec![],
+                rack,
+                index_in_rack: 0,
+                role: "cs".into(),
+                ipv4: vec![ip.into()],
+                register_date: d,
+                retire_date: d,
+                bmc: Default::default(),
+            },
+            status: MachineStatus { state, duration: 0.0 },
+        }
+    }
+
+    const TEMPLATE: &str =
+        "name: t\nservice_subnet: 10.68.0.0/16\nnodes:\n- {user: cybozu, control_plane: true}\n- {user: cybozu}\n";
+
+    struct Env {
+        storage: Arc<MemStorage>,
+        sabakan: Arc<FakeSabakan>,
+        integrator: Integrator,
+        fence: Fence,
+        metrics: SabakanMetrics,
+    }
+
+    async fn env(machines: Vec<Machine>) -> Env {
+        let storage = Arc::new(MemStorage::default());
+        let sabakan = Arc::new(FakeSabakan {
+            machines: Mutex::new(Ok(machines)),
+            sent: Mutex::new(vec![]),
+        });
+        storage.put_raw("leader/me", b"me".to_vec()).await.unwrap();
+        let kv = storage.get_raw("leader/me").await.unwrap().unwrap();
+        let fence = Fence {
+            key: storage.full_key("leader/me"),
+            create_revision: kv.create_revision,
+        };
+        let integrator = Integrator::new(storage.clone(), sabakan.clone());
+        Env {
+            storage,
+            sabakan,
+            integrator,
+            fence,
+            metrics: SabakanMetrics::default(),
+        }
+    }
+
+    impl Env {
+        async fn run(&self) -> Outcome {
+            self.integrator
+                .run(&self.fence, None, &self.metrics, Utc::now())
+                .await
+                .unwrap()
+        }
+
+        async fn configure(&self) {
+            self.storage
+                .put_sabakan_template(&parse_template(TEMPLATE).unwrap())
+                .await
+                .unwrap();
+            self.storage.put_sabakan_url("http://sabakan/graphql").await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn generates_then_keeps_then_follows_the_machines() {
+        let e = env(vec![
+            machine("10.0.0.1", 0, MachineState::Healthy),
+            machine("10.0.0.2", 1, MachineState::Healthy),
+        ])
+        .await;
+        assert_eq!(e.run().await, Outcome::NotConfigured);
+        e.storage.put_sabakan_url("http://sabakan/graphql").await.unwrap();
+        assert_eq!(e.run().await, Outcome::NotConfigured, "no template yet");
+        e.configure().await;
+
+        // No declaration: generated, with the template's revision, in one transaction.
+        assert!(matches!(e.run().await, Outcome::Written { op: "new", .. }));
+        let (cluster, crev) = e.storage.get_cluster_with_revision().await.unwrap().unwrap();
+        let trev = e
+            .storage
+            .get_raw(KEY_SABAKAN_TEMPLATE)
+            .await
+            .unwrap()
+            .unwrap()
+            .mod_revision;
+        assert_eq!(crev, trev);
+        let c = e.storage.get_raw(KEY_CLUSTER).await.unwrap().unwrap();
+        let r = e.storage.get_raw(KEY_CLUSTER_REVISION).await.unwrap().unwrap();
+        assert_eq!(c.mod_revision, r.mod_revision, "one transaction");
+        assert_eq!(cluster.control_planes().count(), 1);
+        assert_eq!(cluster.workers().count(), 1);
+        assert!(e.metrics.values().successful);
+        assert_eq!(e.metrics.values().workers.get("cs"), Some(&1));
+        // The default query: no variables sent.
+        assert_eq!(e.sabakan.sent.lock().unwrap().last(), Some(&None));
+
+        assert_eq!(e.run().await, Outcome::Unchanged);
+
+        // The worker turns unreachable: tainted.
+        let worker = cluster.workers().next().unwrap().address.clone();
+        *e.sabakan.machines.lock().unwrap() = Ok(vec![
+            machine(
+                "10.0.0.1",
+                0,
+                if worker == "10.0.0.1" {
+                    MachineState::Unreachable
+                } else {
+                    MachineState::Healthy
+                },
+            ),
+            machine(
+                "10.0.0.2",
+                1,
+                if worker == "10.0.0.2" {
+                    MachineState::Unreachable
+                } else {
+                    MachineState::Healthy
+                },
+            ),
+        ]);
+        assert!(matches!(e.run().await, Outcome::Written { op: "taint nodes", .. }));
+        let (cluster, _) = e.storage.get_cluster_with_revision().await.unwrap().unwrap();
+        let w = cluster.node(&worker).unwrap();
+        assert!(w
+            .taints
+            .iter()
+            .any(|t| t.key == "cke.cybozu.com/state" && t.value == "unreachable" && t.effect == "NoSchedule"));
+
+        // A new template: regenerated with the same machines, and the new revision.
+        let t2 = TEMPLATE.replace("{user: cybozu}", "{user: cybozu, labels: {team: a}}");
+        e.storage
+            .put_sabakan_template(&parse_template(&t2).unwrap())
+            .await
+            .unwrap();
+        assert!(matches!(e.run().await, Outcome::Written { op: "regenerate", .. }));
+        let (cluster, crev) = e.storage.get_cluster_with_revision().await.unwrap().unwrap();
+        let trev = e
+            .storage
+            .get_raw(KEY_SABAKAN_TEMPLATE)
+            .await
+            .unwrap()
+            .unwrap()
+            .mod_revision;
+        assert_eq!(crev, trev);
+        assert_eq!(
+            cluster.node(&worker).unwrap().labels.get("team").map(String::as_str),
+            Some("a")
+        );
+    }
+
+    #[tokio::test]
+    async fn init_only_regenerates_for_a_new_template() {
+        let e = env(vec![
+            machine("10.0.0.1", 0, MachineState::Healthy),
+            machine("10.0.0.2", 1, MachineState::Healthy),
+        ])
+        .await;
+        e.configure().await;
+        let init = || e.integrator.init(&e.fence, &e.metrics, Utc::now());
+        assert_eq!(init().await.unwrap(), Outcome::Unchanged, "init generates nothing");
+        assert!(e.storage.get_cluster().await.unwrap().is_none());
+        e.run().await;
+        *e.sabakan.machines.lock().unwrap() = Ok(vec![machine("10.0.0.1", 0, MachineState::Healthy)]);
+        assert_eq!(init().await.unwrap(), Outcome::Unchanged, "init does not update");
+        e.storage
+            .put_sabakan_template(&parse_template(TEMPLATE).unwrap())
+            .await
+            .unwrap();
+        *e.sabakan.machines.lock().unwrap() = Ok(vec![
+            machine("10.0.0.1", 0, MachineState::Healthy),
+            machine("10.0.0.2", 1, MachineState::Healthy),
+        ]);
+        assert!(matches!(
+            init().await.unwrap(),
+            Outcome::Written { op: "regenerate", .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn failures_change_nothing() {
+        let e = env(vec![machine("10.0.0.1", 0, MachineState::Healthy)]).await;
+        e.configure().await;
+        // Two control planes cannot be had from one machine.
+        e.storage
+            .put_constraints(&Constraints {
+                control_plane_count: 2,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(matches!(e.run().await, Outcome::GenerateFailed(m) if m.contains("no healthy machine")));
+        assert!(!e.metrics.values().successful);
+        assert!(e.storage.get_cluster().await.unwrap().is_none());
+
+        *e.sabakan.machines.lock().unwrap() = Err("sabakan is down".into());
+        assert!(matches!(e.run().await, Outcome::QueryFailed(m) if m.contains("sabakan is down")));
+
+        e.storage.put_sabakan_query_variables(b"{\"having\": 1}").await.unwrap();
+        assert!(matches!(e.run().await, Outcome::QueryFailed(m) if m.contains("having")));
+        e.storage
+            .put_sabakan_query_variables(br#"{"having": {"roles": ["cs"]}}"#)
+            .await
+            .unwrap();
+        *e.sabakan.machines.lock().unwrap() = Ok(vec![]);
+        e.run().await;
+        assert_eq!(
+            e.sabakan.sent.lock().unwrap().last().cloned().flatten(),
+            Some(QueryVariables::parse(r#"{"having": {"roles": ["cs"]}}"#).unwrap())
+        );
+
+        e.storage.enable_sabakan(false).await.unwrap();
+        assert_eq!(e.run().await, Outcome::Disabled);
+        let mut out = String::new();
+        e.metrics.render(true, &mut out);
+        assert!(
+            !out.contains("cke_sabakan_integration_successful"),
+            "hidden while disabled"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lost_leader_writes_nothing() {
+        let e = env(vec![
+            machine("10.0.0.1", 0, MachineState::Healthy),
+            machine("10.0.0.2", 1, MachineState::Healthy),
+        ])
+        .await;
+        e.configure().await;
+        e.storage.delete_raw("leader/me").await.unwrap();
+        let err = e
+            .integrator
+            .run(&e.fence, None, &e.metrics, Utc::now())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StorageError::LostLeadership { .. }), "{err}");
+        assert!(e.storage.get_cluster().await.unwrap().is_none());
+    }
+}
