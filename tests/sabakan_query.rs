@@ -7,37 +7,9 @@ use axum::routing::post;
 use chrono::{TimeZone, Utc};
 use cke::sabakan::{MachineSearch, MachineState, QueryError, QueryVariables, SabakanClient};
 
-/// CKE's mock machines, with real data behind them: m1 a healthy boot server, m2 a retired worker,
-/// m3 uninitialized and labelled foo=bar.
-const INVENTORY: &str = r#"
-- serial: m1
-  labels: {label1: value1, label2: value2}
-  rack: 1
-  index-in-rack: 3
-  role: boot
-  ipv4: [10.0.1.3]
-  register-date: 2018-12-02T00:00:00Z
-  retire-date: 2019-01-02T00:00:00Z
-  bmc: {type: iDRAC, ipv4: 172.168.1.3}
-- serial: m2
-  labels: {label2: value2}
-  rack: 0
-  index-in-rack: 4
-  role: worker
-  ipv4: [10.0.0.4]
-  register-date: 2018-12-02T00:00:00Z
-  retire-date: 2099-12-02T00:00:00Z
-  bmc: {type: iDRAC, ipv4: 172.168.0.4}
-  state: retired
-- serial: m3
-  labels: {label3: value3, foo: bar}
-  role: cs
-  ipv4: [10.0.0.3]
-  register-date: 2018-12-02T00:00:00Z
-  retire-date: 2019-01-02T00:00:00Z
-  bmc: {type: iDRAC}
-  state: uninitialized
-"#;
+/// CKE's mock machines, with real data behind them (m1 a healthy boot server, m2 a retired worker,
+/// m3 uninitialized and labelled foo=bar), and two compute servers (m4 past its retire date).
+const INVENTORY: &str = include_str!("../sabakan-compat/testdata/inventory.yaml");
 
 async fn serve(router: axum::Router) -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -62,15 +34,15 @@ async fn searches_as_cke_does() {
     let vars = |s: &str| Some(QueryVariables::parse(s).unwrap());
     let cases: Vec<(&str, Option<QueryVariables>, Vec<&str>)> = vec![
         // No variables: the query's defaults leave out boot servers and retired machines.
-        ("nil", None, vec!["m3"]),
+        ("nil", None, vec!["m3", "m4", "m5"]),
         // `notHaving` given replaces the default: the boot server is back.
         (
             "notHaving",
             vars(r#"{"notHaving": {"states": ["RETIRED"]}}"#),
-            vec!["m1", "m3"],
+            vec!["m1", "m3", "m4", "m5"],
         ),
         // `{}` is sent as explicit nulls (CKE re-encodes the variables): everything.
-        ("empty", vars("{}"), vec!["m1", "m2", "m3"]),
+        ("empty", vars("{}"), vec!["m1", "m2", "m3", "m4", "m5"]),
         (
             "labels",
             vars(r#"{"having": {"labels": [{"name": "foo", "value": "bar"}]}}"#),
@@ -86,7 +58,7 @@ async fn searches_as_cke_does() {
         (
             "minDays",
             vars(r#"{"having": {"minDaysBeforeRetire": 90}}"#),
-            vec!["m2"],
+            vec!["m1", "m2", "m3", "m5"],
         ),
     ];
     for (name, v, want) in cases {
@@ -110,7 +82,7 @@ async fn searches_as_cke_does() {
                 m1.spec.register_date,
                 Utc.with_ymd_and_hms(2018, 12, 2, 0, 0, 0).unwrap()
             );
-            assert_eq!(m1.spec.retire_date, Utc.with_ymd_and_hms(2019, 1, 2, 0, 0, 0).unwrap());
+            assert_eq!(m1.spec.retire_date, Utc.with_ymd_and_hms(2099, 1, 2, 0, 0, 0).unwrap());
             assert_eq!(m1.spec.bmc.bmc_type, "iDRAC");
             assert_eq!(m1.status.state, MachineState::Healthy);
             assert!(m1.status.duration >= 0.0);

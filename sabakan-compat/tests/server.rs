@@ -1,80 +1,26 @@
-//! sabakan-compat over HTTP: CKE's exact `searchMachines` query with `having`/`notHaving` filters,
-//! every field decoded, sabakan's state API and its transition rules, and the GraphQL mutation.
+//! sabakan-compat over HTTP: `searchMachines` with `having`/`notHaving` filters, every field, sabakan's state API and its transition rules, and the GraphQL mutation.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-/// CKE's query (`sabakan/query.go`), byte for byte.
-const CKE_QUERY: &str = r#"
-query ckeSearch($having: MachineParams = null,
-                $notHaving: MachineParams = {
-                  roles: ["boot"]
-                  states: [RETIRED]
-                }) {
+/// The search with its filters as variables, as CKE sends it (cke's own tests send CKE's exact
+/// query and check every field it reads).
+const SEARCH: &str = r#"
+query search($having: MachineParams = null,
+             $notHaving: MachineParams = {roles: ["boot"] states: [RETIRED]}) {
   searchMachines(having: $having, notHaving: $notHaving) {
-    spec {
-      serial
-      labels {
-        name
-        value
-      }
-      rack
-      indexInRack
-      role
-      ipv4
-      registerDate
-      retireDate
-      bmc {
-        bmcType
-      }
-    }
-    status {
-      state
-      duration
-    }
+    spec { serial labels { name value } rack indexInRack role ipv4 registerDate retireDate bmc { bmcType ipv4 } }
+    status { state timestamp duration }
   }
 }
 "#;
 
-/// CKE's mock machines (m1: a boot server, m2: a retired worker, m3: uninitialized), plus two
-/// compute servers; m4 retires within 90 days.
-const INVENTORY: &str = r#"
-- serial: m1
-  labels: {label1: value1, label2: value2}
-  rack: 1
-  index-in-rack: 3
-  role: boot
-  ipv4: [10.0.1.3]
-  register-date: 2018-12-02T00:00:00Z
-  retire-date: 2099-01-02T00:00:00Z
-  bmc: {type: iDRAC, ipv4: 172.168.1.3}
-- serial: m2
-  labels: {label2: value2}
-  rack: 0
-  index-in-rack: 4
-  role: worker
-  ipv4: [10.0.0.4]
-  retire-date: 2099-12-02T00:00:00Z
-  bmc: {type: iDRAC}
-  state: retired
-- serial: m3
-  labels: {label3: value3, foo: bar}
-  role: cs
-  ipv4: [10.0.0.5]
-  state: uninitialized
-- serial: m4
-  rack: 2
-  role: cs
-  ipv4: [10.0.2.1]
-  retire-date: 2000-01-01T00:00:00Z
-  bmc: {type: IPMI-2.0}
-- serial: m5
-  rack: 2
-  role: ss
-  ipv4: [10.0.2.2, 10.1.2.2]
-  bmc: {type: IPMI-2.0}
-"#;
+/// The inventory the tests serve.
+const INVENTORY: &str = include_str!("../testdata/inventory.yaml");
+
+/// A case: its name, the variables, and the serials found or a part of the error.
+type Case<'a> = (&'a str, Option<Value>, Result<Vec<&'a str>, &'a str>);
 
 struct Server {
     url: String,
@@ -121,7 +67,7 @@ impl Server {
 
     /// Serials CKE's query returns for these variables, or the GraphQL error.
     async fn search(&self, variables: Option<Value>) -> Result<Vec<String>, String> {
-        let v = self.graphql(CKE_QUERY, variables).await;
+        let v = self.graphql(SEARCH, variables).await;
         if let Some(e) = v["errors"].as_array() {
             return Err(e
                 .iter()
@@ -162,7 +108,7 @@ impl Server {
 #[tokio::test]
 async fn cke_query_with_having_and_not_having() {
     let s = start().await;
-    let cases: Vec<(&str, Option<Value>, Result<Vec<&str>, &str>)> = vec![
+    let cases: Vec<Case> = vec![
         // The query's defaults: no boot server, no retired machine.
         ("defaults", None, Ok(vec!["m3", "m4", "m5"])),
         // Explicit nulls (CKE sends `{}` so) lift the defaults.
@@ -262,13 +208,10 @@ async fn cke_query_with_having_and_not_having() {
 }
 
 #[tokio::test]
-async fn every_field_cke_reads() {
+async fn every_field() {
     let s = start().await;
     let v = s
-        .graphql(
-            CKE_QUERY,
-            Some(json!({"having": {"roles": ["boot"]}, "notHaving": null})),
-        )
+        .graphql(SEARCH, Some(json!({"having": {"roles": ["boot"]}, "notHaving": null})))
         .await;
     let m = &v["data"]["searchMachines"][0];
     assert_eq!(
@@ -278,7 +221,7 @@ async fn every_field_cke_reads() {
             "labels": [{"name": "label1", "value": "value1"}, {"name": "label2", "value": "value2"}],
             "rack": 1, "indexInRack": 3, "role": "boot", "ipv4": ["10.0.1.3"],
             "registerDate": "2018-12-02T00:00:00Z", "retireDate": "2099-01-02T00:00:00Z",
-            "bmc": {"bmcType": "iDRAC"}
+            "bmc": {"bmcType": "iDRAC", "ipv4": "172.168.1.3"}
         })
     );
     assert_eq!(m["status"]["state"], "HEALTHY");
@@ -286,7 +229,7 @@ async fn every_field_cke_reads() {
     // No labels: null, as sabakan answers.
     let v = s
         .graphql(
-            CKE_QUERY,
+            SEARCH,
             Some(json!({"having": {"racks": [2], "roles": ["ss"]}, "notHaving": null})),
         )
         .await;

@@ -211,6 +211,13 @@ mod tests {
         }
     }
 
+    fn two_healthy() -> Vec<Machine> {
+        vec![
+            machine("10.0.0.1", 0, MachineState::Healthy),
+            machine("10.0.0.2", 1, MachineState::Healthy),
+        ]
+    }
+
     const TEMPLATE: &str =
         "name: t\nservice_subnet: 10.68.0.0/16\nnodes:\n- {user: cybozu, control_plane: true}\n- {user: cybozu}\n";
 
@@ -252,6 +259,11 @@ mod tests {
                 .unwrap()
         }
 
+        async fn template_revision(&self) -> i64 {
+            let kv = self.storage.get_raw(KEY_SABAKAN_TEMPLATE).await.unwrap();
+            kv.expect("a template").mod_revision
+        }
+
         async fn configure(&self) {
             self.storage
                 .put_sabakan_template(&parse_template(TEMPLATE).unwrap())
@@ -263,11 +275,7 @@ mod tests {
 
     #[tokio::test]
     async fn generates_then_keeps_then_follows_the_machines() {
-        let e = env(vec![
-            machine("10.0.0.1", 0, MachineState::Healthy),
-            machine("10.0.0.2", 1, MachineState::Healthy),
-        ])
-        .await;
+        let e = env(two_healthy()).await;
         assert_eq!(e.run().await, Outcome::NotConfigured);
         e.storage.put_sabakan_url("http://sabakan/graphql").await.unwrap();
         assert_eq!(e.run().await, Outcome::NotConfigured, "no template yet");
@@ -276,14 +284,7 @@ mod tests {
         // No declaration: generated, with the template's revision, in one transaction.
         assert!(matches!(e.run().await, Outcome::Written { op: "new", .. }));
         let (cluster, crev) = e.storage.get_cluster_with_revision().await.unwrap().unwrap();
-        let trev = e
-            .storage
-            .get_raw(KEY_SABAKAN_TEMPLATE)
-            .await
-            .unwrap()
-            .unwrap()
-            .mod_revision;
-        assert_eq!(crev, trev);
+        assert_eq!(crev, e.template_revision().await);
         let c = e.storage.get_raw(KEY_CLUSTER).await.unwrap().unwrap();
         let r = e.storage.get_raw(KEY_CLUSTER_REVISION).await.unwrap().unwrap();
         assert_eq!(c.mod_revision, r.mod_revision, "one transaction");
@@ -334,14 +335,7 @@ mod tests {
             .unwrap();
         assert!(matches!(e.run().await, Outcome::Written { op: "regenerate", .. }));
         let (cluster, crev) = e.storage.get_cluster_with_revision().await.unwrap().unwrap();
-        let trev = e
-            .storage
-            .get_raw(KEY_SABAKAN_TEMPLATE)
-            .await
-            .unwrap()
-            .unwrap()
-            .mod_revision;
-        assert_eq!(crev, trev);
+        assert_eq!(crev, e.template_revision().await);
         assert_eq!(
             cluster.node(&worker).unwrap().labels.get("team").map(String::as_str),
             Some("a")
@@ -350,11 +344,7 @@ mod tests {
 
     #[tokio::test]
     async fn init_only_regenerates_for_a_new_template() {
-        let e = env(vec![
-            machine("10.0.0.1", 0, MachineState::Healthy),
-            machine("10.0.0.2", 1, MachineState::Healthy),
-        ])
-        .await;
+        let e = env(two_healthy()).await;
         e.configure().await;
         let init = || e.integrator.init(&e.fence, &e.metrics, Utc::now());
         assert_eq!(init().await.unwrap(), Outcome::Unchanged, "init generates nothing");
@@ -366,10 +356,7 @@ mod tests {
             .put_sabakan_template(&parse_template(TEMPLATE).unwrap())
             .await
             .unwrap();
-        *e.sabakan.machines.lock().unwrap() = Ok(vec![
-            machine("10.0.0.1", 0, MachineState::Healthy),
-            machine("10.0.0.2", 1, MachineState::Healthy),
-        ]);
+        *e.sabakan.machines.lock().unwrap() = Ok(two_healthy());
         assert!(matches!(
             init().await.unwrap(),
             Outcome::Written { op: "regenerate", .. }
@@ -420,11 +407,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_lost_leader_writes_nothing() {
-        let e = env(vec![
-            machine("10.0.0.1", 0, MachineState::Healthy),
-            machine("10.0.0.2", 1, MachineState::Healthy),
-        ])
-        .await;
+        let e = env(two_healthy()).await;
         e.configure().await;
         e.storage.delete_raw("leader/me").await.unwrap();
         let err = e
