@@ -44,7 +44,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "controller",
         &[
-            "error", "infra", "k8s", "metrics", "model", "op", "planner", "probe", "server", "storage", "topology",
+            "error", "infra", "k8s", "metrics", "model", "op", "planner", "probe", "sabakan", "server", "storage",
+            "topology",
         ],
     ),
     // ckecli talks to the management etcd and Vault, never to cke: no controller, op, server, daemon.
@@ -58,6 +59,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "model",
             "planner",
             "process_setup",
+            "sabakan",
             "storage",
             "topology",
         ],
@@ -78,6 +80,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "planner",
             "probe",
             "process_setup",
+            "sabakan",
             "server",
             "storage",
             "topology",

@@ -164,52 +164,12 @@ impl Integrator {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
-
-    use async_trait::async_trait;
-    use chrono::TimeZone;
-
     use super::*;
     use crate::model::Constraints;
-    use crate::sabakan::client::QueryError;
-    use crate::sabakan::machine::{Machine, MachineSpec, MachineState, MachineStatus};
+    use crate::sabakan::fake::{machine, FakeSabakan};
+    use crate::sabakan::machine::{Machine, MachineState};
     use crate::sabakan::template::parse_template;
     use crate::storage::{MemStorage, KEY_CLUSTER, KEY_CLUSTER_REVISION, KEY_SABAKAN_TEMPLATE};
-
-    /// Sabakan in memory: the machines it answers, or a failure; and the variables it was sent.
-    struct FakeSabakan {
-        machines: Mutex<Result<Vec<Machine>, String>>,
-        sent: Mutex<Vec<Option<QueryVariables>>>,
-    }
-
-    #[async_trait]
-    impl MachineSearch for FakeSabakan {
-        async fn search(&self, url: &str, v: Option<&QueryVariables>) -> Result<Vec<Machine>, QueryError> {
-            self.sent.lock().unwrap().push(v.cloned());
-            self.machines.lock().unwrap().clone().map_err(|e| QueryError::GraphQl {
-                url: url.into(),
-                messages: vec![e],
-            })
-        }
-    }
-
-    fn machine(ip: &str, rack: i64, state: MachineState) -> Machine {
-        let d = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
-        Machine {
-            spec: MachineSpec {
-                serial: format!("s-{ip}"),
-                labels: vec![],
-                rack,
-                index_in_rack: 0,
-                role: "cs".into(),
-                ipv4: vec![ip.into()],
-                register_date: d,
-                retire_date: d,
-                bmc: Default::default(),
-            },
-            status: MachineStatus { state, duration: 0.0 },
-        }
-    }
 
     fn two_healthy() -> Vec<Machine> {
         vec![
@@ -231,10 +191,7 @@ mod tests {
 
     async fn env(machines: Vec<Machine>) -> Env {
         let storage = Arc::new(MemStorage::default());
-        let sabakan = Arc::new(FakeSabakan {
-            machines: Mutex::new(Ok(machines)),
-            sent: Mutex::new(vec![]),
-        });
+        let sabakan = Arc::new(FakeSabakan::new(machines));
         storage.put_raw("leader/me", b"me".to_vec()).await.unwrap();
         let kv = storage.get_raw("leader/me").await.unwrap().unwrap();
         let fence = Fence {
@@ -299,7 +256,7 @@ mod tests {
 
         // The worker turns unreachable: tainted.
         let worker = cluster.workers().next().unwrap().address.clone();
-        *e.sabakan.machines.lock().unwrap() = Ok(vec![
+        e.sabakan.set(vec![
             machine(
                 "10.0.0.1",
                 0,
@@ -350,13 +307,13 @@ mod tests {
         assert_eq!(init().await.unwrap(), Outcome::Unchanged, "init generates nothing");
         assert!(e.storage.get_cluster().await.unwrap().is_none());
         e.run().await;
-        *e.sabakan.machines.lock().unwrap() = Ok(vec![machine("10.0.0.1", 0, MachineState::Healthy)]);
+        e.sabakan.set(vec![machine("10.0.0.1", 0, MachineState::Healthy)]);
         assert_eq!(init().await.unwrap(), Outcome::Unchanged, "init does not update");
         e.storage
             .put_sabakan_template(&parse_template(TEMPLATE).unwrap())
             .await
             .unwrap();
-        *e.sabakan.machines.lock().unwrap() = Ok(two_healthy());
+        e.sabakan.set(two_healthy());
         assert!(matches!(
             init().await.unwrap(),
             Outcome::Written { op: "regenerate", .. }
@@ -388,7 +345,7 @@ mod tests {
             .put_sabakan_query_variables(br#"{"having": {"roles": ["cs"]}}"#)
             .await
             .unwrap();
-        *e.sabakan.machines.lock().unwrap() = Ok(vec![]);
+        e.sabakan.set(vec![]);
         e.run().await;
         assert_eq!(
             e.sabakan.sent.lock().unwrap().last().cloned().flatten(),

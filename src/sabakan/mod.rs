@@ -9,6 +9,8 @@
 //! reach the nodes: the declaration it writes is acted on by the controller like any other.
 
 pub mod client;
+#[cfg(test)]
+pub mod fake;
 pub mod generator;
 pub mod integrator;
 pub mod machine;
