@@ -14,7 +14,8 @@ pub const CKE_LABEL_ROLE: &str = "cke.cybozu.com/role";
 /// Parses a template from YAML or JSON text and validates it. Node templates have no address, so
 /// an absent `address` reads as empty (CKE writes `"address": ""`).
 pub fn parse_template(text: &str) -> Result<Cluster, ValidationError> {
-    let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(ValidationError::from_yaml)?;
+    let not_a_template = |e: serde_yaml::Error| ValidationError::single("", format!("not a cluster template: {e}"));
+    let mut value: serde_yaml::Value = serde_yaml::from_str(text).map_err(not_a_template)?;
     if let Some(nodes) = value.get_mut("nodes").and_then(|n| n.as_sequence_mut()) {
         for node in nodes {
             if let Some(map) = node.as_mapping_mut() {
@@ -25,7 +26,7 @@ pub fn parse_template(text: &str) -> Result<Cluster, ValidationError> {
             }
         }
     }
-    let template: Cluster = serde_yaml::from_value(value).map_err(ValidationError::from_yaml)?;
+    let template: Cluster = serde_yaml::from_value(value).map_err(not_a_template)?;
     validate_template(&template)?;
     Ok(template)
 }

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use cke::infra::managed_etcd::{EtcdTls, ManagedEtcd};
 use cke_testkit::{free_port, Mtest, ProcessGuard};
 
+pub mod k8s;
+
 /// `nodes` mtest node hosts with the tools image loaded, and a directory for logs. Panics when not
 /// run as root: these tests fail without it, they do not skip.
 pub fn mtest_up(nodes: usize) -> (Mtest, tempfile::TempDir) {
@@ -45,10 +47,16 @@ pub fn start_cke(m: &Mtest, name: &str, log: &Path, env: &[(&str, &str)]) -> Cke
 
 /// Starts `cke` with test-friendly timings, podman, and these extra flags.
 pub fn start_cke_with(m: &Mtest, name: &str, log: &Path, env: &[(&str, &str)], flags: &[&str]) -> Cke {
+    start_cke_at(m, name, log, env, flags).0
+}
+
+/// [`start_cke_with`], also returning the port of its HTTP endpoint (`/metrics`, `/status`).
+pub fn start_cke_at(m: &Mtest, name: &str, log: &Path, env: &[(&str, &str)], flags: &[&str]) -> (Cke, u16) {
+    let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_cke"))
         .arg("--config")
         .arg(&m.env["CKE_CONFIG"])
-        .args(["--name", name, "--http", &format!("127.0.0.1:{}", free_port())])
+        .args(["--name", name, "--http", &format!("127.0.0.1:{port}")])
         .args(["--interval", "3s", "--session-ttl", "5s", "--container-cli", "podman"])
         .args(flags)
         .env("CKE_LOG", "info")
@@ -57,7 +65,7 @@ pub fn start_cke_with(m: &Mtest, name: &str, log: &Path, env: &[(&str, &str)], f
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap();
-    ProcessGuard(child)
+    (ProcessGuard(child), port)
 }
 
 /// Vault, the SSH key and the constraint, ready for a declaration.
@@ -168,5 +176,105 @@ pub async fn wait_completed(m: &Mtest, operation: &str, limit: Duration) {
         }
         assert!(t0.elapsed() < limit, "{operation} did not complete within {limit:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Puts a key under `prefix` every 50 ms through the managed etcd until stopped, noting when each
+/// acknowledged write was acknowledged: every one must survive whatever cke does meanwhile.
+pub struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: tokio::task::JoinHandle<Vec<(String, Instant)>>,
+    started: Instant,
+}
+
+impl Writer {
+    /// Starts writing through `etcd`.
+    pub fn start(etcd: ManagedEtcd, prefix: &str) -> Writer {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let prefix = prefix.to_string();
+        let handle = tokio::spawn(async move {
+            let mut c = etcd.client();
+            let mut acked = Vec::new();
+            let mut i = 0u64;
+            while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                let key = format!("{prefix}{i:08}");
+                let r = tokio::time::timeout(Duration::from_secs(2), c.put(key.clone(), "x", None)).await;
+                if matches!(r, Ok(Ok(_))) {
+                    acked.push((key, Instant::now()));
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            acked
+        });
+        Writer {
+            stop,
+            handle,
+            started: Instant::now(),
+        }
+    }
+
+    /// Stops writing; returns the acknowledged writes and when each was acknowledged.
+    pub async fn stop(self) -> Acked {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        Acked {
+            writes: self.handle.await.unwrap(),
+            started: self.started,
+            stopped: Instant::now(),
+        }
+    }
+}
+
+/// What a [`Writer`] had acknowledged.
+pub struct Acked {
+    /// Each key, with when it was acknowledged.
+    pub writes: Vec<(String, Instant)>,
+    started: Instant,
+    stopped: Instant,
+}
+
+impl Acked {
+    /// The longest time without an acknowledged write between `from` and `to` (within the writer's
+    /// run).
+    pub fn longest_gap(&self, from: Instant, to: Instant) -> Duration {
+        let (from, to) = (from.max(self.started), to.min(self.stopped));
+        let mut last = from;
+        let mut longest = Duration::ZERO;
+        for (_, t) in self.writes.iter().filter(|(_, t)| *t > from && *t <= to) {
+            longest = longest.max(*t - last);
+            last = *t;
+        }
+        longest.max(to.saturating_duration_since(last))
+    }
+
+    /// The longest time without an acknowledged write over the whole run.
+    pub fn longest(&self) -> Duration {
+        self.longest_gap(self.started, self.stopped)
+    }
+
+    /// Fails unless every acknowledged write is in the managed etcd (read through `nodes`).
+    pub async fn assert_none_lost(&self, m: &Mtest, nodes: &[usize], prefix: &str) {
+        let check = root_etcd(m, nodes).await;
+        let got = check
+            .client()
+            .get(
+                prefix,
+                Some(etcd_client::GetOptions::new().with_prefix().with_keys_only()),
+            )
+            .await
+            .unwrap();
+        let present: std::collections::HashSet<String> = got
+            .kvs()
+            .iter()
+            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+            .collect();
+        let lost: Vec<&String> = self
+            .writes
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| !present.contains(*k))
+            .collect();
+        assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     }
 }

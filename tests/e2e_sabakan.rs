@@ -1,0 +1,243 @@
+//! The sabakan integration end to end, on real Kubernetes 1.20.2 on six mtest node hosts (`--k8s`)
+//! and a sabakan-compat server holding them as machines: cke generates the declaration from the
+//! inventory and a template (3 control planes spread over 3 racks) and the cluster comes up; a
+//! control plane retiring is replaced by a promoted worker of its rack while a writer checks that the
+//! managed etcd keeps quorum, and the retired machine leaves; a worker turning unreachable is tainted
+//! as CKE taints it. Needs root; serialize with other real-Kubernetes suites
+//! (`flock /tmp/cke-k8s-e2e.lock`).
+
+mod e2e_common;
+
+use std::time::{Duration, Instant};
+
+use cke_testkit::Mtest;
+use e2e_common::k8s::{wait_for, Kubectl, TESTBED_OPTIONS};
+use e2e_common::*;
+
+/// Machines 1..6 on the node hosts: two per rack, the same lifetime, so the control planes are the
+/// first of each rack (1, 3, 5).
+fn inventory(m: &Mtest) -> String {
+    (1..=6)
+        .map(|i| {
+            format!(
+                "- {{serial: m{i}, rack: {}, index-in-rack: {}, role: cs, ipv4: [{}], register-date: 2024-01-01T00:00:00Z, retire-date: 2031-01-01T00:00:00Z, bmc: {{type: IPMI-2.0}}}}\n",
+                (i - 1) / 2,
+                (i - 1) % 2 + 1,
+                m.node(i)
+            )
+        })
+        .collect()
+}
+
+/// Where the writer writes in the managed etcd.
+const WRITER_PREFIX: &str = "/registry/e2e-sabakan/";
+
+fn template() -> String {
+    format!(
+        "name: e2e-sabakan\nservice_subnet: 10.201.0.0/24\nnodes:\n  - {{user: root, control_plane: true}}\n  - {{user: root}}\n{TESTBED_OPTIONS}"
+    )
+}
+
+/// The declaration's control planes and workers, sorted.
+fn declared(m: &Mtest) -> (Vec<String>, Vec<String>) {
+    let text = ok(m, &["cluster", "get", "--output", "json"], None);
+    let c: cke::model::Cluster = serde_json::from_str(&text).unwrap();
+    let mut cps: Vec<String> = c.control_planes().map(|n| n.address.clone()).collect();
+    let mut workers: Vec<String> = c.workers().map(|n| n.address.clone()).collect();
+    cps.sort();
+    workers.sort();
+    (cps, workers)
+}
+
+fn nodes(m: &Mtest, is: &[usize]) -> Vec<String> {
+    let mut v: Vec<String> = is.iter().map(|i| m.node(*i)).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cke_follows_the_machine_inventory() {
+    let t_all = Instant::now();
+    let (m, dir) = mtest_up_with(6, &["--k8s"]);
+    let log = dir.path().join("cke.log");
+    prepare(&m, 3);
+
+    // sabakan-compat, in this process, on the host (where cke runs).
+    let machines = sabakan_compat::parse_inventory(&inventory(&m), chrono::Utc::now()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sabakan = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_sabakan, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(sabakan_compat::serve(
+        listener,
+        sabakan_compat::Store::new(machines),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let http = reqwest::Client::new();
+    let set_state = |serial: &'static str, state: &'static str| {
+        let (http, url) = (http.clone(), format!("{sabakan}/api/v1/state/{serial}"));
+        async move {
+            let resp = http.put(url).body(state).send().await.unwrap();
+            assert_eq!(
+                resp.status(),
+                200,
+                "{serial} -> {state}: {}",
+                resp.text().await.unwrap()
+            );
+        }
+    };
+
+    ok(&m, &["sabakan", "set-url", &sabakan], None);
+    ok(&m, &["sabakan", "set-template", "-"], Some(&template()));
+    let image = m
+        .env
+        .get("K8S_IMAGE")
+        .cloned()
+        .unwrap_or("localhost/cke-kubernetes:1.20.2".into());
+    let t0 = Instant::now();
+    let (_cke, port) = start_cke_at(
+        &m,
+        "e2e-sabakan",
+        &log,
+        &[],
+        &["--node-profile", "testbed", "--kubernetes-image", &image],
+    );
+
+    // Generated: the first machine of each rack is a control plane, the others workers.
+    let (cps, workers) = wait_for("a generated declaration", Duration::from_secs(60), &log, || {
+        let o = ckecli(&m, &["cluster", "get"], None);
+        o.status.success().then(|| declared(&m))
+    });
+    assert_eq!(cps, nodes(&m, &[1, 3, 5]));
+    assert_eq!(workers, nodes(&m, &[2, 4, 6]));
+    let generated = t0.elapsed();
+
+    let kubeconfig = dir.path().join("kubeconfig");
+    let k = Kubectl::new(&m, kubeconfig.clone());
+    let all = nodes(&m, &[1, 2, 3, 4, 5, 6]);
+    wait_for("every Node Ready", Duration::from_secs(480), &log, || {
+        let text = ckecli(&m, &["kubernetes", "issue"], None);
+        if !text.status.success() {
+            return None;
+        }
+        std::fs::write(&kubeconfig, &text.stdout).unwrap();
+        (k.ready_nodes() == all).then_some(())
+    });
+    let up = t0.elapsed();
+    eprintln!("FIGURE declaration generated after {generated:?}; all 6 Nodes Ready after {up:?}");
+    // The machines' attributes on the Nodes (CKE's labels), the control planes as such.
+    wait_for(
+        "the Nodes labelled from sabakan",
+        Duration::from_secs(120),
+        &log,
+        || {
+            (k.nodes_with("cke.cybozu.com/master=true") == cps
+                && k.nodes_with("topology.kubernetes.io/zone=rack1") == nodes(&m, &[3, 4])
+                && k.nodes_with("node-role.kubernetes.io/cs=true") == all
+                && k.nodes_with("cke.cybozu.com/role=cs,cke.cybozu.com/retire-year=2031") == all)
+                .then_some(())
+        },
+    );
+    let node3 = k.json(&["node", &m.node(3)]);
+    assert_eq!(node3["metadata"]["annotations"]["cke.cybozu.com/serial"], "m3");
+    assert_eq!(
+        node3["metadata"]["labels"]["node-role.kubernetes.io/control-plane"],
+        "true"
+    );
+
+    // A control plane retires: tainted NoExecute while retiring; once retired it leaves sabakan's
+    // search, and the worker of its rack is promoted. A writer checks the managed etcd all along.
+    let writer = Writer::start(root_etcd(&m, &[1, 3, 5]).await, WRITER_PREFIX);
+    let t_retire = Instant::now();
+    set_state("m3", "retiring").await;
+    wait_for("node3 tainted retiring", Duration::from_secs(120), &log, || {
+        k.taints(&m.node(3))
+            .contains(&"cke.cybozu.com/state=retiring:NoExecute".to_string())
+            .then_some(())
+    });
+    set_state("m3", "retired").await;
+    wait_for(
+        "node4 promoted in node3's place",
+        Duration::from_secs(120),
+        &log,
+        || (declared(&m) == (nodes(&m, &[1, 4, 5]), nodes(&m, &[2, 6]))).then_some(()),
+    );
+    let promoted = t_retire.elapsed();
+    let joined = wait_members(&m, &[1, 4, 5], Duration::from_secs(420), &log).await;
+    eprintln!(
+        "FIGURE retire -> worker promoted in the declaration {promoted:?}; managed etcd members 1,4,5 after {:?}",
+        t_retire.elapsed()
+    );
+    let _ = joined;
+    // The retired machine is powered off: its Node goes.
+    m.run(&["node-stop", "3"]);
+    wait_for(
+        "node3's Node deleted, node4 a control plane",
+        Duration::from_secs(300),
+        &log,
+        || {
+            (k.nodes_with("cke.cybozu.com/master=true") == nodes(&m, &[1, 4, 5])
+                && !k.run(&["get", "node", &m.node(3)]).status.success())
+            .then_some(())
+        },
+    );
+    let acked = writer.stop().await;
+    acked.assert_none_lost(&m, &[1, 4, 5], WRITER_PREFIX).await;
+    let longest = acked.longest();
+    eprintln!(
+        "FIGURE during the replacement: {} writes acknowledged, longest write outage {longest:?}; total {:?}",
+        acked.writes.len(),
+        t_retire.elapsed()
+    );
+    assert!(acked.writes.len() > 100, "the writer wrote: {}", acked.writes.len());
+    // Quorum kept: at most a leader election's pause (a loaded 2-core machine: generous).
+    assert!(
+        longest < Duration::from_secs(15),
+        "the managed etcd refused writes for {longest:?}"
+    );
+
+    // A worker turns unreachable: tainted NoSchedule, and it stays in the cluster.
+    let t_unreachable = Instant::now();
+    set_state("m6", "unreachable").await;
+    wait_for("node6 tainted unreachable", Duration::from_secs(120), &log, || {
+        k.taints(&m.node(6))
+            .contains(&"cke.cybozu.com/state=unreachable:NoSchedule".to_string())
+            .then_some(())
+    });
+    eprintln!(
+        "FIGURE unreachable -> tainted on its Node after {:?}",
+        t_unreachable.elapsed()
+    );
+    assert_eq!(declared(&m), (nodes(&m, &[1, 4, 5]), nodes(&m, &[2, 6])));
+    // Healthy again: the taint goes.
+    set_state("m6", "healthy").await;
+    wait_for("node6's state taint removed", Duration::from_secs(120), &log, || {
+        (!k.taints(&m.node(6))
+            .iter()
+            .any(|t| t.starts_with("cke.cybozu.com/state=")))
+        .then_some(())
+    });
+
+    // CKE's metrics of the integration.
+    let metrics = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "cke_sabakan_integration_successful 1",
+        "cke_sabakan_workers{role=\"cs\"} 2",
+        "cke_sabakan_unused_machines 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line:?} missing from /metrics:\n{metrics}"
+        );
+    }
+    let _ = stop_sabakan.send(());
+    eprintln!("FIGURE whole test {:?}", t_all.elapsed());
+}
