@@ -591,3 +591,46 @@ fn templates() {
     }
     assert!(report.is_empty(), "failing template cases:\n{report}");
 }
+
+/// `make demo` with `DEMO_SABAKAN=1`: its template and inventory give testdata/cluster-demo.yml's
+/// nodes (control planes 10.66.0.11-13, workers .14 and .15) and options.
+#[test]
+fn the_demo_template_and_inventory_make_the_demo_declaration() {
+    let read = |name: &str| {
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name)).unwrap()
+    };
+    let template = parse_template(&read("sabakan-demo-template.yml")).unwrap();
+    let inventory = sabakan_compat::parse_inventory(&read("sabakan-demo-inventory.yml"), Utc::now()).unwrap();
+    let machines: Vec<Machine> = inventory
+        .iter()
+        .map(|m| {
+            MachineSpecShort {
+                ip: Some(m.ipv4[0].clone()),
+                serial: m.serial.clone(),
+                rack: m.rack.into(),
+                index: m.index_in_rack.into(),
+                role: m.role.clone(),
+                register: m.register_date.to_rfc3339(),
+                retire: m.retire_date.to_rfc3339(),
+                state: MachineState::Healthy,
+                duration: 0.0,
+                labels: m.labels.clone(),
+            }
+            .machine()
+        })
+        .collect();
+    let constraints = Constraints::default().with("control-plane-count", "3").unwrap();
+    let mut g = Generator::new(&template, constraints, &machines, None, Utc::now()).unwrap();
+    let generated = g.generate().unwrap().cluster;
+    let demo = cke::model::parse_cluster(&read("cluster-demo.yml")).unwrap();
+    let addresses = |c: &Cluster, cp: bool| -> Vec<String> {
+        c.nodes
+            .iter()
+            .filter(|n| n.control_plane == cp)
+            .map(|n| n.address.clone())
+            .collect()
+    };
+    assert_eq!(addresses(&generated, true), addresses(&demo, true));
+    assert_eq!(addresses(&generated, false), addresses(&demo, false));
+    assert_eq!(generated.options, demo.options);
+}
