@@ -524,6 +524,7 @@ impl Prober for SshProber {
             nodes,
             etcd,
             kubernetes,
+            ..Default::default()
         }
     }
 }

@@ -9,6 +9,7 @@ mod constraints;
 pub mod kube_version;
 pub mod plan;
 mod record;
+pub mod repair;
 pub mod resource;
 mod status;
 mod validate;
@@ -17,6 +18,7 @@ pub use cluster::*;
 pub use constraints::*;
 pub use plan::{CkeObject, OpKind, Phase, PlannedOp};
 pub use record::*;
+pub use repair::{RepairEntry, RepairQueueStatus, RepairStatus, RepairStepStatus};
 pub use resource::{
     needs_update, parse_resource, sort_resources, ResourceDefinition, ResourceError, ResourceInfo, ResourceStatus,
 };

@@ -71,7 +71,7 @@ impl Record {
     }
 }
 
-mod id_string {
+pub(crate) mod id_string {
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &i64, s: S) -> Result<S::Ok, S::Error> {

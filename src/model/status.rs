@@ -280,4 +280,7 @@ pub struct ClusterStatus {
     /// Kubernetes through its API.
     #[serde(default)]
     pub kubernetes: KubernetesStatus,
+    /// The repair queue (read with the Kubernetes API's view, as CKE reads it).
+    #[serde(default)]
+    pub repair_queue: super::RepairQueueStatus,
 }
