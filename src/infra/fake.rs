@@ -69,6 +69,9 @@ pub struct World {
     /// Other Kubernetes objects by (API group, kind, namespace, name), as JSON; an object the fake
     /// applied server-side carries `metadata.managedFields` of manager `cke`.
     pub kube_objects: BTreeMap<(String, String, String, String), serde_json::Value>,
+    /// Answers of host commands ([`Fake::on_host_command`]): the first whose pattern the command
+    /// line contains; a command no rule matches prints nothing and succeeds.
+    pub host_answers: Vec<(String, Result<String, String>)>,
     failures: Vec<String>,
 }
 
@@ -348,7 +351,18 @@ impl Fake {
             etcd: Arc::new(self.clone()),
             kube: Arc::new(self.clone()),
             health: Arc::new(self.clone()),
+            commands: Arc::new(self.clone()),
         }
+    }
+
+    /// Host commands whose command line contains `pattern` print `answer` and succeed (`Ok`), or
+    /// fail with the message (`Err`); the latest rule for a pattern wins.
+    pub fn on_host_command(&self, pattern: &str, answer: Result<&str, &str>) {
+        self.with(|w| {
+            w.host_answers.retain(|(p, _)| p != pattern);
+            w.host_answers
+                .insert(0, (pattern.into(), answer.map(str::to_string).map_err(str::to_string)));
+        });
     }
 
     /// The fake Node objects: a kubelet running on a node registers its Node (with the boot taints
@@ -1011,5 +1025,31 @@ impl crate::infra::Health for Fake {
             _ => return false,
         };
         self.with(|w| !w.unreachable.contains(host) && w.running(host, container))
+    }
+}
+
+#[async_trait]
+impl crate::infra::HostCommands for Fake {
+    /// Logs `host: <command line>`; answers by [`Fake::on_host_command`].
+    async fn run(&self, argv: &[String], _timeout: Option<Duration>) -> Result<String, crate::infra::HostCommandError> {
+        use crate::infra::HostCommandError;
+        if argv.is_empty() {
+            return Err(HostCommandError::Empty);
+        }
+        let command = argv.join(" ");
+        self.with(|w| {
+            let failed = |stderr: String| HostCommandError::Failed {
+                command: command.clone(),
+                status: "exit status 1".into(),
+                stdout: String::new(),
+                stderr,
+            };
+            w.act(format!("host: {command}")).map_err(failed)?;
+            match w.host_answers.iter().find(|(p, _)| command.contains(p.as_str())) {
+                Some((_, Ok(out))) => Ok(out.clone()),
+                Some((_, Err(e))) => Err(failed(e.clone())),
+                None => Ok(String::new()),
+            }
+        })
     }
 }

@@ -5,6 +5,7 @@
 //! - [`Engine`]: the docker-compatible container engine on a node ([`ContainerEngine`] over SSH);
 //! - [`CertIssuer`]: certificates from Vault PKI ([`pki::Issuer`]);
 //! - [`EtcdConnector`] / [`EtcdAdmin`]: the managed etcd's admin API ([`managed_etcd`]);
+//! - [`HostCommands`]: commands on cke's own host, with their timeouts ([`host_command`]);
 //! - the management etcd is [`crate::storage::Storage`] (with its in-memory double).
 //!
 //! [`Infra`] bundles them for one pass. Building it connects nowhere; the real implementations
@@ -13,6 +14,7 @@
 pub mod agent;
 #[cfg(test)]
 pub mod fake;
+pub mod host_command;
 pub mod kube;
 pub mod managed_etcd;
 pub mod pki;
@@ -26,6 +28,7 @@ use tokio::sync::Mutex;
 use crate::infra::agent::container::{ContainerEngine, RunSpec};
 use crate::infra::agent::ssh::SshPool;
 use crate::infra::agent::{AgentError, Runner};
+pub use crate::infra::host_command::{HostCommandError, HostCommands};
 use crate::infra::managed_etcd::{live_endpoints, EtcdTls, ManagedEtcd, ManagedEtcdError, MemberInfo};
 use crate::infra::pki::{IssueRequest, IssuedCert, Issuer, VaultClient, VaultError};
 use crate::model::{Cluster, EtcdClusterStatus};
@@ -607,6 +610,8 @@ pub struct Infra {
     pub kube: Arc<dyn KubeApi>,
     /// The components' health endpoints.
     pub health: Arc<dyn Health>,
+    /// Commands on cke's own host (reboot, boot check, repair commands).
+    pub commands: Arc<dyn HostCommands>,
 }
 
 impl Infra {
@@ -624,6 +629,7 @@ impl Infra {
             etcd: Arc::new(EtcdClientConnector::new(credentials, Duration::from_secs(10))),
             kube: Arc::new(NoKube),
             health: Arc::new(NoHealth),
+            commands: Arc::new(host_command::NoHostCommands),
         }
     }
 
