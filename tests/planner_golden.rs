@@ -146,6 +146,8 @@ struct KubeNodeSpec {
     annotations: BTreeMap<String, String>,
     #[serde(default)]
     taints: Vec<cke::model::Taint>,
+    #[serde(default)]
+    unschedulable: bool,
 }
 
 /// A reachable node.
@@ -480,10 +482,11 @@ fn kubernetes_status(cluster: &Cluster, spec: Option<&KubernetesSpec>) -> Result
                         labels: k.labels,
                         annotations: k.annotations,
                         taints: k.taints,
+                        unschedulable: k.unschedulable,
                     })
                 }
                 other => Err(format!(
-                    "status.kubernetes.nodes[{i}]: a Node name or a map (name, ready, labels, annotations, taints), not {other:?}"
+                    "status.kubernetes.nodes[{i}]: a Node name or a map (name, ready, labels, annotations, taints, unschedulable), not {other:?}"
                 )),
             })
             .collect::<Result<_, String>>()?,

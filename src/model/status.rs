@@ -107,6 +107,9 @@ pub struct KubeNode {
     /// `spec.taints` (key, value, effect; `timeAdded` is not kept), in the Node's order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub taints: Vec<super::Taint>,
+    /// `spec.unschedulable`: the Node is cordoned.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unschedulable: bool,
 }
 
 /// The Kubernetes cluster as seen through the API of one running apiserver.
