@@ -8,6 +8,8 @@ mod cluster;
 mod constraints;
 pub mod kube_version;
 pub mod plan;
+pub mod queue;
+mod reboot;
 mod record;
 pub mod resource;
 mod status;
@@ -16,6 +18,7 @@ mod validate;
 pub use cluster::*;
 pub use constraints::*;
 pub use plan::{CkeObject, OpKind, Phase, PlannedOp};
+pub use reboot::*;
 pub use record::*;
 pub use resource::{
     needs_update, parse_resource, sort_resources, ResourceDefinition, ResourceError, ResourceInfo, ResourceStatus,
