@@ -318,6 +318,7 @@ async fn run(args: Args) -> Result<(), DaemonError> {
             kube: kube.clone(),
             health: health.clone(),
             commands: Arc::new(crate::infra::host_command::ProcessCommands),
+            fence: None,
         });
         let controller =
             Controller::new(storage_dyn.clone(), prober, shared.clone(), controller_cfg.clone()).with_infra(infra);

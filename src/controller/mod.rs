@@ -325,7 +325,8 @@ impl Controller {
         inputs.resources = self.storage.list_resources().await?;
         let resources = crate::planner::all_resources(&inputs);
         let cluster = Arc::new(cluster);
-        let infra = (self.infra)(self.storage.clone(), cluster.clone());
+        let mut infra = (self.infra)(self.storage.clone(), cluster.clone());
+        infra.fence = Some(ctx.fence.clone());
         let mut status = if constraints.check(&cluster).is_ok() {
             self.prober.probe(&cluster).await
         } else {

@@ -426,6 +426,7 @@ impl Fake {
             kube: Arc::new(self.clone()),
             health: Arc::new(self.clone()),
             commands: Arc::new(self.clone()),
+            fence: None,
         }
     }
 

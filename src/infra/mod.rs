@@ -694,6 +694,9 @@ pub struct Infra {
     pub health: Arc<dyn Health>,
     /// Commands on cke's own host (reboot, boot check, repair commands).
     pub commands: Arc<dyn HostCommands>,
+    /// The leader's fence, for the writes an operation makes itself (dequeueing a queue entry);
+    /// the controller sets it for each pass.
+    pub fence: Option<crate::storage::Fence>,
 }
 
 impl Infra {
@@ -712,6 +715,7 @@ impl Infra {
             kube: Arc::new(NoKube),
             health: Arc::new(NoHealth),
             commands: Arc::new(host_command::NoHostCommands),
+            fence: None,
         }
     }
 

@@ -8,6 +8,8 @@ mod cluster;
 mod constraints;
 pub mod kube_version;
 pub mod plan;
+pub mod queue;
+mod reboot;
 mod record;
 pub mod repair;
 pub mod resource;
@@ -17,6 +19,7 @@ mod validate;
 pub use cluster::*;
 pub use constraints::*;
 pub use plan::{CkeObject, OpKind, Phase, PlannedOp};
+pub use reboot::*;
 pub use record::*;
 pub use repair::{RepairEntry, RepairQueueStatus, RepairStatus, RepairStepStatus};
 pub use resource::{

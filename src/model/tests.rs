@@ -345,3 +345,42 @@ fn protected_job_pods_is_read_and_validated_in_reboot_and_repair() {
         assert!(e.has_path(&path), "{path} in {e}");
     }
 }
+
+#[test]
+fn reboot_entries_read_and_write_cke_json() {
+    let cke = r#"{"index":"5","node":"10.69.0.4","status":"draining","last_transition_time":"2024-01-02T03:04:05Z","drain_backoff_count":2,"drain_backoff_expire":"2024-01-02T03:14:05Z"}"#;
+    let e: RebootQueueEntry = serde_json::from_str(cke).unwrap();
+    assert_eq!(e.index, 5);
+    assert_eq!(e.status, RebootStatus::Draining);
+    assert_eq!(e.drain_backoff_count, 2);
+    assert_eq!(e.last_transition_time.unwrap().timestamp(), 1704164645);
+    assert_eq!(serde_json::to_string(&e).unwrap(), cke);
+    // Go's zero times, a numeric index, unknown fields (a later CKE) and nulls read too.
+    let fresh = r#"{"index":7,"node":"10.69.0.5","status":"queued","last_transition_time":"0001-01-01T00:00:00Z","drain_backoff_expire":null,"future":1}"#;
+    let e: RebootQueueEntry = serde_json::from_str(fresh).unwrap();
+    assert_eq!(
+        (e.index, e.last_transition_time, e.drain_backoff_expire),
+        (7, None, None)
+    );
+    assert_eq!(
+        serde_json::to_string(&e).unwrap(),
+        r#"{"index":"7","node":"10.69.0.5","status":"queued","last_transition_time":"0001-01-01T00:00:00Z","drain_backoff_expire":"0001-01-01T00:00:00Z"}"#
+    );
+    for bad in [
+        r#"{"index":"x","node":"a","status":"queued"}"#,
+        r#"{"index":"1","node":"a","status":"rebooted"}"#,
+        r#"{"index":"1","node":"a","status":"queued","last_transition_time":"yesterday"}"#,
+    ] {
+        assert!(serde_json::from_str::<RebootQueueEntry>(bad).is_err(), "{bad}");
+    }
+    let entries: Vec<RebootQueueEntry> = ["a", "b", "a", "c", "b"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| RebootQueueEntry {
+            index: i as i64,
+            ..RebootQueueEntry::new(n)
+        })
+        .collect();
+    let kept: Vec<i64> = dedup_reboot_entries(&entries).iter().map(|e| e.index).collect();
+    assert_eq!(kept, [0, 1, 3], "the first entry of each node");
+}
