@@ -71,7 +71,7 @@ impl Record {
     }
 }
 
-pub(crate) mod id_string {
+mod id_string {
     use serde::{de::Error, Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &i64, s: S) -> Result<S::Ok, S::Error> {

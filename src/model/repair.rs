@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::queue::{go_time, index_string, QueueEntry};
 use super::{Cluster, Repair, RepairOperation, RepairStep};
 
 /// Machines repaired at once when `repair.max_concurrent_repairs` is unset (CKE's).
@@ -74,7 +75,7 @@ pub enum RepairStepStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepairEntry {
     /// The queue index (its key's suffix); a string in JSON, as in CKE.
-    #[serde(with = "super::record::id_string")]
+    #[serde(with = "index_string")]
     pub index: i64,
     /// The machine's IP address.
     pub address: String,
@@ -111,6 +112,16 @@ pub struct RepairEntry {
 
 fn is_zero(v: &i64) -> bool {
     *v == 0
+}
+
+impl QueueEntry for RepairEntry {
+    fn index(&self) -> i64 {
+        self.index
+    }
+
+    fn set_index(&mut self, index: i64) {
+        self.index = index;
+    }
 }
 
 /// Why an entry's operation or step cannot be found in the declaration.
@@ -276,38 +287,6 @@ impl Repair {
     }
 }
 
-impl RepairOperation {
-    /// The health check's timeout in seconds (`command_timeout_seconds`; 0 = none; default 30).
-    pub fn health_check_timeout(&self) -> i64 {
-        self.command_timeout_seconds
-            .unwrap_or(DEFAULT_REPAIR_HEALTH_CHECK_TIMEOUT_SECONDS)
-    }
-
-    /// The success command's timeout in seconds (0 = none; default 30).
-    pub fn success_timeout(&self) -> i64 {
-        self.success_command_timeout
-            .unwrap_or(DEFAULT_REPAIR_SUCCESS_COMMAND_TIMEOUT_SECONDS)
-    }
-}
-
-impl RepairStep {
-    /// The repair command's timeout in seconds (0 = none; default 30).
-    pub fn timeout(&self) -> i64 {
-        self.command_timeout_seconds
-            .unwrap_or(DEFAULT_REPAIR_COMMAND_TIMEOUT_SECONDS)
-    }
-
-    /// How many times the repair command is tried: `command_retries` + 1.
-    pub fn attempts(&self) -> i64 {
-        self.command_retries.unwrap_or(0).max(0) + 1
-    }
-
-    /// Seconds between attempts (`command_interval`; default 0).
-    pub fn interval(&self) -> i64 {
-        self.command_interval.unwrap_or(0).max(0)
-    }
-}
-
 /// The repair queue as the probe saw it (CKE's `RepairQueueStatus`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepairQueueStatus {
@@ -336,39 +315,6 @@ impl RepairQueueStatus {
                 && e.status == RepairStatus::Processing
                 && matches!(e.step_status, RepairStepStatus::Draining | RepairStepStatus::Watching)
         })
-    }
-}
-
-/// Go's `time.Time` in JSON: RFC 3339, the zero time `0001-01-01T00:00:00Z` standing for "never"
-/// (`None`), as CKE writes it even where its tag says `omitempty`.
-pub(crate) mod go_time {
-    use chrono::{DateTime, SecondsFormat, Utc};
-    use serde::{de::Error, Deserialize, Deserializer, Serializer};
-
-    /// Go's zero time.
-    pub const ZERO: &str = "0001-01-01T00:00:00Z";
-
-    pub fn serialize<S: Serializer>(v: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            None => s.serialize_str(ZERO),
-            // Go's RFC3339Nano: the fraction without trailing zeros.
-            Some(t) => {
-                let text = t.to_rfc3339_opts(SecondsFormat::Nanos, true);
-                let (body, _) = text.split_at(text.len() - 1);
-                let body = body.trim_end_matches('0').trim_end_matches('.');
-                s.serialize_str(&format!("{body}Z"))
-            }
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
-        let Some(text) = Option::<String>::deserialize(d)? else {
-            return Ok(None);
-        };
-        let t = DateTime::parse_from_rfc3339(&text)
-            .map_err(|e| D::Error::custom(format!("{text:?} is not an RFC 3339 time: {e}")))?
-            .with_timezone(&Utc);
-        Ok((t.timestamp() > DateTime::parse_from_rfc3339(ZERO).unwrap().timestamp()).then_some(t))
     }
 }
 
@@ -433,7 +379,7 @@ mod tests {
         );
         let back = serde_json::to_value(&e).unwrap();
         assert_eq!(back["last_transition_time"], "2024-05-01T10:00:00Z");
-        assert_eq!(back["drain_backoff_expire"], "2024-05-01T01:07:30.5Z");
+        assert_eq!(back["drain_backoff_expire"], "2024-05-01T01:07:30.500Z");
         assert_eq!(back["drain_backoff_count"], 2);
     }
 
@@ -495,17 +441,6 @@ mod tests {
         let r = Repair::default();
         assert_eq!(r.max_concurrent(), 1);
         assert_eq!(r.eviction_timeout(), 600);
-        let s = RepairStep::default();
-        assert_eq!((s.timeout(), s.attempts(), s.interval()), (30, 1, 0));
-        let s = RepairStep {
-            command_timeout_seconds: Some(0),
-            command_retries: Some(2),
-            command_interval: Some(5),
-            ..Default::default()
-        };
-        assert_eq!((s.timeout(), s.attempts(), s.interval()), (0, 3, 5));
-        let o = RepairOperation::default();
-        assert_eq!((o.health_check_timeout(), o.success_timeout()), (30, 30));
     }
 
     #[test]

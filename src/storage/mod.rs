@@ -15,6 +15,7 @@
 mod etcd;
 mod memory;
 pub mod queue;
+pub mod repairs;
 mod watch;
 
 use async_trait::async_trait;
