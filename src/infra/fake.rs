@@ -72,6 +72,8 @@ pub struct World {
     /// Answers of host commands ([`Fake::on_host_command`]): the first whose pattern the command
     /// line contains; a command no rule matches prints nothing and succeeds.
     pub host_answers: Vec<(String, Result<String, String>)>,
+    /// Every host command run, with the timeout it was given.
+    pub host_timeouts: Vec<(String, Option<Duration>)>,
     /// Pods by (namespace, name). Evicted and deleted pods are gone at once.
     pub pods: BTreeMap<(String, String), crate::infra::KubePod>,
     /// Namespace labels by name (a namespace of a pod exists without an entry here).
@@ -1227,8 +1229,9 @@ impl crate::infra::Health for Fake {
 
 #[async_trait]
 impl crate::infra::HostCommands for Fake {
-    /// Logs `host: <command line>`; answers by [`Fake::on_host_command`].
-    async fn run(&self, argv: &[String], _timeout: Option<Duration>) -> Result<String, crate::infra::HostCommandError> {
+    /// Logs `host: <command line>` (and its timeout in `host_timeouts`); answers by
+    /// [`Fake::on_host_command`].
+    async fn run(&self, argv: &[String], timeout: Option<Duration>) -> Result<String, crate::infra::HostCommandError> {
         use crate::infra::HostCommandError;
         if argv.is_empty() {
             return Err(HostCommandError::Empty);
@@ -1241,6 +1244,7 @@ impl crate::infra::HostCommands for Fake {
                 stdout: String::new(),
                 stderr,
             };
+            w.host_timeouts.push((command.clone(), timeout));
             w.act(format!("host: {command}")).map_err(failed)?;
             match w.host_answers.iter().find(|(p, _)| command.contains(p.as_str())) {
                 Some((_, Ok(out))) => Ok(out.clone()),
