@@ -85,7 +85,7 @@ impl super::Commander for Missing {
 }
 
 /// Applies `change` to the stored entry `index` (read, change, compare-and-swap on its revision,
-/// fenced on the leader's key; again on a conflict). The entry as written. A missing entry (it was
+/// fenced on the leader's key; again on a conflict), with `nodename` refreshed from the declaration. The entry as written. A missing entry (it was
 /// dequeued) fails the command.
 async fn transition(
     infra: &Infra,
@@ -94,6 +94,8 @@ async fn transition(
     mut change: impl FnMut(&mut RepairEntry) + Send,
 ) -> Result<RepairEntry, CommandError> {
     let updated = repairs::update(&*infra.storage, index, infra.fence.as_ref(), |e| {
+        // Stored with the Node name of this pass, as CKE writes the entry it refreshed.
+        e.fill_nodename(&infra.cluster);
         change(e);
         true
     })

@@ -145,6 +145,7 @@ async fn execute_marks_watching_then_runs_the_step_command_with_its_timeout() {
         (e.status, e.step, e.step_status),
         (RepairStatus::Processing, 1, RepairStepStatus::Watching)
     );
+    assert_eq!(e.nodename, WORKER, "stored with the Node name");
     assert!(e.last_transition_time.unwrap() >= before);
     assert_eq!(
         e.last_transition_time.unwrap().timestamp_subsec_nanos(),
