@@ -321,6 +321,8 @@ async fn run(args: Args) -> Result<(), DaemonError> {
             etcd: etcd.clone(),
             kube: kube.clone(),
             health: health.clone(),
+            commands: Arc::new(crate::infra::host_command::ProcessCommands),
+            fence: None,
         });
         let integrator = Arc::new(crate::sabakan::Integrator::new(
             storage_dyn.clone(),

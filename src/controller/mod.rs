@@ -33,6 +33,22 @@ use crate::storage::{
 };
 use crate::topology::Images;
 
+/// The first control plane whose apiserver is healthy (CKE's `HealthyAPIServer`).
+fn healthy_apiserver(cluster: &Cluster, status: &ClusterStatus) -> Option<String> {
+    cluster
+        .control_planes()
+        .find(|n| {
+            status
+                .nodes
+                .get(&n.address)
+                .is_some_and(|s| s.kube_apiserver.is_healthy)
+        })
+        .map(|n| n.address.clone())
+}
+
+/// Health checks of the repair queue run at once.
+pub const REPAIR_HEALTH_CHECKS_AT_ONCE: usize = 8;
+
 /// How many records are kept.
 pub const RECORDS_KEPT: i64 = 1000;
 
@@ -348,7 +364,8 @@ impl Controller {
         inputs.resources = self.storage.list_resources().await?;
         let resources = crate::planner::all_resources(&inputs);
         let cluster = Arc::new(cluster);
-        let infra = (self.infra)(self.storage.clone(), cluster.clone());
+        let mut infra = (self.infra)(self.storage.clone(), cluster.clone());
+        infra.fence = Some(ctx.fence.clone());
         let mut status = if constraints.check(&cluster).is_ok() {
             self.prober.probe(&cluster).await
         } else {
@@ -356,6 +373,7 @@ impl Controller {
         };
         ctx.check()?;
         self.read_resources(&cluster, &mut status, &infra, &resources).await;
+        self.read_repair_queue(&cluster, &mut status, &infra).await?;
         if !inputs.etcd_bootstrapped_before && !status.etcd.members.is_empty() {
             let members: Vec<&String> = status.etcd.members.keys().collect();
             let value = serde_json::json!({"seen_at": Utc::now(), "members": members});
@@ -449,16 +467,7 @@ impl Controller {
         if !k.api_read || !k.control_plane_ready {
             return;
         }
-        let Some(apiserver) = cluster
-            .control_planes()
-            .find(|n| {
-                status
-                    .nodes
-                    .get(&n.address)
-                    .is_some_and(|s| s.kube_apiserver.is_healthy)
-            })
-            .map(|n| n.address.clone())
-        else {
+        let Some(apiserver) = healthy_apiserver(cluster, status) else {
             return;
         };
         match crate::probe::resource_statuses(&*infra.kube, &apiserver, resources, &cluster.trusted_rest_mappings).await
@@ -469,6 +478,31 @@ impl Controller {
                 status.kubernetes.api_read = false;
             }
         }
+    }
+
+    /// The repair queue with its health checks and drains (CKE reads it with the Kubernetes
+    /// status, through the first healthy apiserver): not read while the API is not, and a failed
+    /// read fails the pass (a node being drained must not look free to uncordon).
+    async fn read_repair_queue(
+        &self,
+        cluster: &crate::model::Cluster,
+        status: &mut ClusterStatus,
+        infra: &Infra,
+    ) -> Result<(), PassError> {
+        if !status.kubernetes.api_read {
+            return Ok(());
+        }
+        let apiserver = healthy_apiserver(cluster, status);
+        status.repair_queue = crate::probe::repair_queue::repair_queue_status(
+            &*infra.storage,
+            &*infra.commands,
+            &*infra.kube,
+            cluster,
+            apiserver.as_deref(),
+            REPAIR_HEALTH_CHECKS_AT_ONCE,
+        )
+        .await?;
+        Ok(())
     }
 
     /// The service-account signing pair, issued once from Vault (CA `kubernetes`, role

@@ -8,7 +8,10 @@ mod cluster;
 mod constraints;
 pub mod kube_version;
 pub mod plan;
+pub mod queue;
+mod reboot;
 mod record;
+pub mod repair;
 pub mod resource;
 mod status;
 mod validate;
@@ -16,7 +19,9 @@ mod validate;
 pub use cluster::*;
 pub use constraints::*;
 pub use plan::{CkeObject, OpKind, Phase, PlannedOp};
+pub use reboot::*;
 pub use record::*;
+pub use repair::{RepairEntry, RepairQueueStatus, RepairStatus, RepairStepStatus};
 pub use resource::{
     needs_update, parse_resource, sort_resources, ResourceDefinition, ResourceError, ResourceInfo, ResourceStatus,
 };

@@ -391,6 +391,7 @@ fn validate_reboot(r: &Reboot, e: &mut Errs) {
     non_negative(r.evict_interval, "reboot.evict_interval".into(), e);
     positive(r.max_concurrent_reboots, "reboot.max_concurrent_reboots".into(), e);
     validate_selector(&r.protected_namespaces, "reboot.protected_namespaces", e);
+    validate_selector(&r.protected_job_pods, "reboot.protected_job_pods", e);
 }
 
 fn validate_repair(r: &Repair, e: &mut Errs) {
@@ -400,6 +401,7 @@ fn validate_repair(r: &Repair, e: &mut Errs) {
     non_negative(r.evict_retries, "repair.evict_retries".into(), e);
     non_negative(r.evict_interval, "repair.evict_interval".into(), e);
     validate_selector(&r.protected_namespaces, "repair.protected_namespaces", e);
+    validate_selector(&r.protected_job_pods, "repair.protected_job_pods", e);
     let mut types: HashMap<&str, usize> = HashMap::new();
     for (i, proc_) in r.repair_procedures.iter().enumerate() {
         let p = format!("repair.repair_procedures[{i}]");
