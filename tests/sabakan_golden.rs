@@ -14,9 +14,12 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::Deserialize;
 use serde_yaml::Value;
 
-use cke::model::{Cluster, ClusterStatus, Constraints, KubeNode, Node, Taint};
+use cke::model::{
+    Cluster, ClusterStatus, Constraints, KubeNode, Node, RebootQueueEntry, RebootStatus, Repair, RepairEntry, Taint,
+};
 use cke::sabakan::generator::{machine_to_node, GenerateError, Generator};
 use cke::sabakan::machine::{Bmc, Label, Machine, MachineSpec, MachineState, MachineStatus};
+use cke::sabakan::repairer::repair_entries;
 use cke::sabakan::score::{filter_healthy_by_role, score_machine, score_machine_with_health};
 use cke::sabakan::template::parse_template;
 
@@ -72,6 +75,9 @@ struct MachineSpecShort {
     duration: f64,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    /// The BMC type (the repair queue's machine type).
+    #[serde(default)]
+    bmc: String,
 }
 
 fn base() -> String {
@@ -103,7 +109,9 @@ impl MachineSpecShort {
                 ipv4: self.ip.iter().cloned().collect(),
                 register_date: date(&self.register),
                 retire_date: date(&self.retire),
-                bmc: Bmc::default(),
+                bmc: Bmc {
+                    bmc_type: self.bmc.clone(),
+                },
             },
             status: MachineStatus {
                 state: self.state,
@@ -133,6 +141,7 @@ fn create_rack(rack: i64, kind: &str) -> Vec<Machine> {
                 state: MachineState::Healthy,
                 duration: duration(),
                 labels: BTreeMap::new(),
+                bmc: String::new(),
             }
             .machine()
         })
@@ -615,6 +624,7 @@ fn the_demo_template_and_inventory_make_the_demo_declaration() {
                 state: MachineState::Healthy,
                 duration: 0.0,
                 labels: m.labels.clone(),
+                bmc: m.bmc_type.clone(),
             }
             .machine()
         })
@@ -633,4 +643,100 @@ fn the_demo_template_and_inventory_make_the_demo_declaration() {
     assert_eq!(addresses(&generated, true), addresses(&demo, true));
     assert_eq!(addresses(&generated, false), addresses(&demo, false));
     assert_eq!(generated.options, demo.options);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sabakan-triggered repair.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepairerFile {
+    #[allow(dead_code)]
+    cke_test: String,
+    constraints: Constraints,
+    machines: Vec<MachineSpecShort>,
+    nodes: Vec<String>,
+    repair: Repair,
+    cases: Vec<RepairerCase>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepairerCase {
+    name: String,
+    /// Serials of the file's machines.
+    machines: Vec<String>,
+    #[serde(default)]
+    queued: Vec<EntrySpec>,
+    #[serde(default)]
+    reboots: Vec<RebootSpec>,
+    #[serde(default = "yes")]
+    in_cluster: bool,
+    expect: Vec<EntrySpec>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntrySpec {
+    operation: String,
+    machine_type: String,
+    address: String,
+    serial: String,
+}
+
+impl EntrySpec {
+    fn entry(&self) -> RepairEntry {
+        RepairEntry::new(&self.operation, &self.machine_type, &self.address, &self.serial)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RebootSpec {
+    node: String,
+    status: RebootStatus,
+}
+
+#[test]
+fn repairer() {
+    let f: RepairerFile = load("repairer.yaml");
+    let mut report = String::new();
+    for c in &f.cases {
+        let machines: Vec<Machine> = c
+            .machines
+            .iter()
+            .map(|serial| {
+                f.machines
+                    .iter()
+                    .find(|m| &m.serial == serial)
+                    .unwrap_or_else(|| panic!("{}: no machine {serial}", c.name))
+                    .machine()
+            })
+            .collect();
+        let queued: Vec<RepairEntry> = c.queued.iter().map(EntrySpec::entry).collect();
+        let reboots: Vec<RebootQueueEntry> = c
+            .reboots
+            .iter()
+            .map(|r| RebootQueueEntry {
+                status: r.status,
+                ..RebootQueueEntry::new(&r.node)
+            })
+            .collect();
+        let nodes = match c.in_cluster {
+            true => f.nodes.iter().map(|a| Node::new(a, "root", false)).collect(),
+            false => vec![],
+        };
+        let mut cluster = Cluster::new("c", "10.68.0.0/16", nodes);
+        cluster.repair = Some(f.repair.clone());
+        let (got, _) = repair_entries(&machines, &queued, &reboots, &cluster, &f.constraints);
+        let want: Vec<RepairEntry> = c.expect.iter().map(EntrySpec::entry).collect();
+        if got != want {
+            let _ = writeln!(report, "{}: {got:?}, expected {want:?}", c.name);
+        }
+    }
+    assert!(report.is_empty(), "failing repairer cases:\n{report}");
 }

@@ -25,7 +25,8 @@ use crate::op::test_ops::TestOperatorSpec;
 use crate::op::{CommandError, Infra, OpContext, Operator};
 use crate::planner::{decide_ops, OpKind, Plan, PlanInputs, PlannedOp};
 use crate::probe::Prober;
-use crate::sabakan::{Integrator, Outcome};
+use crate::sabakan::repairer::Skipped;
+use crate::sabakan::{Integrator, Outcome, RepairOutcome, Report};
 use crate::server::Shared;
 use crate::storage::{
     encode, Fence, Storage, StorageError, Write, KEY_ETCD_BOOTSTRAPPED, KEY_RECORDS_PREFIX, KEY_RECORD_ID,
@@ -436,20 +437,43 @@ impl Controller {
         }
         ctx.check()?;
         let metrics = &self.shared.metrics.sabakan;
-        let outcome = if init {
-            ig.init(ctx.fence, metrics, Utc::now()).await?
+        let report = if init {
+            Report {
+                generation: ig.init(ctx.fence, metrics, Utc::now()).await?,
+                repair: RepairOutcome::NoCluster,
+            }
         } else {
             ig.run(ctx.fence, status, metrics, Utc::now()).await?
         };
         self.shared.etcd_ok();
-        let note = match &outcome {
+        let mut note = match &report.generation {
             Outcome::Disabled | Outcome::NotConfigured => String::new(),
             Outcome::QueryFailed(e) => format!("query failed: {e}"),
             Outcome::GenerateFailed(e) => format!("cannot generate the cluster: {e}"),
             Outcome::Unchanged => "the cluster follows the machines".into(),
             Outcome::Written { op, changes } => format!("generated the cluster ({op}): {}", changes.join("; ")),
         };
-        self.shared.status.write().unwrap().sabakan = note;
+        match &report.repair {
+            RepairOutcome::QueryFailed(e) => note.push_str(&format!("; auto-repair query failed: {e}")),
+            RepairOutcome::Queued { queued, skipped } => {
+                if !queued.is_empty() {
+                    note.push_str(&format!("; auto-repair queued {}", queued.join(", ")));
+                }
+                for s in skipped {
+                    match s {
+                        Skipped::TooMany { queued, new, maximum } => note.push_str(&format!(
+                            "; auto-repair queued nothing: {queued} entries and {new} new exceed maximum-repair-queue-entries {maximum}"
+                        )),
+                        Skipped::Undeclared { address, reason } => {
+                            note.push_str(&format!("; auto-repair skipped {address}: {reason}"))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.shared.status.write().unwrap().sabakan = note.trim_start_matches("; ").to_string();
         Ok(())
     }
 

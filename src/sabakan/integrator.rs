@@ -1,6 +1,7 @@
 //! The integrator the leader runs (CKE's `sabakan/integrate.go`): read the template, the URL and the
 //! variables, query sabakan, generate or update the declaration, and store it with its template
-//! revision in one fenced transaction. [`Integrator::init`] runs once per term and only
+//! revision in one fenced transaction; then, when a declaration exists, query the machines to
+//! repair and queue them ([`super::repairer`]). [`Integrator::init`] runs once per term and only
 //! regenerates for a changed template; [`Integrator::run`] runs at CKE's points of the controller
 //! loop (no declaration, nothing planned, before reboots).
 //!
@@ -14,10 +15,12 @@ use chrono::{DateTime, Utc};
 use super::client::MachineSearch;
 use super::generator::{Generated, Generator};
 use super::machine::QueryVariables;
+use super::repairer::{repair_entries, Skipped};
 use crate::error::error_chain;
 use crate::metrics::sabakan::SabakanMetrics;
-use crate::model::ClusterStatus;
-use crate::storage::{cluster_with_template_revision, Fence, SabakanStorage, Storage, StorageError};
+use crate::model::{ClusterStatus, RebootQueueEntry};
+use crate::storage::queue::{self, REBOOT_QUEUE};
+use crate::storage::{cluster_with_template_revision, repairs, Fence, SabakanStorage, Storage, StorageError};
 
 /// What a run of the generator did.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +42,35 @@ pub enum Outcome {
         /// What changed.
         changes: Vec<String>,
     },
+}
+
+/// What a run of sabakan-triggered repair did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RepairOutcome {
+    /// No declaration exists yet: nothing is repaired.
+    NoCluster,
+    /// Auto-repair is disabled (`auto-repair/disabled`).
+    Disabled,
+    /// No sabakan URL is set.
+    NotConfigured,
+    /// Sabakan could not be queried (logged); nothing queued.
+    QueryFailed(String),
+    /// These machines (addresses) were queued; others were skipped, with why.
+    Queued {
+        /// The addresses queued.
+        queued: Vec<String>,
+        /// The machines skipped.
+        skipped: Vec<Skipped>,
+    },
+}
+
+/// What a run did: the generation and the repairs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// The declaration.
+    pub generation: Outcome,
+    /// Sabakan-triggered repair.
+    pub repair: RepairOutcome,
 }
 
 /// Runs the sabakan integration for the leader.
@@ -64,15 +96,83 @@ impl Integrator {
     }
 
     /// Generates a declaration when there is none, else updates it (or regenerates it for a new
-    /// template when no update is needed). `status` is the cluster's, when probed.
+    /// template when no update is needed); then, when a declaration exists, queues the machines to
+    /// repair. `status` is the cluster's, when probed.
     pub async fn run(
         &self,
         fence: &Fence,
         status: Option<&ClusterStatus>,
         metrics: &SabakanMetrics,
         now: DateTime<Utc>,
-    ) -> Result<Outcome, StorageError> {
-        self.generate(fence, status, false, metrics, now).await
+    ) -> Result<Report, StorageError> {
+        let generation = self.generate(fence, status, false, metrics, now).await?;
+        // CKE's repairer needs the probed cluster (it fails the pass without one; cke-rs skips it).
+        let repair = match status {
+            Some(_) => self.repair(metrics).await?,
+            None => RepairOutcome::NoCluster,
+        };
+        Ok(Report { generation, repair })
+    }
+
+    /// Sabakan-triggered repair (CKE's `runRepairer`): queries the machines to repair (the
+    /// `auto-repair/query-variables`, CKE's defaults without them) and queues those
+    /// [`repair_entries`] selects. Needs a declaration (its nodes are the cluster) and a sabakan URL;
+    /// not the template, nor the integration enabled.
+    pub async fn repair(&self, metrics: &SabakanMetrics) -> Result<RepairOutcome, StorageError> {
+        let st = &*self.storage;
+        let disabled = st.is_auto_repair_disabled().await?;
+        metrics.set_auto_repair_enabled(!disabled);
+        let Some(cluster) = st.get_cluster().await? else {
+            return Ok(RepairOutcome::NoCluster);
+        };
+        if disabled {
+            return Ok(RepairOutcome::Disabled);
+        }
+        let Some(url) = st.get_sabakan_url().await? else {
+            return Ok(RepairOutcome::NotConfigured);
+        };
+        let variables = match st.get_auto_repair_query_variables().await? {
+            None => QueryVariables::auto_repair_default(),
+            Some(raw) => match QueryVariables::parse(&String::from_utf8_lossy(&raw)) {
+                Ok(v) => v,
+                Err(e) => {
+                    let msg = format!("auto-repair/query-variables: {e}");
+                    tracing::warn!(error = msg, "auto-repair: query failed");
+                    return Ok(RepairOutcome::QueryFailed(msg));
+                }
+            },
+        };
+        let machines = match self.search.search(&url, Some(&variables)).await {
+            Ok(m) => m,
+            Err(e) => {
+                let msg = error_chain(&e);
+                tracing::warn!(error = msg, "auto-repair: query failed");
+                return Ok(RepairOutcome::QueryFailed(msg));
+            }
+        };
+        let reboots: Vec<RebootQueueEntry> = queue::entries(st, &REBOOT_QUEUE).await?;
+        let queued_entries = repairs::entries(st).await?;
+        let constraints = st.get_constraints().await?;
+        let (entries, skipped) = repair_entries(&machines, &queued_entries, &reboots, &cluster, &constraints);
+        for s in &skipped {
+            match s {
+                Skipped::TooMany { .. } => tracing::warn!(skipped = ?s, "auto-repair: too many repair requests"),
+                _ => tracing::info!(skipped = ?s, "auto-repair: machine not queued"),
+            }
+        }
+        let mut queued = Vec::new();
+        for e in entries {
+            let e = repairs::enqueue(st, e).await?;
+            tracing::info!(
+                index = e.index,
+                address = e.address,
+                serial = e.serial,
+                operation = e.operation,
+                "initiate sabakan-triggered automatic repair"
+            );
+            queued.push(e.address);
+        }
+        Ok(RepairOutcome::Queued { queued, skipped })
     }
 
     async fn generate(
@@ -168,6 +268,7 @@ mod tests {
     use crate::model::Constraints;
     use crate::sabakan::fake::{machine, FakeSabakan};
     use crate::sabakan::machine::{Machine, MachineState};
+    use crate::sabakan::repairer::Skipped;
     use crate::sabakan::template::parse_template;
     use crate::storage::{MemStorage, KEY_CLUSTER, KEY_CLUSTER_REVISION, KEY_SABAKAN_TEMPLATE};
 
@@ -214,6 +315,7 @@ mod tests {
                 .run(&self.fence, None, &self.metrics, Utc::now())
                 .await
                 .unwrap()
+                .generation
         }
 
         async fn template_revision(&self) -> i64 {
@@ -249,9 +351,23 @@ mod tests {
         assert_eq!(cluster.workers().count(), 1);
         assert!(e.metrics.values().successful);
         assert_eq!(e.metrics.values().workers.get("cs"), Some(&1));
-        // The default query: no variables sent.
-        assert_eq!(e.sabakan.sent.lock().unwrap().last(), Some(&None));
+        // The generation's query without variables (the query's defaults); no repairs without a
+        // probed cluster.
+        assert_eq!(*e.sabakan.sent.lock().unwrap(), [None]);
 
+        // With the probed cluster: auto-repair's query too, with CKE's defaults.
+        let status = ClusterStatus::default();
+        let report = e
+            .integrator
+            .run(&e.fence, Some(&status), &e.metrics, Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(report.generation, Outcome::Unchanged);
+        assert!(matches!(report.repair, RepairOutcome::Queued { .. }), "{report:?}");
+        assert_eq!(
+            e.sabakan.sent.lock().unwrap()[1..],
+            [None, Some(QueryVariables::auto_repair_default())]
+        );
         assert_eq!(e.run().await, Outcome::Unchanged);
 
         // The worker turns unreachable: tainted.
@@ -374,5 +490,86 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, StorageError::LostLeadership { .. }), "{err}");
         assert!(e.storage.get_cluster().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn queues_the_machines_sabakan_reports_broken() {
+        let mut broken = machine("10.0.0.2", 1, MachineState::Unreachable);
+        broken.spec.bmc.bmc_type = "IPMI-2.0".into();
+        let e = env(vec![broken]).await;
+        e.storage.put_sabakan_url("http://sabakan/graphql").await.unwrap();
+        let repair = || e.integrator.repair(&e.metrics);
+        assert_eq!(repair().await.unwrap(), RepairOutcome::NoCluster);
+        assert_eq!(e.metrics.values().auto_repair_enabled, Some(true));
+        let mut cluster = crate::model::Cluster::new(
+            "c",
+            "10.68.0.0/16",
+            vec![
+                crate::model::Node::new("10.0.0.1", "root", true),
+                crate::model::Node::new("10.0.0.2", "root", false),
+            ],
+        );
+        e.storage.put_cluster(&cluster).await.unwrap();
+        // No procedure for the machine's type: not queued.
+        let undeclared = repair().await.unwrap();
+        assert!(
+            matches!(&undeclared, RepairOutcome::Queued { queued, skipped } if queued.is_empty() && matches!(&skipped[..], [Skipped::Undeclared { address, .. }] if address == "10.0.0.2")),
+            "{undeclared:?}"
+        );
+        cluster.repair = Some(crate::model::Repair {
+            repair_procedures: vec![crate::model::RepairProcedure {
+                machine_types: vec!["IPMI-2.0".into()],
+                repair_operations: vec![crate::model::RepairOperation {
+                    operation: "unreachable".into(),
+                    ..Default::default()
+                }],
+            }],
+            ..Default::default()
+        });
+        e.storage.put_cluster(&cluster).await.unwrap();
+
+        // maximum-repair-queue-entries is 0 by default: nothing is queued.
+        assert!(matches!(
+            repair().await.unwrap(),
+            RepairOutcome::Queued { queued, skipped } if queued.is_empty() && matches!(skipped[..], [Skipped::TooMany { .. }])
+        ));
+        e.storage
+            .put_constraints(
+                &Constraints::default()
+                    .with("maximum-repair-queue-entries", "2")
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(repair().await.unwrap(), RepairOutcome::Queued { queued, .. } if queued == ["10.0.0.2"]));
+        let entries = repairs::entries(&*e.storage).await.unwrap();
+        assert_eq!(entries.len(), 1);
+        let want = crate::model::RepairEntry::new("unreachable", "IPMI-2.0", "10.0.0.2", "s-10.0.0.2");
+        assert_eq!(entries[0], want);
+        // CKE's default variables were sent.
+        assert_eq!(
+            e.sabakan.sent.lock().unwrap().last().cloned().flatten(),
+            Some(QueryVariables::auto_repair_default())
+        );
+        // Queued once: the entry counts as recent until deleted.
+        assert!(matches!(
+            repair().await.unwrap(),
+            RepairOutcome::Queued { queued, skipped } if queued.is_empty() && skipped == [Skipped::Recent("10.0.0.2".into())]
+        ));
+        assert_eq!(repairs::entries(&*e.storage).await.unwrap().len(), 1);
+
+        // Variables of one's own; disabled.
+        e.storage
+            .put_auto_repair_query_variables(br#"{"having": {"states": ["UNHEALTHY"]}}"#)
+            .await
+            .unwrap();
+        repair().await.unwrap();
+        assert_eq!(
+            e.sabakan.sent.lock().unwrap().last().cloned().flatten(),
+            Some(QueryVariables::parse(r#"{"having": {"states": ["UNHEALTHY"]}}"#).unwrap())
+        );
+        e.storage.enable_auto_repair(false).await.unwrap();
+        assert_eq!(repair().await.unwrap(), RepairOutcome::Disabled);
+        assert_eq!(e.metrics.values().auto_repair_enabled, Some(false));
     }
 }
