@@ -3,11 +3,13 @@
 //! inventory and a template (3 control planes spread over 3 racks) and the cluster comes up; a
 //! control plane retiring is replaced by a promoted worker of its rack while a writer checks that the
 //! managed etcd keeps quorum, and the retired machine leaves; a worker turning unreachable is tainted
-//! as CKE taints it. Needs root; serialize with other real-Kubernetes suites
+//! as CKE taints it, and sabakan-triggered repair queues it (and the next broken machine once the
+//! queue's limit lets it) and cke repairs it with the template's procedure. Needs root; serialize with other real-Kubernetes suites
 //! (`flock /tmp/cke-k8s-e2e.lock`).
 
 mod e2e_common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cke_testkit::Mtest;
@@ -32,10 +34,47 @@ fn inventory(m: &Mtest) -> String {
 /// Where the writer writes in the managed etcd.
 const WRITER_PREFIX: &str = "/registry/e2e-sabakan/";
 
-fn template() -> String {
+/// The template: one control-plane and one worker template, and a repair procedure for the
+/// machines' type whose step "repairs" a machine by creating `repaired-<address>` in `dir` (on cke's
+/// host, where repair commands run), which its health check then finds.
+fn template(dir: &Path) -> String {
+    let dir = dir.display();
     format!(
-        "name: e2e-sabakan\nservice_subnet: 10.201.0.0/24\nnodes:\n  - {{user: root, control_plane: true}}\n  - {{user: root}}\n{TESTBED_OPTIONS}"
+        r#"name: e2e-sabakan
+service_subnet: 10.201.0.0/24
+nodes:
+  - {{user: root, control_plane: true}}
+  - {{user: root}}
+repair:
+  repair_procedures:
+    - machine_types: [IPMI-2.0]
+      repair_operations:
+        - operation: unreachable
+          repair_steps: &steps
+            - {{repair_command: [sh, -c, 'touch {dir}/repaired-$0'], watch_seconds: 600}}
+          health_check_command: &check [sh, -c, 'test -e {dir}/repaired-$0 && echo true || echo false']
+        - operation: unhealthy
+          repair_steps: *steps
+          health_check_command: *check
+{TESTBED_OPTIONS}"#
     )
+}
+
+/// The repair queue as `ckecli repair-queue list` shows it.
+fn repair_queue(m: &Mtest) -> Vec<cke::model::RepairEntry> {
+    serde_json::from_str(&ok(m, &["repair-queue", "list"], None)).expect("a JSON array")
+}
+
+/// The body of cke's `path` (`/status`, `/metrics`).
+async fn cke_get(http: &reqwest::Client, port: u16, path: &str) -> String {
+    let resp = http.get(format!("http://127.0.0.1:{port}{path}")).send().await.unwrap();
+    resp.text().await.unwrap()
+}
+
+/// What `/status` says the sabakan integration did last.
+async fn sabakan_note(http: &reqwest::Client, port: u16) -> String {
+    let st: serde_json::Value = serde_json::from_str(&cke_get(http, port, "/status").await).unwrap();
+    st["sabakan"].as_str().unwrap_or_default().to_string()
 }
 
 /// The declaration's control planes and workers, sorted.
@@ -89,7 +128,7 @@ async fn cke_follows_the_machine_inventory() {
     };
 
     ok(&m, &["sabakan", "set-url", &sabakan], None);
-    ok(&m, &["sabakan", "set-template", "-"], Some(&template()));
+    ok(&m, &["sabakan", "set-template", "-"], Some(&template(dir.path())));
     let image = m
         .env
         .get("K8S_IMAGE")
@@ -197,7 +236,13 @@ async fn cke_follows_the_machine_inventory() {
         "the managed etcd refused writes for {longest:?}"
     );
 
-    // A worker turns unreachable: tainted NoSchedule, and it stays in the cluster.
+    // A worker turns unreachable: tainted NoSchedule, and it stays in the cluster. Auto-repair (on
+    // by default) queues it once the constraint lets it, and cke repairs it.
+    assert!(
+        repair_queue(&m).is_empty(),
+        "nothing queued while every machine is healthy"
+    );
+    ok(&m, &["constraints", "set", "maximum-repair-queue-entries", "1"], None);
     let t_unreachable = Instant::now();
     set_state("m6", "unreachable").await;
     wait_for("node6 tainted unreachable", Duration::from_secs(120), &log, || {
@@ -210,6 +255,31 @@ async fn cke_follows_the_machine_inventory() {
         t_unreachable.elapsed()
     );
     assert_eq!(declared(&m), (nodes(&m, &[1, 4, 5]), nodes(&m, &[2, 6])));
+    let node6 = m.node(6);
+    let queued = wait_for("node6 queued for repair", Duration::from_secs(120), &log, || {
+        let q = repair_queue(&m);
+        (!q.is_empty()).then_some(q)
+    });
+    eprintln!(
+        "FIGURE unreachable -> repair entry queued after {:?}",
+        t_unreachable.elapsed()
+    );
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    let e = &queued[0];
+    assert_eq!(
+        (&e.operation[..], &e.machine_type[..], &e.address[..], &e.serial[..]),
+        ("unreachable", "IPMI-2.0", &node6[..], "m6")
+    );
+    // The declared step runs on cke's host, and the health check then finds the machine repaired.
+    wait_for("node6's repair succeeded", Duration::from_secs(180), &log, || {
+        let q = repair_queue(&m);
+        (q.len() == 1 && q[0].status == cke::model::RepairStatus::Succeeded).then_some(())
+    });
+    assert!(dir.path().join(format!("repaired-{node6}")).exists());
+    eprintln!(
+        "FIGURE unreachable -> repair succeeded after {:?}",
+        t_unreachable.elapsed()
+    );
     // Healthy again: the taint goes.
     set_state("m6", "healthy").await;
     wait_for("node6's state taint removed", Duration::from_secs(120), &log, || {
@@ -219,19 +289,50 @@ async fn cke_follows_the_machine_inventory() {
         .then_some(())
     });
 
+    // Another machine turns unhealthy while the finished entry still counts: the queue would hold
+    // 2 > maximum-repair-queue-entries (1), so nothing is queued, and /status says why.
+    set_state("m2", "unhealthy").await;
+    let t_refused = Instant::now();
+    let note = loop {
+        let note = sabakan_note(&http, port).await;
+        if note.contains("exceed maximum-repair-queue-entries 1") {
+            break note;
+        }
+        assert!(
+            t_refused.elapsed() < Duration::from_secs(120),
+            "auto-repair did not refuse m2; /status sabakan: {note}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    eprintln!("/status sabakan: {note}");
+    assert_eq!(repair_queue(&m).len(), 1);
+    assert!(repair_queue(&m)[0].address == node6, "m6's entry only");
+    // Once the finished entry is deleted (the machine considered repaired), m2 is queued.
+    ok(&m, &["repair-queue", "delete-finished"], None);
+    let t_delete = Instant::now();
+    let node2 = m.node(2);
+    let queued = wait_for("m2 queued for repair", Duration::from_secs(120), &log, || {
+        let q = repair_queue(&m);
+        (q.len() == 1 && q[0].address == node2).then_some(q)
+    });
+    assert_eq!((&queued[0].operation[..], &queued[0].serial[..]), ("unhealthy", "m2"));
+    wait_for("m2's repair succeeded", Duration::from_secs(180), &log, || {
+        let q = repair_queue(&m);
+        (q.len() == 1 && q[0].status == cke::model::RepairStatus::Succeeded).then_some(())
+    });
+    eprintln!(
+        "FIGURE finished entry deleted -> the next machine queued and repaired after {:?}",
+        t_delete.elapsed()
+    );
+    set_state("m2", "healthy").await;
+
     // CKE's metrics of the integration.
-    let metrics = http
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = cke_get(&http, port, "/metrics").await;
     for line in [
         "cke_sabakan_integration_successful 1",
         "cke_sabakan_workers{role=\"cs\"} 2",
         "cke_sabakan_unused_machines 0",
+        "cke_auto_repair_enabled 1",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),
