@@ -12,7 +12,7 @@ mod e2e_common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cke_testkit::Mtest;
+use cke_testkit::{free_port, Mtest};
 use e2e_common::k8s::{wait_for, Kubectl, TESTBED_OPTIONS};
 use e2e_common::*;
 
@@ -113,7 +113,7 @@ async fn cke_follows_the_machine_inventory() {
             let _ = stopped.await;
         },
     ));
-    let http = reqwest::Client::new();
+    let http = cke::infra::http_client_builder().build().unwrap();
     let set_state = |serial: &'static str, state: &'static str| {
         let (http, url) = (http.clone(), format!("{sabakan}/api/v1/state/{serial}"));
         async move {
@@ -135,12 +135,14 @@ async fn cke_follows_the_machine_inventory() {
         .cloned()
         .unwrap_or("localhost/cke-kubernetes:1.20.2".into());
     let t0 = Instant::now();
-    let (_cke, port) = start_cke_at(
+    let port = free_port();
+    let _cke = start_cke_at(
         &m,
         "e2e-sabakan",
         &log,
         &[],
         &["--node-profile", "testbed", "--kubernetes-image", &image],
+        port,
     );
 
     // Generated: the first machine of each rack is a control plane, the others workers.

@@ -107,7 +107,7 @@ impl SabakanClient {
     /// A client with [`QUERY_TIMEOUT`].
     pub fn new() -> Self {
         SabakanClient {
-            http: reqwest::Client::builder()
+            http: crate::infra::http_client_builder()
                 .timeout(QUERY_TIMEOUT)
                 .build()
                 .expect("a reqwest client with a timeout builds"),

@@ -470,12 +470,7 @@ mod tests {
 
         e.storage.enable_sabakan(false).await.unwrap();
         assert_eq!(e.run().await, Outcome::Disabled);
-        let mut out = String::new();
-        e.metrics.render(true, &mut out);
-        assert!(
-            !out.contains("cke_sabakan_integration_successful"),
-            "hidden while disabled"
-        );
+        assert!(!e.metrics.values().enabled, "hidden while disabled");
     }
 
     #[tokio::test]

@@ -1,12 +1,12 @@
 //! The cluster template of the sabakan integration (`sabakan/template`): a cluster declaration
 //! whose nodes are templates, one for the control planes and one per worker role, without
 //! addresses. This module parses and validates it as CKE's `ValidateTemplate` does, and runs the
-//! declaration's own validation in template mode through [`Cluster::validate`]: the template's
-//! nodes get placeholder addresses, and nothing about addresses is reported but their presence.
+//! declaration's own validation in template mode ([`Cluster::verdict`] with [`Mode::Template`]);
+//! nothing about addresses is reported but their presence.
 
 use std::collections::BTreeSet;
 
-use crate::model::{Cluster, FieldError, ValidationError};
+use crate::model::{Cluster, FieldError, Mode, ValidationError};
 
 /// The label naming the machine role a node template is for.
 pub const CKE_LABEL_ROLE: &str = "cke.cybozu.com/role";
@@ -82,15 +82,10 @@ pub fn validate_template(t: &Cluster) -> Result<(), ValidationError> {
             ));
         }
     }
-    // The declaration's own rules, in template mode: every node template gets a distinct
-    // placeholder address (TEST-NET-1), so that only what a template can get wrong is reported.
-    let mut placeheld = t.clone();
-    for (i, n) in placeheld.nodes.iter_mut().enumerate() {
-        n.address = format!("192.0.2.{}", (i % 250) + 1);
-    }
-    if let Err(e) = placeheld.validate() {
-        errs.extend(e.errors.into_iter().filter(|f| !f.path.ends_with(".address")));
-    }
+    // The declaration's own rules in template mode (CKE's `Validate(true)`); the addresses are
+    // reported above.
+    let verdict = t.verdict(Mode::Template);
+    errs.extend(verdict.errors.into_iter().filter(|f| !f.path.ends_with(".address")));
     ValidationError::from_errors(errs)
 }
 

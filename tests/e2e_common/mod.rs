@@ -47,12 +47,11 @@ pub fn start_cke(m: &Mtest, name: &str, log: &Path, env: &[(&str, &str)]) -> Cke
 
 /// Starts `cke` with test-friendly timings, podman, and these extra flags.
 pub fn start_cke_with(m: &Mtest, name: &str, log: &Path, env: &[(&str, &str)], flags: &[&str]) -> Cke {
-    start_cke_at(m, name, log, env, flags).0
+    start_cke_at(m, name, log, env, flags, free_port())
 }
 
-/// [`start_cke_with`], also returning the port of its HTTP endpoint (`/metrics`, `/status`).
-pub fn start_cke_at(m: &Mtest, name: &str, log: &Path, env: &[(&str, &str)], flags: &[&str]) -> (Cke, u16) {
-    let port = free_port();
+/// [`start_cke_with`], its HTTP endpoint on `127.0.0.1:port`.
+pub fn start_cke_at(m: &Mtest, name: &str, log: &Path, env: &[(&str, &str)], flags: &[&str], port: u16) -> Cke {
     let child = Command::new(env!("CARGO_BIN_EXE_cke"))
         .arg("--config")
         .arg(&m.env["CKE_CONFIG"])
@@ -65,7 +64,7 @@ pub fn start_cke_at(m: &Mtest, name: &str, log: &Path, env: &[(&str, &str)], fla
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap();
-    (ProcessGuard(child), port)
+    ProcessGuard(child)
 }
 
 /// Vault, the SSH key and the constraint, ready for a declaration.
@@ -99,18 +98,18 @@ pub fn cluster_yaml(m: &Mtest, cps: &[usize], etcd_extra_args: &[&str]) -> Strin
 
 /// Declares the cluster (and the matching constraint).
 pub fn declare(m: &Mtest, cps: &[usize], etcd_extra_args: &[&str]) {
-    let current: serde_json::Value = serde_json::from_str(&ok(m, &["constraints", "show"], None)).unwrap();
-    let n = cps.len().to_string();
-    // Raise the count first when growing, lower it after when shrinking, so both states stay valid.
-    if current["control-plane-count"].as_u64().unwrap_or(0) < cps.len() as u64 {
-        ok(m, &["constraints", "set", "control-plane-count", &n], None);
-    }
+    // The constraint first, as CKE's users do: `cluster set` checks the declaration against it,
+    // `constraints set` checks nothing. The controller skips the pass that sees the pair mismatched.
+    ok(
+        m,
+        &["constraints", "set", "control-plane-count", &cps.len().to_string()],
+        None,
+    );
     ok(
         m,
         &["cluster", "set", "-"],
         Some(&cluster_yaml(m, cps, etcd_extra_args)),
     );
-    ok(m, &["constraints", "set", "control-plane-count", &n], None);
 }
 
 /// A root connection to the managed etcd through these nodes.
@@ -277,4 +276,76 @@ impl Acked {
             .collect();
         assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     }
+}
+
+/// The management etcd (plain, on loopback).
+async fn management(m: &Mtest) -> etcd_client::Client {
+    etcd_client::Client::connect([m.env["ETCD_ENDPOINT"].as_str()], None)
+        .await
+        .unwrap()
+}
+
+/// A key of the management etcd under cke's prefix, raw.
+pub async fn management_get(m: &Mtest, key: &str) -> Option<String> {
+    let r = management(m).await.get(format!("/cke/{key}"), None).await.unwrap();
+    r.kvs()
+        .first()
+        .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
+}
+
+/// Puts a key of the management etcd under cke's prefix, raw (as another program would).
+pub async fn management_put(m: &Mtest, key: &str, value: &str) {
+    management(m)
+        .await
+        .put(format!("/cke/{key}"), value, None)
+        .await
+        .unwrap();
+}
+
+/// Prints every finished record with how long it took (for the figures of a run).
+pub fn print_records(m: &Mtest) {
+    let text = ok(m, &["history"], None);
+    for r in serde_json::Deserializer::from_str(&text)
+        .into_iter::<cke::model::Record>()
+        .filter_map(Result::ok)
+    {
+        if let Some(end) = r.end_at {
+            println!(
+                "  record {} {} {:?} {:?}: {} ms ({})",
+                r.id,
+                r.operation,
+                r.targets,
+                r.status,
+                (end - r.start_at).num_milliseconds(),
+                r.error
+            );
+        }
+    }
+}
+
+/// `podman inspect etcd` on node `i` with this Go template (e.g. `{{json .Config.Cmd}}`).
+pub fn inspect_etcd(m: &Mtest, i: usize, format: &str) -> String {
+    let o = m.run(&["exec", &i.to_string(), "podman", "inspect", "etcd", "--format", format]);
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `podman ps` of the running container `name` on node `i` with this Go template (e.g.
+/// `{{.Image}}`), trimmed; empty when it does not run.
+pub fn running_field(m: &Mtest, i: usize, name: &str, format: &str) -> String {
+    let o = m.run(&[
+        "exec",
+        &i.to_string(),
+        "podman",
+        "ps",
+        "--filter",
+        &format!("name=^{name}$"),
+        "--format",
+        format,
+    ]);
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Whether container `name` runs on node `i`.
+pub fn running(m: &Mtest, i: usize, name: &str) -> bool {
+    running_field(m, i, name, "{{.Names}}") == name
 }
