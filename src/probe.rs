@@ -11,6 +11,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt};
 
+pub mod repair_queue;
+
 use crate::infra::agent::container::{ContainerEngine, ABSENT_MESSAGES};
 use crate::infra::agent::ssh::SshPool;
 use crate::infra::agent::{shell_quote, AgentError, Runner};
@@ -528,6 +530,7 @@ impl Prober for SshProber {
             nodes,
             etcd,
             kubernetes,
+            ..Default::default()
         }
     }
 }

@@ -2,7 +2,8 @@
 //! test bed's build, `scripts/build-k8s.sh`) on a real etcd, with throw-away certificates: the
 //! apiserver's health with the admin certificate (and without: wrong CA, foreign client
 //! certificate), the Node list, taints added and replaced by key, Node attributes kept by CKE's
-//! update-node rule, a missing Node, the cached admin
+//! update-node rule, a missing Node, the calls of draining (pods, namespaces, eviction against a
+//! PodDisruptionBudget, OnDelete DaemonSets, the reboot cordon, volumesInUse), the cached admin
 //! certificate, and the https health check against the apiserver's `/healthz`; the generic object
 //! calls of k8s-maintain (get, create, replace, server-side apply, discovery with the trusted REST
 //! mapping fallback, a custom resource before and after its CRD, remove-node) and the version
@@ -432,6 +433,8 @@ async fn the_kubernetes_client_against_a_real_apiserver() {
         NodeUpdate::Missing
     );
 
+    drain_calls(&kube, &nodes_api, &api.admin_client()).await;
+
     // One admin certificate for all of it.
     assert_eq!(
         issuer.issued.load(Ordering::SeqCst),
@@ -451,6 +454,273 @@ async fn the_kubernetes_client_against_a_real_apiserver() {
             .healthz(&format!("http://{ADDR}:{}/healthz", api.port), None)
             .await
     );
+}
+
+/// Creates `obj` (JSON) through `api`.
+async fn create<K>(api: &Api<K>, obj: serde_json::Value) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let o: K = serde_json::from_value(obj).unwrap();
+    api.create(&PostParams::default(), &o).await.unwrap()
+}
+
+/// A pod on `node` (no kubelet runs here: it stays bound, and `Running` once its status says so).
+fn pod(ns: &str, name: &str, node: &str, labels: serde_json::Value, owner: Option<(&str, &str)>) -> serde_json::Value {
+    let mut p = serde_json::json!({
+        "metadata": {"namespace": ns, "name": name, "labels": labels},
+        "spec": {"nodeName": node, "automountServiceAccountToken": false,
+            "containers": [{"name": "c", "image": "localhost/busybox:latest"}]},
+    });
+    if let Some((api_version, kind)) = owner {
+        p["metadata"]["ownerReferences"] = serde_json::json!([{
+            "apiVersion": api_version, "kind": kind, "name": name, "controller": true,
+            "uid": "00000000-0000-0000-0000-000000000001",
+        }]);
+    }
+    p
+}
+
+/// The pod is being deleted (it has a deletion timestamp).
+async fn deleting(pods: &Api<k8s_openapi::api::core::v1::Pod>, name: &str) -> bool {
+    pods.get(name).await.unwrap().metadata.deletion_timestamp.is_some()
+}
+
+/// The calls of draining (`KubeApi`'s pods, namespaces, eviction with the 1.20 policy API and a
+/// PodDisruptionBudget, deletion, the reboot cordon, OnDelete DaemonSets, volumesInUse).
+async fn drain_calls(kube: &KubeClients, nodes_api: &Api<Node>, client: &kube::Client) {
+    use cke::infra::{Eviction, ANNOTATION_REBOOT};
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    use k8s_openapi::api::core::v1::{Namespace, Pod};
+    const ADDR: &str = "127.0.0.1";
+    let policy_api = cke::model::kube_version::VersionSet::exact(20).unwrap().policy_api;
+    assert_eq!(policy_api, "policy/v1beta1");
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    create(
+        &namespaces,
+        serde_json::json!({"metadata": {"name": "prod", "labels": {"team": "prod"}}}),
+    )
+    .await;
+    create(&namespaces, serde_json::json!({"metadata": {"name": "dev"}})).await;
+    assert_eq!(kube.namespaces(ADDR, "team=prod").await.unwrap(), ["prod"]);
+    let all = kube.namespaces(ADDR, "").await.unwrap();
+    assert!(
+        ["default", "dev", "prod"].iter().all(|n| all.contains(&n.to_string())),
+        "{all:?}"
+    );
+    assert!(kube
+        .namespaces(ADDR, "team notin (prod)")
+        .await
+        .unwrap()
+        .contains(&"dev".to_string()));
+
+    // No controller-manager here: the ServiceAccount admission wants the default accounts.
+    for ns in ["dev", "prod"] {
+        let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), ns);
+        create(
+            &sa,
+            serde_json::json!({"metadata": {"namespace": ns, "name": "default"}}),
+        )
+        .await;
+    }
+    let pods = |ns: &str| -> Api<Pod> { Api::namespaced(client.clone(), ns) };
+    create(
+        &pods("dev"),
+        pod("dev", "web", "node1", serde_json::json!({"app": "web"}), None),
+    )
+    .await;
+    create(
+        &pods("prod"),
+        pod("prod", "db", "node1", serde_json::json!({"app": "db"}), None),
+    )
+    .await;
+    create(
+        &pods("dev"),
+        pod(
+            "dev",
+            "batch",
+            "node1",
+            serde_json::json!({}),
+            Some(("batch/v1", "Job")),
+        ),
+    )
+    .await;
+    create(
+        &pods("dev"),
+        pod(
+            "dev",
+            "agent",
+            "node1",
+            serde_json::json!({"app": "agent"}),
+            Some(("apps/v1", "DaemonSet")),
+        ),
+    )
+    .await;
+    create(
+        &pods("dev"),
+        pod("dev", "other", "node2", serde_json::json!({"app": "agent"}), None),
+    )
+    .await;
+    create(
+        &pods("dev"),
+        pod("dev", "rolling", "node1", serde_json::json!({"app": "rolling"}), None),
+    )
+    .await;
+    // The pods run (a Pending pod may always be evicted, whatever its budget).
+    for (ns, name) in [("dev", "web"), ("prod", "db"), ("dev", "batch")] {
+        pods(ns)
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"status": {"phase": "Running"}})),
+            )
+            .await
+            .unwrap();
+    }
+    let mut on1: Vec<(String, Option<String>, String)> = kube
+        .pods_on_node(ADDR, "node1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| (format!("{}/{}", p.namespace, p.name), p.controller_kind, p.phase))
+        .collect();
+    on1.sort();
+    assert_eq!(
+        on1,
+        [
+            ("dev/agent".into(), Some("DaemonSet".into()), "Pending".into()),
+            ("dev/batch".into(), Some("Job".into()), "Running".into()),
+            ("dev/rolling".into(), None, "Pending".into()),
+            ("dev/web".into(), None, "Running".into()),
+            ("prod/db".into(), None, "Running".into()),
+        ]
+    );
+
+    // A budget that allows no disruption of prod/db: 429, dry run or not; the pod stays.
+    let pdb_body = serde_json::json!({
+        "apiVersion": policy_api, "kind": "PodDisruptionBudget",
+        "metadata": {"namespace": "prod", "name": "db"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}},
+    });
+    // Kubernetes 1.20 serves PodDisruptionBudget as policy/v1beta1 only: created through the generic
+    // object call of that version.
+    kube.create_object(
+        ADDR,
+        &cke::infra::ApiKind::new(policy_api, "PodDisruptionBudget", "poddisruptionbudgets", true),
+        &pdb_body,
+    )
+    .await
+    .unwrap();
+    for dry_run in [true, false] {
+        match kube.evict_pod(ADDR, policy_api, "prod", "db", dry_run).await.unwrap() {
+            Eviction::TooManyRequests(m) => assert!(m.contains("disruption budget"), "{m}"),
+            other => panic!("dry_run {dry_run}: {other:?}"),
+        }
+    }
+    assert!(!deleting(&pods("prod"), "db").await);
+    // Without a budget: the dry run changes nothing, the eviction deletes (gracefully: the pod is
+    // bound, so it stays until a kubelet confirms).
+    assert_eq!(
+        kube.evict_pod(ADDR, policy_api, "dev", "web", true).await.unwrap(),
+        Eviction::Evicted
+    );
+    assert!(!deleting(&pods("dev"), "web").await);
+    assert_eq!(
+        kube.evict_pod(ADDR, policy_api, "dev", "web", false).await.unwrap(),
+        Eviction::Evicted
+    );
+    assert!(deleting(&pods("dev"), "web").await);
+    assert_eq!(
+        kube.evict_pod(ADDR, policy_api, "dev", "nope", false).await.unwrap(),
+        Eviction::NotFound
+    );
+    // The Eviction of another version than the server's is refused with a clear error.
+    let e = kube
+        .evict_pod(ADDR, "policy/v1", "dev", "rolling", false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(ADDR) && e.contains("evict pod dev/rolling"), "{e}");
+    assert!(kube.evict_pod(ADDR, "v1", "dev", "rolling", false).await.is_err());
+
+    // Delete.
+    assert!(kube.delete_pod(ADDR, "dev", "batch").await.unwrap());
+    assert!(deleting(&pods("dev"), "batch").await);
+    assert!(!kube.delete_pod(ADDR, "dev", "nope").await.unwrap());
+
+    // OnDelete DaemonSets: only their pods on that node.
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "dev");
+    let ds = |name: &str, app: &str, strategy: &str| {
+        serde_json::json!({
+            "metadata": {"namespace": "dev", "name": name},
+            "spec": {
+                "selector": {"matchLabels": {"app": app}},
+                "updateStrategy": {"type": strategy},
+                "template": {"metadata": {"labels": {"app": app}},
+                    "spec": {"containers": [{"name": "c", "image": "localhost/busybox:latest"}]}},
+            },
+        })
+    };
+    create(&daemonsets, ds("agent", "agent", "OnDelete")).await;
+    create(&daemonsets, ds("rolling", "rolling", "RollingUpdate")).await;
+    let got: Vec<String> = kube
+        .on_delete_daemonset_pods(ADDR, "node1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| format!("{}/{}", p.namespace, p.name))
+        .collect();
+    assert_eq!(got, ["dev/agent"]);
+
+    // The reboot cordon and its removal (strategic-merge patches), on a Node and a missing one.
+    assert_eq!(
+        kube.set_reboot_cordon(ADDR, "node1", true).await.unwrap(),
+        NodeUpdate::Updated
+    );
+    let n = nodes_api.get("node1").await.unwrap();
+    assert_eq!(n.spec.as_ref().and_then(|s| s.unschedulable), Some(true));
+    assert_eq!(
+        n.metadata
+            .annotations
+            .unwrap_or_default()
+            .get(ANNOTATION_REBOOT)
+            .map(String::as_str),
+        Some("true")
+    );
+    let listed = kube.nodes(ADDR).await.unwrap();
+    assert!(listed.iter().any(|k| k.name == "node1" && k.unschedulable));
+    assert_eq!(
+        kube.set_reboot_cordon(ADDR, "node1", false).await.unwrap(),
+        NodeUpdate::Updated
+    );
+    let n = nodes_api.get("node1").await.unwrap();
+    assert_eq!(n.spec.as_ref().and_then(|s| s.unschedulable), None);
+    assert!(!n
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .contains_key(ANNOTATION_REBOOT));
+    assert_eq!(
+        kube.set_reboot_cordon(ADDR, "missing", true).await.unwrap(),
+        NodeUpdate::Missing
+    );
+
+    // volumesInUse.
+    assert_eq!(kube.volumes_in_use(ADDR, "node1").await.unwrap(), Some(vec![]));
+    nodes_api
+        .patch_status(
+            "node1",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"volumesInUse": ["kubernetes.io/csi/x^y"]}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        kube.volumes_in_use(ADDR, "node1").await.unwrap(),
+        Some(vec!["kubernetes.io/csi/x^y".to_string()])
+    );
+    assert_eq!(kube.volumes_in_use(ADDR, "missing").await.unwrap(), None);
 }
 
 /// A ResourceDefinition of `doc` (YAML) at `revision`, as `ckecli resource set` stores it.

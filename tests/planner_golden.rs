@@ -19,7 +19,8 @@ use serde_yaml::Value;
 use cke::k8s::params::Component;
 use cke::model::{
     parse_cluster, CkeObject, Cluster, ClusterStatus, Constraints, ContainerParams, EtcdClusterStatus, EtcdMember,
-    EtcdNodeStatus, KubeComponentStatus, KubeNode, KubernetesStatus, Node, NodeStatus, ServiceParams, ServiceStatus,
+    EtcdNodeStatus, KubeComponentStatus, KubeNode, KubernetesStatus, Node, NodeStatus, RepairEntry, RepairQueueStatus,
+    RepairStatus, RepairStepStatus, ServiceParams, ServiceStatus,
 };
 use cke::planner::params::*;
 use cke::planner::{current_component, decide_ops, OpKind, Phase, Plan, PlanInputs};
@@ -125,6 +126,111 @@ struct StatusSpec {
     /// What was read through the Kubernetes API; absent: read, every declared node registered.
     #[serde(default)]
     kubernetes: Option<KubernetesSpec>,
+    /// The repair queue; absent: enabled and empty.
+    #[serde(default)]
+    repair_queue: Option<RepairQueueSpec>,
+}
+
+/// The repair queue as the probe read it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepairQueueSpec {
+    /// Processing is enabled; default true.
+    #[serde(default = "yes")]
+    enabled: bool,
+    /// The entries, in queue order.
+    #[serde(default)]
+    entries: Vec<RepairEntrySpec>,
+    /// Addresses whose health check printed `true`.
+    #[serde(default)]
+    repair_completed: BTreeSet<String>,
+    /// Addresses whose drain completed.
+    #[serde(default)]
+    drain_completed: BTreeSet<String>,
+}
+
+/// One repair entry; what is left out takes the value of a fresh entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepairEntrySpec {
+    /// Default: the entry's position in `entries`.
+    #[serde(default)]
+    index: Option<i64>,
+    address: String,
+    /// Default: as the probe fills it, the Node name of the declared node with this address, else
+    /// empty.
+    #[serde(default)]
+    nodename: Option<String>,
+    machine_type: String,
+    operation: String,
+    #[serde(default = "queued")]
+    status: RepairStatus,
+    #[serde(default)]
+    step: usize,
+    #[serde(default = "waiting")]
+    step_status: RepairStepStatus,
+    #[serde(default)]
+    deleted: bool,
+    #[serde(default)]
+    last_transition_time: Option<DateTime<Utc>>,
+    #[serde(default)]
+    drain_backoff_count: i64,
+    #[serde(default)]
+    drain_backoff_expire: Option<DateTime<Utc>>,
+}
+
+fn queued() -> RepairStatus {
+    RepairStatus::Queued
+}
+
+fn waiting() -> RepairStepStatus {
+    RepairStepStatus::Waiting
+}
+
+fn repair_queue(cluster: &Cluster, spec: Option<&RepairQueueSpec>) -> Result<RepairQueueStatus, String> {
+    let Some(spec) = spec else {
+        return Ok(RepairQueueStatus {
+            enabled: true,
+            ..Default::default()
+        });
+    };
+    let entries = spec
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut entry = RepairEntry::new(&e.operation, &e.machine_type, &e.address, "");
+            entry.index = e.index.unwrap_or(i as i64);
+            match &e.nodename {
+                Some(n) => entry.nodename = n.clone(),
+                None => entry.fill_nodename(cluster),
+            }
+            entry.status = e.status;
+            entry.step = e.step;
+            entry.step_status = e.step_status;
+            entry.deleted = e.deleted;
+            entry.last_transition_time = e.last_transition_time;
+            entry.drain_backoff_count = e.drain_backoff_count;
+            entry.drain_backoff_expire = e.drain_backoff_expire;
+            entry
+        })
+        .collect();
+    for (field, set) in [
+        ("repair_completed", &spec.repair_completed),
+        ("drain_completed", &spec.drain_completed),
+    ] {
+        if let Some(a) = set.iter().find(|a| !spec.entries.iter().any(|e| &e.address == *a)) {
+            return Err(format!(
+                "status.repair_queue.{field}: {a} has no entry (the probe checks only the entries' machines)"
+            ));
+        }
+    }
+    Ok(RepairQueueStatus {
+        enabled: spec.enabled,
+        entries,
+        repair_completed: spec.repair_completed.clone(),
+        drain_completed: spec.drain_completed.clone(),
+    })
 }
 
 /// The Kubernetes API as the probe read it.
@@ -177,6 +283,8 @@ struct KubeNodeSpec {
     annotations: BTreeMap<String, String>,
     #[serde(default)]
     taints: Vec<cke::model::Taint>,
+    #[serde(default)]
+    unschedulable: bool,
 }
 
 /// A reachable node.
@@ -489,6 +597,7 @@ fn build_status(cluster: &Cluster, inputs: &PlanInputs, spec: &StatusSpec) -> Re
         status.etcd = etcd_status(e)?;
     }
     status.kubernetes = kubernetes_status(cluster, spec.kubernetes.as_ref())?;
+    status.repair_queue = repair_queue(cluster, spec.repair_queue.as_ref())?;
     if status.kubernetes.api_read {
         kept_objects(cluster, inputs, &mut status, spec.kubernetes.as_ref())?;
     }
@@ -528,10 +637,11 @@ fn kubernetes_status(cluster: &Cluster, spec: Option<&KubernetesSpec>) -> Result
                         labels: k.labels,
                         annotations: k.annotations,
                         taints: k.taints,
+                        unschedulable: k.unschedulable,
                     })
                 }
                 other => Err(format!(
-                    "status.kubernetes.nodes[{i}]: a Node name or a map (name, ready, labels, annotations, taints), not {other:?}"
+                    "status.kubernetes.nodes[{i}]: a Node name or a map (name, ready, labels, annotations, taints, unschedulable), not {other:?}"
                 )),
             })
             .collect::<Result<_, String>>()?,

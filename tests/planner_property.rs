@@ -264,6 +264,12 @@ impl World {
             | OpKind::KubeObject { .. }
             | OpKind::RemoveNode { .. }
             | OpKind::ResourceApply { .. } => {}
+            // The simulated status has no repair queue: never planned here.
+            OpKind::RepairDrainStart { .. }
+            | OpKind::RepairExecute { .. }
+            | OpKind::RepairFinish { .. }
+            | OpKind::RepairDequeue { .. }
+            | OpKind::RepairDrainTimeout { .. } => {}
             OpKind::StopEtcdRivers { nodes } => {
                 for a in nodes {
                     self.etcd_rivers_stopped.insert(Self::index(a));

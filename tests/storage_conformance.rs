@@ -276,6 +276,140 @@ async fn create_conformance<S: Storage + 'static>(s: Arc<S>) {
     }
 }
 
+/// Compare-and-swap transactions and CKE's queue pattern on them: racing enqueues get distinct
+/// indexes, racing updates all land, a fenced update or dequeue needs the fence.
+async fn queue_conformance<S: Storage + 'static>(s: Arc<S>) {
+    use cke::model::{RebootQueueEntry, RebootStatus};
+    use cke::storage::queue::{self, REBOOT_QUEUE, REPAIR_QUEUE};
+    use cke::storage::{Condition, Fence, Write};
+
+    // txn: conditions on mod revisions (0: absent) and fences, all or nothing.
+    assert!(s
+        .txn(
+            vec![Condition::ModRevision("q/a".into(), 0)],
+            vec![Write::Put("q/a".into(), b"1".to_vec())]
+        )
+        .await
+        .unwrap());
+    let rev = s.get_raw("q/a").await.unwrap().unwrap().mod_revision;
+    assert!(!s
+        .txn(
+            vec![Condition::ModRevision("q/a".into(), rev - 1)],
+            vec![
+                Write::Put("q/a".into(), b"2".to_vec()),
+                Write::Put("q/b".into(), b"2".to_vec())
+            ]
+        )
+        .await
+        .unwrap());
+    assert_eq!(s.get_raw("q/a").await.unwrap().unwrap().value, b"1");
+    assert!(
+        s.get_raw("q/b").await.unwrap().is_none(),
+        "nothing of a failed txn is written"
+    );
+    let gone = Fence {
+        key: format!("{}leader/none", s.prefix()),
+        create_revision: 1,
+    };
+    assert!(!s
+        .txn(
+            vec![
+                Condition::ModRevision("q/a".into(), rev),
+                Condition::Fence(gone.clone())
+            ],
+            vec![Write::Delete("q/a".into())]
+        )
+        .await
+        .unwrap());
+    s.put_raw("leader/me", b"me".to_vec()).await.unwrap();
+    let fence = Fence {
+        key: format!("{}leader/me", s.prefix()),
+        create_revision: s.get_raw("leader/me").await.unwrap().unwrap().create_revision,
+    };
+    assert!(s
+        .txn(
+            vec![
+                Condition::ModRevision("q/a".into(), rev),
+                Condition::Fence(fence.clone())
+            ],
+            vec![Write::Delete("q/a".into())]
+        )
+        .await
+        .unwrap());
+    assert!(s.get_raw("q/a").await.unwrap().is_none());
+
+    // Racing enqueues: distinct, dense indexes.
+    let barrier = Arc::new(tokio::sync::Barrier::new(16));
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (s, barrier) = (s.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let mut e = [RebootQueueEntry::new(&format!("10.0.0.{i}"))];
+                queue::enqueue(&*s, &REBOOT_QUEUE, &mut e).await.unwrap();
+                e[0].index
+            })
+        })
+        .collect();
+    let mut got = vec![];
+    for t in tasks {
+        got.push(t.await.unwrap());
+    }
+    got.sort();
+    assert_eq!(got, (0..16).collect::<Vec<i64>>());
+    let all: Vec<RebootQueueEntry> = queue::entries(&*s, &REBOOT_QUEUE).await.unwrap();
+    assert_eq!(all.len(), 16);
+    assert!(all.windows(2).all(|w| w[0].index < w[1].index), "in index order");
+    // The other queue is apart.
+    assert!(queue::entries::<RebootQueueEntry>(&*s, &REPAIR_QUEUE)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Racing updates of one entry, fenced (as the leader) and not (as ckecli): each lands once.
+    let barrier = Arc::new(tokio::sync::Barrier::new(16));
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (s, barrier, fence) = (s.clone(), barrier.clone(), fence.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let f = (i % 2 == 0).then_some(&fence);
+                queue::update(&*s, &REBOOT_QUEUE, 3, f, |e: &mut RebootQueueEntry| {
+                    e.drain_backoff_count += 1;
+                    true
+                })
+                .await
+                .unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap().is_some());
+    }
+    let e: RebootQueueEntry = queue::entry(&*s, &REBOOT_QUEUE, 3).await.unwrap().unwrap();
+    assert_eq!(e.drain_backoff_count, 16);
+    // A lost fence: the update and the dequeue fail, nothing changes.
+    let r = queue::update(&*s, &REBOOT_QUEUE, 3, Some(&gone), |e: &mut RebootQueueEntry| {
+        e.status = RebootStatus::Draining;
+        true
+    })
+    .await;
+    assert!(matches!(r, Err(StorageError::LostLeadership { .. })), "{r:?}");
+    assert!(matches!(
+        queue::dequeue(&*s, &REBOOT_QUEUE, &gone, 3).await,
+        Err(StorageError::LostLeadership { .. })
+    ));
+    queue::dequeue(&*s, &REBOOT_QUEUE, &fence, 3).await.unwrap();
+    assert!(queue::entry::<RebootQueueEntry>(&*s, &REBOOT_QUEUE, 3)
+        .await
+        .unwrap()
+        .is_none());
+    for i in 0..16 {
+        queue::dequeue(&*s, &REBOOT_QUEUE, &fence, i).await.unwrap();
+    }
+    s.delete_raw("leader/me").await.unwrap();
+}
+
 /// What only a test can do to each implementation.
 #[async_trait::async_trait]
 trait Harness: Send + Sync {
@@ -562,6 +696,7 @@ async fn memory_double_conforms() {
     conformance(mem.clone()).await;
     create_conformance(mem.clone()).await;
     resource_conformance(mem.clone()).await;
+    queue_conformance(mem.clone()).await;
     watch_conformance(mem.clone(), &MemHarness(mem)).await;
 }
 
@@ -604,6 +739,7 @@ async fn etcd_conforms_and_prefixes_isolate() {
     conformance(Arc::new(b.clone())).await;
     create_conformance(Arc::new(a.clone())).await;
     resource_conformance(Arc::new(a.clone())).await;
+    queue_conformance(Arc::new(a.clone())).await;
 
     // A watch on the other prefix sees none of the changes below.
     let mut other = b.watch("", 0).await.unwrap();

@@ -10,7 +10,9 @@ mod constraints;
 mod etcd;
 mod history;
 mod kubernetes;
+mod repair_queue;
 mod resource;
+mod sabakan;
 mod ssh;
 mod vault;
 
@@ -84,6 +86,9 @@ pub enum Command {
     /// User-defined Kubernetes resources that cke applies (`resource/<key>`).
     #[command(subcommand)]
     Resource(resource::ResourceCommand),
+    /// The repair queue: requests to repair machines (docs/repair.md).
+    #[command(subcommand, name = "repair-queue")]
+    RepairQueue(repair_queue::RepairQueueCommand),
     /// Open a shell or run a command on a node (key from Vault, pinned host key).
     Ssh(ssh::SshArgs),
     /// Copy files to or from a node.
@@ -91,6 +96,12 @@ pub enum Command {
     /// Manage pinned SSH host keys.
     #[command(subcommand, name = "ssh-hostkey")]
     SshHostkey(ssh::HostKeyCommand),
+    /// The sabakan integration: the cluster declaration generated from sabakan's machines.
+    #[command(subcommand)]
+    Sabakan(sabakan::SabakanCommand),
+    /// Sabakan-triggered automatic repair.
+    #[command(subcommand, name = "auto-repair")]
+    AutoRepair(sabakan::AutoRepairCommand),
 }
 
 /// Errors of `ckecli` commands; [`CliError::exit_code`] maps them to exit codes.
@@ -352,9 +363,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Etcd(c) => etcd::run(&ctx, c).await,
         Command::Kubernetes(c) => kubernetes::run(&ctx, c).await,
         Command::Resource(c) => resource::run(&ctx, c).await,
+        Command::RepairQueue(c) => repair_queue::run(&ctx, c).await,
         Command::Ssh(a) => ssh::ssh(&ctx, a).await,
         Command::Scp(a) => ssh::scp(&ctx, a).await,
         Command::SshHostkey(c) => ssh::hostkey(&ctx, c).await,
+        Command::Sabakan(c) => sabakan::run(&ctx, c).await,
+        Command::AutoRepair(c) => sabakan::run_auto_repair(&ctx, c).await,
     }
 }
 

@@ -69,6 +69,21 @@ pub struct World {
     /// Other Kubernetes objects by (API group, kind, namespace, name), as JSON; an object the fake
     /// applied server-side carries `metadata.managedFields` of manager `cke`.
     pub kube_objects: BTreeMap<(String, String, String, String), serde_json::Value>,
+    /// Answers of host commands ([`Fake::on_host_command`]): the first whose pattern the command
+    /// line contains; a command no rule matches prints nothing and succeeds.
+    pub host_answers: Vec<(String, Result<String, String>)>,
+    /// Every host command run, with the timeout it was given.
+    pub host_timeouts: Vec<(String, Option<Duration>)>,
+    /// Pods by (namespace, name). Evicted and deleted pods are gone at once.
+    pub pods: BTreeMap<(String, String), crate::infra::KubePod>,
+    /// Namespace labels by name (a namespace of a pod exists without an entry here).
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// Pods whose eviction a PodDisruptionBudget refuses (429), with how many more times.
+    pub eviction_refusals: BTreeMap<(String, String), u32>,
+    /// DaemonSets with `updateStrategy: OnDelete`, as (namespace, name).
+    pub on_delete_daemonsets: BTreeSet<(String, String)>,
+    /// `status.volumesInUse` by Node name.
+    pub volumes_in_use: BTreeMap<String, Vec<String>>,
     failures: Vec<String>,
 }
 
@@ -285,7 +300,71 @@ fn etcd_error(reason: String) -> ManagedEtcdError {
     }
 }
 
+/// Whether `labels` satisfy a selector in the API's query syntax
+/// ([`crate::model::LabelSelector::to_query`]): `k=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`.
+pub fn selector_matches(query: &str, labels: &BTreeMap<String, String>) -> bool {
+    let mut reqs = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (i, c) in query.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                reqs.push(&query[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    reqs.push(&query[start..]);
+    reqs.into_iter().map(str::trim).filter(|r| !r.is_empty()).all(|r| {
+        let set = |rest: &str| -> Vec<String> {
+            rest.trim()
+                .trim_start_matches('(')
+                .trim_end_matches(')')
+                .split(',')
+                .map(|v| v.trim().to_string())
+                .collect()
+        };
+        if let Some((k, rest)) = r.split_once(" notin ") {
+            labels.get(k.trim()).is_none_or(|v| !set(rest).contains(v))
+        } else if let Some((k, rest)) = r.split_once(" in ") {
+            labels.get(k.trim()).is_some_and(|v| set(rest).contains(v))
+        } else if let Some((k, v)) = r.split_once('=') {
+            labels.get(k.trim()) == Some(&v.trim().to_string())
+        } else if let Some(k) = r.strip_prefix('!') {
+            !labels.contains_key(k.trim())
+        } else {
+            labels.contains_key(r)
+        }
+    })
+}
+
 impl Fake {
+    /// A pod on Node `node`, owned by a controller of `controller_kind` (`"DaemonSet"`, `"Job"`,
+    /// `""` for none) named after the pod, in `phase`, with `labels`.
+    pub fn add_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        node: &str,
+        controller_kind: &str,
+        phase: &str,
+        labels: &[(&str, &str)],
+    ) {
+        let pod = crate::infra::KubePod {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: format!("uid-{namespace}-{name}"),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            controller_kind: (!controller_kind.is_empty()).then(|| controller_kind.to_string()),
+            controller_name: (!controller_kind.is_empty()).then(|| name.to_string()),
+            phase: phase.into(),
+            node_name: node.into(),
+        };
+        self.with(|w| w.pods.insert((namespace.into(), name.into()), pod));
+    }
+
     /// An empty world: nodes appear when first used.
     pub fn new() -> Self {
         let f = Fake::default();
@@ -348,7 +427,19 @@ impl Fake {
             etcd: Arc::new(self.clone()),
             kube: Arc::new(self.clone()),
             health: Arc::new(self.clone()),
+            commands: Arc::new(self.clone()),
+            fence: None,
         }
+    }
+
+    /// Host commands whose command line contains `pattern` print `answer` and succeed (`Ok`), or
+    /// fail with the message (`Err`); the latest rule for a pattern wins.
+    pub fn on_host_command(&self, pattern: &str, answer: Result<&str, &str>) {
+        self.with(|w| {
+            w.host_answers.retain(|(p, _)| p != pattern);
+            w.host_answers
+                .insert(0, (pattern.into(), answer.map(str::to_string).map_err(str::to_string)));
+        });
     }
 
     /// The fake Node objects: a kubelet running on a node registers its Node (with the boot taints
@@ -979,6 +1070,128 @@ impl crate::infra::KubeApi for Fake {
         })
     }
 
+    async fn pods_on_node(
+        &self,
+        address: &str,
+        node: &str,
+    ) -> Result<Vec<crate::infra::KubePod>, crate::infra::KubeError> {
+        self.with(|w| {
+            w.kube_act(address, format!("{address}: kube list pods on {node}"))?;
+            Ok(w.pods.values().filter(|p| p.node_name == node).cloned().collect())
+        })
+    }
+
+    async fn namespaces(&self, address: &str, label_selector: &str) -> Result<Vec<String>, crate::infra::KubeError> {
+        self.with(|w| {
+            w.kube_act(address, format!("{address}: kube list namespaces {label_selector:?}"))?;
+            let mut all: BTreeMap<String, BTreeMap<String, String>> = w.namespaces.clone();
+            for (ns, _) in w.pods.keys() {
+                all.entry(ns.clone()).or_default();
+            }
+            Ok(all
+                .into_iter()
+                .filter(|(_, labels)| selector_matches(label_selector, labels))
+                .map(|(n, _)| n)
+                .collect())
+        })
+    }
+
+    async fn evict_pod(
+        &self,
+        address: &str,
+        policy_api: &str,
+        namespace: &str,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<crate::infra::Eviction, crate::infra::KubeError> {
+        self.with(|w| {
+            let dry = if dry_run { " (dry run)" } else { "" };
+            w.kube_act(
+                address,
+                format!("{address}: kube evict {namespace}/{name} {policy_api}{dry}"),
+            )?;
+            let key = (namespace.to_string(), name.to_string());
+            if !w.pods.contains_key(&key) {
+                return Ok(crate::infra::Eviction::NotFound);
+            }
+            if let Some(n) = w.eviction_refusals.get_mut(&key) {
+                if *n > 0 {
+                    *n = n.saturating_sub(u32::from(!dry_run));
+                    return Ok(crate::infra::Eviction::TooManyRequests(
+                        "Cannot evict pod as it would violate the pod's disruption budget.".into(),
+                    ));
+                }
+            }
+            if !dry_run {
+                w.pods.remove(&key);
+            }
+            Ok(crate::infra::Eviction::Evicted)
+        })
+    }
+
+    async fn delete_pod(&self, address: &str, namespace: &str, name: &str) -> Result<bool, crate::infra::KubeError> {
+        self.with(|w| {
+            w.kube_act(address, format!("{address}: kube delete pod {namespace}/{name}"))?;
+            Ok(w.pods.remove(&(namespace.to_string(), name.to_string())).is_some())
+        })
+    }
+
+    async fn on_delete_daemonset_pods(
+        &self,
+        address: &str,
+        node: &str,
+    ) -> Result<Vec<crate::infra::KubePod>, crate::infra::KubeError> {
+        self.with(|w| {
+            w.kube_act(
+                address,
+                format!("{address}: kube list on-delete daemonset pods on {node}"),
+            )?;
+            Ok(w.pods
+                .values()
+                .filter(|p| {
+                    p.node_name == node
+                        && p.controller_kind.as_deref() == Some("DaemonSet")
+                        && p.controller_name
+                            .as_ref()
+                            .is_some_and(|ds| w.on_delete_daemonsets.contains(&(p.namespace.clone(), ds.clone())))
+                })
+                .cloned()
+                .collect())
+        })
+    }
+
+    async fn set_reboot_cordon(
+        &self,
+        address: &str,
+        name: &str,
+        cordon: bool,
+    ) -> Result<crate::infra::NodeUpdate, crate::infra::KubeError> {
+        self.with(|w| {
+            let verb = if cordon { "cordon" } else { "uncordon" };
+            w.kube_act(address, format!("{address}: kube {verb} {name}"))?;
+            let Some(node) = w.kube_nodes.get_mut(name) else {
+                return Ok(crate::infra::NodeUpdate::Missing);
+            };
+            node.unschedulable = cordon;
+            if cordon {
+                node.annotations
+                    .insert(crate::infra::ANNOTATION_REBOOT.into(), "true".into());
+            } else {
+                node.annotations.remove(crate::infra::ANNOTATION_REBOOT);
+            }
+            Ok(crate::infra::NodeUpdate::Updated)
+        })
+    }
+
+    async fn volumes_in_use(&self, address: &str, name: &str) -> Result<Option<Vec<String>>, crate::infra::KubeError> {
+        self.with(|w| {
+            w.kube_act(address, format!("{address}: kube volumes in use {name}"))?;
+            Ok(w.kube_nodes
+                .contains_key(name)
+                .then(|| w.volumes_in_use.get(name).cloned().unwrap_or_default()))
+        })
+    }
+
     async fn remove_node(
         &self,
         address: &str,
@@ -1011,5 +1224,33 @@ impl crate::infra::Health for Fake {
             _ => return false,
         };
         self.with(|w| !w.unreachable.contains(host) && w.running(host, container))
+    }
+}
+
+#[async_trait]
+impl crate::infra::HostCommands for Fake {
+    /// Logs `host: <command line>` (and its timeout in `host_timeouts`); answers by
+    /// [`Fake::on_host_command`].
+    async fn run(&self, argv: &[String], timeout: Option<Duration>) -> Result<String, crate::infra::HostCommandError> {
+        use crate::infra::HostCommandError;
+        if argv.is_empty() {
+            return Err(HostCommandError::Empty);
+        }
+        let command = argv.join(" ");
+        self.with(|w| {
+            let failed = |stderr: String| HostCommandError::Failed {
+                command: command.clone(),
+                status: "exit status 1".into(),
+                stdout: String::new(),
+                stderr,
+            };
+            w.host_timeouts.push((command.clone(), timeout));
+            w.act(format!("host: {command}")).map_err(failed)?;
+            match w.host_answers.iter().find(|(p, _)| command.contains(p.as_str())) {
+                Some((_, Ok(out))) => Ok(out.clone()),
+                Some((_, Err(e))) => Err(failed(e.clone())),
+                None => Ok(String::new()),
+            }
+        })
     }
 }

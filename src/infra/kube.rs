@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::Api;
 use rustls::pki_types::pem::PemObject;
@@ -20,7 +21,8 @@ use rustls::pki_types::CertificateDer;
 use tokio::sync::Mutex;
 
 use crate::infra::{
-    ApiKind, Applied, CertIssuer, Health, IssueError, KubeApi, KubeError, NodeRemoval, NodeUpdate, RENEW_BEFORE_EXPIRY,
+    ApiKind, Applied, CertIssuer, Eviction, Health, IssueError, KubeApi, KubeError, KubePod, NodeRemoval, NodeUpdate,
+    ANNOTATION_REBOOT, RENEW_BEFORE_EXPIRY,
 };
 use crate::model::{KubeNode, Taint};
 use crate::storage::Storage;
@@ -138,6 +140,9 @@ pub fn client_config(url: &str, tls: &AdminTls, timeout: Duration) -> Result<kub
     config.connect_timeout = Some(timeout);
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
+    // No retries behind cke's back: a 429 of an eviction is an answer (a PodDisruptionBudget), which
+    // the drain handles as CKE does; a pass that fails is planned again.
+    config.default_retry = false;
     Ok(config)
 }
 
@@ -320,6 +325,123 @@ impl KubeApi for KubeClients {
             .map(|r| ApiKind::new(api_version, kind, &r.name, r.namespaced)))
     }
 
+    async fn pods_on_node(&self, address: &str, node: &str) -> Result<Vec<KubePod>, KubeError> {
+        let api = self.pods_api(address, None).await?;
+        let params = ListParams::default().fields(&format!("spec.nodeName={node}"));
+        let what = format!("list pods on node {node}");
+        let list = call(self.timeout, address, &what, api.list(&params)).await?;
+        Ok(list.items.iter().map(kube_pod).collect())
+    }
+
+    async fn namespaces(&self, address: &str, label_selector: &str) -> Result<Vec<String>, KubeError> {
+        let api: Api<Namespace> = Api::all(self.client(address).await?);
+        let params = ListParams::default().labels(label_selector);
+        let what = format!("list namespaces {label_selector:?}");
+        let list = call(self.timeout, address, &what, api.list(&params)).await?;
+        Ok(list.items.into_iter().filter_map(|n| n.metadata.name).collect())
+    }
+
+    async fn evict_pod(
+        &self,
+        address: &str,
+        policy_api: &str,
+        namespace: &str,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<Eviction, KubeError> {
+        let client = self.client(address).await?;
+        let body = eviction_body(address, policy_api, namespace, name, dry_run)?;
+        let mut url = format!("/api/v1/namespaces/{namespace}/pods/{name}/eviction");
+        if dry_run {
+            url.push_str("?dryRun=All");
+        }
+        let what = format!(
+            "evict pod {namespace}/{name}{}",
+            if dry_run { " (dry run)" } else { "" }
+        );
+        let request = http::Request::post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .map_err(|e| api_error(address, format!("{what}: {e}")))?;
+        match tokio::time::timeout(self.timeout, client.request_text(request)).await {
+            Ok(Ok(_)) => Ok(Eviction::Evicted),
+            Ok(Err(e)) if status_code(&e) == Some(404) => Ok(Eviction::NotFound),
+            Ok(Err(kube::Error::Api(s))) if s.code == 429 => Ok(Eviction::TooManyRequests(s.message.clone())),
+            Ok(Err(e)) => Err(api_error(address, format!("{what}: {}", crate::error::error_chain(&e)))),
+            Err(_) => Err(api_error(
+                address,
+                format!("{what}: no answer within {:?}", self.timeout),
+            )),
+        }
+    }
+
+    async fn delete_pod(&self, address: &str, namespace: &str, name: &str) -> Result<bool, KubeError> {
+        let api = self.pods_api(address, Some(namespace)).await?;
+        let what = format!("delete pod {namespace}/{name}");
+        match tokio::time::timeout(self.timeout, api.delete(name, &DeleteParams::default())).await {
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(e)) if status_code(&e) == Some(404) => Ok(false),
+            Ok(Err(e)) => Err(api_error(address, format!("{what}: {}", crate::error::error_chain(&e)))),
+            Err(_) => Err(api_error(
+                address,
+                format!("{what}: no answer within {:?}", self.timeout),
+            )),
+        }
+    }
+
+    async fn on_delete_daemonset_pods(&self, address: &str, node: &str) -> Result<Vec<KubePod>, KubeError> {
+        let client = self.client(address).await?;
+        let api: Api<DaemonSet> = Api::all(client.clone());
+        let list = call(
+            self.timeout,
+            address,
+            "list daemonsets",
+            api.list(&ListParams::default()),
+        )
+        .await?;
+        let mut out = Vec::new();
+        for ds in list.items {
+            let spec = ds.spec;
+            let on_delete = spec.update_strategy.as_ref().and_then(|u| u.type_.as_deref()) == Some("OnDelete");
+            if !on_delete {
+                continue;
+            }
+            let ns = ds.metadata.namespace.unwrap_or_default();
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            let params = ListParams::default().labels(&selector_query(&spec.selector));
+            let what = format!("list pods of daemonset {ns}/{}", ds.metadata.name.unwrap_or_default());
+            let list = call(self.timeout, address, &what, pods.list(&params)).await?;
+            out.extend(list.items.iter().map(kube_pod).filter(|p| p.node_name == node));
+        }
+        Ok(out)
+    }
+
+    async fn set_reboot_cordon(&self, address: &str, name: &str, cordon: bool) -> Result<NodeUpdate, KubeError> {
+        let api: Api<Node> = Api::all(self.client(address).await?);
+        let patch = if cordon {
+            serde_json::json!({"metadata": {"annotations": {ANNOTATION_REBOOT: "true"}}, "spec": {"unschedulable": true}})
+        } else {
+            serde_json::json!({"metadata": {"annotations": {ANNOTATION_REBOOT: null}}, "spec": {"unschedulable": null}})
+        };
+        let what = format!("{} node {name}", if cordon { "cordon" } else { "uncordon" });
+        let params = PatchParams::default();
+        match tokio::time::timeout(self.timeout, api.patch(name, &params, &Patch::Strategic(&patch))).await {
+            Ok(Ok(_)) => Ok(NodeUpdate::Updated),
+            Ok(Err(e)) if status_code(&e) == Some(404) => Ok(NodeUpdate::Missing),
+            Ok(Err(e)) => Err(api_error(address, format!("{what}: {}", crate::error::error_chain(&e)))),
+            Err(_) => Err(api_error(
+                address,
+                format!("{what}: no answer within {:?}", self.timeout),
+            )),
+        }
+    }
+
+    async fn volumes_in_use(&self, address: &str, name: &str) -> Result<Option<Vec<String>>, KubeError> {
+        let api: Api<Node> = Api::all(self.client(address).await?);
+        let node = call(self.timeout, address, "get node", api.get_opt(name)).await?;
+        Ok(node.map(|n| n.status.and_then(|s| s.volumes_in_use).unwrap_or_default()))
+    }
+
     async fn remove_node(&self, address: &str, name: &str) -> Result<NodeRemoval, KubeError> {
         let api: Api<Node> = Api::all(self.client(address).await?);
         let Some(node) = call(self.timeout, address, "get node", api.get_opt(name)).await? else {
@@ -347,6 +469,87 @@ impl KubeApi for KubeClients {
             Some(_) => NodeRemoval::Deleted,
             None => NodeRemoval::Missing,
         })
+    }
+}
+
+/// The calls of draining (the second half of [`KubeApi`] for [`KubeClients`]).
+impl KubeClients {
+    async fn pods_api(&self, address: &str, namespace: Option<&str>) -> Result<Api<Pod>, KubeError> {
+        let client = self.client(address).await?;
+        Ok(match namespace {
+            Some(ns) => Api::namespaced(client, ns),
+            None => Api::all(client),
+        })
+    }
+}
+
+/// The `policy/...` API version of the `Eviction` body, or an error naming it.
+fn eviction_body(
+    address: &str,
+    policy_api: &str,
+    namespace: &str,
+    name: &str,
+    dry_run: bool,
+) -> Result<Vec<u8>, KubeError> {
+    if !policy_api.starts_with("policy/") {
+        return Err(api_error(
+            address,
+            format!("{policy_api:?} is not a policy API version"),
+        ));
+    }
+    let mut body = serde_json::json!({
+        "apiVersion": policy_api,
+        "kind": "Eviction",
+        "metadata": {"name": name, "namespace": namespace},
+    });
+    if dry_run {
+        body["deleteOptions"] = serde_json::json!({"dryRun": ["All"]});
+    }
+    Ok(serde_json::to_vec(&body).expect("JSON serializes"))
+}
+
+/// The pod as draining sees it.
+pub fn kube_pod(pod: &Pod) -> KubePod {
+    let controller = pod
+        .metadata
+        .owner_references
+        .as_ref()
+        .and_then(|refs| refs.iter().find(|r| r.controller == Some(true)));
+    KubePod {
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+        labels: pod.metadata.labels.clone().unwrap_or_default(),
+        controller_kind: controller.map(|r| r.kind.clone()),
+        controller_name: controller.map(|r| r.name.clone()),
+        phase: pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default(),
+        node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
+    }
+}
+
+/// A DaemonSet's `spec.selector` in the API's query syntax (CKE's `FormatLabelSelector`).
+fn selector_query(sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector) -> String {
+    let model = crate::model::LabelSelector {
+        match_labels: sel.match_labels.clone().unwrap_or_default(),
+        match_expressions: sel
+            .match_expressions
+            .iter()
+            .flatten()
+            .map(|r| crate::model::LabelSelectorRequirement {
+                key: r.key.clone(),
+                operator: r.operator.clone(),
+                values: r.values.clone().unwrap_or_default(),
+            })
+            .collect(),
+    };
+    model.to_query()
+}
+
+/// The HTTP status of a failed request, if the server answered one.
+fn status_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
     }
 }
 
@@ -585,6 +788,7 @@ pub fn kube_node(node: &Node) -> KubeNode {
         labels: node.metadata.labels.clone().unwrap_or_default(),
         annotations: node.metadata.annotations.clone().unwrap_or_default(),
         taints,
+        unschedulable: node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false),
     }
 }
 
@@ -818,6 +1022,7 @@ mod tests {
         assert_eq!(String::from_utf8(decoded).unwrap(), tls.cert);
         assert_eq!(c.read_timeout, Some(KUBE_API_TIMEOUT));
         assert_eq!(c.connect_timeout, Some(KUBE_API_TIMEOUT));
+        assert!(!c.default_retry, "429s reach the drain");
 
         let bad = AdminTls {
             ca: "not a certificate".into(),

@@ -5,14 +5,17 @@
 //! - [`Engine`]: the docker-compatible container engine on a node ([`ContainerEngine`] over SSH);
 //! - [`CertIssuer`]: certificates from Vault PKI ([`pki::Issuer`]);
 //! - [`EtcdConnector`] / [`EtcdAdmin`]: the managed etcd's admin API ([`managed_etcd`]);
+//! - [`HostCommands`]: commands on cke's own host, with their timeouts ([`host_command`]);
 //! - the management etcd is [`crate::storage::Storage`] (with its in-memory double).
 //!
 //! [`Infra`] bundles them for one pass. Building it connects nowhere; the real implementations
 //! connect on first use. This layer knows nothing of plans or operators.
 
 pub mod agent;
+pub mod drain;
 #[cfg(test)]
 pub mod fake;
+pub mod host_command;
 pub mod kube;
 pub mod managed_etcd;
 pub mod pki;
@@ -27,6 +30,7 @@ use tokio::sync::Mutex;
 use crate::infra::agent::container::{ContainerEngine, RunSpec};
 use crate::infra::agent::ssh::SshPool;
 use crate::infra::agent::{AgentError, Runner};
+pub use crate::infra::host_command::{HostCommandError, HostCommands};
 use crate::infra::managed_etcd::{live_endpoints, EtcdTls, ManagedEtcd, ManagedEtcdError, MemberInfo};
 use crate::infra::pki::{IssueRequest, IssuedCert, Issuer, VaultClient, VaultError};
 use crate::model::{Cluster, EtcdClusterStatus};
@@ -406,6 +410,87 @@ pub trait KubeApi: Send + Sync {
     /// Cordons Node `name` (unless it is already unschedulable) and deletes it (CKE's
     /// remove-node); a Node already being deleted is left alone.
     async fn remove_node(&self, address: &str, name: &str) -> Result<NodeRemoval, KubeError>;
+
+    // The calls of draining (the reboot and repair queues, [`drain`]). A client that does not drain
+    // (a daemon without Kubernetes, test stubs) fails them with `NotConfigured`.
+
+    /// Every pod on Node `node`, in all namespaces (`fieldSelector=spec.nodeName=<node>`).
+    async fn pods_on_node(&self, _address: &str, _node: &str) -> Result<Vec<KubePod>, KubeError> {
+        Err(KubeError::NotConfigured)
+    }
+    /// The names of the Namespaces matching `label_selector` (the API's query syntax,
+    /// [`crate::model::LabelSelector::to_query`]; empty: all).
+    async fn namespaces(&self, _address: &str, _label_selector: &str) -> Result<Vec<String>, KubeError> {
+        Err(KubeError::NotConfigured)
+    }
+    /// Evicts pod `namespace/name` through its `eviction` subresource with an `Eviction` of
+    /// `policy_api` (by Kubernetes minor: [`crate::model::kube_version::VersionSet::policy_api`]);
+    /// `dry_run` sends `dryRun=All`. A 404 and a 429 (a PodDisruptionBudget forbids it now) are
+    /// answers, not errors.
+    async fn evict_pod(
+        &self,
+        _address: &str,
+        _policy_api: &str,
+        _namespace: &str,
+        _name: &str,
+        _dry_run: bool,
+    ) -> Result<Eviction, KubeError> {
+        Err(KubeError::NotConfigured)
+    }
+    /// Deletes pod `namespace/name`; `Ok(false)` when there is no such pod.
+    async fn delete_pod(&self, _address: &str, _namespace: &str, _name: &str) -> Result<bool, KubeError> {
+        Err(KubeError::NotConfigured)
+    }
+    /// The pods on Node `node` that belong to DaemonSets with `updateStrategy: OnDelete` (CKE: those
+    /// are deleted before a reboot, so they restart with the current template).
+    async fn on_delete_daemonset_pods(&self, _address: &str, _node: &str) -> Result<Vec<KubePod>, KubeError> {
+        Err(KubeError::NotConfigured)
+    }
+    /// Cordons Node `name` and annotates it `cke.cybozu.com/reboot: "true"` (`cordon`), or removes
+    /// both (a strategic-merge patch, as CKE's); [`NodeUpdate::Missing`] when there is no such Node.
+    async fn set_reboot_cordon(&self, _address: &str, _name: &str, _cordon: bool) -> Result<NodeUpdate, KubeError> {
+        Err(KubeError::NotConfigured)
+    }
+    /// `status.volumesInUse` of Node `name`; `Ok(None)` when there is no such Node.
+    async fn volumes_in_use(&self, _address: &str, _name: &str) -> Result<Option<Vec<String>>, KubeError> {
+        Err(KubeError::NotConfigured)
+    }
+}
+
+/// The annotation cke puts on a Node it cordons for a reboot or a repair (CKE's).
+pub const ANNOTATION_REBOOT: &str = "cke.cybozu.com/reboot";
+
+/// A pod as draining needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KubePod {
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.uid`.
+    pub uid: String,
+    /// `metadata.labels`.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The kind of the owner reference with `controller: true` (`DaemonSet`, `Job`, ...), if any.
+    pub controller_kind: Option<String>,
+    /// That owner's name.
+    pub controller_name: Option<String>,
+    /// `status.phase` (`Pending`, `Running`, `Succeeded`, `Failed`, `Unknown`; empty when unset).
+    pub phase: String,
+    /// `spec.nodeName`.
+    pub node_name: String,
+}
+
+/// What [`KubeApi::evict_pod`] answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum Eviction {
+    /// Evicted (or, with `dry_run`, it would be).
+    Evicted,
+    /// There is no such pod (already gone).
+    NotFound,
+    /// 429 Too Many Requests: a PodDisruptionBudget does not allow it now; the server's message.
+    TooManyRequests(String),
 }
 
 /// A kind of Kubernetes object as the API serves it: where to find it and how it is named in
@@ -616,6 +701,11 @@ pub struct Infra {
     pub kube: Arc<dyn KubeApi>,
     /// The components' health endpoints.
     pub health: Arc<dyn Health>,
+    /// Commands on cke's own host (reboot, boot check, repair commands).
+    pub commands: Arc<dyn HostCommands>,
+    /// The leader's fence, for the writes an operation makes itself (dequeueing a queue entry);
+    /// the controller sets it for each pass.
+    pub fence: Option<crate::storage::Fence>,
 }
 
 impl Infra {
@@ -633,6 +723,8 @@ impl Infra {
             etcd: Arc::new(EtcdClientConnector::new(credentials, Duration::from_secs(10))),
             kube: Arc::new(NoKube),
             health: Arc::new(NoHealth),
+            commands: Arc::new(host_command::NoHostCommands),
+            fence: None,
         }
     }
 

@@ -218,11 +218,10 @@ impl NodeAttrs {
     /// `node` with these attributes.
     pub fn apply_to(&self, node: &KubeNode) -> KubeNode {
         KubeNode {
-            name: node.name.clone(),
-            ready: node.ready,
             labels: self.labels.clone(),
             annotations: self.annotations.clone(),
             taints: self.taints.clone(),
+            ..node.clone()
         }
     }
 }
@@ -442,6 +441,7 @@ mod tests {
                 taint("cke.cybozu.com/foo", "", "NoSchedule"),
                 taint(MASTER_TAINT, "", MASTER_TAINT_EFFECT),
             ],
+            ..Default::default()
         };
         assert!(is_outdated(&w, &current, false));
         let d = desired(&w, &current, true);

@@ -194,6 +194,57 @@ pub struct LabelSelector {
     pub match_expressions: Vec<LabelSelectorRequirement>,
 }
 
+impl LabelSelector {
+    /// Whether an object with `labels` is selected, as Kubernetes decides (`In`: the label is
+    /// present with one of the values; `NotIn`: absent or none of them; `Exists`; `DoesNotExist`).
+    /// The empty selector selects everything. An unknown operator selects nothing (validation
+    /// refuses it first).
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|r| {
+                let value = labels.get(&r.key);
+                match r.operator.as_str() {
+                    "In" => value.is_some_and(|v| r.values.contains(v)),
+                    "NotIn" => value.is_none_or(|v| !r.values.contains(v)),
+                    "Exists" => value.is_some(),
+                    "DoesNotExist" => value.is_none(),
+                    _ => false,
+                }
+            })
+    }
+
+    /// The selector in the syntax of the API's `labelSelector` query parameter (`a=b,c in (d,e),!f`),
+    /// requirements sorted by key as Kubernetes renders them; empty for the empty selector (which
+    /// selects everything).
+    pub fn to_query(&self) -> String {
+        let mut reqs: Vec<(String, String)> = self
+            .match_labels
+            .iter()
+            .map(|(k, v)| (k.clone(), format!("{k}={v}")))
+            .collect();
+        for r in &self.match_expressions {
+            let mut values = r.values.clone();
+            values.sort();
+            let text = match r.operator.as_str() {
+                "In" => format!("{} in ({})", r.key, values.join(",")),
+                "NotIn" => format!("{} notin ({})", r.key, values.join(",")),
+                "Exists" => r.key.clone(),
+                "DoesNotExist" => format!("!{}", r.key),
+                other => format!("{} {other} ({})", r.key, values.join(",")),
+            };
+            reqs.push((r.key.clone(), text));
+        }
+        reqs.sort();
+        reqs.into_iter().map(|(_, t)| t).collect::<Vec<_>>().join(",")
+    }
+
+    /// CKE's reading of an optional selector for `protected_namespaces` and `protected_job_pods`:
+    /// unset selects everything, like the empty selector.
+    pub fn or_everything(selector: &Option<LabelSelector>) -> LabelSelector {
+        selector.clone().unwrap_or_default()
+    }
+}
+
 /// One set-based requirement of a [`LabelSelector`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -241,6 +292,10 @@ pub struct Reboot {
     /// Namespaces whose pods must be evicted gracefully (all when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protected_namespaces: Option<LabelSelector>,
+    /// Running Job pods that must not be deleted: while one is on a node, the node is not drained
+    /// (all Job pods when unset or empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_job_pods: Option<LabelSelector>,
 }
 
 /// Repair queue settings.
@@ -265,6 +320,10 @@ pub struct Repair {
     /// Deadline for eviction in seconds (positive; default 600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eviction_timeout_seconds: Option<i64>,
+    /// Running Job pods that must not be deleted: while one is on a node, the node is not drained
+    /// (all Job pods when unset or empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_job_pods: Option<LabelSelector>,
 }
 
 /// How to repair machines of some types.

@@ -11,7 +11,10 @@ mod constraints;
 pub mod kube_version;
 pub mod limits;
 pub mod plan;
+pub mod queue;
+mod reboot;
 mod record;
+pub mod repair;
 pub mod resource;
 pub mod schema;
 mod status;
@@ -21,7 +24,9 @@ pub mod yaml;
 pub use cluster::*;
 pub use constraints::*;
 pub use plan::{CkeObject, OpKind, Phase, PlannedOp};
+pub use reboot::*;
 pub use record::*;
+pub use repair::{RepairEntry, RepairQueueStatus, RepairStatus, RepairStepStatus};
 pub use resource::{
     needs_update, parse_resource, sort_resources, ResourceDefinition, ResourceError, ResourceInfo, ResourceStatus,
 };

@@ -32,6 +32,8 @@ pub enum Phase {
     K8sMaintain,
     /// Stopping control-plane containers on nodes that are no longer control planes.
     StopControlPlane,
+    /// Processing the repair queue (also while its gate or its limits hold every entry back).
+    RepairMachines,
     /// Nothing to do.
     Completed,
 }
@@ -52,12 +54,13 @@ impl Phase {
             Phase::EtcdMaintain => "etcd-maintain",
             Phase::K8sMaintain => "k8s-maintain",
             Phase::StopControlPlane => "stop-control-plane",
+            Phase::RepairMachines => "repair-machines",
             Phase::Completed => "completed",
         }
     }
 
     /// Every phase, for metrics.
-    pub const ALL: [Phase; 13] = [
+    pub const ALL: [Phase; 14] = [
         Phase::ConstraintsViolated,
         Phase::Upgrade,
         Phase::UpgradeAborted,
@@ -70,6 +73,7 @@ impl Phase {
         Phase::EtcdMaintain,
         Phase::K8sMaintain,
         Phase::StopControlPlane,
+        Phase::RepairMachines,
         Phase::Completed,
     ];
 }
@@ -290,6 +294,55 @@ pub enum OpKind {
         /// The names of the Nodes.
         nodes: Vec<String>,
     },
+    /// Mark repair entry `index` draining at step `step`, evict the pods of Node `nodename` (a dry
+    /// run first), cordoning it; a failure backs the entry off (CKE's `repair-drain-start`).
+    RepairDrainStart {
+        /// The control-plane node whose healthy apiserver is used.
+        apiserver: String,
+        /// The entry's index.
+        index: i64,
+        /// The machine's address.
+        address: String,
+        /// Its Node name.
+        nodename: String,
+        /// The step whose drain starts.
+        step: usize,
+    },
+    /// Mark repair entry `index` watching at step `step` and run that step's repair command (with
+    /// its retries and timeout); when every attempt fails the entry fails (CKE's `repair-execute`).
+    RepairExecute {
+        /// The entry's index.
+        index: i64,
+        /// The machine's address.
+        address: String,
+        /// The step whose command runs.
+        step: usize,
+    },
+    /// Finish repair entry `index`: succeeded (after the success command, whose failure fails it)
+    /// or failed (CKE's `repair-finish`).
+    RepairFinish {
+        /// The entry's index.
+        index: i64,
+        /// The machine's address.
+        address: String,
+        /// The health check passed (else every step ran without it passing).
+        succeeded: bool,
+    },
+    /// Remove repair entry `index`, marked deleted, from the queue (CKE's `repair-dequeue`).
+    RepairDequeue {
+        /// The entry's index.
+        index: i64,
+        /// The machine's address.
+        address: String,
+    },
+    /// Back repair entry `index` off: its drain ran out of time, or the queue was disabled while it
+    /// drained (CKE's `repair-drain-timeout`).
+    RepairDrainTimeout {
+        /// The entry's index.
+        index: i64,
+        /// The machine's address.
+        address: String,
+    },
 }
 
 /// The objects cke creates and replaces whole ([`OpKind::KubeObject`]).
@@ -402,6 +455,11 @@ impl PlannedOp {
             OpKind::KubeObject { object, create, .. } => object.op_name(create),
             OpKind::RemoveNode { .. } => "remove-node",
             OpKind::ResourceApply { .. } => "resource-apply",
+            OpKind::RepairDrainStart { .. } => "repair-drain-start",
+            OpKind::RepairExecute { .. } => "repair-execute",
+            OpKind::RepairFinish { .. } => "repair-finish",
+            OpKind::RepairDequeue { .. } => "repair-dequeue",
+            OpKind::RepairDrainTimeout { .. } => "repair-drain-timeout",
         }
     }
 
@@ -441,6 +499,11 @@ impl PlannedOp {
             | OpKind::EtcdAddMember { node, .. }
             | OpKind::EtcdPromoteMember { node, .. }
             | OpKind::EtcdRestart { node } => vec![node.clone()],
+            OpKind::RepairDrainStart { address, .. }
+            | OpKind::RepairExecute { address, .. }
+            | OpKind::RepairFinish { address, .. }
+            | OpKind::RepairDequeue { address, .. }
+            | OpKind::RepairDrainTimeout { address, .. } => vec![address.clone()],
         }
     }
 

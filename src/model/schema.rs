@@ -71,7 +71,7 @@ pub const NODE: &[Field] = &[
     f("labels", STRING_MAP),
     f("taints", List(&Struct(TAINT))),
 ];
-/// `Reboot` (CKE's `protected_job_pods` is read by the reboot queue's own change).
+/// `Reboot`.
 pub const REBOOT: &[Field] = &[
     f("reboot_command", STRINGS),
     f("boot_check_command", STRINGS),
@@ -83,6 +83,7 @@ pub const REBOOT: &[Field] = &[
     f("evict_retries", Int),
     f("evict_interval", Int),
     f("protected_namespaces", Struct(LABEL_SELECTOR)),
+    f("protected_job_pods", Struct(LABEL_SELECTOR)),
 ];
 /// `RepairStep`.
 pub const REPAIR_STEP: &[Field] = &[
@@ -115,6 +116,7 @@ pub const REPAIR: &[Field] = &[
     f("evict_retries", Int),
     f("evict_interval", Int),
     f("eviction_timeout_seconds", Int),
+    f("protected_job_pods", Struct(LABEL_SELECTOR)),
 ];
 /// `Sabakan`.
 pub const SABAKAN: &[Field] = &[f("spare_node_taint_key", Str)];

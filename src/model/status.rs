@@ -107,6 +107,9 @@ pub struct KubeNode {
     /// `spec.taints` (key, value, effect; `timeAdded` is not kept), in the Node's order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub taints: Vec<super::Taint>,
+    /// `spec.unschedulable`: the Node is cordoned.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unschedulable: bool,
 }
 
 /// The Kubernetes cluster as seen through the API of one running apiserver.
@@ -280,4 +283,7 @@ pub struct ClusterStatus {
     /// Kubernetes through its API.
     #[serde(default)]
     pub kubernetes: KubernetesStatus,
+    /// The repair queue (read with the Kubernetes API's view, as CKE reads it).
+    #[serde(default)]
+    pub repair_queue: super::RepairQueueStatus,
 }

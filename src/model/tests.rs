@@ -275,3 +275,143 @@ fn record_json_layout_matches_cke() {
     let back: Record = serde_json::from_value(v).unwrap();
     assert_eq!(back, r);
 }
+
+fn selector(yaml: &str) -> LabelSelector {
+    serde_yaml::from_str(yaml).unwrap()
+}
+
+fn labels(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn label_selectors_match_as_kubernetes_and_render_its_query_syntax() {
+    // (selector, labels, selected)
+    let cases = [
+        ("{}", vec![], true),
+        ("{}", vec![("a", "1")], true),
+        ("matchLabels: {a: '1'}", vec![("a", "1"), ("b", "2")], true),
+        ("matchLabels: {a: '1'}", vec![("a", "2")], false),
+        ("matchLabels: {a: '1'}", vec![], false),
+        (
+            "matchExpressions: [{key: a, operator: In, values: ['1', '2']}]",
+            vec![("a", "2")],
+            true,
+        ),
+        (
+            "matchExpressions: [{key: a, operator: In, values: ['1']}]",
+            vec![],
+            false,
+        ),
+        (
+            "matchExpressions: [{key: a, operator: NotIn, values: ['1']}]",
+            vec![],
+            true,
+        ),
+        (
+            "matchExpressions: [{key: a, operator: NotIn, values: ['1']}]",
+            vec![("a", "1")],
+            false,
+        ),
+        ("matchExpressions: [{key: a, operator: Exists}]", vec![("a", "")], true),
+        ("matchExpressions: [{key: a, operator: Exists}]", vec![], false),
+        // CKE's mtest: Job pods without cke.cybozu.com/job-ok-to-delete are protected.
+        (
+            "matchExpressions: [{key: cke.cybozu.com/job-ok-to-delete, operator: DoesNotExist}]",
+            vec![("cke.cybozu.com/job-ok-to-delete", "true")],
+            false,
+        ),
+        (
+            "matchExpressions: [{key: cke.cybozu.com/job-ok-to-delete, operator: DoesNotExist}]",
+            vec![("job-name", "x")],
+            true,
+        ),
+        // Every requirement must hold.
+        (
+            "{matchLabels: {a: '1'}, matchExpressions: [{key: b, operator: Exists}]}",
+            vec![("a", "1")],
+            false,
+        ),
+    ];
+    for (sel, l, want) in cases {
+        assert_eq!(selector(sel).matches(&labels(&l)), want, "{sel} on {l:?}");
+    }
+    assert_eq!(selector("{}").to_query(), "");
+    assert_eq!(
+        selector(
+            "{matchLabels: {team: infra}, matchExpressions: [{key: tier, operator: NotIn, values: [b, a]}, \
+             {key: app, operator: In, values: [x]}, {key: gone, operator: DoesNotExist}, {key: here, operator: Exists}]}"
+        )
+        .to_query(),
+        "app in (x),!gone,here,team=infra,tier notin (a,b)"
+    );
+    // Unset reads as the empty selector: everything is selected (CKE's protected_namespaces and
+    // protected_job_pods).
+    assert!(LabelSelector::or_everything(&None).matches(&labels(&[("x", "y")])));
+}
+
+#[test]
+fn protected_job_pods_is_read_and_validated_in_reboot_and_repair() {
+    let full = parse_cluster(&std::fs::read_to_string(testdata("cluster-full.yml")).unwrap()).unwrap();
+    let job_ok = labels(&[("cke.cybozu.com/job-ok-to-delete", "true")]);
+    let reboot = full
+        .reboot
+        .unwrap()
+        .protected_job_pods
+        .expect("reboot.protected_job_pods");
+    assert!(!reboot.matches(&job_ok) && reboot.matches(&labels(&[])));
+    let repair = full
+        .repair
+        .unwrap()
+        .protected_job_pods
+        .expect("repair.protected_job_pods");
+    assert!(repair.matches(&labels(&[("tier", "critical")])));
+    for section in ["reboot", "repair"] {
+        let text = format!(
+            "name: x\nservice_subnet: 10.0.0.0/24\nnodes: [{{address: 10.0.0.1, user: core, control_plane: true}}]\n\
+             {section}:\n  protected_job_pods:\n    matchExpressions: [{{key: a, operator: Sometimes}}]\n"
+        );
+        let e = parse_cluster(&text).unwrap_err();
+        let path = format!("{section}.protected_job_pods.matchExpressions[0].operator");
+        assert!(e.has_path(&path), "{path} in {e}");
+    }
+}
+
+#[test]
+fn reboot_entries_read_and_write_cke_json() {
+    let cke = r#"{"index":"5","node":"10.69.0.4","status":"draining","last_transition_time":"2024-01-02T03:04:05Z","drain_backoff_count":2,"drain_backoff_expire":"2024-01-02T03:14:05Z"}"#;
+    let e: RebootQueueEntry = serde_json::from_str(cke).unwrap();
+    assert_eq!(e.index, 5);
+    assert_eq!(e.status, RebootStatus::Draining);
+    assert_eq!(e.drain_backoff_count, 2);
+    assert_eq!(e.last_transition_time.unwrap().timestamp(), 1704164645);
+    assert_eq!(serde_json::to_string(&e).unwrap(), cke);
+    // Go's zero times, a numeric index, unknown fields (a later CKE) and nulls read too.
+    let fresh = r#"{"index":7,"node":"10.69.0.5","status":"queued","last_transition_time":"0001-01-01T00:00:00Z","drain_backoff_expire":null,"future":1}"#;
+    let e: RebootQueueEntry = serde_json::from_str(fresh).unwrap();
+    assert_eq!(
+        (e.index, e.last_transition_time, e.drain_backoff_expire),
+        (7, None, None)
+    );
+    assert_eq!(
+        serde_json::to_string(&e).unwrap(),
+        r#"{"index":"7","node":"10.69.0.5","status":"queued","last_transition_time":"0001-01-01T00:00:00Z","drain_backoff_expire":"0001-01-01T00:00:00Z"}"#
+    );
+    for bad in [
+        r#"{"index":"x","node":"a","status":"queued"}"#,
+        r#"{"index":"1","node":"a","status":"rebooted"}"#,
+        r#"{"index":"1","node":"a","status":"queued","last_transition_time":"yesterday"}"#,
+    ] {
+        assert!(serde_json::from_str::<RebootQueueEntry>(bad).is_err(), "{bad}");
+    }
+    let entries: Vec<RebootQueueEntry> = ["a", "b", "a", "c", "b"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| RebootQueueEntry {
+            index: i as i64,
+            ..RebootQueueEntry::new(n)
+        })
+        .collect();
+    let kept: Vec<i64> = dedup_reboot_entries(&entries).iter().map(|e| e.index).collect();
+    assert_eq!(kept, [0, 1, 3], "the first entry of each node");
+}

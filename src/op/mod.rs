@@ -11,6 +11,7 @@
 pub mod common;
 pub mod etcd;
 pub mod k8s;
+pub mod repair;
 pub mod rivers;
 #[cfg(feature = "test-hooks")]
 pub mod test_ops;
@@ -273,5 +274,20 @@ pub fn operator_for(planned: &PlannedOp, ctx: OpContext<'_>) -> Box<dyn Operator
             Some(def) => k8s::resource::operator(apiserver, def.clone(), ctx),
             None => k8s::resource::missing(key),
         },
+        OpKind::RepairDrainStart {
+            apiserver,
+            index,
+            address,
+            nodename,
+            step,
+        } => repair::drain_start::operator(apiserver, *index, address, nodename, *step, ctx),
+        OpKind::RepairExecute { index, address, step } => repair::execute::operator(*index, address, *step, ctx),
+        OpKind::RepairFinish {
+            index,
+            address,
+            succeeded,
+        } => repair::finish::operator(*index, address, *succeeded, ctx),
+        OpKind::RepairDequeue { index, address } => repair::dequeue::operator(*index, address),
+        OpKind::RepairDrainTimeout { index, address } => repair::drain_timeout::operator(*index, address),
     }
 }

@@ -262,7 +262,7 @@ fn node_dns_ops(nf: &NodeFilter, apiserver: &str) -> Vec<PlannedOp> {
 
 /// The first control plane whose apiserver is healthy, when the API was read (CKE's
 /// `HealthyAPIServer`).
-fn healthy_apiserver(nf: &NodeFilter) -> Option<String> {
+pub(super) fn healthy_apiserver(nf: &NodeFilter) -> Option<String> {
     if !nf.status().kubernetes.api_read {
         return None;
     }

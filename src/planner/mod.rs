@@ -5,7 +5,8 @@
 //!
 //! Phase order (CKE's): upgrade (an older `config-version`) → rivers → etcd bootstrap → start stopped
 //! members → wait for etcd health → (Kubernetes components) → etcd maintenance → Kubernetes objects
-//! (Node attributes) → control-plane containers on demoted nodes → completed. Safety rules (DESIGN.md §4):
+//! (Node attributes) → control-plane containers on demoted nodes → repair queue → completed. Safety
+//! rules (DESIGN.md §4):
 //! bootstrap and maintenance only when every control-plane node is reachable over SSH; at most one
 //! membership change per plan; members join as learners and are promoted once in sync; an outdated
 //! member is restarted only when the others keep quorum.
@@ -15,6 +16,7 @@ mod k8s_maintain;
 pub use k8s_maintain::{all_resources, as_kept, static_definitions};
 mod node_filter;
 pub mod params;
+mod repair;
 
 #[cfg(test)]
 mod k8s_maintain_tests;
@@ -221,6 +223,11 @@ pub fn decide_ops(
     if !ops.is_empty() {
         return plan(Phase::StopControlPlane, ops, String::new());
     }
+    // 9-10. The queues, after the phases above (CKE goes on to them when etcd maintenance waits
+    // too).
+    if let Some((phase, ops, note)) = queue_phases(&nf, constraints, now) {
+        return plan(phase, ops, note);
+    }
     if let Some(note) = etcd_waits {
         return plan(Phase::Completed, vec![], note);
     }
@@ -250,6 +257,33 @@ pub fn decide_ops(
         );
     }
     plan(Phase::Completed, vec![], String::new())
+}
+
+/// The queue phases (CKE's order): `repair-machines`, which holds back the reboot queue while an
+/// entry is being repaired, even without operations. `None` when no queue has anything to do.
+fn queue_phases(
+    nf: &NodeFilter,
+    constraints: &Constraints,
+    now: DateTime<Utc>,
+) -> Option<(Phase, Vec<PlannedOp>, String)> {
+    // The reboot queue is not probed yet: no control plane counts as rebooting.
+    let rebooting = std::collections::BTreeSet::new();
+    let r = repair::repair_ops(nf, &rebooting, now);
+    if r.active {
+        if !nf.etcd_is_good_for_repair(constraints.control_plane_count) {
+            let note = "no machine is repaired: the managed etcd is not healthy, a member is out of sync \
+                        without its control plane being down, or more than one control plane is degraded"
+                .to_string();
+            return Some((Phase::RepairMachines, vec![], note));
+        }
+        let note = if r.ops.is_empty() {
+            r.waits.join("; ")
+        } else {
+            String::new()
+        };
+        return Some((Phase::RepairMachines, r.ops, note));
+    }
+    None
 }
 
 /// CKE's `upgrade` (phase 0): only "1" (or an absent key) is known; it needs the control-plane

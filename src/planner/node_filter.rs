@@ -184,6 +184,28 @@ impl<'a> NodeFilter<'a> {
         e.is_healthy && e.members.keys().all(|a| e.in_sync_members.contains(a))
     }
 
+    /// Good enough to repair machines (CKE's `EtcdIsGoodForRepair`): healthy, every member that is not
+    /// in sync is on a declared control plane that SSH cannot reach (the failure being repaired), and
+    /// at least `control_plane_count - 1` members are in sync.
+    pub fn etcd_is_good_for_repair(&self, control_plane_count: i64) -> bool {
+        let e = &self.status.etcd;
+        if !e.is_healthy {
+            return false;
+        }
+        let mut in_sync = 0;
+        for address in e.members.keys() {
+            if e.in_sync_members.contains(address) {
+                in_sync += 1;
+                continue;
+            }
+            match self.declared(address) {
+                Some(n) if n.control_plane && !self.reachable(n) => {}
+                _ => return false,
+            }
+        }
+        in_sync >= control_plane_count - 1
+    }
+
     /// Reachable control-plane nodes whose member is stopped but holds data and was fully added.
     /// When the cluster is healthy, only nodes that are members count.
     pub fn etcd_stopped_members(&self) -> Vec<String> {

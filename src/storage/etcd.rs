@@ -13,7 +13,9 @@ use etcd_client::{
 };
 use futures::StreamExt;
 
-use super::{check_start_revision, Fence, KeyValue, Listing, Storage, StorageError, WatchEvent, WatchStream, Write};
+use super::{
+    check_start_revision, Condition, KeyValue, Listing, Storage, StorageError, WatchEvent, WatchStream, Write,
+};
 use crate::config::Config;
 
 /// Storage backed by the management etcd.
@@ -230,7 +232,14 @@ impl Storage for EtcdStorage {
         Ok(resp.deleted() > 0)
     }
 
-    async fn put_fenced(&self, fence: &Fence, writes: Vec<Write>) -> Result<(), StorageError> {
+    async fn txn(&self, conditions: Vec<Condition>, writes: Vec<Write>) -> Result<bool, StorageError> {
+        let compares: Vec<Compare> = conditions
+            .into_iter()
+            .map(|c| match c {
+                Condition::ModRevision(k, rev) => Compare::mod_revision(self.full_key(&k), CompareOp::Equal, rev),
+                Condition::Fence(f) => Compare::create_revision(f.key, CompareOp::Equal, f.create_revision),
+            })
+            .collect();
         let ops: Vec<TxnOp> = writes
             .into_iter()
             .map(|w| match w {
@@ -238,23 +247,11 @@ impl Storage for EtcdStorage {
                 Write::Delete(k) => TxnOp::delete(self.full_key(&k), None),
             })
             .collect();
-        let txn = Txn::new()
-            .when(vec![Compare::create_revision(
-                fence.key.clone(),
-                CompareOp::Equal,
-                fence.create_revision,
-            )])
-            .and_then(ops);
         let mut c = self.client.clone();
-        let resp = self.request("txn", c.txn(txn)).await?;
-        if resp.succeeded() {
-            Ok(())
-        } else {
-            Err(StorageError::LostLeadership {
-                key: fence.key.clone(),
-                create_revision: fence.create_revision,
-            })
-        }
+        Ok(self
+            .request("txn", c.txn(Txn::new().when(compares).and_then(ops)))
+            .await?
+            .succeeded())
     }
 }
 

@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
-use super::{check_start_revision, Fence, KeyValue, Listing, Storage, StorageError, WatchEvent, WatchStream, Write};
+use super::{
+    check_start_revision, Condition, KeyValue, Listing, Storage, StorageError, WatchEvent, WatchStream, Write,
+};
 
 /// In-memory storage; keys are stored with the prefix, as etcd would.
 #[derive(Debug)]
@@ -258,17 +260,18 @@ impl Storage for MemStorage {
         Ok(tokio_stream::wrappers::UnboundedReceiverStream::new(rx).boxed())
     }
 
-    async fn put_fenced(&self, fence: &Fence, writes: Vec<Write>) -> Result<(), StorageError> {
+    async fn txn(&self, conditions: Vec<Condition>, writes: Vec<Write>) -> Result<bool, StorageError> {
         let mut inner = self.inner.lock().unwrap();
-        // As in etcd, an absent key has create revision 0: a fence on revision 0 means "absent".
-        let holds = inner.kvs.get(&fence.key).map_or(0, |kv| kv.create_revision) == fence.create_revision;
-        if !holds {
-            return Err(StorageError::LostLeadership {
-                key: fence.key.clone(),
-                create_revision: fence.create_revision,
-            });
+        let holds = conditions.iter().all(|c| match c {
+            Condition::ModRevision(key, rev) => {
+                inner.kvs.get(&self.full_key(key)).map_or(0, |kv| kv.mod_revision) == *rev
+            }
+            // As in etcd, an absent key has create revision 0: a fence on revision 0 means "absent".
+            Condition::Fence(f) => inner.kvs.get(&f.key).map_or(0, |kv| kv.create_revision) == f.create_revision,
+        });
+        if holds {
+            inner.apply(&self.prefix, writes);
         }
-        inner.apply(&self.prefix, writes);
-        Ok(())
+        Ok(holds)
     }
 }

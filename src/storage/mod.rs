@@ -8,11 +8,15 @@
 //!
 //! Writes made by the leader go through [`Storage::put_fenced`], a transaction conditioned on the
 //! leader's election key still existing with its create revision (see DESIGN.md §3).
-//! [`Storage::create_if_absent`] is the atomic create (host-key pins), [`Storage::watch`] the change
-//! feed (the daemon's triggers, `ckecli history -f`), so no caller needs a raw etcd client for them.
+//! [`Storage::create_if_absent`] is the atomic create (host-key pins), [`Storage::txn`] the
+//! compare-and-swap (CKE's queues, [`queue`]), [`Storage::watch`] the change feed (the daemon's
+//! triggers, `ckecli history -f`), so no caller needs a raw etcd client for them.
 
 mod etcd;
 mod memory;
+pub mod queue;
+pub mod repairs;
+mod sabakan;
 mod watch;
 
 use async_trait::async_trait;
@@ -23,6 +27,7 @@ use crate::model::{parse_resource, sort_resources, Cluster, Constraints, Record,
 
 pub use etcd::EtcdStorage;
 pub use memory::MemStorage;
+pub use sabakan::*;
 pub use watch::{WatchEvent, WatchStream};
 
 /// Key of the cluster declaration.
@@ -260,6 +265,15 @@ pub enum Write {
     Delete(String),
 }
 
+/// A condition of [`Storage::txn`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// The key (relative to the prefix) has this mod revision; 0 means it is absent.
+    ModRevision(String, i64),
+    /// The leader's fence holds (its election key exists with its create revision).
+    Fence(Fence),
+}
+
 /// Access to the management etcd. Keys given to these methods are relative to the prefix.
 #[async_trait]
 pub trait Storage: Send + Sync {
@@ -296,10 +310,23 @@ pub trait Storage: Send + Sync {
     /// Deletes one key unconditionally; returns whether it existed.
     async fn delete_raw(&self, key: &str) -> Result<bool, StorageError>;
 
+    /// Applies `writes` atomically (one revision) only if every condition holds: a compare-and-swap.
+    /// Returns whether it applied (false: some condition did not hold; nothing changed).
+    async fn txn(&self, conditions: Vec<Condition>, writes: Vec<Write>) -> Result<bool, StorageError>;
+
     /// Applies `writes` atomically (one revision) only if the fence holds;
     /// [`StorageError::LostLeadership`] otherwise. As in etcd, an absent key has create revision 0,
     /// so a fence on revision 0 holds while its key is absent.
-    async fn put_fenced(&self, fence: &Fence, writes: Vec<Write>) -> Result<(), StorageError>;
+    async fn put_fenced(&self, fence: &Fence, writes: Vec<Write>) -> Result<(), StorageError> {
+        if self.txn(vec![Condition::Fence(fence.clone())], writes).await? {
+            Ok(())
+        } else {
+            Err(StorageError::LostLeadership {
+                key: fence.key.clone(),
+                create_revision: fence.create_revision,
+            })
+        }
+    }
 
     /// Reads every key under `key_prefix`, sorted by key, at most `limit` (0 = all); `descending`
     /// sorts the last key first.

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use cke::infra::managed_etcd::{EtcdTls, ManagedEtcd};
 use cke_testkit::{free_port, Mtest, ProcessGuard};
 
+pub mod k8s;
+
 /// `nodes` mtest node hosts with the tools image loaded, and a directory for logs. Panics when not
 /// run as root: these tests fail without it, they do not skip.
 pub fn mtest_up(nodes: usize) -> (Mtest, tempfile::TempDir) {
