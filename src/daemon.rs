@@ -180,6 +180,13 @@ async fn run(args: Args) -> Result<(), DaemonError> {
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "cke".into()),
     };
+    match crate::infra::agent::raise_open_file_limit() {
+        Ok((before, after)) if before < after => {
+            tracing::info!(before, after, "raised the open-file limit to the hard limit")
+        }
+        Ok((_, limit)) => tracing::info!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = e, "cannot raise the open-file limit"),
+    }
     let storage = EtcdStorage::connect(&config)
         .await
         .map_err(|e| DaemonError::Invalid(error_chain(&e)))?;

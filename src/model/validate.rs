@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::IpAddr;
 
-use std::sync::LazyLock;
 use regex::Regex;
 use serde_json::Value;
+use std::sync::LazyLock;
 
 use super::cluster::*;
 
@@ -90,7 +90,8 @@ impl ValidationError {
 /// A login name: never an option (`-o...`) for ssh, never `user@host` confusion.
 pub static USER_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$").unwrap());
 static DNS1123_LABEL: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").unwrap());
-static NAME_PART: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").unwrap());
+static NAME_PART: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$").unwrap());
 static VOLUME_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$").unwrap());
 static CNI_FILE_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[0-9A-Za-z_.-]+$").unwrap());
 static ENV_NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*$").unwrap());

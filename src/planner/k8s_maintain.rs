@@ -22,7 +22,7 @@ use crate::k8s::endpoints::{self, EndpointParams};
 use crate::k8s::node::is_outdated;
 use crate::model::{CkeObject, EndpointSliceView, EndpointsView, OpKind, PlannedOp, ResourceDefinition};
 
-use super::NodeFilter;
+use super::{NodeFilter, REASON_EXAMPLES};
 
 /// The `k8s-maintain` operations, in CKE's order; empty when there is nothing to do.
 pub(super) fn k8s_maintain_ops(nf: &NodeFilter) -> Vec<PlannedOp> {
@@ -55,7 +55,7 @@ pub(super) fn k8s_maintain_ops(nf: &NodeFilter) -> Vec<PlannedOp> {
     if !outdated.is_empty() {
         let reason = format!(
             "the labels, annotations or taints of the Nodes of {} differ from the declaration",
-            outdated.join(", ")
+            crate::model::few(&outdated, REASON_EXAMPLES)
         );
         ops.push(PlannedOp::new(
             OpKind::UpdateNode {
@@ -67,7 +67,10 @@ pub(super) fn k8s_maintain_ops(nf: &NodeFilter) -> Vec<PlannedOp> {
     }
     let strays = non_cluster_nodes(nf);
     if !strays.is_empty() {
-        let reason = format!("Nodes {} belong to no declared node", strays.join(", "));
+        let reason = format!(
+            "Nodes {} belong to no declared node",
+            crate::model::few(&strays, REASON_EXAMPLES)
+        );
         ops.push(PlannedOp::new(
             OpKind::RemoveNode {
                 apiserver: apiserver.clone(),
