@@ -13,9 +13,9 @@ use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::controller::{Controller, ControllerConfig, InfraFactory, TermEnd};
 use crate::error::{error_chain, print_error, ExitCode};
 use crate::infra::agent::container::ContainerEngine;
+use crate::infra::agent::credentials::{KeySource, PassCredentials, VaultKeySource};
 use crate::infra::agent::hostkey::{HostKeyMode, StorageHostKeys};
-use crate::infra::agent::ssh::{KeyProvider, SshConfig, SshPool, VaultKeys};
-use crate::infra::agent::AgentError;
+use crate::infra::agent::ssh::{SshConfig, SshPool};
 use crate::infra::kube::{HttpHealth, KubeClients};
 use crate::infra::pki::VaultClient;
 use crate::infra::{EtcdClientConnector, EtcdCredentials, Health, Infra, KubeApi};
@@ -282,13 +282,18 @@ async fn run(args: Args) -> Result<(), DaemonError> {
         let mut watchers = spawn_triggers(&storage, trigger_tx);
         let (vault, tasks) = start_vault_tasks(&storage, args.certs_gc_interval).await;
         watchers.extend(tasks);
-        let keys: Arc<dyn KeyProvider> = match &vault {
-            Some(v) => Arc::new(VaultKeys(v.clone())),
-            None => Arc::new(NoKeys),
+        // SSH keys and host-key pins are read in bulk, at most once per pass.
+        let key_source: Arc<dyn KeySource> = match &vault {
+            Some(v) => Arc::new(VaultKeySource(v.clone())),
+            None => Arc::new(NoVault),
         };
-        let pool = SshPool::new(
-            keys,
+        let node_credentials = Arc::new(PassCredentials::new(
+            key_source,
             Arc::new(StorageHostKeys(storage_dyn.clone())),
+        ));
+        let pool = SshPool::new(
+            node_credentials.keys(),
+            node_credentials.pins(),
             SshConfig {
                 host_key_mode: args.ssh_host_key_mode,
                 ..Default::default()
@@ -304,15 +309,18 @@ async fn run(args: Args) -> Result<(), DaemonError> {
             crate::topology::API_SERVER_PORT,
         ));
         let health: Arc<dyn Health> = Arc::new(HttpHealth::new());
-        let prober: Arc<dyn Prober> = Arc::new(SshProber::new(
-            pool.clone(),
-            engine.clone(),
-            Arc::new(EtcdClientConnector::new(credentials.clone(), Duration::from_secs(5))),
-            kube.clone(),
-            health.clone(),
-            storage_dyn.clone(),
-            args.probe_concurrency,
-        ));
+        let prober: Arc<dyn Prober> = Arc::new(
+            SshProber::new(
+                pool.clone(),
+                engine.clone(),
+                Arc::new(EtcdClientConnector::new(credentials.clone(), Duration::from_secs(5))),
+                kube.clone(),
+                health.clone(),
+                storage_dyn.clone(),
+                args.probe_concurrency,
+            )
+            .with_credentials(node_credentials),
+        );
         let etcd = Arc::new(EtcdClientConnector::new(credentials, Duration::from_secs(10)));
         let engine2 = Arc::new(engine.clone());
         let infra: InfraFactory = Arc::new(move |storage, cluster| Infra {
@@ -414,16 +422,13 @@ async fn start_vault_tasks(
     }
 }
 
-/// The key provider while Vault is not configured: every node is unreachable, saying why.
-struct NoKeys;
+/// The keys while Vault is not configured: every node is unreachable, saying why.
+struct NoVault;
 
 #[async_trait::async_trait]
-impl KeyProvider for NoKeys {
-    async fn private_key(&self, address: &str) -> Result<String, AgentError> {
-        Err(AgentError::NoKey {
-            address: address.into(),
-            reason: "Vault is not configured (ckecli vault init)".into(),
-        })
+impl KeySource for NoVault {
+    async fn all_keys(&self) -> Result<std::collections::BTreeMap<String, String>, String> {
+        Err("Vault is not configured (ckecli vault init)".into())
     }
 }
 

@@ -467,6 +467,8 @@ pub struct SshProber {
     concurrency: usize,
     /// The open-file warning last logged (logged again only when it changes).
     fd_warning: std::sync::Mutex<Option<String>>,
+    /// The SSH keys and pins the pool uses, read afresh (when needed) once per pass.
+    credentials: Option<Arc<crate::infra::agent::credentials::PassCredentials>>,
 }
 
 impl SshProber {
@@ -491,7 +493,15 @@ impl SshProber {
             storage,
             concurrency,
             fd_warning: Default::default(),
+            credentials: None,
         }
+    }
+
+    /// Marks `credentials` (those of the pool) stale at the start of each probe: a pass reads the
+    /// SSH keys and the pins at most once, and only when it has connections to make.
+    pub fn with_credentials(mut self, credentials: Arc<crate::infra::agent::credentials::PassCredentials>) -> Self {
+        self.credentials = Some(credentials);
+        self
     }
 
     /// The managed etcd through the control-plane nodes and any other node running etcd (a member
@@ -518,6 +528,9 @@ impl SshProber {
 #[async_trait]
 impl Prober for SshProber {
     async fn probe(&self, cluster: &Cluster) -> ClusterStatus {
+        if let Some(c) = &self.credentials {
+            c.new_pass().await;
+        }
         let ca = match self.storage.get_ca("kubernetes").await {
             Ok(ca) => ca,
             Err(e) => {

@@ -3,6 +3,7 @@
 //! ([`container`]). Everything a node does for cke goes through [`Runner::run`].
 
 pub mod container;
+pub mod credentials;
 pub mod hostkey;
 pub mod ssh;
 

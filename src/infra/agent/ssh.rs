@@ -20,6 +20,17 @@ use super::{AgentError, Output, Runner};
 pub trait KeyProvider: Send + Sync {
     /// The private key (OpenSSH or PEM text) for `address`.
     async fn private_key(&self, address: &str) -> Result<String, AgentError>;
+
+    /// The private key for `address`, parsed (providers that cache keys parse each one once).
+    async fn decoded_key(&self, address: &str) -> Result<Arc<PrivateKey>, AgentError> {
+        let text = self.private_key(address).await?;
+        russh::keys::decode_secret_key(&text, None)
+            .map(Arc::new)
+            .map_err(|e| AgentError::NoKey {
+                address: address.into(),
+                reason: format!("unusable private key: {e}"),
+            })
+    }
 }
 
 /// One key for every node (tests, `ckecli ssh --identity`).
@@ -233,11 +244,7 @@ impl SshPool {
 
     /// Reads the key, dials, checks the host key and authenticates.
     async fn dial(&self, address: &str, user: &str) -> Result<Handle<Verifier>, AgentError> {
-        let key_text = self.keys.private_key(address).await?;
-        let key = russh::keys::decode_secret_key(&key_text, None).map_err(|e| AgentError::NoKey {
-            address: address.into(),
-            reason: format!("unusable private key: {e}"),
-        })?;
+        let key = self.keys.decoded_key(address).await?;
         // With a pin, ask for the pinned key's algorithm: a server with several host keys would
         // otherwise present its Ed25519 key while an RSA or ECDSA key is pinned.
         let mut preferred = russh::Preferred::default();
@@ -286,7 +293,7 @@ impl SshPool {
         let hash = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
         let auth = tokio::time::timeout(
             self.cfg.dial_timeout,
-            handle.authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key as PrivateKey), hash)),
+            handle.authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash)),
         )
         .await
         .map_err(|_| AgentError::Connect {
