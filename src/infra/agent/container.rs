@@ -198,15 +198,20 @@ impl ContainerEngine {
 
     /// Starts a container, replacing one of the same name. The image is made present first (pulled
     /// when missing), so a failed pull leaves the old container running.
+    /// One SSH command: the image check, the pull when it is missing, then the removal and the run
+    /// (skipped when the pull failed).
     pub async fn run(&self, node: &dyn Runner, spec: &RunSpec) -> Result<(), AgentError> {
         let run = self.run_command(spec)?;
-        if !self.image_exists(node, &spec.image).await? {
-            self.pull(node, &spec.image).await?;
-        }
+        let image = self.cmd(&["image", "inspect", &spec.image]);
+        let pull = self.cmd(&["pull", "-q", &spec.image]);
         let rm = self.cmd(&["rm", "-f", &spec.name]);
-        node.check(&format!("{rm} >/dev/null 2>&1; {run}"), None, self.timeout)
-            .await
-            .map(|_| ())
+        node.check(
+            &format!("{{ {image} >/dev/null 2>&1 || {pull} >/dev/null; }} && {{ {rm} >/dev/null 2>&1; {run}; }}"),
+            None,
+            Duration::from_secs(600),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// The state of these containers (absent ones: `exists: false`).
