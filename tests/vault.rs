@@ -519,7 +519,10 @@ async fn ssh_keys_encryption_keys_and_bad_input() {
     let stored = secrets::ssh_keys(&client).await.unwrap();
     assert_eq!(stored.len(), many.len() + 1);
     assert_eq!(stored["10.0.0.7"], node2_key);
-    assert_eq!(stored[""], default_key, "the default key (the empty field) survives the form");
+    assert_eq!(
+        stored[""], default_key,
+        "the default key (the empty field) survives the form"
+    );
     // The limit itself, as OpenBao states it, for a JSON write of the same secret.
     let body = env.write("many.json", &serde_json::to_string(&stored).unwrap());
     let o = env.bao.cli(&["write", "cke/secrets/ssh", &format!("@{body}")]);
