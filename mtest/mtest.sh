@@ -222,6 +222,9 @@ CNI
   start_containerd "$i"
   node_exec "$i" ctr -n k8s.io images import "$(k8s_var PAUSE_IMAGE_TAR)" >/dev/null
   node_exec "$i" ctr -n k8s.io images import "$(k8s_var BUSYBOX_IMAGE_TAR)" >/dev/null
+  # The node-dns DaemonSet's images (unbound, the exporter stand-in).
+  node_exec "$i" ctr -n k8s.io images import "$(k8s_var UNBOUND_IMAGE_TAR)" >/dev/null
+  node_exec "$i" ctr -n k8s.io images import "$(k8s_var UNBOUND_EXPORTER_IMAGE_TAR)" >/dev/null
   load_image "$i" "$(k8s_var K8S_IMAGE_TAR)"
 }
 

@@ -88,7 +88,8 @@ pub struct Args {
     /// Image of unbound_exporter (the node-dns DaemonSet's metrics sidecar).
     #[arg(long, default_value_t = Images::default().unbound_exporter)]
     pub unbound_exporter_image: String,
-    /// kubelets and kube-proxies started or restarted per pass (CKE's flag).
+    /// Nodes per pass whose rivers, etcd-rivers, kubelet or kube-proxy are started or restarted
+    /// (CKE's flag).
     #[arg(long, default_value_t = crate::planner::DEFAULT_MAX_CONCURRENT_UPDATES)]
     pub max_concurrent_updates: usize,
     /// What the node hosts need of the Kubernetes containers: `cke` (CKE's options: journald logs,

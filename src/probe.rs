@@ -1023,5 +1023,14 @@ mod tests {
             asked.contains(&"get EndpointSlice default/kubernetes discovery.k8s.io/v1beta1 10.0.0.1".to_string()),
             "1.20 serves EndpointSlices as v1beta1: {asked:?}"
         );
+        // The same code, with a 1.35 apiserver, asks for discovery.k8s.io/v1.
+        nodes.get_mut("10.0.0.1").unwrap().kube_apiserver.service.image = "ghcr.io/cybozu/kubernetes:1.35.5.1".into();
+        stub.asked.lock().unwrap().clear();
+        assert!(kubernetes_status(&stub, &cluster, &nodes).await.api_read);
+        let asked = stub.asked.lock().unwrap().clone();
+        assert!(
+            asked.contains(&"get EndpointSlice default/kubernetes discovery.k8s.io/v1 10.0.0.1".to_string()),
+            "1.35 serves EndpointSlices as v1: {asked:?}"
+        );
     }
 }

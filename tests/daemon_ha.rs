@@ -303,6 +303,12 @@ async fn losing_etcd_stops_the_leader_and_one_leader_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_endpoints_and_dry_run() {
     let env = Env::new().await;
+    // At the current config-version (else the first phase is CKE's upgrade, which records it).
+    env.storage()
+        .await
+        .put_raw(cke::storage::KEY_CONFIG_VERSION, b"2".to_vec())
+        .await
+        .unwrap();
     let out = env.logs.path().join("dry");
     let spec = format!("write:{}", out.display());
     let c = Cke::start(

@@ -27,8 +27,8 @@ use crate::planner::{decide_ops, OpKind, Plan, PlanInputs, PlannedOp};
 use crate::probe::Prober;
 use crate::server::Shared;
 use crate::storage::{
-    encode, Fence, Storage, StorageError, Write, KEY_ETCD_BOOTSTRAPPED, KEY_RECORDS_PREFIX, KEY_RECORD_ID,
-    KEY_SERVICE_ACCOUNT_CERT, KEY_SERVICE_ACCOUNT_KEY, KEY_STATUS,
+    encode, Fence, Storage, StorageError, Write, KEY_CONFIG_VERSION, KEY_ETCD_BOOTSTRAPPED, KEY_RECORDS_PREFIX,
+    KEY_RECORD_ID, KEY_SERVICE_ACCOUNT_CERT, KEY_SERVICE_ACCOUNT_KEY, KEY_STATUS,
 };
 use crate::topology::Images;
 
@@ -65,7 +65,8 @@ pub struct ControllerConfig {
     pub images: Images,
     /// What the node hosts need of the Kubernetes containers (`--node-profile`).
     pub host: crate::k8s::params::HostSettings,
-    /// kubelets and kube-proxies changed per pass (`--max-concurrent-updates`).
+    /// Nodes changed per pass by rivers, etcd-rivers, kubelet and kube-proxy operations
+    /// (`--max-concurrent-updates`).
     pub max_concurrent_updates: usize,
 }
 
@@ -338,6 +339,10 @@ impl Controller {
             #[cfg(not(feature = "test-hooks"))]
             manage_kubernetes: true,
             resources: vec![],
+            config_version: match self.storage.get_raw(KEY_CONFIG_VERSION).await? {
+                Some(kv) => String::from_utf8_lossy(&kv.value).trim().to_string(),
+                None => crate::planner::CONFIG_VERSION_ABSENT.into(),
+            },
         };
         inputs.resources = self.storage.list_resources().await?;
         let resources = crate::planner::all_resources(&inputs);
@@ -637,6 +642,10 @@ impl Controller {
                     });
                 }
                 Ok(outcome) => {
+                    if let crate::op::Outcome::Fenced(writes) = &outcome {
+                        // The command's writes, fenced, with its record (still running).
+                        self.write_record(ctx, &record, writes.clone()).await?;
+                    }
                     self.shared.metrics.command(&record.command.name, "succeeded");
                     op.command_done(outcome);
                 }

@@ -118,6 +118,9 @@ async fn setup() -> (Arc<MemStorage>, Fence) {
     s.put_constraints(&Constraints::default().with("control-plane-count", "3").unwrap())
         .await
         .unwrap();
+    s.put_raw(crate::storage::KEY_CONFIG_VERSION, b"2".to_vec())
+        .await
+        .unwrap();
     s.put_raw("leader/1", b"me".to_vec()).await.unwrap();
     let kv = s.get_raw("leader/1").await.unwrap().unwrap();
     let fence = Fence {
@@ -380,10 +383,13 @@ async fn a_failure_only_a_change_can_lift_waits_for_the_interval_or_a_trigger() 
 }
 
 /// The real operators run through the controller against the fake infrastructure: the plan the
-/// probe of the fake world gives converges to rivers and a bootstrapped etcd.
+/// probe of the fake world gives converges to rivers and a bootstrapped etcd. The management etcd
+/// starts without `config-version` (CKE: "1"): the first operation records "2", fenced, with its
+/// record.
 #[tokio::test(start_paused = true)]
 async fn operators_for_planned_operations_run_against_the_infrastructure() {
     let (storage, fence) = setup().await;
+    storage.delete_raw(crate::storage::KEY_CONFIG_VERSION).await.unwrap();
     let cluster = storage.get_cluster().await.unwrap().unwrap();
     let fake = crate::infra::fake::Fake::new();
     for ca in crate::storage::CA_NAMES {
@@ -430,9 +436,14 @@ async fn operators_for_planned_operations_run_against_the_infrastructure() {
     );
     let mut ops: Vec<&str> = records.iter().rev().map(|r| r.operation.as_str()).collect();
     ops.dedup();
-    let mut want = crate::op::tests::BOOTSTRAP.to_vec();
+    let mut want = vec!["upgrade"];
+    want.extend(crate::op::tests::BOOTSTRAP);
     want.dedup();
     assert_eq!(ops, want);
+    let upgrade = records.iter().find(|r| r.operation == "upgrade").unwrap();
+    assert_eq!(upgrade.command.name, "upgrade-version-from-1-to-2");
+    let version = storage.get_raw(crate::storage::KEY_CONFIG_VERSION).await.unwrap();
+    assert_eq!(version.map(|kv| kv.value), Some(b"2".to_vec()));
     // The service-account pair was issued once, before the first apiserver, and every apiserver
     // got the same one.
     let (sa_cert, _) = storage.get_service_account().await.unwrap().expect("issued");

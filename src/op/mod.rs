@@ -139,6 +139,10 @@ pub enum Outcome {
         /// Node addresses of every member, the learner included.
         members: Vec<String>,
     },
+    /// Writes to the management etcd that the controller makes fenced on the leadership, in one
+    /// transaction with the command's record (a command holds no fence of its own). The command
+    /// counts as done only once they are written.
+    Fenced(Vec<crate::storage::Write>),
 }
 
 /// One step of an operation.
@@ -229,6 +233,7 @@ pub struct OpContext<'a> {
 pub fn operator_for(planned: &PlannedOp, ctx: OpContext<'_>) -> Box<dyn Operator> {
     let name = planned.name();
     match &planned.kind {
+        OpKind::Upgrade { from, nodes } => etcd::upgrade::operator(from, nodes),
         OpKind::RiversBootstrap { nodes } | OpKind::RiversRestart { nodes } => {
             rivers::operator(name, nodes, ctx, rivers::Kind::Rivers)
         }

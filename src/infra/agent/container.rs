@@ -429,6 +429,28 @@ impl ContainerEngine {
 mod tests {
     use super::*;
 
+    /// A container CKE started, as `docker container inspect` shows it: CKE's label is Go's
+    /// `json.Marshal` of its params (nil slices and maps as `null`, every Mount field present).
+    #[test]
+    fn the_params_label_of_a_container_cke_started_is_read() {
+        let label = r#"{"builtin":{"extra_args":["--name=10.0.0.1","--listen-peer-urls=https://0.0.0.0:2380","--initial-cluster-state=new"],"extra_binds":[{"source":"/etc/etcd/pki","destination":"/etc/etcd/pki","read_only":true,"propagation":"","selinux_label":"Z"}],"extra_env":null},"extra":{"extra_args":null,"extra_binds":null,"extra_env":null}}"#;
+        let inspect = serde_json::json!([{
+            "Name": "/etcd",
+            "State": {"Running": true},
+            "Config": {"Image": "ghcr.io/cybozu/etcd:3.6.11.1", "Labels": {PARAMS_LABEL: label}},
+        }]);
+        let e = ContainerEngine::default();
+        let st = e
+            .parse_inspect("10.0.0.1", inspect.to_string().as_bytes(), &["etcd"])
+            .unwrap();
+        let p = st["etcd"].params.as_ref().expect("CKE's label parses");
+        assert_eq!(p.builtin.extra_args[0], "--name=10.0.0.1");
+        assert_eq!(p.builtin.extra_binds[0].selinux_label, "Z");
+        assert!(p.builtin.extra_binds[0].read_only);
+        assert!(p.extra.is_empty());
+        assert_eq!(st["etcd"].image, "ghcr.io/cybozu/etcd:3.6.11.1");
+    }
+
     #[test]
     fn run_commands_are_quoted_and_validated() {
         let e = ContainerEngine::new("podman", vec!["--runtime".into(), "runc".into()]);
