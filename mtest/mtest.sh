@@ -91,6 +91,9 @@ build_image() {
   mkdir -p "$CACHE"
   local sum; sum=$(for b in ${bins//,/ }; do sha256sum "$b"; done | sha256sum | cut -c1-16)
   local tar="$CACHE/${name//[:\/]/_}-$sum.tar"
+  # Several mtest runs may start at once on a cold cache: one builds, the others wait for its tar.
+  local lock; exec {lock}>"$tar.lock"
+  flock "$lock"
   if [ ! -f "$tar" ]; then
     local root; root=$(mktemp -d)
     mkdir -p "$root/tmp" "$root/etc" "$root/usr/bin"
@@ -110,6 +113,7 @@ build_image() {
     rm -rf "$root" "$root.tar"
     log "built image $name ($tar)"
   fi
+  exec {lock}>&-
   echo "$tar"
 }
 

@@ -329,13 +329,13 @@ fn declare_nodes(m: &Mtest, cps: &[usize], workers: &[usize]) {
             1,
         );
     }
-    let n = cps.len().to_string();
-    let current: serde_json::Value = serde_json::from_str(&ok(m, &["constraints", "show"], None)).unwrap();
-    if current["control-plane-count"].as_u64().unwrap_or(0) < cps.len() as u64 {
-        ok(m, &["constraints", "set", "control-plane-count", &n], None);
-    }
+    // The constraint first: `cluster set` checks the declaration against it.
+    ok(
+        m,
+        &["constraints", "set", "control-plane-count", &cps.len().to_string()],
+        None,
+    );
     ok(m, &["cluster", "set", "-"], Some(&yaml));
-    ok(m, &["constraints", "set", "control-plane-count", &n], None);
 }
 
 /// The image of the running container `name` on node `i` (empty when it does not run).

@@ -91,18 +91,18 @@ pub fn cluster_yaml(m: &Mtest, cps: &[usize], etcd_extra_args: &[&str]) -> Strin
 
 /// Declares the cluster (and the matching constraint).
 pub fn declare(m: &Mtest, cps: &[usize], etcd_extra_args: &[&str]) {
-    let current: serde_json::Value = serde_json::from_str(&ok(m, &["constraints", "show"], None)).unwrap();
-    let n = cps.len().to_string();
-    // Raise the count first when growing, lower it after when shrinking, so both states stay valid.
-    if current["control-plane-count"].as_u64().unwrap_or(0) < cps.len() as u64 {
-        ok(m, &["constraints", "set", "control-plane-count", &n], None);
-    }
+    // The constraint first, as CKE's users do: `cluster set` checks the declaration against it,
+    // `constraints set` checks nothing. The controller skips the pass that sees the pair mismatched.
+    ok(
+        m,
+        &["constraints", "set", "control-plane-count", &cps.len().to_string()],
+        None,
+    );
     ok(
         m,
         &["cluster", "set", "-"],
         Some(&cluster_yaml(m, cps, etcd_extra_args)),
     );
-    ok(m, &["constraints", "set", "control-plane-count", &n], None);
 }
 
 /// A root connection to the managed etcd through these nodes.
