@@ -63,3 +63,18 @@ bench: deps
 bench-scale: deps
 	$(CARGO) test --release --test bench_scale --no-run
 	unshare --net sh -c 'ip link set lo up && $(CARGO) test --release --offline --test bench_scale -- --ignored --nocapture'
+
+# The chaos soak (docs/reliability.md): SOAK_MINUTES of faults (default 10), SOAK_SEED replays a schedule.
+# Not part of `make test`. Needs root (mtest node hosts).
+.PHONY: soak
+SOAK_MINUTES ?= 10
+soak: deps
+	SOAK_MINUTES=$(SOAK_MINUTES) $(CARGO) test $(FEATURES) --test soak -- --ignored --nocapture
+
+# Bounded fuzzing (tests/fuzz.rs, proptest: cargo-fuzz needs a nightly toolchain): each target for
+# FUZZ_SECONDS (default 60), on the same (debug) build as `make test`. Failing cases are kept in
+# tests/fuzz.proptest-regressions and replayed first.
+.PHONY: fuzz
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(CARGO) test $(FEATURES) --test fuzz -- --nocapture

@@ -340,17 +340,7 @@ fn declare_nodes(m: &Mtest, cps: &[usize], workers: &[usize]) {
 
 /// The image of the running container `name` on node `i` (empty when it does not run).
 fn running_image(m: &Mtest, i: usize, name: &str) -> String {
-    let o = m.run(&[
-        "exec",
-        &i.to_string(),
-        "podman",
-        "ps",
-        "--filter",
-        &format!("name=^{name}$"),
-        "--format",
-        "{{.Image}}",
-    ]);
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
+    running_field(m, i, name, "{{.Image}}")
 }
 
 /// Member ids by address, and which have started (a name), through nodes `via`.

@@ -45,7 +45,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "controller",
         &[
-            "error", "infra", "k8s", "metrics", "model", "op", "planner", "probe", "server", "storage", "topology",
+            "error",
+            "failpoint",
+            "infra",
+            "k8s",
+            "metrics",
+            "model",
+            "op",
+            "planner",
+            "probe",
+            "server",
+            "storage",
+            "topology",
         ],
     ),
     // ckecli talks to the management etcd and Vault, never to cke: no controller, op, server, daemon.

@@ -165,6 +165,33 @@ async fn token_lookup_and_request_counts_against_openbao() {
         1
     );
     assert!(metric("cke_vault_request_errors_total{request=\"GetSecret\",kind=\"status\"}") >= 1);
+
+    // A client made while Vault could not be reached (`connect_later`) logs in on its first
+    // request; its health checks need no token and log nothing in.
+    let later = VaultClient::connect_later(&config).unwrap();
+    assert!(later.token().await.is_empty());
+    let logins = metric("cke_vault_requests_total{request=\"LoginWithApprole\"}");
+    later.health().await.unwrap();
+    assert!(later.token().await.is_empty());
+    secrets::ssh_keys(&later).await.unwrap();
+    assert!(!later.token().await.is_empty());
+    assert_eq!(
+        metric("cke_vault_requests_total{request=\"LoginWithApprole\"}") - logins,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_tells_sealed_from_down() {
+    let _g = SERIAL.lock().await;
+    let (endpoint, seen) = fake_vault(503, "application/json", r#"{"initialized":true,"sealed":true}"#).await;
+    let client = VaultClient::with_token(&endpoint, "", "").unwrap();
+    let e = client.health().await.unwrap_err();
+    assert_eq!(e.status(), Some(503), "{e}");
+    assert_eq!(seen.reads.load(Ordering::SeqCst), 1, "a health check is sent once");
+    let port = cke_testkit::free_port();
+    let client = VaultClient::with_token(&format!("http://127.0.0.1:{port}"), "", "").unwrap();
+    assert!(client.health().await.unwrap_err().is_connect());
 }
 
 // ---- no hand-built Vault paths ----

@@ -61,6 +61,8 @@ enum Act {
     FailTimes(Arc<AtomicUsize>),
     /// Sleeps.
     Sleep(Duration),
+    /// Appends its step to the shared log, then sleeps.
+    LogThenSleep(Arc<Mutex<Vec<String>>>, Duration),
 }
 
 struct Scripted {
@@ -96,6 +98,10 @@ impl Commander for Scripted {
                 }
             }
             Act::Sleep(d) => tokio::time::sleep(*d).await,
+            Act::LogThenSleep(log, d) => {
+                log.lock().unwrap().push(format!("step {}", self.step));
+                tokio::time::sleep(*d).await
+            }
         }
         Ok(Outcome::Done)
     }
@@ -156,6 +162,16 @@ struct Term {
 }
 
 fn start(storage: &Arc<MemStorage>, fence: &Fence, ops: OperatorFactory, interval: Duration) -> Term {
+    start_until(storage, fence, ops, interval, LeaseDeadline::unlimited())
+}
+
+fn start_until(
+    storage: &Arc<MemStorage>,
+    fence: &Fence,
+    ops: OperatorFactory,
+    interval: Duration,
+    deadline: LeaseDeadline,
+) -> Term {
     let prober = Arc::new(ReachableProber::default());
     let shared = Arc::new(Shared::default());
     let ctl = Controller::new(storage.clone(), prober.clone(), shared.clone(), config(interval)).with_operators(ops);
@@ -163,7 +179,7 @@ fn start(storage: &Arc<MemStorage>, fence: &Fence, ops: OperatorFactory, interva
     let (shutdown, sd_rx) = watch::channel(false);
     let (trigger, mut rx) = mpsc::channel(1);
     let fence = fence.clone();
-    let handle = tokio::spawn(async move { ctl.run_term(&fence, lost_rx, sd_rx, &mut rx).await });
+    let handle = tokio::spawn(async move { ctl.run_term(&fence, deadline, lost_rx, sd_rx, &mut rx).await });
     Term {
         prober,
         shared,
@@ -224,6 +240,33 @@ async fn records_each_operation_and_stops_when_the_fence_breaks() {
         .metrics
         .render()
         .contains("cke_operations_total{operation=\"rivers-bootstrap\",result=\"completed\"}"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_command_starts_once_the_lease_deadline_has_passed() {
+    // A command outlives the lease (as in a process paused past its TTL): its fence still holds in
+    // the store, but the local deadline has passed, so the command is abandoned at the deadline and
+    // the operation's next command never starts.
+    let (storage, fence) = setup().await;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let deadline = LeaseDeadline::until(Instant::now() + Duration::from_secs(5));
+    let t = start_until(
+        &storage,
+        &fence,
+        scripted(Act::LogThenSleep(log.clone(), Duration::from_secs(10)), 3),
+        Duration::from_secs(60),
+        deadline,
+    );
+    let t0 = Instant::now();
+    assert_eq!(t.handle.await.unwrap(), TermEnd::Lost);
+    assert!(
+        t0.elapsed() < Duration::from_secs(6),
+        "abandoned at the deadline: {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(*log.lock().unwrap(), ["step 1"]);
+    let r = storage.get_records(1).await.unwrap().pop().unwrap();
+    assert_eq!((r.status, r.command.detail.as_str()), (RecordStatus::Running, "step 1"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -404,7 +447,10 @@ async fn operators_for_planned_operations_run_against_the_infrastructure() {
     let (_lost, lost_rx) = watch::channel(false);
     let (sd, sd_rx) = watch::channel(false);
     let (_trigger, mut rx) = mpsc::channel(1);
-    let h = tokio::spawn(async move { ctl.run_term(&fence, lost_rx, sd_rx, &mut rx).await });
+    let h = tokio::spawn(async move {
+        ctl.run_term(&fence, LeaseDeadline::unlimited(), lost_rx, sd_rx, &mut rx)
+            .await
+    });
     let constraints = storage.get_constraints().await.unwrap();
     let plan = |s: ClusterStatus| {
         crate::planner::decide_ops(&cluster, &s, &constraints, &Default::default(), chrono::Utc::now())
@@ -493,6 +539,9 @@ async fn an_invalid_stored_declaration_is_not_acted_on() {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let note = t.shared.status.read().unwrap().note.clone();
     assert!(note.contains("stored cluster declaration is invalid"), "{note}");
+    // `/health` lists it among its problems.
+    let problem = t.shared.problems.lock().unwrap().get("declaration").cloned();
+    assert!(problem.is_some_and(|p| p.contains("service_subnet")), "{note}");
     assert_eq!(t.prober.passes(), 0, "the nodes were probed");
     assert!(storage.get_records(0).await.unwrap().is_empty(), "an operation ran");
     t.lost.send(true).unwrap();

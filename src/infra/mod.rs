@@ -16,6 +16,7 @@ pub mod fake;
 pub mod kube;
 pub mod managed_etcd;
 pub mod pki;
+pub mod term_guard;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,6 +9,7 @@ mod cluster;
 pub mod cni;
 mod constraints;
 pub mod kube_version;
+pub mod limits;
 pub mod plan;
 mod record;
 pub mod resource;
@@ -48,11 +49,14 @@ pub struct Rejected {
 
 /// Reads a declaration (YAML or JSON) as CKE reads it, without judging its values: YAML 1.1 (see
 /// [`yaml`]), Go's decoding (see [`schema`]). Unknown keys are warnings; type mismatches errors.
+/// Input beyond [`limits`] (too large, nested too deep) is refused with a clear error before it is
+/// parsed.
 pub fn decode_cluster(text: &str) -> Result<Declaration, Rejected> {
     let reject = |errors: Vec<FieldError>, warnings: Vec<FieldError>| Rejected {
         errors: ValidationError { errors },
         warnings,
     };
+    limits::check(text).map_err(|e| reject(vec![FieldError::new("", e.to_string())], vec![]))?;
     let (doc, notes) =
         yaml::read(text).map_err(|e| reject(vec![FieldError::new("", format!("not YAML: {e}"))], vec![]))?;
     let mut converted = schema::convert(&doc);

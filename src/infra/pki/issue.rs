@@ -30,8 +30,9 @@ pub struct IssueRequest {
     pub role: Option<String>,
 }
 
-/// An issued certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An issued certificate. Its `Debug` leaves the private key out, so that no log or error message
+/// made with `{:?}` can carry it.
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct IssuedCert {
     /// PEM certificate.
     pub certificate: String,
@@ -43,6 +44,16 @@ pub struct IssuedCert {
     pub serial_number: String,
     /// Expiry, unix seconds.
     pub expiration: i64,
+}
+
+impl std::fmt::Debug for IssuedCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCert")
+            .field("serial_number", &self.serial_number)
+            .field("expiration", &self.expiration)
+            .field("private_key", &"(hidden)")
+            .finish_non_exhaustive()
+    }
 }
 
 /// Issues certificates for cke's components and users.
@@ -248,5 +259,23 @@ impl Issuer {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::IssuedCert;
+
+    #[test]
+    fn debug_output_leaves_the_private_key_out() {
+        let c = IssuedCert {
+            certificate: "CERT".into(),
+            private_key: "-----BEGIN PRIVATE KEY-----\nSECRETBODY".into(),
+            ca_certificate: "CA".into(),
+            serial_number: "01:02".into(),
+            expiration: 1,
+        };
+        let text = format!("{c:?}");
+        assert!(!text.contains("SECRETBODY") && text.contains("01:02"), "{text}");
     }
 }
