@@ -479,7 +479,7 @@ async fn cke_brings_up_kubernetes_keeps_it_up_and_changes_it_safely() {
         kubeconfig: kubeconfig.clone(),
     };
     let all: Vec<String> = (1..=5).map(|i| m.node(i)).collect();
-    wait("every Node Ready", Duration::from_secs(420), &log, || {
+    wait("every Node Ready", Duration::from_secs(600), &log, || {
         // The admin kubeconfig works once the CA and an apiserver exist.
         let text = ckecli(&m, &["kubernetes", "issue"], None);
         if !text.status.success() {

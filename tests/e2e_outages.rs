@@ -153,12 +153,12 @@ async fn outages_of_nodes_vault_and_pins_and_no_secret_leaks() {
     )
     .await;
     println!("FIGURE recovered nodes taken in after {:?}", t1.elapsed());
-    until_problem(port, &["node "], false, Duration::from_secs(30)).await;
+    until_problem(port, &["node "], false, Duration::from_secs(90)).await;
 
     // OpenBao sealed while node 4 joins the control plane: the join fails and is retried, /health
     // says Vault is sealed, /status answers; unsealed, the join completes by itself.
     bao.seal();
-    until_problem(port, &["vault", "sealed"], true, Duration::from_secs(30)).await;
+    until_problem(port, &["vault", "sealed"], true, Duration::from_secs(90)).await;
     declare_with_workers(&m, &[1, 2, 3, 4]);
     poll_until(
         "a join failing on Vault",
@@ -177,11 +177,11 @@ async fn outages_of_nodes_vault_and_pins_and_no_secret_leaks() {
     let t2 = Instant::now();
     wait_members(&m, &[1, 2, 3, 4], Duration::from_secs(180), &log).await;
     println!("FIGURE join completed {:?} after Vault was unsealed", t2.elapsed());
-    until_problem(port, &["vault"], false, Duration::from_secs(30)).await;
+    until_problem(port, &["vault"], false, Duration::from_secs(90)).await;
 
     // OpenBao stopped while node 5 joins: the same, and a restart brings it back.
     bao.stop();
-    until_problem(port, &["vault", "down"], true, Duration::from_secs(30)).await;
+    until_problem(port, &["vault", "down"], true, Duration::from_secs(90)).await;
     declare_with_workers(&m, &[1, 2, 3, 4, 5]);
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert!(get(port, "/status").await.is_some_and(|(c, _)| c == 200));
@@ -203,9 +203,9 @@ async fn outages_of_nodes_vault_and_pins_and_no_secret_leaks() {
     };
     let (key1, key2) = (key_of(1), key_of(2));
     ckecli.ok(&["ssh-hostkey", "set", &m.node(1), &key2], None);
-    until_problem(port, &[&m.node(1), "host key refused"], true, Duration::from_secs(30)).await;
+    until_problem(port, &[&m.node(1), "host key refused"], true, Duration::from_secs(90)).await;
     ckecli.ok(&["ssh-hostkey", "set", &m.node(1), &key1], None);
-    until_problem(port, &[&m.node(1)], false, Duration::from_secs(30)).await;
+    until_problem(port, &[&m.node(1)], false, Duration::from_secs(90)).await;
 
     // Secrets stay secret.
     let mut secrets: Vec<(String, String)> = Vec::new();
