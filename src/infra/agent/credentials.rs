@@ -346,4 +346,36 @@ mod tests {
         pins.changed("10.0.0.1", None).await;
         assert_eq!(pins.get("10.0.0.1").await.unwrap(), None);
     }
+
+    #[tokio::test]
+    async fn a_node_that_does_not_answer_costs_no_read_of_the_keys() {
+        use crate::infra::agent::ssh::{SshConfig, SshPool};
+        use crate::infra::agent::Runner;
+        let source = Arc::new(Counted(AtomicUsize::new(0), KeyMap::new()));
+        let creds = PassCredentials::new(
+            source.clone(),
+            Arc::new(StorageHostKeys(Arc::new(MemStorage::default()))),
+        );
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pool = SshPool::new(
+            creds.keys(),
+            creds.pins(),
+            SshConfig {
+                port,
+                ..Default::default()
+            },
+        );
+        let e = pool
+            .node("127.0.0.1", "root")
+            .run("true", None, std::time::Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AgentError::Connect { .. }), "{e}");
+        assert_eq!(source.0.load(Ordering::SeqCst), 0, "no read of the keys");
+    }
 }

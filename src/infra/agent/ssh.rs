@@ -234,10 +234,9 @@ impl SshPool {
         }
     }
 
-    /// Reads the key, dials, checks the host key and authenticates. Returns the handle and the host
+    /// Dials, checks the host key, reads the key and authenticates. Returns the handle and the host
     /// key it was verified with.
     async fn dial(&self, address: &str, user: &str) -> Result<(Handle<Verifier>, String), AgentError> {
-        let key = self.keys.decoded_key(address).await?;
         // With a pin, ask for the pinned key's algorithm: a server with several host keys would
         // otherwise present its Ed25519 key while an RSA or ECDSA key is pinned.
         let mut preferred = russh::Preferred::default();
@@ -284,6 +283,9 @@ impl SshPool {
             }
             Ok(Ok(h)) => h,
         };
+        // The key only once the node has answered: a node that cannot be reached costs no read of
+        // the keys (with a node down, every pass would read them again).
+        let key = self.keys.decoded_key(address).await?;
         let hash = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
         let auth = tokio::time::timeout(
             self.cfg.dial_timeout,
