@@ -56,6 +56,14 @@ clean:
 bench: deps
 	$(CARGO) test --release --test bench_probe -- --ignored --nocapture
 
+# The scale benchmark (not part of `make test`): N loopback nodes (CKE_BENCH_NODES, default 1000) behind
+# one sshd on port 22, the release daemon, a real management etcd and OpenBao, all in a private network
+# namespace (so port 22 and the loopback addresses are its own). Figures: docs/performance.md.
+.PHONY: bench-scale
+bench-scale: deps
+	$(CARGO) test --release --test bench_scale --no-run
+	unshare --net sh -c 'ip link set lo up && $(CARGO) test --release --offline --test bench_scale -- --ignored --nocapture'
+
 # The chaos soak (docs/reliability.md): SOAK_MINUTES of faults (default 10), SOAK_SEED replays a schedule.
 # Not part of `make test`. Needs root (mtest node hosts).
 .PHONY: soak

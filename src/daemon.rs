@@ -13,9 +13,9 @@ use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::controller::{Controller, ControllerConfig, InfraFactory, TermEnd};
 use crate::error::{error_chain, print_error, ExitCode};
 use crate::infra::agent::container::ContainerEngine;
+use crate::infra::agent::credentials::{BulkPins, KeyMap, KeySource, KeysError, PassCredentials, VaultKeySource};
 use crate::infra::agent::hostkey::{HostKeyMode, StorageHostKeys};
-use crate::infra::agent::ssh::{KeyProvider, SshConfig, SshPool, VaultKeys};
-use crate::infra::agent::AgentError;
+use crate::infra::agent::ssh::{SshConfig, SshPool};
 use crate::infra::kube::{HttpHealth, KubeClients};
 use crate::infra::pki::VaultClient;
 use crate::infra::term_guard::GuardedNodes;
@@ -186,6 +186,13 @@ async fn run(args: Args) -> Result<(), DaemonError> {
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "cke".into()),
     };
+    match crate::infra::agent::raise_open_file_limit() {
+        Ok((before, after)) if before < after => {
+            tracing::info!(before, after, "raised the open-file limit to the hard limit")
+        }
+        Ok((_, limit)) => tracing::info!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = e, "cannot raise the open-file limit"),
+    }
     let storage = EtcdStorage::connect(&config)
         .await
         .map_err(|e| DaemonError::Invalid(error_chain(&e)))?;
@@ -281,19 +288,28 @@ async fn run(args: Args) -> Result<(), DaemonError> {
         let mut watchers = spawn_triggers(&storage, trigger_tx);
         let (vault, tasks) = start_vault_tasks(&storage, args.certs_gc_interval, shared.clone()).await;
         watchers.extend(tasks);
-        let keys: Arc<dyn KeyProvider> = match &vault {
-            Some(v) => Arc::new(VaultKeys(v.clone())),
-            None => Arc::new(NoKeys),
+        // SSH keys and host-key pins are read in bulk, at most once per pass.
+        let key_source: Arc<dyn KeySource> = match &vault {
+            Some(v) => Arc::new(VaultKeySource(v.clone())),
+            None => Arc::new(NoVault),
         };
-        let pool = SshPool::new(
-            keys,
+        let node_credentials = Arc::new(PassCredentials::new(
+            key_source,
             Arc::new(StorageHostKeys(storage_dyn.clone())),
+        ));
+        let pool = SshPool::new(
+            node_credentials.keys(),
+            node_credentials.pins(),
             SshConfig {
                 host_key_mode: args.ssh_host_key_mode,
                 ..Default::default()
             },
         );
-        watchers.push(tokio::spawn(follow_pins(storage_dyn.clone(), pool.clone())));
+        watchers.push(tokio::spawn(follow_pins(
+            storage_dyn.clone(),
+            pool.clone(),
+            node_credentials.pins(),
+        )));
         // One root credential of the managed etcd for the term, shared by the probe and the operators.
         let issuer = Infra::issuer_for(vault.clone());
         let credentials = Arc::new(EtcdCredentials::new(issuer.clone(), storage_dyn.clone()));
@@ -304,15 +320,18 @@ async fn run(args: Args) -> Result<(), DaemonError> {
             crate::topology::API_SERVER_PORT,
         ));
         let health: Arc<dyn Health> = Arc::new(HttpHealth::new());
-        let prober: Arc<dyn Prober> = Arc::new(SshProber::new(
-            pool.clone(),
-            engine.clone(),
-            Arc::new(EtcdClientConnector::new(credentials.clone(), Duration::from_secs(5))),
-            kube.clone(),
-            health.clone(),
-            storage_dyn.clone(),
-            args.probe_concurrency,
-        ));
+        let prober: Arc<dyn Prober> = Arc::new(
+            SshProber::new(
+                pool.clone(),
+                engine.clone(),
+                Arc::new(EtcdClientConnector::new(credentials.clone(), Duration::from_secs(5))),
+                kube.clone(),
+                health.clone(),
+                storage_dyn.clone(),
+                args.probe_concurrency,
+            )
+            .with_credentials(node_credentials),
+        );
         let etcd = Arc::new(EtcdClientConnector::new(credentials, Duration::from_secs(10)));
         let engine2 = Arc::new(engine.clone());
         // Operators reach the nodes only while the term's lease deadline holds.
@@ -466,16 +485,15 @@ async fn vault_problem(client: &VaultClient) -> Option<String> {
     }
 }
 
-/// The key provider while Vault is not configured: every node is unreachable, saying why.
-struct NoKeys;
+/// The keys while Vault is not configured: every node is unreachable, saying why.
+struct NoVault;
 
 #[async_trait::async_trait]
-impl KeyProvider for NoKeys {
-    async fn private_key(&self, address: &str) -> Result<String, AgentError> {
-        Err(AgentError::NoKey {
-            address: address.into(),
-            reason: "Vault is not configured (ckecli vault init)".into(),
-        })
+impl KeySource for NoVault {
+    async fn all_keys(&self) -> Result<KeyMap, KeysError> {
+        Err(KeysError::NotConfigured(
+            "Vault is not configured (ckecli vault init)".into(),
+        ))
     }
 }
 
@@ -526,9 +544,10 @@ async fn trigger_on_change(storage: Arc<dyn Storage>, key: &'static str, prefix:
 }
 
 /// Drops the pooled SSH connections to a node whose pinned host key changes (`ckecli ssh-hostkey
-/// set|delete`), so that the next command is verified against the new pin. A broken watch is made
-/// again after a pause; the task ends only when aborted with the term.
-async fn follow_pins(storage: Arc<dyn Storage>, pool: Arc<SshPool>) {
+/// set|delete`), and updates the pins read for the pass, so that the next command is verified
+/// against the new pin. A broken watch is made again after a pause; the task ends only when aborted
+/// with the term.
+async fn follow_pins(storage: Arc<dyn Storage>, pool: Arc<SshPool>, pins: Arc<BulkPins>) {
     use crate::storage::{WatchEvent, KEY_SSH_HOSTKEY_PREFIX};
     use futures::StreamExt;
     loop {
@@ -544,6 +563,7 @@ async fn follow_pins(storage: Arc<dyn Storage>, pool: Arc<SshPool>) {
                                 WatchEvent::Put { value, .. } => Some(String::from_utf8_lossy(value).into_owned()),
                                 WatchEvent::Delete { .. } => None,
                             };
+                            pins.changed(address, pin.as_deref()).await;
                             pool.pin_changed(address, pin.as_deref()).await;
                         }
                         Err(e) => {

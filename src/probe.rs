@@ -13,7 +13,7 @@ use futures::stream::{self, StreamExt};
 
 pub mod repair_queue;
 
-use crate::infra::agent::container::{ContainerEngine, ABSENT_MESSAGES};
+use crate::infra::agent::container::{is_absent, ContainerEngine};
 use crate::infra::agent::ssh::SshPool;
 use crate::infra::agent::{shell_quote, AgentError, Runner};
 
@@ -59,8 +59,35 @@ async fn probe_node_inner(
     etcd_volume: &str,
 ) -> Result<NodeStatus, AgentError> {
     let agent = pool.node(&node.address, &node.user);
-    // One round trip per node: the containers' inspect output, a separator, the present volumes,
-    // then the configuration files, each after its own separator.
+    let out = agent
+        .run(
+            &probe_script(engine, etcd_volume)?,
+            None,
+            pool.config().dial_timeout * 2,
+        )
+        .await?;
+    if out.status != 0 {
+        return Err(AgentError::Failed {
+            address: node.address.clone(),
+            command: "probe".into(),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().chars().take(500).collect(),
+        });
+    }
+    parse_probe_output(
+        &node.address,
+        engine,
+        &out.stdout_str(),
+        &String::from_utf8_lossy(&out.stderr),
+        etcd_volume,
+    )
+}
+
+/// The probe's one round trip: a single call of the container engine inspecting every managed
+/// container and both etcd volumes at once (`inspect` without a type finds containers and volumes),
+/// its exit status, then the configuration files, each after its own separator. The engine's error
+/// output is the command's standard error; nothing else writes there.
+pub fn probe_script(engine: &ContainerEngine, etcd_volume: &str) -> Result<String, AgentError> {
     for v in [etcd_volume, ETCD_ADDED_MEMBER_VOLUME] {
         if !v.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) || v.is_empty() {
             return Err(AgentError::Invalid {
@@ -69,37 +96,20 @@ async fn probe_node_inner(
             });
         }
     }
-    let cli = shell_quote(engine.cli());
-    // "No such container/volume" means absent; any other failure of the engine (a busy lock, a
-    // restarting daemon) makes the whole probe of this node fail, so that the planner never reads
-    // a running member as stopped or a volume as missing. `$t` holds the engine's error output.
-    let mut script: Vec<String> = vec![r#"t=$(mktemp) || exit 1; trap 'rm -f "$t"' EXIT"#.into()];
-    script.extend(CONTAINERS.iter().map(|n| {
-        engine_step(
-            &format!("{cli} container inspect {n}"),
-            r#"printf '%s\n' "$out""#,
-            "echo '[]'",
-        )
-    }));
-    script.push(format!("echo {SEPARATOR}"));
-    for v in [etcd_volume, ETCD_ADDED_MEMBER_VOLUME] {
-        let q = shell_quote(v);
-        script.push(engine_step(
-            &format!("{cli} volume inspect {q}"),
-            &format!("echo {q}"),
-            "true",
-        ));
-    }
+    let mut names: Vec<&str> = CONTAINERS.to_vec();
+    names.extend([etcd_volume, ETCD_ADDED_MEMBER_VOLUME]);
+    let mut script = vec![format!(
+        "{} inspect {}; s=$?; echo; echo {SEPARATOR} $s",
+        shell_quote(engine.cli()),
+        crate::infra::agent::shell_join(&names)
+    )];
     // The running configuration files; an absent or unreadable one gives an empty section.
     for path in CONFIG_FILES {
         script.push(format!("echo {FILE_SEPARATOR}"));
         script.push(format!("cat {} 2>/dev/null", shell_quote(path)));
     }
     script.push("true".into());
-    let out = agent
-        .check(&script.join("; "), None, pool.config().dial_timeout * 2)
-        .await?;
-    parse_probe_output(&node.address, engine, &out.stdout_str(), etcd_volume)
+    Ok(script.join("; "))
 }
 
 /// The containers the probe inspects.
@@ -117,12 +127,17 @@ const CONTAINERS: [&str; 8] = [
 /// The configuration files read back, in the order of their sections in the output.
 const CONFIG_FILES: [&str; 3] = [SCHEDULER_CONFIG_PATH, KUBELET_CONFIG_PATH, PROXY_CONFIG_PATH];
 
-/// The node's status from the probe script's output: the inspect documents, a separator, the
-/// present volumes, then one section per configuration file.
+/// The node's status from the probe script's output ([`probe_script`]): the engine's inspect
+/// document (containers and volumes), a separator with the engine's exit status, then one section
+/// per configuration file. `stderr` is the engine's error output: when it failed, every line of it
+/// must say that an object does not exist ("no such object/container/volume"); any other failure
+/// (a busy lock, a restarting daemon) fails the node's probe, so that a running member is never
+/// read as stopped or its data as missing.
 pub fn parse_probe_output(
     address: &str,
     engine: &ContainerEngine,
     text: &str,
+    stderr: &str,
     etcd_volume: &str,
 ) -> Result<NodeStatus, AgentError> {
     let bad = |reason: String| AgentError::Output {
@@ -130,12 +145,31 @@ pub fn parse_probe_output(
         command: "probe".into(),
         reason,
     };
-    if let Some((_, msg)) = text.split_once(ENGINE_ERROR) {
-        return Err(bad(format!("the container engine failed: {}", msg.trim())));
-    }
     let (inspect, rest) = text
         .split_once(SEPARATOR)
         .ok_or_else(|| bad("no separator in the output".into()))?;
+    let (status, rest) = rest.split_once('\n').unwrap_or((rest, ""));
+    let status: u32 = status
+        .trim()
+        .parse()
+        .map_err(|_| bad(format!("no exit status after the separator: {status:?}")))?;
+    if status != 0 {
+        let other: Vec<&str> = stderr
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !is_absent(l))
+            .collect();
+        if !other.is_empty() || inspect.trim().is_empty() {
+            let msg = if other.is_empty() {
+                stderr.trim().to_string()
+            } else {
+                other.join("; ")
+            };
+            return Err(bad(format!(
+                "the container engine failed (exit status {status}): {msg}"
+            )));
+        }
+    }
     let sections: Vec<&str> = rest.split(FILE_SEPARATOR).collect();
     if sections.len() != CONFIG_FILES.len() + 1 {
         return Err(bad(format!(
@@ -144,8 +178,10 @@ pub fn parse_probe_output(
             CONFIG_FILES.len()
         )));
     }
-    let mut containers = engine.parse_inspect(address, inspect.as_bytes(), &CONTAINERS)?;
-    let volumes: Vec<&str> = sections[0].lines().map(str::trim).collect();
+    let volume_names = [etcd_volume, ETCD_ADDED_MEMBER_VOLUME];
+    let found = engine.parse_inspect_all(address, inspect.as_bytes(), &CONTAINERS, &volume_names)?;
+    let mut containers = found.containers;
+    let volumes = found.volumes;
     let config = |i: usize| read_config(address, CONFIG_FILES[i], sections[i + 1]);
     let mut component = |name: &str, config: Option<serde_json::Value>| KubeComponentStatus {
         service: containers.remove(name).unwrap_or_default(),
@@ -162,8 +198,8 @@ pub fn parse_probe_output(
         kube_proxy: component(KUBE_PROXY_CONTAINER, config(2)),
         etcd: EtcdNodeStatus {
             service: containers.remove(ETCD_CONTAINER).unwrap_or_default(),
-            has_data: volumes.contains(&etcd_volume),
-            is_added_member: volumes.contains(&ETCD_ADDED_MEMBER_VOLUME),
+            has_data: volumes.contains(etcd_volume),
+            is_added_member: volumes.contains(ETCD_ADDED_MEMBER_VOLUME),
         },
         rivers: containers.remove(RIVERS_CONTAINER).unwrap_or_default(),
         etcd_rivers: containers.remove(ETCD_RIVERS_CONTAINER).unwrap_or_default(),
@@ -189,22 +225,8 @@ fn read_config(address: &str, path: &str, text: &str) -> Option<serde_json::Valu
     }
 }
 
-const SEPARATOR: &str = "----cke-probe-volumes----";
-const ENGINE_ERROR: &str = "----cke-probe-engine-error----";
+const SEPARATOR: &str = "----cke-probe-status----";
 const FILE_SEPARATOR: &str = "----cke-probe-file----";
-
-/// A probe step: run `cmd` once (stdout in `$out`, stderr in the file `$t`); on success
-/// `on_success`; when the engine says the object does not exist, `on_absent`; on any other failure,
-/// print the error marker and the engine's message and stop.
-fn engine_step(cmd: &str, on_success: &str, on_absent: &str) -> String {
-    let absent: Vec<String> = ABSENT_MESSAGES.iter().map(|m| format!("*'{m}'*")).collect();
-    format!(
-        "if out=$({cmd} 2>\"$t\"); then {on_success}; else err=$(cat \"$t\"); case \"$err\" in \
-         {absent}) {on_absent} ;; \
-         *) echo {ENGINE_ERROR}; printf '%s\\n' \"$err\"; exit 0 ;; esac; fi",
-        absent = absent.join("|")
-    )
-}
 
 /// Probes every declared node, at most `concurrency` at once.
 pub async fn probe_nodes(
@@ -445,6 +467,10 @@ pub struct SshProber {
     health: Arc<dyn Health>,
     storage: Arc<dyn Storage>,
     concurrency: usize,
+    /// The open-file warning last logged (logged again only when it changes).
+    fd_warning: std::sync::Mutex<Option<String>>,
+    /// The SSH keys and pins the pool uses, read afresh (when needed) once per pass.
+    credentials: Option<Arc<crate::infra::agent::credentials::PassCredentials>>,
 }
 
 impl SshProber {
@@ -468,7 +494,16 @@ impl SshProber {
             health,
             storage,
             concurrency,
+            fd_warning: Default::default(),
+            credentials: None,
         }
+    }
+
+    /// Marks `credentials` (those of the pool) stale at the start of each probe: a pass reads the
+    /// SSH keys and the pins at most once, and only when it has connections to make.
+    pub fn with_credentials(mut self, credentials: Arc<crate::infra::agent::credentials::PassCredentials>) -> Self {
+        self.credentials = Some(credentials);
+        self
     }
 
     /// The managed etcd through the control-plane nodes and any other node running etcd (a member
@@ -495,6 +530,9 @@ impl SshProber {
 #[async_trait]
 impl Prober for SshProber {
     async fn probe(&self, cluster: &Cluster) -> ClusterStatus {
+        if let Some(c) = &self.credentials {
+            c.new_pass().await;
+        }
         let ca = match self.storage.get_ca("kubernetes").await {
             Ok(ca) => ca,
             Err(e) => {
@@ -502,6 +540,15 @@ impl Prober for SshProber {
                 None
             }
         };
+        if let Some(w) =
+            crate::infra::agent::open_file_warning(cluster.nodes.len(), crate::infra::agent::open_file_limit())
+        {
+            let mut said = self.fd_warning.lock().unwrap();
+            if said.as_deref() != Some(w.as_str()) {
+                tracing::warn!("{w}");
+                *said = Some(w);
+            }
+        }
         let volume = cluster.options.etcd.volume().to_string();
         let mut futures = Vec::new();
         for n in cluster.nodes.iter().cloned() {
@@ -570,26 +617,37 @@ mod tests {
     use crate::model::KubeNode;
     use std::sync::Mutex;
 
-    fn inspect(name: &str, running: bool) -> String {
-        serde_json::json!([{
+    fn inspect(name: &str, running: bool) -> serde_json::Value {
+        serde_json::json!({
             "Name": format!("/{name}"),
             "State": {"Running": running},
             "Config": {"Image": "img", "Labels": {}},
-        }])
-        .to_string()
+        })
     }
 
+    /// What the probe script prints: one inspect document (containers, then volumes), the
+    /// separator with the engine's exit status (125 when something was absent), the files.
     fn output(containers: &[(&str, bool)], volumes: &[&str], files: [&str; 3]) -> String {
-        let mut s: String = containers.iter().map(|(n, r)| inspect(n, *r) + "\n").collect();
-        s += &format!("{SEPARATOR}\n");
-        for v in volumes {
-            s += &format!("{v}\n");
-        }
+        let mut objects: Vec<serde_json::Value> = containers.iter().map(|(n, r)| inspect(n, *r)).collect();
+        objects.extend(
+            volumes
+                .iter()
+                .map(|v| serde_json::json!({"Name": v, "Driver": "local", "Mountpoint": format!("/v/{v}")})),
+        );
+        let status = if containers.len() == 8 && volumes.len() == 2 {
+            0
+        } else {
+            125
+        };
+        let mut s = serde_json::to_string_pretty(&objects).unwrap();
+        s += &format!("\n{SEPARATOR} {status}\n");
         for f in files {
             s += &format!("{FILE_SEPARATOR}\n{f}");
         }
         s
     }
+
+    const ABSENT: &str = "Error: inspecting object: no such object: \"kubelet\"\nError: No such object: etcd-cke\n";
 
     #[test]
     fn the_output_gives_containers_volumes_and_configuration_files() {
@@ -608,7 +666,7 @@ mod tests {
                 "- not\n- a mapping\n",
             ],
         );
-        let st = parse_probe_output("10.0.0.1", &ContainerEngine::default(), &text, "etcd-cke").unwrap();
+        let st = parse_probe_output("10.0.0.1", &ContainerEngine::default(), &text, ABSENT, "etcd-cke").unwrap();
         assert!(st.ssh_connected);
         assert!(st.etcd.service.running && st.etcd.has_data && st.etcd.is_added_member);
         assert!(st.kube_apiserver.service.running);
@@ -628,15 +686,60 @@ mod tests {
             !st.kube_apiserver.is_healthy,
             "health is asked later, from the cke host"
         );
+        // Only the volumes asked for count; the other volume's absence is read from the same call.
+        let text = output(&[(ETCD_CONTAINER, true)], &["etcd-other"], ["", "", ""]);
+        let st = parse_probe_output("10.0.0.1", &ContainerEngine::default(), &text, ABSENT, "etcd-cke").unwrap();
+        assert!(!st.etcd.has_data && !st.etcd.is_added_member);
+    }
+
+    #[test]
+    fn the_probe_calls_the_engine_once() {
+        let script = probe_script(&ContainerEngine::new("podman", vec![]), "etcd-cke").unwrap();
+        assert_eq!(script.matches("podman").count(), 1, "{script}");
+        assert!(script.starts_with(
+            "podman inspect etcd rivers etcd-rivers kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy etcd-cke etcd-added-member;"
+        ), "{script}");
+        assert!(probe_script(&ContainerEngine::default(), "a;b").is_err());
+    }
+
+    #[test]
+    fn an_engine_failure_other_than_absence_fails_the_probe() {
+        let engine = ContainerEngine::default();
+        let text = output(&[(ETCD_CONTAINER, true)], &[], ["", "", ""]);
+        let locked = "Error: acquiring lock: database is locked\n";
+        let e = parse_probe_output("10.0.0.1", &engine, &text, locked, "etcd-cke").unwrap_err();
+        assert!(e.to_string().contains("database is locked"), "{e}");
+        // Absence mixed with another failure: still a failure.
+        let mixed = format!("{ABSENT}{locked}");
+        assert!(parse_probe_output("10.0.0.1", &engine, &text, &mixed, "etcd-cke").is_err());
+        // A daemon that is down prints nothing on stdout.
+        let down = format!("\n{SEPARATOR} 1\n{FILE_SEPARATOR}\n{FILE_SEPARATOR}\n{FILE_SEPARATOR}\n");
+        let e = parse_probe_output(
+            "10.0.0.1",
+            &engine,
+            &down,
+            "Cannot connect to the Docker daemon",
+            "etcd-cke",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("Cannot connect"), "{e}");
+        // Everything absent: podman prints [] and the absences.
+        let none = format!("[]\n{SEPARATOR} 125\n{FILE_SEPARATOR}\n{FILE_SEPARATOR}\n{FILE_SEPARATOR}\n");
+        let st = parse_probe_output("10.0.0.1", &engine, &none, ABSENT, "etcd-cke").unwrap();
+        assert!(!st.etcd.service.exists && !st.etcd.has_data);
+        // A volume name that the engine resolved to a container: unknowable, so a failure.
+        let text = output(&[("etcd-cke", true)], &[], ["", "", ""]);
+        let e = parse_probe_output("10.0.0.1", &engine, &text, ABSENT, "etcd-cke").unwrap_err();
+        assert!(e.to_string().contains("cannot tell"), "{e}");
     }
 
     #[test]
     fn a_truncated_output_fails_the_probe() {
         let text = output(&[], &[], ["", "", ""]);
         let cut = &text[..text.rfind(FILE_SEPARATOR).unwrap()];
-        let e = parse_probe_output("10.0.0.1", &ContainerEngine::default(), cut, "etcd-cke").unwrap_err();
+        let e = parse_probe_output("10.0.0.1", &ContainerEngine::default(), cut, ABSENT, "etcd-cke").unwrap_err();
         assert!(e.to_string().contains("2 configuration file sections"), "{e}");
-        let e = parse_probe_output("10.0.0.1", &ContainerEngine::default(), "[]", "etcd-cke").unwrap_err();
+        let e = parse_probe_output("10.0.0.1", &ContainerEngine::default(), "[]", "", "etcd-cke").unwrap_err();
         assert!(e.to_string().contains("no separator"), "{e}");
     }
 

@@ -228,6 +228,7 @@ fn record(id: i64, status: RecordStatus) -> Record {
         leader: "host1".into(),
         start_at: chrono::Utc::now(),
         end_at: None,
+        results: None,
     }
 }
 

@@ -66,6 +66,7 @@ async fn conformance<S: Storage + 'static>(s: Arc<S>) {
             leader: String::new(),
             start_at: chrono::Utc::now(),
             end_at: None,
+            results: None,
         };
         s.put_raw(&format!("{KEY_RECORDS_PREFIX}{}", Record::key_suffix(id)), encode(&r))
             .await

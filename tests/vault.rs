@@ -506,6 +506,33 @@ async fn ssh_keys_encryption_keys_and_bad_input() {
         node2_key
     );
 
+    // Past 500 nodes: the secret holds one field per node. OpenBao refuses a JSON body of more than
+    // 1000 strings ("refused JSON input due to high complexity: exceeded maximum number of strings"),
+    // so the 501st key written as JSON would fail; ckecli writes the secret form-encoded, which has no
+    // such limit. 600 keys, then one more through ckecli.
+    let mut many = secrets::ssh_keys(&client).await.unwrap();
+    for i in 0..600 {
+        many.insert(format!("10.9.{}.{}", i / 250, i % 250 + 1), node2_key.clone());
+    }
+    secrets::put_ssh_private_keys(&client, &many).await.unwrap();
+    ok(&env.ckecli(&["vault", "ssh-privkey", "--host", "10.0.0.7", "-"], Some(&node2_key)));
+    let stored = secrets::ssh_keys(&client).await.unwrap();
+    assert_eq!(stored.len(), many.len() + 1);
+    assert_eq!(stored["10.0.0.7"], node2_key);
+    assert_eq!(
+        stored[""], default_key,
+        "the default key (the empty field) survives the form"
+    );
+    // The limit itself, as OpenBao states it, for a JSON write of the same secret.
+    let body = env.write("many.json", &serde_json::to_string(&stored).unwrap());
+    let o = env.bao.cli(&["write", "cke/secrets/ssh", &format!("@{body}")]);
+    assert!(!o.status.success(), "OpenBao took 1200 JSON strings");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("exceeded maximum number of strings"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
     // Encryption keys: init made the first; a new key becomes current, the previous one is kept,
     // older ones dropped. Stored as CKE's AESConfiguration JSON, named by RFC 3339 UTC time.
     let k0 = secrets::k8s_encryption_keys(&client).await.unwrap();

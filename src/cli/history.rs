@@ -79,6 +79,7 @@ mod tests {
             leader: "host1".into(),
             start_at: chrono::Utc::now(),
             end_at: None,
+            results: None,
         }
     }
 

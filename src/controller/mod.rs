@@ -174,6 +174,8 @@ pub struct Controller {
     shared: Arc<Shared>,
     cfg: ControllerConfig,
     integrator: Option<Arc<Integrator>>,
+    /// The status last written, with the fence of the term that wrote it.
+    status_written: tokio::sync::Mutex<Option<(Fence, Vec<u8>)>>,
 }
 
 struct TermCtx<'a> {
@@ -208,6 +210,7 @@ impl Controller {
             shared,
             cfg,
             integrator: None,
+            status_written: Default::default(),
         }
     }
 
@@ -409,7 +412,14 @@ impl Controller {
         infra.fence = Some(ctx.fence.clone());
         let mut status = if constraints.check(&cluster).is_ok() {
             let started = std::time::Instant::now();
-            let status = self.prober.probe(&cluster).await;
+            // A probe changes nothing: on SIGTERM or a lost term it is dropped at once, every
+            // node's SSH command with it.
+            let (mut lost, mut shutdown) = (ctx.lost.clone(), ctx.shutdown.clone());
+            let status = tokio::select! {
+                st = self.prober.probe(&cluster) => st,
+                _ = signalled(&mut lost) => return Err(PassError::Lost),
+                _ = signalled(&mut shutdown) => return Err(PassError::Shutdown),
+            };
             self.shared.metrics.probe_duration(started.elapsed());
             status
         } else {
@@ -637,10 +647,17 @@ impl Controller {
             images: Some(self.cfg.images.clone()),
             kubernetes_version: kubernetes_version(&self.cfg.images),
         };
-        self.storage
-            .put_fenced(ctx.fence, vec![Write::Put(KEY_STATUS.into(), encode(&st))])
-            .await?;
-        self.shared.etcd_ok();
+        // Written when it changed (and once per term): an unchanged status costs no write.
+        let value = encode(&st);
+        let mut written = self.status_written.lock().await;
+        if written.as_ref() != Some(&(ctx.fence.clone(), value.clone())) {
+            self.storage
+                .put_fenced(ctx.fence, vec![Write::Put(KEY_STATUS.into(), value.clone())])
+                .await?;
+            *written = Some((ctx.fence.clone(), value));
+            self.shared.etcd_ok();
+        }
+        drop(written);
         self.shared.metrics.set_phase(plan.phase, timestamp.timestamp());
         let mut s = self.shared.status.write().unwrap();
         s.phase = Some(plan.phase);
@@ -685,6 +702,7 @@ impl Controller {
             leader: self.cfg.name.clone(),
             start_at: Utc::now(),
             end_at: None,
+            results: None,
         };
         let mut extra = vec![Write::Put(KEY_RECORD_ID.into(), (id + 1).to_string().into_bytes())];
         if id > RECORDS_KEPT {
@@ -693,10 +711,22 @@ impl Controller {
                 Record::key_suffix(id - RECORDS_KEPT)
             )));
         }
+        // The first command goes with the operation's first write: the record (and its targets)
+        // is written once when it starts, once per further command (a command acts on all its
+        // targets at once, so an operation has a few), and once when it ends.
+        let mut next = op.next_command();
+        if let Some(cmd) = &next {
+            record.command = cmd.command();
+        }
         self.write_record(ctx, &record, extra).await?;
-        tracing::info!(id, operation = record.operation, targets = ?record.targets, "operation started");
+        tracing::info!(
+            id,
+            operation = record.operation,
+            targets = crate::model::few(&record.targets, 5),
+            "operation started"
+        );
         let mut step = 0;
-        while let Some(cmd) = op.next_command() {
+        while let Some(cmd) = next.take().or_else(|| op.next_command()) {
             step += 1;
             match ctx.check() {
                 Ok(()) => {}
@@ -705,8 +735,10 @@ impl Controller {
                 }
                 Err(e) => return Err(self.note_last(&record, e)),
             }
-            record.command = cmd.command();
-            self.write_record(ctx, &record, vec![]).await?;
+            if step > 1 {
+                record.command = cmd.command();
+                self.write_record(ctx, &record, vec![]).await?;
+            }
             self.shared.status.write().unwrap().last_operation = Some(record.clone());
             if step == 2 {
                 // Tests pause the process here, in the middle of an operation, its record written.
@@ -763,6 +795,7 @@ impl Controller {
                     self.shared.metrics.command(&record.command.name, "failed");
                     record.status = RecordStatus::Cancelled;
                     record.error = error_chain(&e);
+                    record.results = crate::op::common::step_results(&e).cloned();
                     record.end_at = Some(Utc::now());
                     tracing::warn!(id, error = record.error, retry = ?e.retry, "command failed: operation cancelled");
                     self.write_record(ctx, &record, vec![]).await?;

@@ -316,6 +316,7 @@ async fn a_new_term_cancels_leftovers_and_shutdown_abandons_a_long_command() {
         leader: "crashed".into(),
         start_at: chrono::Utc::now(),
         end_at: None,
+        results: None,
     };
     storage
         .put_raw(

@@ -62,6 +62,35 @@ pub struct Record {
     /// When it ended (unset while running).
     #[serde(rename = "end-at", default, skip_serializing_if = "Option::is_none")]
     pub end_at: Option<DateTime<Utc>>,
+    /// What each target of the step that failed came to, when that step acted on several nodes (a
+    /// cke-rs addition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub results: Option<StepResults>,
+}
+
+/// What each target of a step over several nodes came to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepResults {
+    /// Targets where the command succeeded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub succeeded: Vec<String>,
+    /// Targets where it failed, with the error.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub failed: std::collections::BTreeMap<String, String>,
+    /// Targets where it had not ended when the operation was stopped (cke shutting down).
+    #[serde(rename = "not-finished", default, skip_serializing_if = "Vec::is_empty")]
+    pub not_finished: Vec<String>,
+}
+
+/// `items` for a message: all of them when there are at most `examples`, else the first `examples`
+/// and how many more (`a, b, c and 997 more`), so that a message stays short at any scale.
+pub fn few<S: AsRef<str>>(items: &[S], examples: usize) -> String {
+    let first: Vec<&str> = items.iter().take(examples).map(AsRef::as_ref).collect();
+    if items.len() <= examples {
+        first.join(", ")
+    } else {
+        format!("{} and {} more", first.join(", "), items.len() - examples)
+    }
 }
 
 impl Record {

@@ -266,6 +266,7 @@ fn record_json_layout_matches_cke() {
         leader: "host1".into(),
         start_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
         end_at: None,
+        results: None,
     };
     let v = serde_json::to_value(&r).unwrap();
     assert_eq!(v["id"], "42");

@@ -1,15 +1,128 @@
 //! Reusable commanders, in the manner of CKE's `op/common`: run, remove and pull containers,
 //! create and remove volumes, remove a directory, write files (literal content, CA certificates
 //! from the management etcd, certificates issued for the node). Each acts on one node and is safe
-//! to run again.
+//! to run again; [`fan_out`] makes one step of many of them, run on all their nodes at once (at most
+//! [`FAN_OUT_LIMIT`] at a time), as CKE's commanders run on all their nodes in parallel.
 
 use async_trait::async_trait;
+use futures::stream::{self, StreamExt};
 
 use super::{CommandError, Commander, Infra, Outcome, Refusal};
-use crate::error::Retry;
+use crate::error::{error_chain, Retry};
 use crate::infra::agent::container::RunSpec;
 use crate::infra::pki::IssueRequest;
-use crate::model::RecordCommand;
+use crate::model::{RecordCommand, StepResults};
+
+/// How many nodes one step acts on at once (the SSH pool bounds the commands of the whole process
+/// too).
+pub const FAN_OUT_LIMIT: usize = 64;
+
+/// How many targets a summary names before it only counts them.
+pub const EXAMPLES: usize = 3;
+
+/// `targets` for a record or a message: all of them when there are few, else a count and the first
+/// [`EXAMPLES`] (`1000 nodes: 10.0.0.1, 10.0.0.2, 10.0.0.3, ...`).
+pub fn summary(targets: &[String]) -> String {
+    crate::model::few(targets, EXAMPLES)
+}
+
+/// One step over many nodes: the per-node commands `parts` (each acting on its own target) run
+/// concurrently, at most [`FAN_OUT_LIMIT`] at once. Every part runs even when another fails; the
+/// step fails when any part failed, with every target's result ([`StepFailed`]). A single part is
+/// returned as it is.
+pub fn fan_out(mut parts: Vec<Box<dyn Commander>>) -> Box<dyn Commander> {
+    if parts.len() == 1 {
+        return parts.pop().expect("one part");
+    }
+    Box::new(FanOut { parts })
+}
+
+/// The steps of an operation from per-step groups of per-node commands, in order; empty groups are
+/// left out.
+pub fn steps(groups: Vec<Vec<Box<dyn Commander>>>) -> Vec<Box<dyn Commander>> {
+    groups.into_iter().filter(|g| !g.is_empty()).map(fan_out).collect()
+}
+
+/// See [`fan_out`].
+pub struct FanOut {
+    parts: Vec<Box<dyn Commander>>,
+}
+
+/// A step over several nodes failed on some of them: what each target came to.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", describe(.0))]
+pub struct StepFailed(pub StepResults);
+
+fn describe(r: &StepResults) -> String {
+    let total = r.succeeded.len() + r.failed.len() + r.not_finished.len();
+    let examples: Vec<String> = r
+        .failed
+        .iter()
+        .take(EXAMPLES)
+        .map(|(t, e)| format!("{t}: {e}"))
+        .collect();
+    let more = if r.failed.len() > EXAMPLES { "; ..." } else { "" };
+    format!(
+        "failed on {} of {total} targets ({}{more})",
+        r.failed.len(),
+        examples.join("; ")
+    )
+}
+
+#[async_trait]
+impl Commander for FanOut {
+    fn command(&self) -> RecordCommand {
+        let first = self.parts.first().map(|p| p.command()).unwrap_or_default();
+        let targets: Vec<String> = self.parts.iter().map(|p| p.command().target).collect();
+        RecordCommand {
+            name: first.name,
+            target: summary(&targets),
+            detail: first.detail,
+        }
+    }
+
+    fn parts(&self) -> Vec<RecordCommand> {
+        self.parts.iter().map(|p| p.command()).collect()
+    }
+
+    async fn run(&self, infra: &Infra) -> Result<Outcome, CommandError> {
+        // The futures are made first (lazily: nothing runs before it is polled), then run at most
+        // FAN_OUT_LIMIT at a time.
+        let runs: Vec<_> = self
+            .parts
+            .iter()
+            .map(|p| {
+                let (target, run) = (p.command().target, p.run(infra));
+                async move { (target, run.await) }
+            })
+            .collect();
+        let results: Vec<(String, Result<Outcome, CommandError>)> =
+            stream::iter(runs).buffer_unordered(FAN_OUT_LIMIT).collect().await;
+        let mut r = StepResults::default();
+        let mut retry = Retry::AfterChange;
+        for (target, result) in results {
+            match result {
+                Ok(_) => r.succeeded.push(target),
+                Err(e) => {
+                    if e.retry == Retry::Soon {
+                        retry = Retry::Soon;
+                    }
+                    r.failed.insert(target, error_chain(&e));
+                }
+            }
+        }
+        if r.failed.is_empty() {
+            return Ok(Outcome::Done);
+        }
+        r.succeeded.sort();
+        Err(CommandError::with_retry(&self.command(), retry, StepFailed(r)))
+    }
+}
+
+/// What each target of `error`'s step came to, when it was a step over several nodes.
+pub fn step_results(error: &CommandError) -> Option<&StepResults> {
+    error.source.downcast_ref::<StepFailed>().map(|s| &s.0)
+}
 
 /// The owner of the files that hold keys (mode 0600): root.
 pub const SECRET_FILE_OWNER: &str = "root:root";

@@ -154,6 +154,12 @@ pub trait Commander: Send + Sync {
     /// How the command is recorded (name, target, detail).
     fn command(&self) -> RecordCommand;
 
+    /// How each node's part of the command is recorded: the command itself, or for a step over
+    /// several nodes ([`common::fan_out`]) each node's command.
+    fn parts(&self) -> Vec<RecordCommand> {
+        vec![self.command()]
+    }
+
     /// Runs the command. It must be safe to abandon at any await point (the controller drops it when
     /// leadership is lost or the daemon shuts down) and safe to run again in a later operation.
     async fn run(&self, infra: &Infra) -> Result<Outcome, CommandError>;

@@ -1,8 +1,8 @@
 //! Starting and restarting rivers (in front of the API servers, every node) and etcd-rivers (in front
-//! of the etcd members, control-plane nodes), with the control-plane list as upstreams, one node
-//! after another.
+//! of the etcd members, control-plane nodes), with the control-plane list as upstreams, on all the
+//! operation's nodes at once (one step).
 
-use super::common::RunContainer;
+use super::common::{steps, RunContainer};
 use super::{OpContext, Operator, SeqOperator};
 use crate::infra::agent::container::RunSpec;
 use crate::model::{ContainerParams, Node};
@@ -48,12 +48,12 @@ pub fn run_spec(ctx: OpContext<'_>, kind: Kind) -> RunSpec {
     }
 }
 
-/// An operator (re)starting `kind` on `nodes`, one node at a time.
+/// An operator (re)starting `kind` on `nodes`, all at once.
 pub fn operator(name: &'static str, nodes: &[String], ctx: OpContext<'_>, kind: Kind) -> Box<dyn Operator> {
     let spec = run_spec(ctx, kind);
-    let commands = nodes
+    let run = nodes
         .iter()
         .map(|address| RunContainer::boxed(address, spec.clone(), None))
         .collect();
-    SeqOperator::boxed(name, nodes.to_vec(), commands)
+    SeqOperator::boxed(name, nodes.to_vec(), steps(vec![run]))
 }

@@ -90,8 +90,8 @@ impl Env {
         let infra = self.infra();
         let mut recorded = Vec::new();
         while let Some(cmd) = op.next_command() {
-            let r = cmd.command();
-            recorded.push(format!("{} {}", r.name, r.target));
+            // A step over several nodes is recorded node by node, in the order of its parts.
+            recorded.extend(cmd.parts().iter().map(|r| format!("{} {}", r.name, r.target)));
             match cmd.run(&infra).await {
                 Ok(outcome) => op.command_done(outcome),
                 Err(e) => return (recorded, Err(e)),
@@ -202,20 +202,30 @@ async fn rivers_failing_on_one_node_leave_the_rest_to_the_next_pass() {
     env.fake.fail_once("10.0.0.2: run rivers");
     let all = nodes(&[CP[0], CP[1], CP[2], WORKER]);
     let (cmds, r) = env.run(OpKind::RiversBootstrap { nodes: all }).await;
-    assert_eq!(cmds, strings(&["run-container 10.0.0.1", "run-container 10.0.0.2"]));
+    // One step on every node: the failure of one fails the step, with every node's result.
+    assert_eq!(
+        cmds,
+        strings(&[
+            "run-container 10.0.0.1",
+            "run-container 10.0.0.2",
+            "run-container 10.0.0.3",
+            "run-container 10.0.0.4"
+        ])
+    );
     let e = r.unwrap_err();
-    assert_eq!((e.command.as_str(), e.target.as_str()), ("run-container", "10.0.0.2"));
+    assert_eq!(
+        (e.command.as_str(), e.target.as_str()),
+        ("run-container", "10.0.0.1, 10.0.0.2, 10.0.0.3 and 1 more")
+    );
     assert_eq!(e.retry, crate::error::Retry::Soon);
     assert!(crate::error::error_chain(&e).contains("injected failure"), "{e:?}");
+    let results = crate::op::common::step_results(&e).expect("every node's result");
+    assert_eq!(results.succeeded, [CP[0], CP[2], WORKER]);
+    assert_eq!(results.failed.keys().collect::<Vec<_>>(), [CP[1]]);
     // The next pass starts rivers where it is missing, and only there.
     let plan = env.next_plan();
     assert_eq!(plan.phase, Phase::Rivers);
-    assert_eq!(
-        plan.ops[0].kind,
-        OpKind::RiversBootstrap {
-            nodes: nodes(&[CP[1], CP[2], WORKER])
-        }
-    );
+    assert_eq!(plan.ops[0].kind, OpKind::RiversBootstrap { nodes: nodes(&[CP[1]]) });
 }
 
 pub(super) async fn with_rivers(env: &Env) {
@@ -231,12 +241,10 @@ async fn etcd_bootstrap_prepares_every_node_before_starting_any_member() {
     with_rivers(&env).await;
     let cmds = env.run_ok(OpKind::EtcdBootstrap { nodes: cps() }).await;
     let mut want = Vec::new();
-    for a in CP {
-        want.push(format!("write-certificates {a}"));
-        want.push(format!("create-volume {a}"));
-    }
-    for a in CP {
-        want.push(format!("run-container {a}"));
+    for c in ["write-certificates", "create-volume", "run-container"] {
+        for a in CP {
+            want.push(format!("{c} {a}"));
+        }
     }
     want.push(format!("wait-etcd {}", CP.join(",")));
     want.push(format!("setup-etcd-auth {}", CP.join(",")));
@@ -278,7 +286,8 @@ async fn an_etcd_bootstrap_cut_short_is_run_again_over_the_same_nodes() {
     let (cmds, r) = env.run(OpKind::EtcdBootstrap { nodes: cps() }).await;
     assert_eq!(cmds.last().unwrap(), "run-container 10.0.0.3");
     let e = r.unwrap_err();
-    assert_eq!(e.target, "10.0.0.3");
+    let results = crate::op::common::step_results(&e).expect("every node's result");
+    assert_eq!(results.failed.keys().collect::<Vec<_>>(), ["10.0.0.3"]);
     // Two of the three members run, the third never started; nothing was marked. The two form a
     // healthy cluster: the planner marks them and joins the third, never bootstrapping anew.
     let plan = env.next_plan();

@@ -19,7 +19,7 @@ use crate::k8s::{config, VersionSet};
 use crate::model::{Node, OpKind, PlannedOp};
 
 use super::k8s_maintain::master_endpoint_ops;
-use super::NodeFilter;
+use super::{NodeFilter, REASON_EXAMPLES};
 
 /// The `k8s-start` operations, or `Err(note)` when nothing may be done for a reason the operator
 /// must see (e.g. an unusable Kubernetes image). `Ok(empty)`: nothing to do here.
@@ -37,7 +37,7 @@ pub(super) fn k8s_start_ops(nf: &NodeFilter) -> Result<Vec<PlannedOp>, String> {
     if !targets.is_empty() {
         let reason = format!(
             "kube-apiserver is not running (or outdated and unhealthy) on {}",
-            targets.join(", ")
+            crate::model::few(&targets, REASON_EXAMPLES)
         );
         let mut ops = master_endpoint_ops(nf, &[]);
         ops.push(PlannedOp::new(OpKind::KubeApiserverRestart { nodes: targets }, reason));
@@ -61,7 +61,7 @@ pub(super) fn k8s_start_ops(nf: &NodeFilter) -> Result<Vec<PlannedOp>, String> {
     let mut ops = master_endpoint_ops(nf, &[]);
     let mut push = |nodes: Vec<String>, kind: fn(Vec<String>) -> OpKind, why: &str| {
         if !nodes.is_empty() {
-            let reason = format!("{why} on {}", nodes.join(", "));
+            let reason = format!("{why} on {}", crate::model::few(&nodes, REASON_EXAMPLES));
             ops.push(PlannedOp::new(kind(nodes), reason));
         }
     };
@@ -153,7 +153,7 @@ pub(super) fn stop_control_plane_ops(nf: &NodeFilter) -> Vec<PlannedOp> {
         if !nodes.is_empty() {
             let reason = format!(
                 "{what} runs on {}, which is no longer a control plane",
-                nodes.join(", ")
+                crate::model::few(&nodes, REASON_EXAMPLES)
             );
             ops.push(PlannedOp::new(kind(nodes), reason));
         }

@@ -22,7 +22,7 @@ use crate::k8s::endpoints::{self, EndpointParams};
 use crate::k8s::node::is_outdated;
 use crate::model::{CkeObject, EndpointSliceView, EndpointsView, OpKind, PlannedOp, ResourceDefinition};
 
-use super::NodeFilter;
+use super::{NodeFilter, REASON_EXAMPLES};
 
 /// The `k8s-maintain` operations, in CKE's order; empty when there is nothing to do.
 pub(super) fn k8s_maintain_ops(nf: &NodeFilter) -> Vec<PlannedOp> {
@@ -67,7 +67,7 @@ pub(super) fn k8s_maintain_ops(nf: &NodeFilter) -> Vec<PlannedOp> {
     if !strays.is_empty() {
         let reason = format!(
             "Nodes {} belong to no declared node: cordon and delete them",
-            strays.join(", ")
+            crate::model::few(&strays, REASON_EXAMPLES)
         );
         ops.push(PlannedOp::new(
             OpKind::RemoveNode {

@@ -13,6 +13,7 @@
 
 mod k8s;
 mod k8s_maintain;
+
 pub use k8s_maintain::{all_resources, as_kept, static_definitions};
 mod node_filter;
 pub mod params;
@@ -69,6 +70,9 @@ pub struct PlanInputs {
     /// The management etcd's `config-version` (CKE: "1" when the key is absent).
     pub config_version: String,
 }
+
+/// How many nodes a reason names before it counts the rest (reasons stay short at 1000 nodes).
+pub const REASON_EXAMPLES: usize = 5;
 
 /// CKE's `--max-concurrent-updates` default.
 pub const DEFAULT_MAX_CONCURRENT_UPDATES: usize = 10;
@@ -164,7 +168,10 @@ pub fn decide_ops(
     // 3. Start members that are stopped but hold data and were fully added.
     let stopped = nf.etcd_stopped_members();
     if !stopped.is_empty() {
-        let reason = format!("etcd is not running on {}", stopped.join(", "));
+        let reason = format!(
+            "etcd is not running on {}",
+            crate::model::few(&stopped, REASON_EXAMPLES)
+        );
         return plan(
             Phase::EtcdStart,
             vec![PlannedOp::new(OpKind::EtcdStart { nodes: stopped }, reason)],
@@ -251,7 +258,7 @@ pub fn decide_ops(
             format!(
                 "etcd on {} runs without the data volume {} (was options.etcd.volume_name changed?); \
                  it is not restarted, as it could not start on an empty volume",
-                no_volume.join(", "),
+                crate::model::few(&no_volume, REASON_EXAMPLES),
                 cluster.options.etcd.volume()
             ),
         );
@@ -329,7 +336,7 @@ fn rivers_ops(nf: &NodeFilter) -> Vec<PlannedOp> {
     let mut push = |mut nodes: Vec<String>, kind: fn(Vec<String>) -> OpKind, what: &str| {
         nodes.truncate(max);
         if !nodes.is_empty() {
-            let reason = format!("{what} on {}", nodes.join(", "));
+            let reason = format!("{what} on {}", crate::model::few(&nodes, REASON_EXAMPLES));
             ops.push(PlannedOp::new(kind(nodes), reason));
         }
     };
@@ -392,7 +399,7 @@ fn etcd_maintenance(nf: &NodeFilter) -> Option<PlannedOp> {
     if !unmarked.is_empty() {
         let reason = format!(
             "in-sync members without the added-member marker: {}",
-            unmarked.join(", ")
+            crate::model::few(&unmarked, REASON_EXAMPLES)
         );
         return Some(PlannedOp::new(OpKind::EtcdMarkMember { nodes: unmarked }, reason));
     }

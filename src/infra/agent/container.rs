@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use regex::Regex;
+use serde::Deserialize;
 use std::sync::LazyLock;
 
 use super::{shell_join, shell_quote, AgentError, Runner};
@@ -57,6 +58,51 @@ pub struct RunSpec {
     /// More `run` options (`--privileged`, `--tmpfs=/tmp`, `--log-driver=journald`, ...); each must
     /// start with `--` or be the value after a `--mount`.
     pub options: Vec<String>,
+}
+
+/// What an `inspect` found: the state of each container asked for (absent ones: `exists: false`)
+/// and which of the volumes asked for exist.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Inspected {
+    /// By container name.
+    pub containers: BTreeMap<String, ServiceStatus>,
+    /// The volumes that exist.
+    pub volumes: std::collections::BTreeSet<String>,
+}
+
+/// The fields of an inspected object the probe reads (docker and podman name them alike; docker
+/// puts a `/` before container names).
+#[derive(serde::Deserialize)]
+struct InspectObject {
+    #[serde(rename = "Name", default)]
+    name: String,
+    #[serde(rename = "State")]
+    state: Option<InspectState>,
+    #[serde(rename = "Mountpoint")]
+    mountpoint: Option<String>,
+    #[serde(rename = "Config")]
+    config: Option<InspectConfig>,
+    #[serde(rename = "ImageName")]
+    image_name: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct InspectState {
+    #[serde(rename = "Running", default)]
+    running: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct InspectConfig {
+    #[serde(rename = "Image")]
+    image: Option<String>,
+    #[serde(rename = "Labels", default, deserialize_with = "null_as_empty")]
+    labels: BTreeMap<String, String>,
+}
+
+/// `null` (docker's empty label set) as an empty map.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    Ok(Option::<BTreeMap<String, String>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// The engine.
@@ -152,15 +198,20 @@ impl ContainerEngine {
 
     /// Starts a container, replacing one of the same name. The image is made present first (pulled
     /// when missing), so a failed pull leaves the old container running.
+    /// One SSH command: the image check, the pull when it is missing, then the removal and the run
+    /// (skipped when the pull failed).
     pub async fn run(&self, node: &dyn Runner, spec: &RunSpec) -> Result<(), AgentError> {
         let run = self.run_command(spec)?;
-        if !self.image_exists(node, &spec.image).await? {
-            self.pull(node, &spec.image).await?;
-        }
+        let image = self.cmd(&["image", "inspect", &spec.image]);
+        let pull = self.cmd(&["pull", "-q", &spec.image]);
         let rm = self.cmd(&["rm", "-f", &spec.name]);
-        node.check(&format!("{rm} >/dev/null 2>&1; {run}"), None, self.timeout)
-            .await
-            .map(|_| ())
+        node.check(
+            &format!("{{ {image} >/dev/null 2>&1 || {pull} >/dev/null; }} && {{ {rm} >/dev/null 2>&1; {run}; }}"),
+            None,
+            Duration::from_secs(600),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// The state of these containers (absent ones: `exists: false`).
@@ -187,33 +238,64 @@ impl ContainerEngine {
         stdout: &[u8],
         names: &[&str],
     ) -> Result<BTreeMap<String, ServiceStatus>, AgentError> {
-        let mut result: BTreeMap<String, ServiceStatus> = names
-            .iter()
-            .map(|n| (n.to_string(), ServiceStatus::default()))
-            .collect();
-        for doc in serde_json::Deserializer::from_slice(stdout).into_iter::<serde_json::Value>() {
-            let doc = doc.map_err(|e| AgentError::Output {
-                address: address.into(),
-                command: "container inspect".into(),
-                reason: e.to_string(),
-            })?;
-            for c in doc.as_array().cloned().unwrap_or_default() {
-                let name = c["Name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .trim_start_matches('/')
-                    .to_string();
-                if let Some(st) = result.get_mut(&name) {
+        Ok(self.parse_inspect_all(address, stdout, names, &[])?.containers)
+    }
+
+    /// Parses what `inspect` (without a type) printed for the containers `containers` and the volumes
+    /// `volumes`: one or more JSON arrays of objects. An object with a `State` is a container, one
+    /// with a `Mountpoint` a volume; others (an image or network of the same name) are skipped, as
+    /// the name then names no such container. A volume name that came back as another kind of
+    /// object is an error: the engine shows the first kind it finds, so whether the volume exists
+    /// cannot be told.
+    pub fn parse_inspect_all(
+        &self,
+        address: &str,
+        stdout: &[u8],
+        containers: &[&str],
+        volumes: &[&str],
+    ) -> Result<Inspected, AgentError> {
+        let bad = |reason: String| AgentError::Output {
+            address: address.into(),
+            command: "inspect".into(),
+            reason,
+        };
+        let mut result = Inspected {
+            containers: containers
+                .iter()
+                .map(|n| (n.to_string(), ServiceStatus::default()))
+                .collect(),
+            volumes: Default::default(),
+        };
+        for doc in serde_json::Deserializer::from_slice(stdout).into_iter::<Vec<InspectObject>>() {
+            let doc = doc.map_err(|e| bad(e.to_string()))?;
+            for c in doc {
+                let name = c.name.trim_start_matches('/');
+                let is_volume = c.mountpoint.is_some() && c.state.is_none();
+                if is_volume {
+                    if volumes.contains(&name) {
+                        result.volumes.insert(name.to_string());
+                    }
+                    continue;
+                }
+                if volumes.contains(&name) {
+                    return Err(bad(format!(
+                        "{name:?} names another object than a volume; cannot tell whether the volume exists"
+                    )));
+                }
+                let Some(state) = c.state else { continue };
+                if let Some(st) = result.containers.get_mut(name) {
                     st.exists = true;
-                    st.running = c["State"]["Running"].as_bool().unwrap_or(false);
-                    st.image = c["Config"]["Image"]
-                        .as_str()
-                        .or_else(|| c["ImageName"].as_str())
-                        .unwrap_or_default()
-                        .to_string();
-                    st.params = c["Config"]["Labels"][PARAMS_LABEL]
-                        .as_str()
-                        .and_then(|l| serde_json::from_str(l).ok());
+                    st.running = state.running;
+                    st.image = c
+                        .config
+                        .as_ref()
+                        .and_then(|c| c.image.clone())
+                        .or(c.image_name)
+                        .unwrap_or_default();
+                    st.params = c
+                        .config
+                        .and_then(|mut c| c.labels.remove(PARAMS_LABEL))
+                        .and_then(|l| serde_json::from_str(&l).ok());
                 }
             }
         }

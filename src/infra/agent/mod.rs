@@ -3,6 +3,7 @@
 //! ([`container`]). Everything a node does for cke goes through [`Runner::run`].
 
 pub mod container;
+pub mod credentials;
 pub mod hostkey;
 pub mod ssh;
 
@@ -174,6 +175,40 @@ pub trait Runner: Send + Sync {
     }
 }
 
+/// File descriptors kept for everything but the node connections (etcd, Vault, HTTP, logs, the
+/// Kubernetes clients).
+pub const FD_RESERVE: u64 = 256;
+
+/// Raises the soft limit on open files to the hard limit (one socket per pooled SSH connection:
+/// at the usual soft limit of 1024, nodes past about a thousand would read as unreachable). Returns
+/// the limits before and after, or why they could not be read or set.
+pub fn raise_open_file_limit() -> Result<(u64, u64), String> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| e.to_string())?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(|e| e.to_string())?;
+    }
+    Ok((soft, hard.max(soft)))
+}
+
+/// The soft limit on open files now.
+pub fn open_file_limit() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_or(u64::MAX, |(soft, _)| soft)
+}
+
+/// A warning when `nodes` connections, plus [`FD_RESERVE`], do not fit under the open-file limit
+/// `limit`.
+pub fn open_file_warning(nodes: usize, limit: u64) -> Option<String> {
+    let need = nodes as u64 + FD_RESERVE;
+    (need > limit).then(|| {
+        format!(
+            "the open-file limit ({limit}) is below what {nodes} nodes need ({need}: one SSH connection \
+             each and {FD_RESERVE} for the rest); nodes beyond it will read as unreachable: raise the \
+             hard limit (LimitNOFILE= in cke.service)"
+        )
+    })
+}
+
 /// Quotes a string for a POSIX shell.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c)) {
@@ -194,6 +229,18 @@ pub fn shell_join<S: AsRef<str>>(words: &[S]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_open_file_limit_is_checked_against_the_nodes() {
+        assert_eq!(open_file_warning(700, 1024), None);
+        let w = open_file_warning(1000, 1024).unwrap();
+        assert!(
+            w.contains("(1024)") && w.contains("1000 nodes") && w.contains("1256"),
+            "{w}"
+        );
+        let (before, after) = raise_open_file_limit().unwrap();
+        assert!(after >= before && open_file_limit() == after);
+    }
 
     #[test]
     fn quoting() {

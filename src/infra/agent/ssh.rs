@@ -23,6 +23,17 @@ use super::{AgentError, Output, Runner};
 pub trait KeyProvider: Send + Sync {
     /// The private key (OpenSSH or PEM text) for `address`.
     async fn private_key(&self, address: &str) -> Result<String, AgentError>;
+
+    /// The private key for `address`, parsed (providers that cache keys parse each one once).
+    async fn decoded_key(&self, address: &str) -> Result<Arc<PrivateKey>, AgentError> {
+        let text = self.private_key(address).await?;
+        russh::keys::decode_secret_key(&text, None)
+            .map(Arc::new)
+            .map_err(|e| AgentError::NoKey {
+                address: address.into(),
+                reason: format!("unusable private key: {e}"),
+            })
+    }
 }
 
 /// One key for every node (tests, `ckecli ssh --identity`).
@@ -32,27 +43,6 @@ pub struct StaticKey(pub String);
 impl KeyProvider for StaticKey {
     async fn private_key(&self, _address: &str) -> Result<String, AgentError> {
         Ok(self.0.clone())
-    }
-}
-
-/// Keys from Vault (`cke/secrets/ssh`: the node's own key, else the default).
-pub struct VaultKeys(pub crate::infra::pki::VaultClient);
-
-#[async_trait]
-impl KeyProvider for VaultKeys {
-    async fn private_key(&self, address: &str) -> Result<String, AgentError> {
-        match crate::infra::pki::secrets::ssh_private_key(&self.0, address).await {
-            Ok(Some(k)) => Ok(k),
-            Ok(None) => Err(AgentError::NoKey {
-                address: address.into(),
-                reason: "none in Vault (ckecli vault ssh-privkey)".into(),
-            }),
-            // Vault down or sealed is an outage, not a missing key: retried soon.
-            Err(e) => Err(AgentError::Connect {
-                address: address.into(),
-                reason: format!("cannot read the SSH key from Vault: {e}"),
-            }),
-        }
     }
 }
 
@@ -244,14 +234,9 @@ impl SshPool {
         }
     }
 
-    /// Reads the key, dials, checks the host key and authenticates. Returns the handle and the host
+    /// Dials, checks the host key, reads the key and authenticates. Returns the handle and the host
     /// key it was verified with.
     async fn dial(&self, address: &str, user: &str) -> Result<(Handle<Verifier>, String), AgentError> {
-        let key_text = self.keys.private_key(address).await?;
-        let key = russh::keys::decode_secret_key(&key_text, None).map_err(|e| AgentError::NoKey {
-            address: address.into(),
-            reason: format!("unusable private key: {e}"),
-        })?;
         // With a pin, ask for the pinned key's algorithm: a server with several host keys would
         // otherwise present its Ed25519 key while an RSA or ECDSA key is pinned.
         let mut preferred = russh::Preferred::default();
@@ -298,10 +283,13 @@ impl SshPool {
             }
             Ok(Ok(h)) => h,
         };
+        // The key only once the node has answered: a node that cannot be reached costs no read of
+        // the keys (with a node down, every pass would read them again).
+        let key = self.keys.decoded_key(address).await?;
         let hash = handle.best_supported_rsa_hash().await.ok().flatten().flatten();
         let auth = tokio::time::timeout(
             self.cfg.dial_timeout,
-            handle.authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key as PrivateKey), hash)),
+            handle.authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash)),
         )
         .await
         .map_err(|_| AgentError::Connect {

@@ -189,6 +189,32 @@ impl Endpoint for RawRead {
     }
 }
 
+/// vaultrs's middleware (API version, token, `X-Vault-Request`) plus the form content type.
+struct FormBody<'a>(&'a vaultrs::api::EndpointMiddleware);
+
+impl rustify::endpoint::MiddleWare for FormBody<'_> {
+    fn request<E: Endpoint>(
+        &self,
+        endpoint: &E,
+        req: &mut http::Request<Vec<u8>>,
+    ) -> Result<(), rustify::errors::ClientError> {
+        self.0.request(endpoint, req)?;
+        req.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        Ok(())
+    }
+
+    fn response<E: Endpoint>(
+        &self,
+        endpoint: &E,
+        resp: &mut http::Response<Vec<u8>>,
+    ) -> Result<(), rustify::errors::ClientError> {
+        self.0.response(endpoint, resp)
+    }
+}
+
 impl VaultClient {
     fn build(endpoint: &str, ca_cert: &str) -> Result<(url::Url, reqwest::Client), VaultError> {
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
@@ -550,6 +576,32 @@ impl VaultClient {
         self.call(make, |c, e| async move {
             let r = e
                 .with_middleware(&c.middle)
+                .exec(&c.http)
+                .await
+                .map_err(|source| ClientError::RestClientError { source })?;
+            let body = r.raw();
+            if body.iter().all(u8::is_ascii_whitespace) || serde_json::from_slice::<Value>(&body).is_ok() {
+                Ok(())
+            } else {
+                Err(ClientError::RestClientError {
+                    source: rustify::errors::ClientError::ResponseParseError {
+                        source: anyhow::anyhow!("a write answered with a body that is not JSON"),
+                        content: Some(String::from_utf8_lossy(&body).into_owned()),
+                    },
+                })
+            }
+        })
+        .await
+    }
+
+    /// Like [`Self::empty`], with the body sent form-encoded (`Content-Type:
+    /// application/x-www-form-urlencoded`; the endpoint's body must be encoded so). Vault and OpenBao
+    /// parse such a body as a form, which their JSON complexity limits do not apply to (OpenBao
+    /// refuses a JSON body of more than 1000 strings by default: a KV v1 secret of 500 fields).
+    pub(crate) async fn empty_form<E: Endpoint>(&self, make: impl Fn() -> E) -> Result<(), VaultError> {
+        self.call(make, |c, e| async move {
+            let r = e
+                .with_middleware(&FormBody(&c.middle))
                 .exec(&c.http)
                 .await
                 .map_err(|source| ClientError::RestClientError { source })?;

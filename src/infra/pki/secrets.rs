@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use vaultrs::api::kv1::requests::{GetSecretRequest, SetSecretRequest};
+use vaultrs::api::kv1::requests::GetSecretRequest;
 
 use super::{VaultClient, VaultError, SECRETS_MOUNT};
 
@@ -42,17 +42,47 @@ async fn read_map(client: &VaultClient, path: &str) -> Result<BTreeMap<String, S
         .collect())
 }
 
-/// Replaces the secret at `path` with `fields` (KV v1 has no partial update).
+/// A KV v1 write with a form-encoded body (each field `name=value`, the empty name for the default
+/// SSH key included). vaultrs's `SetSecretRequest` sends JSON, which OpenBao refuses beyond 1000
+/// strings (`max_request_json_strings`): 500 fields, so the 501st node's SSH key. The same secret
+/// written as a form has no such limit; only `max_request_size` (32 MiB) and the storage's entry
+/// size (1 MiB for integrated storage) bound it. vault-path-exception: the path is
+/// `<mount>/<secret>` as vaultrs's `SetSecretRequest` builds it.
+struct SetSecretFormRequest {
+    path: String,
+    body: Vec<u8>,
+}
+
+impl rustify::endpoint::Endpoint for SetSecretFormRequest {
+    type Response = ();
+    const REQUEST_BODY_TYPE: rustify::enums::RequestType = rustify::enums::RequestType::JSON;
+    const RESPONSE_BODY_TYPE: rustify::enums::ResponseType = rustify::enums::ResponseType::JSON;
+
+    fn path(&self) -> String {
+        self.path.clone()
+    }
+
+    fn method(&self) -> rustify::enums::RequestMethod {
+        rustify::enums::RequestMethod::POST
+    }
+
+    fn body(&self) -> Result<Option<Vec<u8>>, rustify::errors::ClientError> {
+        Ok(Some(self.body.clone()))
+    }
+}
+
+/// Replaces the secret at `path` with `fields` (KV v1 has no partial update), form-encoded
+/// ([`SetSecretFormRequest`]).
 async fn write_map(client: &VaultClient, path: &str, fields: &BTreeMap<String, String>) -> Result<(), VaultError> {
-    let body = serde_json::to_vec(fields).expect("a map of strings serializes");
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields.iter())
+        .finish()
+        .into_bytes();
+    let path = format!("{SECRETS_MOUNT}/{}", secret_name(path));
     client
-        .empty(|| {
-            SetSecretRequest::builder()
-                .mount(SECRETS_MOUNT)
-                .path(secret_name(path))
-                .data(body.clone())
-                .build()
-                .expect("every field is set")
+        .empty_form(|| SetSecretFormRequest {
+            path: path.clone(),
+            body: body.clone(),
         })
         .await
 }
@@ -70,6 +100,12 @@ pub async fn ssh_private_key(client: &VaultClient, address: &str) -> Result<Opti
         .or_else(|| keys.get(""))
         .filter(|k| !k.is_empty())
         .cloned())
+}
+
+/// Replaces every SSH key at once (`""` = the default), e.g. when keys are provisioned for many
+/// nodes: one write, where a key per call would rewrite the growing secret once per node.
+pub async fn put_ssh_private_keys(client: &VaultClient, keys: &BTreeMap<String, String>) -> Result<(), VaultError> {
+    write_map(client, SSH_PATH, keys).await
 }
 
 /// Stores the SSH private key for `host` (`None` = the default), keeping the others.

@@ -3,6 +3,7 @@
 //! without users or auth, so the (idempotent) set-up runs first.
 
 use super::{mark, SetupAuth};
+use crate::op::common::fan_out;
 use crate::op::{OpContext, Operator, SeqOperator};
 
 /// The operator.
@@ -12,6 +13,6 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>) -> Box<dyn Operator> {
         target: nodes.join(","),
         nodes: cps,
     }) as _];
-    steps.extend(nodes.iter().map(|a| mark(a)));
+    steps.push(fan_out(nodes.iter().map(|a| mark(a)).collect()));
     SeqOperator::boxed("etcd-mark-member", nodes.to_vec(), steps)
 }

@@ -1,6 +1,7 @@
-//! `kube-apiserver-restart` (also its boot, as CKE's): per node, pull the image, make the
-//! directories, issue and write its certificates, CAs, the service-account pair, the encryption
-//! config and the audit policy, then run it anew.
+//! `kube-apiserver-restart` (also its boot, as CKE's): on its nodes, pull the image, make the
+//! directories, issue and write each node's certificates, CAs, the service-account pair, the
+//! encryption config and the audit policy, then run it anew (each step on all the nodes at once; the
+//! planner restarts running apiservers one at a time).
 
 use super::*;
 use crate::op::{Operator, SeqOperator};
@@ -18,11 +19,11 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>) -> Box<dyn Operator> {
         Ok(ip) => ip.to_string(),
         Err(e) => return SeqOperator::boxed(name, nodes.to_vec(), refuse(nodes, e.to_string())),
     };
-    let mut commands = Vec::new();
+    let (mut pulls, mut dirs, mut writes, mut runs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for address in nodes {
         let n = node(ctx, address);
-        commands.push(pull(ctx, address));
-        commands.push(make_dirs(
+        pulls.push(pull(ctx, address));
+        dirs.push(make_dirs(
             address,
             &[(K8S_PKI_DIR, None), (APISERVER_CONFIG_DIR, Some(0o700))],
         ));
@@ -46,8 +47,8 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>) -> Box<dyn Operator> {
             let path = crate::k8s::encryption::audit_policy_path(&o.kube_api.audit_log_policy);
             files.push(literal(&path, 0o600, o.kube_api.audit_log_policy.clone()));
         }
-        commands.push(write(address, "kube-apiserver", certs, files));
-        commands.push(run(address, run_spec(ctx, version, Component::ApiServer, n)));
+        writes.push(write(address, "kube-apiserver", certs, files));
+        runs.push(run(address, run_spec(ctx, version, Component::ApiServer, n)));
     }
-    SeqOperator::boxed(name, nodes.to_vec(), commands)
+    SeqOperator::boxed(name, nodes.to_vec(), steps(vec![pulls, dirs, writes, runs]))
 }

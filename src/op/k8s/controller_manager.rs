@@ -15,9 +15,9 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>, boot: bool) -> Box<dyn Ope
         Ok(v) => v,
         Err(e) => return SeqOperator::boxed(name, nodes.to_vec(), refuse_image(nodes, e)),
     };
-    let mut commands = Vec::new();
+    let (mut pulls, mut dirs, mut writes, mut runs) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for address in nodes {
-        commands.push(pull(ctx, address));
+        pulls.push(pull(ctx, address));
         if boot {
             let mut files = vec![kubeconfig(
                 CONTROLLER_MANAGER_KUBECONFIG_PATH,
@@ -25,11 +25,11 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>, boot: bool) -> Box<dyn Ope
                 requests::kube_controller_manager(),
             )];
             files.extend(service_account_files(false));
-            commands.push(make_dirs(address, &[(K8S_PKI_DIR, None)]));
-            commands.push(write(address, "kube-controller-manager", vec![], files));
+            dirs.push(make_dirs(address, &[(K8S_PKI_DIR, None)]));
+            writes.push(write(address, "kube-controller-manager", vec![], files));
         }
         let spec = run_spec(ctx, version, Component::ControllerManager, node(ctx, address));
-        commands.push(run(address, spec));
+        runs.push(run(address, spec));
     }
-    SeqOperator::boxed(name, nodes.to_vec(), commands)
+    SeqOperator::boxed(name, nodes.to_vec(), steps(vec![pulls, dirs, writes, runs]))
 }

@@ -1,6 +1,6 @@
 //! `kubelet-bootstrap` and `kubelet-restart` (CKE's `op/k8s/kubelet_boot.go`, `kubelet_restart.go`).
 //!
-//! Boot, per node: pull; empty the CNI configuration directory (keeping the directory) when the
+//! Boot, each step on all the nodes at once: pull; empty the CNI configuration directory (keeping the directory) when the
 //! declaration has a CNI file; make the directories; write the CNI file, `config.yml`, the CA, the
 //! kubelet's certificate and kubeconfig; re-apply `boot_taints` through a healthy apiserver on a
 //! node that is already registered (so no pod lands before they are back); run; wait until
@@ -32,7 +32,10 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>, boot: bool) -> Box<dyn Ope
                 .is_some_and(|s| s.kube_apiserver.is_healthy)
         })
         .map(|n| n.address.clone());
-    let mut commands: Vec<Box<dyn Commander>> = Vec::new();
+    // One step per kind of command, each over all the nodes.
+    type Step = Vec<Box<dyn Commander>>;
+    let (mut pulls, mut empties, mut dirs, mut writes): (Step, Step, Step, Step) = Default::default();
+    let (mut retaints, mut runs, mut waits): (Step, Step, Step) = Default::default();
     for address in nodes {
         let n = node(ctx, address);
         // CKE keeps the running configuration's cgroup fields only while the kubelet runs: a
@@ -47,7 +50,7 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>, boot: bool) -> Box<dyn Ope
             Ok(c) => crate::k8s::config::to_yaml(&c),
             Err(e) => return SeqOperator::boxed(name, nodes.to_vec(), refuse(nodes, e.to_string())),
         };
-        commands.push(pull(ctx, address));
+        pulls.push(pull(ctx, address));
         let mut files = vec![
             literal(KUBELET_CONFIG_PATH, 0o644, config),
             literal(
@@ -58,7 +61,7 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>, boot: bool) -> Box<dyn Ope
         ];
         if boot {
             if let Some(cni) = &o.cni_conf_file {
-                commands.push(Box::new(EmptyDir {
+                empties.push(Box::new(EmptyDir {
                     node: address.clone(),
                     path: CNI_CONF_DIR.into(),
                 }));
@@ -68,7 +71,7 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>, boot: bool) -> Box<dyn Ope
                     cni.content.clone(),
                 ));
             }
-            commands.push(make_dirs(
+            dirs.push(make_dirs(
                 address,
                 &[
                     (CNI_BIN_DIR, None),
@@ -83,24 +86,25 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>, boot: bool) -> Box<dyn Ope
             ));
             files.push(ca(&k8s_pki_path("ca.crt"), "kubernetes"));
         }
-        commands.push(write(address, "kubelet", vec![kubelet_cert(n)], files));
+        writes.push(write(address, "kubelet", vec![kubelet_cert(n)], files));
         let registered = ctx.status.kubernetes.nodes.iter().any(|k| k.name == n.nodename());
         if boot && registered && !o.boot_taints.is_empty() {
-            commands.push(Box::new(Retaint {
+            retaints.push(Box::new(Retaint {
                 apiserver: apiserver.clone(),
                 node: address.clone(),
                 name: n.nodename().into(),
                 taints: o.boot_taints.clone(),
             }));
         }
-        commands.push(run(address, run_spec(ctx, version, Component::Kubelet, n)));
-        commands.push(Box::new(WaitKubelet {
+        runs.push(run(address, run_spec(ctx, version, Component::Kubelet, n)));
+        waits.push(Box::new(WaitKubelet {
             node: address.clone(),
             tries: 10,
             every: Duration::from_secs(5),
         }));
     }
-    SeqOperator::boxed(name, nodes.to_vec(), commands)
+    let steps = steps(vec![pulls, empties, dirs, writes, retaints, runs, waits]);
+    SeqOperator::boxed(name, nodes.to_vec(), steps)
 }
 
 /// `retaint-before-kubelet-boot`: adds the boot taints to a registered Node before its kubelet

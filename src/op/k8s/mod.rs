@@ -1,7 +1,8 @@
 //! The Kubernetes components (CKE's `op/k8s`): one operator per file, sharing what each component's
-//! container and files are. Every operator works one node after another, and every node's files are
-//! issued and read before the first is written ([`WriteFiles`]), so a failure leaves the node as it
-//! was.
+//! container and files are. Every step of an operator acts on all its nodes at once
+//! ([`fan_out`]: pull everywhere, then write everywhere, then run everywhere), and every node's files
+//! are issued and read before the first is written ([`WriteFiles`]), so a failure leaves the node as
+//! it was.
 
 pub mod apiserver;
 pub mod controller_manager;
@@ -16,7 +17,7 @@ pub mod update_node;
 #[cfg(test)]
 mod tests;
 
-use super::common::{CertFiles, FileContent, FileSpec, PullImage, RemoveContainer, RunContainer, WriteFiles};
+use super::common::{steps, CertFiles, FileContent, FileSpec, PullImage, RemoveContainer, RunContainer, WriteFiles};
 use super::{CommandError, Commander, Infra, OpContext, Outcome};
 use crate::infra::agent::container::RunSpec;
 use crate::infra::pki::{requests, IssueRequest};

@@ -15,14 +15,14 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>, boot: bool) -> Box<dyn Ope
         Ok(v) => v,
         Err(e) => return SeqOperator::boxed(name, nodes.to_vec(), refuse_image(nodes, e)),
     };
-    let mut commands = Vec::new();
+    let (mut pulls, mut writes, mut runs) = (Vec::new(), Vec::new(), Vec::new());
     for address in nodes {
         let n = node(ctx, address);
         let config = match crate::k8s::config::proxy(version, &ctx.cluster.options.kube_proxy, n) {
             Ok(c) => crate::k8s::config::to_yaml(&c),
             Err(e) => return SeqOperator::boxed(name, nodes.to_vec(), refuse(nodes, e.to_string())),
         };
-        commands.push(pull(ctx, address));
+        pulls.push(pull(ctx, address));
         let files = vec![
             kubeconfig(
                 PROXY_KUBECONFIG_PATH,
@@ -31,8 +31,8 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>, boot: bool) -> Box<dyn Ope
             ),
             literal(PROXY_CONFIG_PATH, 0o644, config),
         ];
-        commands.push(write(address, "kube-proxy", vec![], files));
-        commands.push(run(address, run_spec(ctx, version, Component::Proxy, n)));
+        writes.push(write(address, "kube-proxy", vec![], files));
+        runs.push(run(address, run_spec(ctx, version, Component::Proxy, n)));
     }
-    SeqOperator::boxed(name, nodes.to_vec(), commands)
+    SeqOperator::boxed(name, nodes.to_vec(), steps(vec![pulls, writes, runs]))
 }

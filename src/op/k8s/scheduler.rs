@@ -19,9 +19,9 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>, boot: bool) -> Box<dyn Ope
         Ok(c) => crate::k8s::config::to_yaml(&c),
         Err(e) => return SeqOperator::boxed(name, nodes.to_vec(), refuse(nodes, e.to_string())),
     };
-    let mut commands = Vec::new();
+    let (mut pulls, mut writes, mut runs) = (Vec::new(), Vec::new(), Vec::new());
     for address in nodes {
-        commands.push(pull(ctx, address));
+        pulls.push(pull(ctx, address));
         let files = vec![
             kubeconfig(
                 SCHEDULER_KUBECONFIG_PATH,
@@ -30,9 +30,9 @@ pub fn operator(nodes: &[String], ctx: OpContext<'_>, boot: bool) -> Box<dyn Ope
             ),
             literal(SCHEDULER_CONFIG_PATH, 0o644, config.clone()),
         ];
-        commands.push(write(address, "kube-scheduler", vec![], files));
+        writes.push(write(address, "kube-scheduler", vec![], files));
         let spec = run_spec(ctx, version, Component::Scheduler, node(ctx, address));
-        commands.push(run(address, spec));
+        runs.push(run(address, spec));
     }
-    SeqOperator::boxed(name, nodes.to_vec(), commands)
+    SeqOperator::boxed(name, nodes.to_vec(), steps(vec![pulls, writes, runs]))
 }

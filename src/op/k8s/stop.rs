@@ -6,13 +6,13 @@
 use super::*;
 use crate::op::{Operator, SeqOperator};
 
-/// Removes the container `container` on every node in `nodes`.
+/// Removes the container `container` on every node in `nodes`, all at once.
 pub fn operator(name: &'static str, container: &str, nodes: &[String]) -> Box<dyn Operator> {
-    let commands = nodes
+    let remove = nodes
         .iter()
         .map(|address| RemoveContainer::boxed(address, container))
         .collect();
-    SeqOperator::boxed(name, nodes.to_vec(), commands)
+    SeqOperator::boxed(name, nodes.to_vec(), steps(vec![remove]))
 }
 
 /// Removes `component`'s container on every node in `nodes`.

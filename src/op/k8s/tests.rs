@@ -199,8 +199,8 @@ async fn apiserver_boot_writes_ckes_files_and_runs_the_declared_container() {
     assert_eq!(plan.ops[0].kind, OpKind::KubeApiserverRestart { nodes: cps() });
     let cmds = env.run_ok(plan.ops[0].kind.clone()).await;
     let mut want = Vec::new();
-    for a in CP {
-        for c in ["image-pull", "make-dirs", "write-files", "run-container"] {
+    for c in ["image-pull", "make-dirs", "write-files", "run-container"] {
+        for a in CP {
             want.push(format!("{c} {a}"));
         }
     }
@@ -417,23 +417,32 @@ async fn an_apiserver_restart_failing_on_the_second_node_leaves_the_rest_to_the_
     with_etcd_only(&env).await;
     env.fake.fail_once("10.0.0.2: run kube-apiserver");
     let (cmds, r) = env.run(OpKind::KubeApiserverRestart { nodes: cps() }).await;
-    assert_eq!(cmds.last().unwrap(), "run-container 10.0.0.2");
-    assert_eq!(cmds.len(), 8);
+    // Each step acts on every node: the run fails on the second only, and the step with it.
+    assert_eq!(cmds.last().unwrap(), "run-container 10.0.0.3");
+    assert_eq!(cmds.len(), 12);
     let e = r.unwrap_err();
-    assert_eq!((e.command.as_str(), e.target.as_str()), ("run-container", "10.0.0.2"));
+    assert_eq!(
+        (e.command.as_str(), e.target.as_str()),
+        ("run-container", "10.0.0.1, 10.0.0.2, 10.0.0.3")
+    );
     assert_eq!(e.retry, Retry::Soon);
-    // The first runs, the second has its files but no container, the third is untouched.
+    let results = crate::op::common::step_results(&e).expect("every node's result");
+    assert_eq!(results.succeeded, [CP[0], CP[2]]);
+    assert_eq!(results.failed.keys().collect::<Vec<_>>(), [CP[1]]);
+    assert!(
+        crate::error::error_chain(&e).contains("failed on 1 of 3 targets (10.0.0.2: "),
+        "{e:?}"
+    );
+    // The first and third run, the second has its files but no container.
     assert!(container(&env, CP[0], KUBE_APISERVER_CONTAINER).is_some());
     assert!(has_file(&env, CP[1], &pki("apiserver.crt")));
     assert!(container(&env, CP[1], KUBE_APISERVER_CONTAINER).is_none());
-    assert!(!has_file(&env, CP[2], &pki("apiserver.crt")));
-    // The stopped ones are started together next.
+    assert!(container(&env, CP[2], KUBE_APISERVER_CONTAINER).is_some());
+    // The stopped one is started next.
     let plan = env.next_plan();
     assert_eq!(
         plan.ops.last().unwrap().kind,
-        OpKind::KubeApiserverRestart {
-            nodes: nodes(&[CP[1], CP[2]])
-        },
+        OpKind::KubeApiserverRestart { nodes: nodes(&[CP[1]]) },
         "{plan:?}"
     );
 }
@@ -491,7 +500,11 @@ async fn storage_without(missing: &str) -> std::sync::Arc<dyn crate::storage::St
 }
 
 fn check_refusal(e: &CommandError, node: &str, what: &str) {
-    assert_eq!((e.command.as_str(), e.target.as_str()), ("write-files", node));
+    assert_eq!(e.command.as_str(), "write-files");
+    assert!(e.target.split(", ").any(|t| t == node), "{e:?}");
+    if let Some(r) = crate::op::common::step_results(e) {
+        assert!(r.failed.contains_key(node), "{r:?}");
+    }
     assert_eq!(e.retry, Retry::AfterChange, "{e:?}");
     let chain = crate::error::error_chain(e);
     assert!(chain.contains(what), "{chain}");
@@ -507,7 +520,7 @@ async fn an_apiserver_without_the_service_account_pair_is_refused_naming_it() {
         env.storage = storage_without(missing).await;
         with_etcd_only(&env).await;
         let (cmds, r) = env.run(OpKind::KubeApiserverRestart { nodes: cps() }).await;
-        assert_eq!(cmds.last().unwrap(), "write-files 10.0.0.1");
+        assert_eq!(cmds.last().unwrap(), "write-files 10.0.0.3");
         let e = r.unwrap_err();
         check_refusal(&e, CP[0], missing);
         assert!(crate::error::error_chain(&e).contains("ckecli vault init"), "{e:?}");
@@ -524,7 +537,7 @@ async fn an_apiserver_without_an_encryption_key_is_refused_naming_it() {
     with_etcd_only(&env).await;
     env.fake.with(|w| w.encryption_keys.clear());
     let (cmds, r) = env.run(OpKind::KubeApiserverRestart { nodes: cps() }).await;
-    assert_eq!(cmds.last().unwrap(), "write-files 10.0.0.1");
+    assert_eq!(cmds.last().unwrap(), "write-files 10.0.0.3");
     let e = r.unwrap_err();
     check_refusal(&e, CP[0], "cke/secrets/k8s");
     assert!(crate::error::error_chain(&e).contains("ckecli vault enckey"));
@@ -562,8 +575,8 @@ async fn controller_manager_boot_writes_its_kubeconfig_and_the_service_account_k
     forget(&env);
     let cmds = env.run_ok(op.kind).await;
     let mut want = Vec::new();
-    for a in CP {
-        for c in ["image-pull", "make-dirs", "write-files", "run-container"] {
+    for c in ["image-pull", "make-dirs", "write-files", "run-container"] {
+        for a in CP {
             want.push(format!("{c} {a}"));
         }
     }
@@ -624,9 +637,10 @@ async fn controller_manager_restart_writes_no_file() {
     assert_eq!(plan.ops[0].kind, OpKind::KubeControllerManagerRestart { nodes: cps() });
     let cmds = env.run_ok(plan.ops[0].kind.clone()).await;
     let mut want = Vec::new();
-    for a in CP {
-        want.push(format!("image-pull {a}"));
-        want.push(format!("run-container {a}"));
+    for c in ["image-pull", "run-container"] {
+        for a in CP {
+            want.push(format!("{c} {a}"));
+        }
     }
     assert_eq!(cmds, want);
     let log = env.fake.take_log();
@@ -662,8 +676,8 @@ async fn scheduler_boot_writes_its_kubeconfig_and_the_rendered_config() {
     forget(&env);
     let cmds = env.run_ok(op.kind).await;
     let mut want = Vec::new();
-    for a in CP {
-        for c in ["image-pull", "write-files", "run-container"] {
+    for c in ["image-pull", "write-files", "run-container"] {
+        for a in CP {
             want.push(format!("{c} {a}"));
         }
     }
@@ -709,7 +723,7 @@ async fn a_scheduler_config_change_restarts_every_scheduler_with_the_new_file() 
     assert_eq!(cmds.len(), 9);
     assert_eq!(
         cmds[..3],
-        strings(&["image-pull 10.0.0.1", "write-files 10.0.0.1", "run-container 10.0.0.1"])
+        strings(&["image-pull 10.0.0.1", "image-pull 10.0.0.2", "image-pull 10.0.0.3"])
     );
     for a in CP {
         assert_eq!(yaml(&file(&env, a, SCHEDULER_CONFIG_PATH).0)["parallelism"], 8);
@@ -765,15 +779,15 @@ async fn kubelet_boot_writes_its_files_and_waits_until_healthy() {
     forget(&env);
     let cmds = env.run_ok(op.kind).await;
     let mut want = Vec::new();
-    for a in ALL {
-        for c in [
-            "image-pull",
-            "empty-dir",
-            "make-dirs",
-            "write-files",
-            "run-container",
-            "wait-kubelet",
-        ] {
+    for c in [
+        "image-pull",
+        "empty-dir",
+        "make-dirs",
+        "write-files",
+        "run-container",
+        "wait-kubelet",
+    ] {
+        for a in ALL {
             want.push(format!("{c} {a}"));
         }
     }
@@ -859,15 +873,20 @@ async fn kubelet_boot_without_cni_file_does_not_empty_the_directory() {
     let op = plan_until(&env, "kubelet-bootstrap").await;
     let cmds = env.run_ok(op.kind).await;
     assert!(!cmds.iter().any(|c| c.starts_with("empty-dir")), "{cmds:?}");
+    let steps: Vec<&str> = cmds
+        .iter()
+        .filter(|c| c.ends_with(" 10.0.0.1"))
+        .map(|c| c.as_str())
+        .collect();
     assert_eq!(
-        cmds[..5],
-        strings(&[
+        steps,
+        [
             "image-pull 10.0.0.1",
             "make-dirs 10.0.0.1",
             "write-files 10.0.0.1",
             "run-container 10.0.0.1",
             "wait-kubelet 10.0.0.1"
-        ])
+        ]
     );
 }
 
@@ -1003,19 +1022,19 @@ async fn a_kubelet_boot_failing_on_the_second_node_leaves_the_rest_to_the_next_p
     let op = plan_until(&env, "kubelet-bootstrap").await;
     env.fake.fail_once("10.0.0.2: run kubelet");
     let (cmds, r) = env.run(op.kind).await;
-    assert_eq!(cmds.last().unwrap(), "run-container 10.0.0.2");
+    // The run step acts on every node; it fails on the second only, and the operation stops there.
+    assert_eq!(cmds.last().unwrap(), "run-container 10.0.0.4");
     let e = r.unwrap_err();
-    assert_eq!((e.command.as_str(), e.target.as_str()), ("run-container", "10.0.0.2"));
+    assert_eq!(e.command.as_str(), "run-container");
+    let results = crate::op::common::step_results(&e).expect("every node's result");
+    assert_eq!(results.failed.keys().collect::<Vec<_>>(), [CP[1]]);
+    assert_eq!(results.succeeded, [CP[0], CP[2], WORKER]);
     assert!(container(&env, CP[0], KUBELET_CONTAINER).is_some());
     assert!(has_file(&env, CP[1], KUBELET_CONFIG_PATH));
-    assert!(!has_file(&env, CP[2], KUBELET_CONFIG_PATH));
+    assert!(container(&env, CP[1], KUBELET_CONTAINER).is_none());
+    assert!(container(&env, CP[2], KUBELET_CONTAINER).is_some());
     let op = plan_until(&env, "kubelet-bootstrap").await;
-    assert_eq!(
-        op.kind,
-        OpKind::KubeletBootstrap {
-            nodes: nodes(&[CP[1], CP[2], WORKER])
-        }
-    );
+    assert_eq!(op.kind, OpKind::KubeletBootstrap { nodes: nodes(&[CP[1]]) });
     env.run_ok(op.kind).await;
     env.converge(6).await;
 }
@@ -1034,13 +1053,16 @@ async fn a_kubelet_that_never_gets_healthy_fails_the_wait_soon() {
         let cmd = op.next_command().unwrap();
         let rec = cmd.command();
         if rec.name == "wait-kubelet" {
-            env.fake.crash(&rec.target, KUBELET_CONTAINER);
+            env.fake.crash(&cmd.parts()[0].target, KUBELET_CONTAINER);
             let start = tokio::time::Instant::now();
             let e = cmd.run(&infra).await.unwrap_err();
             // Ten tries, five seconds apart (CKE's).
             let waited = start.elapsed().as_secs_f64();
             assert!((45.0..46.0).contains(&waited), "{waited}");
-            assert_eq!((e.command.as_str(), e.target.as_str()), ("wait-kubelet", "10.0.0.1"));
+            assert_eq!(e.command.as_str(), "wait-kubelet");
+            let results = crate::op::common::step_results(&e).expect("every node's result");
+            assert_eq!(results.failed.keys().collect::<Vec<_>>(), ["10.0.0.1"]);
+            assert_eq!(results.succeeded.len(), 3, "the others are healthy");
             assert_eq!(e.retry, Retry::Soon);
             assert!(
                 crate::error::error_chain(&e).contains("not healthy after 10 tries"),
@@ -1081,8 +1103,8 @@ async fn kubelet_restart_keeps_the_running_configs_kept_fields() {
     forget(&env);
     let cmds = env.run_ok(op.kind).await;
     let mut want = Vec::new();
-    for a in ALL {
-        for c in ["image-pull", "write-files", "run-container", "wait-kubelet"] {
+    for c in ["image-pull", "write-files", "run-container", "wait-kubelet"] {
+        for a in ALL {
             want.push(format!("{c} {a}"));
         }
     }
@@ -1167,8 +1189,8 @@ async fn proxy_boot_writes_its_kubeconfig_and_the_per_node_config() {
     forget(&env);
     let cmds = env.run_ok(op.kind).await;
     let mut want = Vec::new();
-    for a in ALL {
-        for c in ["image-pull", "write-files", "run-container"] {
+    for c in ["image-pull", "write-files", "run-container"] {
+        for a in ALL {
             want.push(format!("{c} {a}"));
         }
     }
@@ -1618,14 +1640,15 @@ async fn update_node_failing_halfway_leaves_the_rest_to_the_next_pass() {
     );
     env.fake.fail_once("kube update node 10.0.0.3");
     let (cmds, r) = env.run(plan.ops[0].kind.clone()).await;
-    assert_eq!(cmds, strings(&["update-node 10.0.0.3"]));
+    // Every Node is updated at once: the other one is written, the failed one is left to the next
+    // pass.
+    assert_eq!(cmds, strings(&["update-node 10.0.0.3", "update-node 10.0.0.4"]));
     let e = r.unwrap_err();
     assert_eq!(e.retry, Retry::Soon);
     assert!(crate::error::error_chain(&e).contains("injected failure"), "{e:?}");
-    assert!(!kube_node(&env, WORKER).labels.contains_key("a"), "not reached");
-    // The next pass plans both again, and the run writes both.
+    assert_eq!(kube_node(&env, WORKER).labels["a"], "1");
     let plan = env.next_plan();
-    assert_eq!(plan.ops[0].targets(), nodes(&[CP[2], WORKER]));
+    assert_eq!(plan.ops[0].targets(), nodes(&[CP[2]]));
     env.run_ok(plan.ops[0].kind.clone()).await;
     assert_eq!(kube_node(&env, CP[2]).labels["a"], "1");
     assert_eq!(kube_node(&env, WORKER).labels["a"], "1");

@@ -1,5 +1,5 @@
 //! `update-node` (CKE's `op/kube_node_update.go`): brings the labels, annotations and taints of
-//! Node objects in line with the declaration, one command per Node, through the healthy apiserver
+//! Node objects in line with the declaration, one command per Node (all at once), through the healthy apiserver
 //! the planner chose. Each command reads the Node afresh, merges by CKE's rule
 //! ([`crate::k8s::node::desired`]) and replaces it with the `resourceVersion` it read, retrying on
 //! a conflict, so a change made by someone else in between (a kubelet's status, another label) is
@@ -12,7 +12,7 @@ use crate::op::{Operator, SeqOperator};
 
 /// The operator for the nodes at `nodes` (addresses), through the apiserver on `apiserver`.
 pub fn operator(apiserver: &str, nodes: &[String], ctx: OpContext<'_>) -> Box<dyn Operator> {
-    let commands = nodes
+    let updates = nodes
         .iter()
         .map(|address| {
             Box::new(UpdateNode {
@@ -22,7 +22,7 @@ pub fn operator(apiserver: &str, nodes: &[String], ctx: OpContext<'_>) -> Box<dy
             }) as Box<dyn Commander>
         })
         .collect();
-    SeqOperator::boxed("update-node", nodes.to_vec(), commands)
+    SeqOperator::boxed("update-node", nodes.to_vec(), steps(vec![updates]))
 }
 
 /// `update-node` of one Node.
