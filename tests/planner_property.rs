@@ -202,6 +202,14 @@ impl World {
             | OpKind::KubeObject { .. }
             | OpKind::RemoveNode { .. }
             | OpKind::ResourceApply { .. } => {}
+            // The simulated reboot queue stays empty.
+            OpKind::RebootDrainStart { .. }
+            | OpKind::RebootDrainTimeout { .. }
+            | OpKind::RebootDeleteDaemonsetPod { .. }
+            | OpKind::RebootReboot { .. }
+            | OpKind::RebootDequeue { .. }
+            | OpKind::RebootCancel { .. }
+            | OpKind::RebootUncordon { .. } => unreachable!("no reboot queue entry in this simulation"),
             OpKind::StopEtcdRivers { nodes } => {
                 for a in nodes {
                     self.etcd_rivers_stopped.insert(Self::index(a));

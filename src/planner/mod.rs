@@ -5,7 +5,8 @@
 //!
 //! Phase order (CKE's): rivers → etcd bootstrap → start stopped members → wait for etcd health →
 //! (Kubernetes components) → etcd maintenance → Kubernetes objects (Node attributes) →
-//! control-plane containers on demoted nodes → completed. Safety rules (DESIGN.md §4):
+//! control-plane containers on demoted nodes → uncordon nodes → (repair queue) → reboot queue →
+//! completed. Safety rules (DESIGN.md §4):
 //! bootstrap and maintenance only when every control-plane node is reachable over SSH; at most one
 //! membership change per plan; members join as learners and are promoted once in sync; an outdated
 //! member is restarted only when the others keep quorum.
@@ -15,6 +16,7 @@ mod k8s_maintain;
 pub use k8s_maintain::{all_resources, as_kept, static_definitions};
 mod node_filter;
 pub mod params;
+mod reboot;
 
 #[cfg(test)]
 mod tests;
@@ -96,7 +98,7 @@ pub fn decide_ops(
     if let Err(e) = constraints.check(cluster) {
         return plan(Phase::ConstraintsViolated, vec![], e.to_string());
     }
-    let nf = NodeFilter::new(cluster, status, inputs);
+    let nf = NodeFilter::new(cluster, status, inputs).at(now);
 
     // 1. rivers everywhere, etcd-rivers on control-plane nodes.
     let ops = rivers_ops(&nf);
@@ -202,6 +204,27 @@ pub fn decide_ops(
     if !ops.is_empty() {
         return plan(Phase::StopControlPlane, ops, String::new());
     }
+    // 9. Uncordon the nodes cordoned for a reboot that is no longer in progress.
+    let apiserver = k8s_maintain::healthy_apiserver(&nf);
+    if inputs.manage_kubernetes {
+        let ops = reboot::uncordon_ops(&nf, apiserver.as_deref());
+        if !ops.is_empty() {
+            return plan(Phase::UncordonNodes, ops, String::new());
+        }
+    }
+    // 10. (CKE's repair-machines comes here.)
+    // 11. The reboot queue, never while etcd is not good.
+    let (ops, note) = reboot::reboot_ops(&nf, constraints, apiserver.as_deref());
+    if !ops.is_empty() {
+        if !nf.etcd_is_good() {
+            return plan(
+                Phase::RebootNodes,
+                vec![],
+                "the reboot queue waits: the managed etcd is not healthy or a member is not in sync".into(),
+            );
+        }
+        return plan(Phase::RebootNodes, ops, note);
+    }
     let no_volume = nf.etcd_running_without_volume();
     if !no_volume.is_empty() {
         return plan(
@@ -215,7 +238,7 @@ pub fn decide_ops(
             ),
         );
     }
-    plan(Phase::Completed, vec![], String::new())
+    plan(Phase::Completed, vec![], note)
 }
 
 fn rivers_ops(nf: &NodeFilter) -> Vec<PlannedOp> {
