@@ -3,8 +3,8 @@
 //! the time is [`NodeFilter::now`], what needs I/O (drains complete, boot checks) is in the status.
 //!
 //! - **uncordon-nodes**: Nodes cordoned and annotated `cke.cybozu.com/reboot: "true"` whose reboot
-//!   is not in progress (no `draining` or `rebooting` entry while the queue is enabled) are
-//!   uncordoned.
+//!   is not in progress (no `draining` or `rebooting` entry while the queue is enabled) and whose
+//!   repair is not either (no `processing` repair entry `draining` or `watching`) are uncordoned.
 //! - **reboot-nodes**, in order: cancelled entries are removed, and entries whose node booted (the
 //!   boot check printed `true`) or is no longer declared; when there are any, nothing else. Then,
 //!   only while the queue is enabled and `reboot_command` and `boot_check_command` are declared:
@@ -130,8 +130,9 @@ pub(super) fn uncordon_ops(nf: &NodeFilter, apiserver: Option<&str>) -> Vec<Plan
                     .map(String::as_str)
                     == Some("true")
         })
+        // A node being drained or watched for a repair stays cordoned (CKE's repairProcessing).
+        .filter(|kn| !nf.status().repair_queue.processing(&kn.name))
         // The entries name addresses; a Node is named after its declared node's hostname, if any.
-        // (The repair queue's nodes in progress are left cordoned too, once it exists.)
         .filter(|kn| {
             let address = nf
                 .cluster()
@@ -147,7 +148,7 @@ pub(super) fn uncordon_ops(nf: &NodeFilter, apiserver: Option<&str>) -> Vec<Plan
         return vec![];
     }
     let reason = format!(
-        "Nodes {} are cordoned for a reboot that is not in progress",
+        "Nodes {} are cordoned for a reboot or repair that is not in progress",
         nodes.join(", ")
     );
     vec![PlannedOp::new(
