@@ -109,7 +109,11 @@ async fn add_list_delete_and_ckes_layout() {
     }
     let after = storage.list_raw_with_revision("repairs/", 0, false).await.unwrap();
     assert_eq!(after.revision, before.revision, "nothing was written");
-    assert_eq!(env.list(), Vec::<serde_json::Value>::new());
+    assert_eq!(
+        env.ok(&["repair-queue", "list"]),
+        "[]\n",
+        "an empty queue is [] as CKE prints it"
+    );
 
     env.ok(&["repair-queue", "add", "op1", "type1", "10.0.0.2"]);
     env.ok(&["repair-queue", "add", "op1", "type2", "10.0.0.9", "SN9"]);
@@ -122,6 +126,11 @@ async fn add_list_delete_and_ckes_layout() {
     assert_eq!(
         text(&raw.value),
         r#"{"index":"1","address":"10.0.0.9","nodename":"","serial":"SN9","machine_type":"type2","operation":"op1","status":"queued","step":0,"step_status":"waiting","deleted":false,"last_transition_time":"0001-01-01T00:00:00Z","drain_backoff_expire":"0001-01-01T00:00:00Z"}"#
+    );
+    let listed = env.ok(&["repair-queue", "list"]);
+    assert!(
+        listed.starts_with("[\n    {\n        \"index\": \"0\","),
+        "indented by four spaces, as CKE's: {listed}"
     );
     let list = env.list();
     assert_eq!(list.len(), 2);

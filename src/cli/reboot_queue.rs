@@ -154,13 +154,13 @@ pub fn parse_addresses(text: &str, cluster: &crate::model::Cluster) -> Result<Ve
     Ok(out)
 }
 
-/// The entries as CKE's `list` prints them: a JSON array indented by four spaces (`[]` when empty).
-pub fn json_4_spaces(entries: &[RebootQueueEntry]) -> String {
-    use serde::Serialize;
+/// The entries as CKE's `list` prints them (the reboot and the repair queue): a JSON array indented
+/// by four spaces (`[]` when empty).
+pub fn json_4_spaces<T: serde::Serialize>(entries: &[T]) -> String {
     let mut buf = Vec::new();
     let mut ser =
         serde_json::Serializer::with_formatter(&mut buf, serde_json::ser::PrettyFormatter::with_indent(b"    "));
-    entries.serialize(&mut ser).expect("entries serialize");
+    serde::Serialize::serialize(entries, &mut ser).expect("entries serialize");
     String::from_utf8(buf).expect("JSON is UTF-8")
 }
 
@@ -234,7 +234,7 @@ mod tests {
     fn list_formats() {
         let mut e = RebootQueueEntry::new("10.0.0.4");
         e.index = 7;
-        assert_eq!(json_4_spaces(&[]), "[]");
+        assert_eq!(json_4_spaces::<RebootQueueEntry>(&[]), "[]");
         assert_eq!(
             json_4_spaces(std::slice::from_ref(&e)),
             "[\n    {\n        \"index\": \"7\",\n        \"node\": \"10.0.0.4\",\n        \"status\": \"queued\",\n        \"last_transition_time\": \"0001-01-01T00:00:00Z\",\n        \"drain_backoff_expire\": \"0001-01-01T00:00:00Z\"\n    }\n]"
