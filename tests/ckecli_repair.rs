@@ -3,7 +3,7 @@
 //! and stores nothing), delete / delete-finished / delete-unfinished marking entries, reset-backoff,
 //! enable / disable / is-enabled, and wait.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -29,38 +29,29 @@ repair:
 
 struct Env {
     _etcd: EtcdServer,
-    _dir: tempfile::TempDir,
     config: PathBuf,
+    cli: Ckecli,
 }
 
 impl Env {
     fn new() -> Env {
         let etcd = EtcdServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.yml");
-        std::fs::write(&config, etcd.config_yaml("/cke/")).unwrap();
+        let config = etcd.config_file();
+        let cli = Ckecli::new(env!("CARGO_BIN_EXE_ckecli"), &config);
         Env {
             _etcd: etcd,
-            _dir: dir,
             config,
+            cli,
         }
     }
 
     fn ckecli(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        Ckecli::new(env!("CARGO_BIN_EXE_ckecli"), &self.config).run(args, stdin)
+        self.cli.run(args, stdin)
     }
 
     #[track_caller]
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.ckecli(args, None);
-        assert!(
-            o.status.success(),
-            "{args:?}: exit {:?}\nstdout: {}\nstderr: {}",
-            o.status.code(),
-            text(&o.stdout),
-            text(&o.stderr)
-        );
-        text(&o.stdout)
+        self.cli.ok(args, None)
     }
 
     fn list(&self) -> Vec<serde_json::Value> {
@@ -68,8 +59,7 @@ impl Env {
     }
 
     async fn storage(&self) -> EtcdStorage {
-        let text = std::fs::read_to_string(&self.config).unwrap();
-        EtcdStorage::connect(&Config::parse(&text, Path::new(&self.config)).unwrap())
+        EtcdStorage::connect(&Config::load(&self.config).unwrap())
             .await
             .unwrap()
     }
