@@ -200,7 +200,7 @@ pub fn decide_ops(
         }
     }
     // The queues, after the phases above (CKE goes on to them when etcd maintenance waits too).
-    let queues = || queue_phases(&nf, inputs, constraints, now);
+    let queues = || queue_phases(&nf, inputs, constraints);
     if let Some(note) = etcd_waits {
         return match queues() {
             Ok((phase, ops, queue_note)) => plan(phase, ops, queue_note),
@@ -240,7 +240,6 @@ fn queue_phases(
     nf: &NodeFilter,
     inputs: &PlanInputs,
     constraints: &Constraints,
-    now: DateTime<Utc>,
 ) -> Result<(Phase, Vec<PlannedOp>, String), String> {
     // 9. Uncordon the nodes cordoned for a reboot or repair that is no longer in progress.
     let apiserver = k8s_maintain::healthy_apiserver(nf);
@@ -257,7 +256,7 @@ fn queue_phases(
         .filter(|n| reboot::reboot_processing(nf, &n.address))
         .map(|n| n.address.clone())
         .collect();
-    let r = repair::repair_ops(nf, &rebooting, now);
+    let r = repair::repair_ops(nf, &rebooting);
     if r.active {
         if !nf.etcd_is_good_for_repair(constraints.control_plane_count) {
             let note = "no machine is repaired: the managed etcd is not healthy, a member is out of sync \
