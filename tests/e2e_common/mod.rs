@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests on mtest node hosts.
 #![allow(dead_code)]
 
+pub mod k8s;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
