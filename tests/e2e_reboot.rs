@@ -1,4 +1,4 @@
-//! End to end: the reboot queue on real Kubernetes 1.20.2 (scripts/build-k8s.sh) on mtest node hosts
+//! End to end: the reboot and repair queues on real Kubernetes 1.20.2 (scripts/build-k8s.sh) on mtest node hosts
 //! with containerd, 3 control planes and 2 workers brought up once, `max_concurrent_reboots: 2`.
 //! `reboot_command` power-cycles a node host (mtest `node-stop`, `node-start`: every process and
 //! container of the node dies, its `/run` is wiped), `boot_check_command` prints `true` once the node
@@ -13,6 +13,14 @@
 //!    worker, whose entry backs off while the pod stays; `reset-backoff` clears the back-off; once the
 //!    namespace is not protected, the pod is deleted and that reboot proceeds. Meanwhile the other
 //!    worker's boot check is never true: its entry stays `rebooting` all along; `cancel` removes it.
+//!
+//! 3. the repair queue (CKE's `mtest/repair_test.go`), with commands on this host (the management
+//!    server): a disabled queue starts nothing; a health check that becomes true → `succeeded`, its
+//!    success command ran; a failing repair command → `failed`; a command past its timeout →
+//!    `failed`, its processes gone; `delete-finished`; a step with `need_drain` on a worker whose pod
+//!    a PodDisruptionBudget protects → back-off, `reset-backoff`, and once the budget is lifted the
+//!    node is drained, repaired and uncordoned; a control plane down (its etcd member out of sync) is
+//!    repaired; two down → no repair proceeds, `delete-unfinished`.
 //!
 //! Needs root. Serialize real-Kubernetes runs machine-wide: `flock /tmp/cke-k8s-e2e.lock cargo test
 //! --features test-hooks --test e2e_reboot`. The test prints its timings.
@@ -55,11 +63,17 @@ fn scripts(m: &Mtest, dir: &Path) -> (String, String) {
     );
     let write = |name: &str, text: &str| {
         let p = dir.join(name);
-        std::fs::write(&p, text).unwrap();
-        std::process::Command::new("chmod").arg("+x").arg(&p).status().unwrap();
+        write_script(&p, text);
         p.display().to_string()
     };
     (write("reboot.sh", &reboot), write("boot-check.sh", &check))
+}
+
+/// Writes an executable script.
+fn write_script(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 fn entries(m: &Mtest) -> Vec<Value> {
@@ -205,7 +219,7 @@ impl Drop for StopOnDrop<'_> {
 }
 
 #[test]
-fn the_reboot_queue_on_real_kubernetes() {
+fn the_reboot_and_repair_queues_on_real_kubernetes() {
     let t_all = Instant::now();
     let c = bring_up(5, CPS.len(), |m, dir| {
         let (reboot, check) = scripts(m, dir);
@@ -213,8 +227,10 @@ fn the_reboot_queue_on_real_kubernetes() {
             "reboot:\n  reboot_command: [\"{reboot}\"]\n  boot_check_command: [\"{check}\"]\n  \
              command_timeout_seconds: 120\n  eviction_timeout_seconds: 180\n  evict_retries: 1\n  \
              max_concurrent_reboots: 2\n  \
-             evict_interval: 1\n  protected_namespaces:\n    matchLabels: {{e2e.cke.io/protected: \"true\"}}\n"
+             evict_interval: 1\n  protected_namespaces:\n    matchLabels: {{e2e.cke.io/protected: \"true\"}}\n{}",
+            repair_section(&dir.join("bin"))
         );
+        repair_scripts(&dir.join("bin"), &dir.join("marks"));
         declaration(m, &CPS, &WORKERS, &extra)
     });
     let (m, k, log) = (&c.m, &c.kubectl, c.log.as_path());
@@ -291,6 +307,17 @@ fn the_reboot_queue_on_real_kubernetes() {
         .map(|(t, n, st)| format!("{t:.0}s {n} {st}"))
         .collect();
     println!("FIGURE reboot timeline: {}", timeline.join(", "));
+    // What cke did meanwhile, for the timings.
+    let history = String::from_utf8_lossy(&ckecli(m, &["history", "-n", "80"], None).stdout).into_owned();
+    let ops: Vec<String> = serde_json::Deserializer::from_str(&history)
+        .into_iter::<cke::model::Record>()
+        .filter_map(Result::ok)
+        .map(|r| {
+            let took = r.end_at.map(|e| (e - r.start_at).num_milliseconds() as f64 / 1000.0);
+            format!("{} {} {:?}", r.start_at.format("%H:%M:%S"), r.operation, took)
+        })
+        .collect();
+    eprintln!("cke's operations, newest first: {}", ops.join(", "));
     assert_eq!(order.len(), 3, "one reboot_command each: {order:?}");
     let mut workers_first = order[..2].to_vec();
     workers_first.sort();
@@ -431,6 +458,306 @@ fn the_reboot_queue_on_real_kubernetes() {
          ({node5_checks} checks, then cancelled): {:?}",
         t_second.elapsed()
     );
+    // The reboot checks' workloads go before the repair checks drain nodes.
+    k.ok(&["delete", "namespace", "prot"], None);
+    k.ok(&["delete", "deployment", "web"], None);
+
+    let t_repair = Instant::now();
+    repair_queue_checks(&c);
+    println!("FIGURE repair queue checks: {:?}", t_repair.elapsed());
     println!("FIGURE whole test (bring-up included): {:?}", t_all.elapsed());
     drop(c);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. The repair queue, on the same cluster.
+
+/// A machine that is no node of the cluster (the repair queue handles those too).
+const OUTSIDER: &str = "10.254.254.254";
+/// Another one, for the command past its timeout.
+const OUTSIDER_HANG: &str = "10.254.254.253";
+
+/// The repair section: one procedure for machine type `e2e`, its command scripts in `bin`.
+fn repair_section(bin: &Path) -> String {
+    let b = |name: &str| bin.join(name).display().to_string();
+    format!(
+        r#"repair:
+  max_concurrent_repairs: 3
+  evict_interval: 1
+  eviction_timeout_seconds: 30
+  repair_procedures:
+    - machine_types: [e2e]
+      repair_operations:
+        - operation: heal
+          repair_steps:
+            - {{repair_command: ["{heal}"], watch_seconds: 60}}
+          health_check_command: ["{check}"]
+          command_timeout_seconds: 5
+          success_command: ["{success}"]
+        - operation: fail
+          repair_steps:
+            - {{repair_command: ["false"], command_retries: 1}}
+          health_check_command: ["{check}"]
+        - operation: hang
+          repair_steps:
+            - {{repair_command: ["{hang}"], command_timeout_seconds: 2}}
+          health_check_command: ["{check}"]
+        - operation: drain
+          repair_steps:
+            - {{repair_command: ["{heal}"], need_drain: true, watch_seconds: 60}}
+          health_check_command: ["{check}"]
+          success_command: ["{success}"]
+"#,
+        heal = b("heal"),
+        check = b("check"),
+        success = b("success"),
+        hang = b("hang"),
+    )
+}
+
+/// The repair scripts in `bin`: `check ADDR` prints `true` once `heal ADDR` ran; `success ADDR`
+/// leaves a mark; `hang ADDR` records its pid and its child's, then waits for ever. Marks in `marks`.
+fn repair_scripts(bin: &Path, marks: &Path) {
+    std::fs::create_dir_all(bin).unwrap();
+    std::fs::create_dir_all(marks).unwrap();
+    let m = marks.display();
+    for (name, body) in [
+        ("heal", format!("touch {m}/healthy-$1")),
+        (
+            "check",
+            format!("if [ -e {m}/healthy-$1 ]; then echo true; else echo false; fi"),
+        ),
+        ("success", format!("touch {m}/success-$1")),
+        (
+            "hang",
+            format!("echo $$ > {m}/hang-$1.pid\nsleep 1000 &\necho $! > {m}/hang-child-$1.pid\nwait"),
+        ),
+    ] {
+        write_script(&bin.join(name), &format!("#!/bin/sh\n{body}\n"));
+    }
+}
+
+/// The repair entries as `ckecli repair-queue list` prints them.
+fn repairs(m: &Mtest) -> Vec<Value> {
+    serde_json::from_str(&ok(m, &["repair-queue", "list"], None)).expect("repair-queue list prints JSON")
+}
+
+/// The repair entry for `address` (the last one queued for it).
+fn repair(m: &Mtest, address: &str) -> Option<Value> {
+    repairs(m).into_iter().rev().find(|e| e["address"] == address)
+}
+
+fn repair_status(m: &Mtest, address: &str) -> String {
+    repair(m, address)
+        .map(|e| e["status"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
+fn pid_alive(path: &Path) -> Option<bool> {
+    let pid: i32 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+    Some(Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// CKE's mtest repair checks on the cluster `c` (its declaration carries [`repair_section`]).
+fn repair_queue_checks(c: &K8sCluster) {
+    let (m, k, log) = (&c.m, &c.kubectl, c.log.as_path());
+    let marks = c.dir.path().join("marks");
+    let node = |i: usize| m.node(i);
+
+    // Bad input names the argument and stores nothing.
+    for (args, words) in [
+        (["nope", "e2e", OUTSIDER], "OPERATION"),
+        (["heal", "other", OUTSIDER], "MACHINE_TYPE"),
+        (["heal", "e2e", "not-an-ip"], "ADDRESS"),
+    ] {
+        let mut a = vec!["repair-queue", "add"];
+        a.extend(args);
+        let o = ckecli(m, &a, None);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert_eq!(o.status.code(), Some(2), "{a:?}: {err}");
+        assert!(err.contains(words), "{a:?}: {err}");
+    }
+    assert!(repairs(m).is_empty(), "bad requests stored nothing");
+
+    // Disabled, nothing moves.
+    ok(m, &["repair-queue", "disable"], None);
+    assert_eq!(ok(m, &["repair-queue", "is-enabled"], None).trim(), "false");
+    // A health check that becomes true, a failing command and a hanging one, at once (three slots):
+    // the worker heals (succeeded, its success command ran); the outsider's failing command fails
+    // it; the hanging command is killed at its 2 s timeout, with its child, and fails.
+    ok(m, &["repair-queue", "add", "heal", "e2e", &node(4), "SN-4"], None);
+    ok(m, &["repair-queue", "add", "fail", "e2e", OUTSIDER], None);
+    ok(m, &["repair-queue", "add", "hang", "e2e", OUTSIDER_HANG], None);
+    std::thread::sleep(Duration::from_secs(10));
+    let st: Vec<String> = repairs(m).iter().map(|e| e["status"].to_string()).collect();
+    assert_eq!(st, ["\"queued\""; 3], "a disabled queue starts nothing");
+    assert!(!marks.join(format!("healthy-{}", node(4))).exists());
+
+    let t_cases = Instant::now();
+    ok(m, &["repair-queue", "enable"], None);
+    assert_eq!(ok(m, &["repair-queue", "is-enabled"], None).trim(), "true");
+    let done = wait("the three entries finished", Duration::from_secs(120), log, || {
+        let st: Vec<String> = [node(4).as_str(), OUTSIDER, OUTSIDER_HANG]
+            .iter()
+            .map(|a| repair_status(m, a))
+            .collect();
+        (st.iter().all(|s| s == "succeeded" || s == "failed")).then_some(st)
+    });
+    println!(
+        "FIGURE repair: heal (succeeded), a failing and a hanging command (failed) at once: {:?}",
+        t_cases.elapsed()
+    );
+    assert_eq!(done, ["succeeded", "failed", "failed"]);
+    let healed = repair(m, &node(4)).unwrap();
+    assert_eq!(
+        (&healed["serial"], &healed["nodename"]),
+        (&Value::from("SN-4"), &Value::from(node(4)))
+    );
+    assert!(
+        marks.join(format!("success-{}", node(4))).exists(),
+        "the success command ran"
+    );
+    assert!(!marks.join(format!("success-{OUTSIDER}")).exists());
+    assert_eq!(repair(m, OUTSIDER).unwrap()["nodename"], "");
+    for f in [
+        format!("hang-{OUTSIDER_HANG}.pid"),
+        format!("hang-child-{OUTSIDER_HANG}.pid"),
+    ] {
+        assert_eq!(
+            pid_alive(&marks.join(&f)),
+            Some(false),
+            "{f}: the process group was killed"
+        );
+    }
+    assert!(released(k, &node(4)), "node4 schedulable after its repair");
+    // Finished entries stay until deleted.
+    let finished = ok(m, &["repair-queue", "delete-finished"], None);
+    assert_eq!(finished.lines().count(), 3, "{finished}");
+    wait("the repair queue empty", Duration::from_secs(60), log, || {
+        repairs(m).is_empty().then_some(())
+    });
+    ok(m, &["repair-queue", "wait", "--timeout-seconds", "5"], None);
+
+    // need_drain on node5, whose only pod a PodDisruptionBudget protects (every namespace is
+    // protected: the repair section has no protected_namespaces): the eviction is refused, the
+    // entry backs off and node5 is uncordoned again.
+    k.ok(
+        &["apply", "-f", "-"],
+        Some(&format!(
+            r#"apiVersion: v1
+kind: Namespace
+metadata: {{name: e2e-repair}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: pinned, namespace: e2e-repair}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: pinned}}}}
+  template:
+    metadata: {{labels: {{app: pinned}}}}
+    spec:
+      nodeSelector: {{kubernetes.io/hostname: "{node5}"}}
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: sleep
+        image: localhost/busybox:latest
+        imagePullPolicy: Never
+        command: ["sleep", "100000"]
+---
+apiVersion: policy/v1beta1
+kind: PodDisruptionBudget
+metadata: {{name: pinned, namespace: e2e-repair}}
+spec:
+  minAvailable: 1
+  selector: {{matchLabels: {{app: pinned}}}}
+"#,
+            node5 = node(5)
+        )),
+    );
+    let pinned = wait("the pinned pod Running on node5", Duration::from_secs(120), log, || {
+        pods(k, "e2e-repair", "app=pinned")
+            .into_iter()
+            .find(|p| p.2 == "Running" && p.1 == node(5))
+    });
+    let t_drain = Instant::now();
+    ok(m, &["repair-queue", "add", "drain", "e2e", &node(5)], None);
+    let backed_off = wait("the repair drain backed off", Duration::from_secs(120), log, || {
+        repair(m, &node(5)).filter(|e| e["drain_backoff_count"].as_i64().unwrap_or(0) >= 1)
+    });
+    println!("FIGURE repair: drain refused and backed off: {:?}", t_drain.elapsed());
+    assert_eq!(
+        (&backed_off["status"], &backed_off["step_status"]),
+        (&Value::from("processing"), &Value::from("waiting"))
+    );
+    assert_ne!(backed_off["drain_backoff_expire"], "0001-01-01T00:00:00Z");
+    assert!(!marks.join(format!("healthy-{}", node(5))).exists(), "no repair ran");
+    assert_eq!(
+        pods(k, "e2e-repair", "app=pinned")[0].3,
+        pinned.3,
+        "the protected pod stayed"
+    );
+    wait(
+        "node5 uncordoned during the back-off",
+        Duration::from_secs(60),
+        log,
+        || released(k, &node(5)).then_some(()),
+    );
+    // reset-backoff clears it (the queue disabled meanwhile, so that no drain starts again).
+    ok(m, &["repair-queue", "disable"], None);
+    ok(m, &["repair-queue", "reset-backoff"], None);
+    let reset = repair(m, &node(5)).unwrap();
+    assert_eq!(reset.get("drain_backoff_count"), None, "{reset}");
+    assert_eq!(reset["drain_backoff_expire"], "0001-01-01T00:00:00Z");
+    // The budget lifted and the queue enabled: drained, repaired, succeeded, uncordoned.
+    k.ok(&["delete", "pdb", "-n", "e2e-repair", "pinned"], None);
+    ok(m, &["repair-queue", "enable"], None);
+    wait("node5 repaired", Duration::from_secs(180), log, || {
+        (repair_status(m, &node(5)) == "succeeded").then_some(())
+    });
+    println!(
+        "FIGURE repair: node5 drained and repaired after the budget was lifted: {:?}",
+        t_drain.elapsed()
+    );
+    assert!(marks.join(format!("success-{}", node(5))).exists());
+    assert!(
+        pods(k, "e2e-repair", "app=pinned").iter().all(|p| p.3 != pinned.3),
+        "the pinned pod was evicted"
+    );
+    wait(
+        "node5 schedulable and unannotated",
+        Duration::from_secs(60),
+        log,
+        || released(k, &node(5)).then_some(()),
+    );
+    ok(m, &["repair-queue", "delete-finished"], None);
+
+    // A control plane down: node3 partitioned, its etcd member out of sync. The etcd gate for
+    // repair tolerates it: node3 is repaired.
+    m.run(&["partition", "3"]);
+    let t_cp = Instant::now();
+    ok(m, &["repair-queue", "add", "heal", "e2e", &node(3)], None);
+    wait("node3 repaired while down", Duration::from_secs(120), log, || {
+        (repair_status(m, &node(3)) == "succeeded").then_some(())
+    });
+    println!(
+        "FIGURE repair: control plane node3 repaired while partitioned: {:?}",
+        t_cp.elapsed()
+    );
+    ok(m, &["repair-queue", "delete-finished"], None);
+
+    // Two control planes down: no repair proceeds.
+    m.run(&["partition", "2"]);
+    ok(m, &["repair-queue", "add", "heal", "e2e", &node(2)], None);
+    let t_two = Instant::now();
+    while t_two.elapsed() < Duration::from_secs(30) {
+        let st = repair_status(m, &node(2));
+        assert_eq!(st, "queued", "node2's repair proceeded with two control planes down");
+        assert!(!marks.join(format!("healthy-{}", node(2))).exists());
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let unfinished = ok(m, &["repair-queue", "delete-unfinished"], None);
+    assert_eq!(unfinished.lines().count(), 1, "{unfinished}");
+    m.run(&["heal", "2"]);
+    m.run(&["heal", "3"]);
 }
