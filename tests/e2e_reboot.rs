@@ -16,8 +16,9 @@
 //!
 //! 3. the repair queue (CKE's `mtest/repair_test.go`), with commands on this host (the management
 //!    server): a disabled queue starts nothing; a health check that becomes true → `succeeded`, its
-//!    success command ran; a failing repair command → `failed`; a command past its timeout →
-//!    `failed`, its processes gone; `delete-finished`; a step with `need_drain` on a worker whose pod
+//!    success command ran; a failing repair command, a command past its timeout (its processes
+//!    gone), a failing success command, a health check never true past the last step → `failed`;
+//!    `delete-finished`; a long watch removed by `delete INDEX`; a step with `need_drain` on a worker whose pod
 //!    a PodDisruptionBudget protects → back-off, `reset-backoff`, and once the budget is lifted the
 //!    node is drained, repaired and uncordoned; a control plane down (its etcd member out of sync) is
 //!    repaired; two down → no repair proceeds, `delete-unfinished`.
@@ -474,15 +475,19 @@ fn the_reboot_and_repair_queues_on_real_kubernetes() {
 
 /// A machine that is no node of the cluster (the repair queue handles those too).
 const OUTSIDER: &str = "10.254.254.254";
-/// Another one, for the command past its timeout.
+/// Others: for the command past its timeout, the failing success command, the health check never
+/// true, the long watch.
 const OUTSIDER_HANG: &str = "10.254.254.253";
+const OUTSIDER_BAD_SUCCESS: &str = "10.254.254.252";
+const OUTSIDER_UNHEALED: &str = "10.254.254.251";
+const OUTSIDER_SLOW: &str = "10.254.254.250";
 
 /// The repair section: one procedure for machine type `e2e`, its command scripts in `bin`.
 fn repair_section(bin: &Path) -> String {
     let b = |name: &str| bin.join(name).display().to_string();
     format!(
         r#"repair:
-  max_concurrent_repairs: 3
+  max_concurrent_repairs: 5
   evict_interval: 1
   eviction_timeout_seconds: 30
   repair_procedures:
@@ -507,6 +512,20 @@ fn repair_section(bin: &Path) -> String {
             - {{repair_command: ["{heal}"], need_drain: true, watch_seconds: 60}}
           health_check_command: ["{check}"]
           success_command: ["{success}"]
+        - operation: badsuccess
+          repair_steps:
+            - {{repair_command: ["{heal}"], watch_seconds: 60}}
+          health_check_command: ["{check}"]
+          success_command: ["false"]
+        - operation: unhealed
+          repair_steps:
+            - {{repair_command: ["true"], watch_seconds: 1}}
+            - {{repair_command: ["true"]}}
+          health_check_command: ["{check}"]
+        - operation: slow
+          repair_steps:
+            - {{repair_command: ["true"], watch_seconds: 600}}
+          health_check_command: ["{check}"]
 "#,
         heal = b("heal"),
         check = b("check"),
@@ -582,32 +601,47 @@ fn repair_queue_checks(c: &K8sCluster) {
     // Disabled, nothing moves.
     ok(m, &["repair-queue", "disable"], None);
     assert_eq!(ok(m, &["repair-queue", "is-enabled"], None).trim(), "false");
-    // A health check that becomes true, a failing command and a hanging one, at once (three slots):
-    // the worker heals (succeeded, its success command ran); the outsider's failing command fails
-    // it; the hanging command is killed at its 2 s timeout, with its child, and fails.
-    ok(m, &["repair-queue", "add", "heal", "e2e", &node(4), "SN-4"], None);
-    ok(m, &["repair-queue", "add", "fail", "e2e", OUTSIDER], None);
-    ok(m, &["repair-queue", "add", "hang", "e2e", OUTSIDER_HANG], None);
+    // At once (five slots): a health check that becomes true: the worker heals (succeeded, its
+    // success command ran); a failing command fails; a hanging one is killed at its 2 s timeout,
+    // with its child, and fails; a failing success command fails; a health check never true fails
+    // past the last of two steps.
+    let cases = [
+        ("heal", node(4)),
+        ("fail", OUTSIDER.to_string()),
+        ("hang", OUTSIDER_HANG.to_string()),
+        ("badsuccess", OUTSIDER_BAD_SUCCESS.to_string()),
+        ("unhealed", OUTSIDER_UNHEALED.to_string()),
+    ];
+    for (op, address) in &cases {
+        let mut a = vec!["repair-queue", "add", op, "e2e", address];
+        if *op == "heal" {
+            a.push("SN-4");
+        }
+        ok(m, &a, None);
+    }
     std::thread::sleep(Duration::from_secs(10));
     let st: Vec<String> = repairs(m).iter().map(|e| e["status"].to_string()).collect();
-    assert_eq!(st, ["\"queued\""; 3], "a disabled queue starts nothing");
+    assert_eq!(st, ["\"queued\""; 5], "a disabled queue starts nothing");
     assert!(!marks.join(format!("healthy-{}", node(4))).exists());
 
     let t_cases = Instant::now();
     ok(m, &["repair-queue", "enable"], None);
     assert_eq!(ok(m, &["repair-queue", "is-enabled"], None).trim(), "true");
-    let done = wait("the three entries finished", Duration::from_secs(120), log, || {
-        let st: Vec<String> = [node(4).as_str(), OUTSIDER, OUTSIDER_HANG]
-            .iter()
-            .map(|a| repair_status(m, a))
-            .collect();
+    let done = wait("the five entries finished", Duration::from_secs(120), log, || {
+        let st: Vec<String> = cases.iter().map(|(_, a)| repair_status(m, a)).collect();
         (st.iter().all(|s| s == "succeeded" || s == "failed")).then_some(st)
     });
     println!(
-        "FIGURE repair: heal (succeeded), a failing and a hanging command (failed) at once: {:?}",
+        "FIGURE repair: five entries at once, one succeeded, four failed: {:?}",
         t_cases.elapsed()
     );
-    assert_eq!(done, ["succeeded", "failed", "failed"]);
+    assert_eq!(done, ["succeeded", "failed", "failed", "failed", "failed"]);
+    let unhealed = repair(m, OUTSIDER_UNHEALED).unwrap();
+    assert!(unhealed["step"].as_u64() >= Some(1), "past the first step: {unhealed}");
+    assert!(
+        marks.join(format!("healthy-{OUTSIDER_BAD_SUCCESS}")).exists(),
+        "healed, then its success command failed"
+    );
     let healed = repair(m, &node(4)).unwrap();
     assert_eq!(
         (&healed["serial"], &healed["nodename"]),
@@ -632,11 +666,20 @@ fn repair_queue_checks(c: &K8sCluster) {
     assert!(released(k, &node(4)), "node4 schedulable after its repair");
     // Finished entries stay until deleted.
     let finished = ok(m, &["repair-queue", "delete-finished"], None);
-    assert_eq!(finished.lines().count(), 3, "{finished}");
+    assert_eq!(finished.lines().count(), 5, "{finished}");
     wait("the repair queue empty", Duration::from_secs(60), log, || {
         repairs(m).is_empty().then_some(())
     });
     ok(m, &["repair-queue", "wait", "--timeout-seconds", "5"], None);
+    // A long watch: pending until deleted.
+    ok(m, &["repair-queue", "add", "slow", "e2e", OUTSIDER_SLOW], None);
+    let slow = wait("the slow entry watching", Duration::from_secs(60), log, || {
+        repair(m, OUTSIDER_SLOW).filter(|e| e["status"] == "processing" && e["step_status"] == "watching")
+    });
+    ok(m, &["repair-queue", "delete", slow["index"].as_str().unwrap()], None);
+    wait("the deleted entry removed", Duration::from_secs(60), log, || {
+        repairs(m).is_empty().then_some(())
+    });
 
     // need_drain on node5, whose only pod a PodDisruptionBudget protects (every namespace is
     // protected: the repair section has no protected_namespaces): the eviction is refused, the
