@@ -16,7 +16,8 @@ deps:
 
 # Kubernetes 1.20.2 built from Debian's source package plus the local images (docs/k8s-testbed.md), cached
 # in $(CKE_K8S_CACHE): ~8 min the first time on 2 cores, seconds after. .k8s.env holds CKE_K8S_BIN,
-# CKE_K8S_IMAGE_TAR, CKE_PAUSE_IMAGE_TAR, CKE_BUSYBOX_IMAGE_TAR for the tests.
+# CKE_K8S_IMAGE_TAR, CKE_PAUSE_IMAGE_TAR, CKE_BUSYBOX_IMAGE_TAR, CKE_UNBOUND_IMAGE_TAR,
+# CKE_UNBOUND_EXPORTER_IMAGE_TAR (and the image names) for the tests.
 export CKE_K8S_CACHE ?= /var/cache/cke-rs/k8s
 K8S_ENV := .k8s.env
 
@@ -26,9 +27,11 @@ k8s: deps
 	rm -f $(K8S_ENV).part
 	@cat $(K8S_ENV)
 
+# The suites run side by side (cargo-nextest, .config/nextest.toml: the real-Kubernetes and node-host
+# suites in bounded groups); a summary of the slowest ones closes the output.
 test: deps k8s
 	$(CARGO) build --workspace --all-targets $(FEATURES)
-	set -a && . ./$(K8S_ENV) && set +a && $(CARGO) test --workspace --all-targets $(FEATURES) --no-fail-fast -- --test-threads=4
+	set -a && . ./$(K8S_ENV) && set +a && $(CARGO) nextest run --workspace --all-targets $(FEATURES) --no-fail-fast
 
 # Only the real-Kubernetes test bed check (also part of `make test`).
 test-k8s: deps k8s
@@ -52,3 +55,18 @@ clean:
 .PHONY: bench
 bench: deps
 	$(CARGO) test --release --test bench_probe -- --ignored --nocapture
+
+# The chaos soak (docs/reliability.md): SOAK_MINUTES of faults (default 10), SOAK_SEED replays a schedule.
+# Not part of `make test`. Needs root (mtest node hosts).
+.PHONY: soak
+SOAK_MINUTES ?= 10
+soak: deps
+	SOAK_MINUTES=$(SOAK_MINUTES) $(CARGO) test $(FEATURES) --test soak -- --ignored --nocapture
+
+# Bounded fuzzing (tests/fuzz.rs, proptest: cargo-fuzz needs a nightly toolchain): each target for
+# FUZZ_SECONDS (default 60), on the same (debug) build as `make test`. Failing cases are kept in
+# tests/fuzz.proptest-regressions and replayed first.
+.PHONY: fuzz
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(CARGO) test $(FEATURES) --test fuzz -- --nocapture

@@ -91,6 +91,9 @@ build_image() {
   mkdir -p "$CACHE"
   local sum; sum=$(for b in ${bins//,/ }; do sha256sum "$b"; done | sha256sum | cut -c1-16)
   local tar="$CACHE/${name//[:\/]/_}-$sum.tar"
+  # Several mtest runs may start at once on a cold cache: one builds, the others wait for its tar.
+  local lock; exec {lock}>"$tar.lock"
+  flock "$lock"
   if [ ! -f "$tar" ]; then
     local root; root=$(mktemp -d)
     mkdir -p "$root/tmp" "$root/etc" "$root/usr/bin"
@@ -110,6 +113,7 @@ build_image() {
     rm -rf "$root" "$root.tar"
     log "built image $name ($tar)"
   fi
+  exec {lock}>&-
   echo "$tar"
 }
 
@@ -222,6 +226,9 @@ CNI
   start_containerd "$i"
   node_exec "$i" ctr -n k8s.io images import "$(k8s_var PAUSE_IMAGE_TAR)" >/dev/null
   node_exec "$i" ctr -n k8s.io images import "$(k8s_var BUSYBOX_IMAGE_TAR)" >/dev/null
+  # The node-dns DaemonSet's images (unbound, the exporter stand-in).
+  node_exec "$i" ctr -n k8s.io images import "$(k8s_var UNBOUND_IMAGE_TAR)" >/dev/null
+  node_exec "$i" ctr -n k8s.io images import "$(k8s_var UNBOUND_EXPORTER_IMAGE_TAR)" >/dev/null
   load_image "$i" "$(k8s_var K8S_IMAGE_TAR)"
 }
 

@@ -6,9 +6,17 @@
 #                                    mount, umount, findmnt, nsenter, nice, du, find, sh) with their ldd libraries
 #   localhost/pause:3.2              static pause from the tree's build/pause/linux/pause.c
 #   localhost/busybox:latest         Debian's busybox-static
-# pause and busybox are docker-archive tars that `ctr -n k8s.io images import` takes.
+#   localhost/cke-unbound:<version>  Debian's unbound (unbound, unbound-control, unbound-checkconf under
+#                                    /usr/local/unbound/sbin, entrypoint `unbound -d -p`, as CKE's image),
+#                                    the root hints of Debian's dns-root-data, an empty trust anchor file
+#                                    (no DNSSEC validation: the test bed cannot reach the root servers), the
+#                                    `reload` sidecar's /usr/local/bin/reload-unbound (scripts/node-dns/), busybox
+#   localhost/cke-unbound-exporter:standin  a stand-in for unbound_exporter (scripts/node-dns/unbound_exporter:
+#                                    busybox nc + unbound-control, serves unbound_up on :9167); not the real one
+# pause, busybox and the two node-dns images are docker-archive tars that `ctr -n k8s.io images import` takes.
 # Prints KEY=VALUE lines: K8S_BIN, K8S_IMAGE, K8S_IMAGE_TAR, PAUSE_IMAGE, PAUSE_IMAGE_TAR, BUSYBOX_IMAGE,
-# BUSYBOX_IMAGE_TAR (also written to images/env).
+# BUSYBOX_IMAGE_TAR, UNBOUND_IMAGE, UNBOUND_IMAGE_TAR, UNBOUND_EXPORTER_IMAGE, UNBOUND_EXPORTER_IMAGE_TAR (also
+# written to images/env).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -149,6 +157,73 @@ if [ ! -f "$BUSYBOX_TAR" ]; then
   import "$BUSYBOX_IMAGE" "$BUSYBOX_TAR" "$root" "$PATH_ENV" 'CMD ["sh"]'
 fi
 
+# --- node-dns: unbound and the exporter stand-in ---
+# Debian's unbound is downloaded and unpacked, not installed: installing it would start a resolver on the
+# host. Its libraries are installed (when missing) so that ldd finds them.
+candidate() {
+  local v; v=$(apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: //p')
+  [ -n "$v" ] && [ "$v" != "(none)" ] || die "no candidate version of $1 (apt-get update?)"
+  echo "$v"
+}
+unbound_deb_version=$(candidate unbound)
+root_data_version=$(candidate dns-root-data)
+UNBOUND_VERSION=${unbound_deb_version#*:}
+UNBOUND_VERSION=${UNBOUND_VERSION%%-*}
+UNBOUND_IMAGE=localhost/cke-unbound:$UNBOUND_VERSION
+UNBOUND_EXPORTER_IMAGE=localhost/cke-unbound-exporter:standin
+NODE_DNS="$HERE/node-dns"
+dns_sum=$({ echo "$script_sum $unbound_deb_version $root_data_version"; sha256sum /bin/busybox "$NODE_DNS"/*; } \
+  | sha256sum | cut -c1-16)
+UNBOUND_TAR="$IMG/cke-unbound_$UNBOUND_VERSION-$dns_sum.tar"
+UNBOUND_EXPORTER_TAR="$IMG/cke-unbound-exporter-$dns_sum.tar"
+if [ ! -f "$UNBOUND_TAR" ] || [ ! -f "$UNBOUND_EXPORTER_TAR" ]; then
+  debs="$TMP/node-dns"
+  mkdir -p "$debs"
+  (cd "$debs" && apt-get -o APT::Sandbox::User=root download "unbound=$unbound_deb_version" \
+    "dns-root-data=$root_data_version" >&2) || die "apt-get download unbound dns-root-data failed"
+  for d in "$debs"/*.deb; do dpkg-deb -x "$d" "$debs/x"; done
+  UNBOUND_BINS=(unbound unbound-control unbound-checkconf)
+  if ldd "${UNBOUND_BINS[@]/#/$debs/x/usr/sbin/}" | grep -q "not found"; then
+    libs=$(dpkg-deb -f "$debs"/unbound_*.deb Depends | tr ',' '\n' | sed 's/(.*)//; s/|.*//' | tr -d ' ' \
+      | grep '^lib')
+    log "installing unbound's libraries: $(echo $libs)"
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $libs >&2
+  fi
+  # busybox_root ROOT: a root with busybox and its applets (the scripts' shell and tools).
+  busybox_root() {
+    new_root "$1"
+    cp /bin/busybox "$1/usr/bin/busybox"
+    for a in $(/bin/busybox --list); do
+      [ -e "$1/usr/bin/$a" ] || ln -s busybox "$1/usr/bin/$a"
+    done
+    mkdir -p "$1/usr/local/bin" "$1/usr/local/unbound/sbin" "$1/var/run/unbound" "$1/etc/unbound"
+  }
+
+  root="$TMP/unbound"
+  busybox_root "$root"
+  for b in "${UNBOUND_BINS[@]}"; do
+    copy_with_libs "$root" "$debs/x/usr/sbin/$b" "/usr/local/unbound/sbin/$b"
+  done
+  mkdir -p "$root/usr/local/unbound/etc/unbound"
+  cp "$debs/x/usr/share/dns/root.hints" "$root/usr/local/unbound/etc/unbound/root.hints"
+  : >"$root/usr/local/unbound/etc/unbound/root.key"
+  install -m 0755 "$NODE_DNS/reload-unbound" "$root/usr/local/bin/reload-unbound"
+  import "$UNBOUND_IMAGE" "$UNBOUND_TAR" "$root" \
+    "ENV PATH=/usr/local/unbound/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+    'ENTRYPOINT ["unbound", "-d", "-p"]'
+
+  root="$TMP/unbound-exporter"
+  busybox_root "$root"
+  copy_with_libs "$root" "$debs/x/usr/sbin/unbound-control" /usr/local/unbound/sbin/unbound-control
+  mkdir -p "$root/etc/unbound-exporter"
+  cp "$NODE_DNS/unbound-control.conf" "$root/etc/unbound-exporter/unbound-control.conf"
+  install -m 0755 "$NODE_DNS/unbound_exporter" "$NODE_DNS/unbound-exporter-respond" "$root/usr/local/bin/"
+  import "$UNBOUND_EXPORTER_IMAGE" "$UNBOUND_EXPORTER_TAR" "$root" \
+    "ENV PATH=/usr/local/unbound/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+    'ENTRYPOINT ["/usr/local/bin/unbound_exporter"]'
+fi
+
 {
   echo "K8S_BIN=$BIN"
   echo "K8S_IMAGE=$K8S_IMAGE"
@@ -157,8 +232,12 @@ fi
   echo "PAUSE_IMAGE_TAR=$PAUSE_TAR"
   echo "BUSYBOX_IMAGE=$BUSYBOX_IMAGE"
   echo "BUSYBOX_IMAGE_TAR=$BUSYBOX_TAR"
+  echo "UNBOUND_IMAGE=$UNBOUND_IMAGE"
+  echo "UNBOUND_IMAGE_TAR=$UNBOUND_TAR"
+  echo "UNBOUND_EXPORTER_IMAGE=$UNBOUND_EXPORTER_IMAGE"
+  echo "UNBOUND_EXPORTER_IMAGE_TAR=$UNBOUND_EXPORTER_TAR"
 } | tee "$IMG/env.part"
 mv "$IMG/env.part" "$IMG/env"
 # Tars of earlier inputs (another script version, say) go once no run has used them for 7 days.
-touch "$K8S_TAR" "$PAUSE_TAR" "$BUSYBOX_TAR"
+touch "$K8S_TAR" "$PAUSE_TAR" "$BUSYBOX_TAR" "$UNBOUND_TAR" "$UNBOUND_EXPORTER_TAR"
 find "$IMG" -maxdepth 1 -name '*.tar' -mtime +7 -delete

@@ -78,9 +78,11 @@ run constraints set control-plane-count 3
 run cluster set testdata/cluster-demo.yml
 
 echo; echo "==> starting cke with --node-profile testbed --kubernetes-image $K8S_IMAGE"
+echo "    --unbound-image $UNBOUND_IMAGE --unbound-exporter-image $UNBOUND_EXPORTER_IMAGE"
 echo "    (log: $DIR/cke.log, status: http://127.0.0.1:10180/status)"
 CKE_LOG=info setsid "$BIN/cke" --config "$CKE_CONFIG" --name demo --http 127.0.0.1:10180 --interval 3s \
   --session-ttl 10s --container-cli podman --node-profile testbed --kubernetes-image "$K8S_IMAGE" \
+  --unbound-image "$UNBOUND_IMAGE" --unbound-exporter-image "$UNBOUND_EXPORTER_IMAGE" \
   > "$DIR/cke.log" 2>&1 < /dev/null &
 echo $! > "$DIR/cke.pid"
 start=$(date +%s)
@@ -169,7 +171,8 @@ Kubernetes 1.20.2 is running: 3 control planes (${DEMO_CPS[*]}) and 2 workers. T
   export PATH=$K8S_BIN:$BIN:\$PATH KUBECONFIG=$KUBECONFIG
   export CKECLI_CONFIG=$CKE_CONFIG VAULT_ADDR=$VAULT_ADDR VAULT_TOKEN=$VAULT_TOKEN
   kubectl get nodes -o wide
-  kubectl get pods -A -o wide          # (kube-system is empty: cke runs the components as containers)
+  kubectl get pods -A -o wide          # kube-system: node-dns (unbound) on every node; cluster-dns
+                                       # (CoreDNS) stays pending: no CoreDNS image here
   kubectl apply -f $DIR/busybox.yml    # 2 busybox httpd pods (image localhost/busybox:latest,
                                        # imagePullPolicy: Never) and a Service
   kubectl get pods -o wide -w

@@ -18,7 +18,8 @@ use crate::infra::agent::ssh::{KeyProvider, SshConfig, SshPool, VaultKeys};
 use crate::infra::agent::AgentError;
 use crate::infra::kube::{HttpHealth, KubeClients};
 use crate::infra::pki::VaultClient;
-use crate::infra::{EtcdClientConnector, EtcdCredentials, Health, Infra, KubeApi};
+use crate::infra::term_guard::GuardedNodes;
+use crate::infra::{EtcdClientConnector, EtcdCredentials, Health, Infra, KubeApi, NodeAccess};
 use crate::leader::Elector;
 #[cfg(feature = "test-hooks")]
 use crate::op::test_ops::TestOperatorSpec;
@@ -88,7 +89,8 @@ pub struct Args {
     /// Image of unbound_exporter (the node-dns DaemonSet's metrics sidecar).
     #[arg(long, default_value_t = Images::default().unbound_exporter)]
     pub unbound_exporter_image: String,
-    /// kubelets and kube-proxies started or restarted per pass (CKE's flag).
+    /// Nodes per pass whose rivers, etcd-rivers, kubelet or kube-proxy are started or restarted
+    /// (CKE's flag).
     #[arg(long, default_value_t = crate::planner::DEFAULT_MAX_CONCURRENT_UPDATES)]
     pub max_concurrent_updates: usize,
     /// What the node hosts need of the Kubernetes containers: `cke` (CKE's options: journald logs,
@@ -273,7 +275,7 @@ async fn run(args: Args) -> Result<(), DaemonError> {
         }
         let (trigger_tx, mut trigger_rx) = mpsc::channel(1);
         let mut watchers = spawn_triggers(&storage, trigger_tx);
-        let (vault, tasks) = start_vault_tasks(&storage, args.certs_gc_interval).await;
+        let (vault, tasks) = start_vault_tasks(&storage, args.certs_gc_interval, shared.clone()).await;
         watchers.extend(tasks);
         let keys: Arc<dyn KeyProvider> = match &vault {
             Some(v) => Arc::new(VaultKeys(v.clone())),
@@ -287,6 +289,7 @@ async fn run(args: Args) -> Result<(), DaemonError> {
                 ..Default::default()
             },
         );
+        watchers.push(tokio::spawn(follow_pins(storage_dyn.clone(), pool.clone())));
         // One root credential of the managed etcd for the term, shared by the probe and the operators.
         let issuer = Infra::issuer_for(vault.clone());
         let credentials = Arc::new(EtcdCredentials::new(issuer.clone(), storage_dyn.clone()));
@@ -308,10 +311,12 @@ async fn run(args: Args) -> Result<(), DaemonError> {
         ));
         let etcd = Arc::new(EtcdClientConnector::new(credentials, Duration::from_secs(10)));
         let engine2 = Arc::new(engine.clone());
+        // Operators reach the nodes only while the term's lease deadline holds.
+        let nodes: Arc<dyn NodeAccess> = Arc::new(GuardedNodes::new(Arc::new(pool.clone()), term.deadline()));
         let infra: InfraFactory = Arc::new(move |storage, cluster| Infra {
             storage,
             cluster,
-            nodes: Arc::new(pool.clone()),
+            nodes: nodes.clone(),
             engine: engine2.clone(),
             issuer: issuer.clone(),
             etcd: etcd.clone(),
@@ -323,11 +328,18 @@ async fn run(args: Args) -> Result<(), DaemonError> {
         let controller =
             Controller::new(storage_dyn.clone(), prober, shared.clone(), controller_cfg.clone()).with_infra(infra);
         let end = controller
-            .run_term(&term.fence, term.lost_signal(), shutdown_rx.clone(), &mut trigger_rx)
+            .run_term(
+                &term.fence,
+                term.deadline(),
+                term.lost_signal(),
+                shutdown_rx.clone(),
+                &mut trigger_rx,
+            )
             .await;
         for w in watchers {
             w.abort();
         }
+        shared.clear_problems();
         shared.metrics.set_leader(false);
         {
             let mut st = shared.status.write().unwrap();
@@ -379,33 +391,69 @@ async fn watch_leader(storage: EtcdStorage, shared: Arc<Shared>) {
     }
 }
 
-/// On the leader: a Vault client from the `vault` key with token renewal, and the periodic tidy of
-/// expired certificates. Without a `vault` key there is no client (logged once per term).
+/// On the leader: a Vault client from the `vault` key with token renewal, the periodic tidy of
+/// expired certificates, and a check of Vault's health for `/health`. A Vault that is down or
+/// sealed when the term starts still gives a client, which logs in once Vault answers. Without a
+/// `vault` key there is no client (logged once per term).
 async fn start_vault_tasks(
     storage: &EtcdStorage,
     gc_interval: Duration,
+    shared: Arc<Shared>,
 ) -> (Option<VaultClient>, Vec<tokio::task::JoinHandle<()>>) {
     let config = match storage.get_vault_config().await {
         Ok(Some(c)) => c,
         Ok(None) => {
             tracing::warn!("Vault is not configured (ckecli vault init); certificates cannot be issued");
+            shared.set_problem("vault", Some("not configured (ckecli vault init)".into()));
             return (None, vec![]);
         }
         Err(e) => {
             tracing::warn!(error = error_chain(&e), "cannot read the Vault connection");
+            shared.set_problem("vault", Some(format!("cannot read the vault key: {}", error_chain(&e))));
             return (None, vec![]);
         }
     };
-    match VaultClient::connect(&config).await {
-        Ok(client) => {
-            let renewal = client.spawn_renewal();
-            let tidy = crate::infra::pki::Issuer::new(client.clone()).spawn_tidy(gc_interval);
-            (Some(client), vec![renewal, tidy])
-        }
+    let client = match VaultClient::connect(&config).await {
+        Ok(client) => client,
         Err(e) => {
-            tracing::warn!(error = error_chain(&e), "cannot log in to Vault");
-            (None, vec![])
+            tracing::warn!(error = error_chain(&e), "cannot log in to Vault; trying again on use");
+            match VaultClient::connect_later(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    shared.set_problem("vault", Some(error_chain(&e)));
+                    return (None, vec![]);
+                }
+            }
         }
+    };
+    let renewal = client.spawn_renewal();
+    let tidy = crate::infra::pki::Issuer::new(client.clone()).spawn_tidy(gc_interval);
+    let health = tokio::spawn(watch_vault(client.clone(), shared));
+    (Some(client), vec![renewal, tidy, health])
+}
+
+/// How often the leader asks Vault for its health.
+const VAULT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Keeps `/health`'s word on Vault current: down, sealed, or fine.
+async fn watch_vault(client: VaultClient, shared: Arc<Shared>) {
+    loop {
+        shared.set_problem("vault", vault_problem(&client).await);
+        tokio::time::sleep(VAULT_CHECK_INTERVAL).await;
+    }
+}
+
+/// What is wrong with Vault, by `sys/health` (no token needed; standbys that forward requests are
+/// fine): 503 sealed, 501 not initialised; no answer: down.
+async fn vault_problem(client: &VaultClient) -> Option<String> {
+    match tokio::time::timeout(Duration::from_secs(5), client.health()).await {
+        Err(_) => Some(format!("{}: no answer within 5s", client.endpoint())),
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => match e.status() {
+            Some(503) => Some(format!("{}: sealed", client.endpoint())),
+            Some(501) => Some(format!("{}: not initialised", client.endpoint())),
+            _ => Some(format!("down: {}", error_chain(&e))),
+        },
     }
 }
 
@@ -463,6 +511,40 @@ async fn trigger_on_change(storage: Arc<dyn Storage>, key: &'static str, prefix:
         }
         tokio::time::sleep(TRIGGER_REWATCH_PAUSE).await;
         let _ = tx.try_send(());
+    }
+}
+
+/// Drops the pooled SSH connections to a node whose pinned host key changes (`ckecli ssh-hostkey
+/// set|delete`), so that the next command is verified against the new pin. A broken watch is made
+/// again after a pause; the task ends only when aborted with the term.
+async fn follow_pins(storage: Arc<dyn Storage>, pool: Arc<SshPool>) {
+    use crate::storage::{WatchEvent, KEY_SSH_HOSTKEY_PREFIX};
+    use futures::StreamExt;
+    loop {
+        match storage.watch(KEY_SSH_HOSTKEY_PREFIX, 0).await {
+            Ok(mut stream) => {
+                while let Some(item) = stream.next().await {
+                    match item {
+                        Ok(ev) => {
+                            let Some(address) = ev.key().strip_prefix(KEY_SSH_HOSTKEY_PREFIX) else {
+                                continue;
+                            };
+                            let pin = match &ev {
+                                WatchEvent::Put { value, .. } => Some(String::from_utf8_lossy(value).into_owned()),
+                                WatchEvent::Delete { .. } => None,
+                            };
+                            pool.pin_changed(address, pin.as_deref()).await;
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = error_chain(&e), "host-key watch ended; making it again");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = error_chain(&e), "cannot watch the host keys; retrying"),
+        }
+        tokio::time::sleep(TRIGGER_REWATCH_PAUSE).await;
     }
 }
 

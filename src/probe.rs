@@ -576,17 +576,21 @@ impl Prober for SshProber {
         for n in cluster.nodes.iter().cloned() {
             let (volume, ca) = (volume.clone(), ca.clone());
             futures.push(async move {
+                let started = std::time::Instant::now();
                 let mut st = probe_node(&self.pool, &self.engine, &n, &volume).await;
                 if st.ssh_connected {
                     check_health(&*self.kube, &*self.health, &n.address, &mut st, ca.as_deref()).await;
                 }
-                (n.address, st)
+                (n.address, st, started.elapsed())
             });
         }
-        let nodes: BTreeMap<String, NodeStatus> = stream::iter(futures)
+        let probed: Vec<(String, NodeStatus, std::time::Duration)> = stream::iter(futures)
             .buffer_unordered(self.concurrency.max(1))
             .collect()
             .await;
+        let durations: Vec<(String, std::time::Duration)> = probed.iter().map(|(a, _, d)| (a.clone(), *d)).collect();
+        crate::metrics::process().probed_nodes(&durations);
+        let nodes: BTreeMap<String, NodeStatus> = probed.into_iter().map(|(a, st, _)| (a, st)).collect();
         let (etcd, kubernetes) = futures::join!(
             self.etcd_status(cluster, &nodes),
             kubernetes_status(&*self.kube, cluster, &nodes)
@@ -989,6 +993,15 @@ mod tests {
         assert!(
             asked.contains(&"get EndpointSlice default/kubernetes discovery.k8s.io/v1beta1 10.0.0.1".to_string()),
             "1.20 serves EndpointSlices as v1beta1: {asked:?}"
+        );
+        // The same code, with a 1.35 apiserver, asks for discovery.k8s.io/v1.
+        nodes.get_mut("10.0.0.1").unwrap().kube_apiserver.service.image = "ghcr.io/cybozu/kubernetes:1.35.5.1".into();
+        stub.asked.lock().unwrap().clear();
+        assert!(kubernetes_status(&stub, &cluster, &nodes).await.api_read);
+        let asked = stub.asked.lock().unwrap().clone();
+        assert!(
+            asked.contains(&"get EndpointSlice default/kubernetes discovery.k8s.io/v1 10.0.0.1".to_string()),
+            "1.35 serves EndpointSlices as v1: {asked:?}"
         );
     }
 }

@@ -8,7 +8,6 @@ use cke::infra::agent::container::{ContainerEngine, RunSpec};
 use cke::infra::agent::hostkey::{HostKeyMode, HostKeyStore, StorageHostKeys};
 use cke::infra::agent::ssh::{SshConfig, SshPool, StaticKey};
 use cke::infra::agent::{AgentError, Runner};
-use cke::metrics::SSH_HOSTKEY_MISMATCHES;
 use cke::model::{ContainerParams, Mount, Node, ServiceParams};
 use cke::probe::probe_node;
 use cke::storage::{MemStorage, Storage};
@@ -71,6 +70,9 @@ async fn commands_files_host_keys_containers_and_probe() {
         .unwrap();
     assert_eq!(out.stdout_str(), "600 root\nsecret\n");
     // Connections are reused: 20 commands in a row on one connection are quick and all succeed.
+    let metrics = cke::metrics::process();
+    let opened = metrics.ssh_connections_opened.get();
+    assert!(metrics.ssh_connections_open() >= 1, "the pool holds a connection");
     for i in 0..20 {
         assert_eq!(
             n1.check(&format!("echo {i}"), None, t)
@@ -81,6 +83,11 @@ async fn commands_files_host_keys_containers_and_probe() {
             i.to_string()
         );
     }
+    assert_eq!(
+        metrics.ssh_connections_opened.get(),
+        opened,
+        "no new connection for them"
+    );
     // Reconnect after sshd restarts.
     assert!(m.run(&["node-stop", "1"]).status.success());
     assert!(m.run(&["node-start", "1"]).status.success());
@@ -89,13 +96,15 @@ async fn commands_files_host_keys_containers_and_probe() {
     // Host keys: TOFU pinned node1's key; a changed key is refused, counted, and the node looks down.
     let pinned = pins.get(&m.node(1)).await.unwrap().expect("pinned on first use");
     assert!(pinned.starts_with("ssh-ed25519 "));
-    let before = SSH_HOSTKEY_MISMATCHES.load(std::sync::atomic::Ordering::SeqCst);
+    let before = cke::metrics::process().ssh_hostkey_mismatches.get();
+    let failures = metrics.ssh_connect_failures.get();
     assert!(m.run(&["rekey", "1"]).status.success());
     let fresh = pool(&m, pins.clone(), HostKeyMode::Tofu);
     let e = fresh.node(&m.node(1), "root").run("true", None, t).await.unwrap_err();
     assert!(matches!(e, AgentError::HostKey { .. }), "{e}");
     assert!(e.to_string().contains("pinned"), "{e}");
-    assert!(SSH_HOSTKEY_MISMATCHES.load(std::sync::atomic::Ordering::SeqCst) > before);
+    assert!(cke::metrics::process().ssh_hostkey_mismatches.get() > before);
+    assert!(metrics.ssh_connect_failures.get() > failures);
     let st = probe_node(&fresh, &ContainerEngine::default(), &node(&m, 1), "etcd-cke").await;
     assert!(!st.ssh_connected && st.ssh_error.contains("host key"), "{st:?}");
     // Strict: refuses unpinned node2; pinning the scanned key lets it in.
@@ -280,4 +289,106 @@ async fn commands_files_host_keys_containers_and_probe() {
             "node1 did not come back after heal"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_commands_stalled_handshakes_and_changed_pins() {
+    require_root("mtest");
+    let m = Mtest::up(2, &["--no-vault", "--no-etcd"]);
+    let storage: Arc<dyn Storage> = Arc::new(MemStorage::default());
+    let pins: Arc<dyn HostKeyStore> = Arc::new(StorageHostKeys(storage.clone()));
+    let p = pool(&m, pins.clone(), HostKeyMode::Tofu);
+    let (n1, n2) = (p.node(&m.node(1), "root"), p.node(&m.node(2), "root"));
+    let t = Duration::from_secs(20);
+    n1.check("true", None, t).await.unwrap();
+    n2.check("true", None, t).await.unwrap();
+
+    // A command that hangs is killed on the node at its deadline, not only abandoned here; one that
+    // ignores SIGTERM gets SIGKILL five seconds later.
+    let t0 = Instant::now();
+    let e = n1.run("sleep 617", None, Duration::from_secs(1)).await.unwrap_err();
+    assert!(matches!(e, AgentError::Timeout { .. }), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+    cke_testkit::poll_until(
+        "the hung command killed on the node",
+        Duration::from_secs(3),
+        Duration::from_millis(100),
+        || async { (cke_testkit::count_processes("[s]leep 617") == 0).then_some(()) },
+    )
+    .await;
+    let e = n1
+        .run("trap '' TERM; sleep 618", None, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, AgentError::Timeout { .. }), "{e}");
+    assert!(
+        cke_testkit::count_processes("[s]leep 618") > 0,
+        "SIGTERM is ignored until the kill"
+    );
+    cke_testkit::poll_until(
+        "SIGKILL after the grace",
+        Duration::from_secs(10),
+        Duration::from_millis(200),
+        || async { (cke_testkit::count_processes("[s]leep 618") == 0).then_some(()) },
+    )
+    .await;
+    assert_eq!(n1.check("echo ok", None, t).await.unwrap().stdout_str(), "ok\n");
+
+    // A node that accepts TCP but never finishes the SSH handshake (its sshd frozen: the kernel still
+    // accepts connections): a new connection fails at the dial timeout, while the other node answers
+    // at once; once it thaws, it answers again on its own.
+    let sshd = std::fs::read_to_string(format!("{}/nodes/node2/sshd.pid", m.env["MTEST_DIR"]))
+        .unwrap()
+        .trim()
+        .to_string();
+    p.forget(&m.node(2), "root").await;
+    assert!(std::process::Command::new("kill")
+        .args(["-STOP", &sshd])
+        .status()
+        .unwrap()
+        .success());
+    let t0 = Instant::now();
+    let (stalled, other) = tokio::join!(n2.run("true", None, t), async {
+        let r = n1.check("echo fine", None, t).await;
+        (r, t0.elapsed())
+    });
+    let stalled_after = t0.elapsed();
+    let e = stalled.unwrap_err();
+    assert!(matches!(e, AgentError::Connect { .. }), "{e}");
+    assert!(e.to_string().contains("no answer within"), "{e}");
+    assert!(
+        stalled_after >= Duration::from_secs(3) && stalled_after < Duration::from_secs(6),
+        "{stalled_after:?}"
+    );
+    assert_eq!(other.0.unwrap().stdout_str(), "fine\n");
+    assert!(other.1 < Duration::from_secs(2), "the other node waited: {:?}", other.1);
+    println!(
+        "FIGURE stalled SSH handshake fails after {stalled_after:?}; other node answered in {:?}",
+        other.1
+    );
+    assert!(std::process::Command::new("kill")
+        .args(["-CONT", &sshd])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(n2.check("echo back", None, t).await.unwrap().stdout_str(), "back\n");
+
+    // A pin that changes drops the pooled connections verified with another key: node 1 pinned to
+    // node 2's key is refused at once, not served over the old connection.
+    let key1 = pins.get(&m.node(1)).await.unwrap().unwrap();
+    let key2 = pins.get(&m.node(2)).await.unwrap().unwrap();
+    assert_ne!(key1, key2);
+    assert_eq!(p.pin_changed(&m.node(1), Some(&key1)).await, 0, "the same pin keeps it");
+    pins.set(&m.node(1), &key2).await.unwrap();
+    assert_eq!(p.pin_changed(&m.node(1), Some(&key2)).await, 1);
+    let e = n1.run("true", None, t).await.unwrap_err();
+    assert!(matches!(e, AgentError::HostKey { .. }), "{e}");
+    assert_eq!(
+        n2.check("echo untouched", None, t).await.unwrap().stdout_str(),
+        "untouched\n"
+    );
+    pins.set(&m.node(1), &key1).await.unwrap();
+    assert_eq!(n1.check("echo again", None, t).await.unwrap().stdout_str(), "again\n");
+    // A deleted pin drops them too (the next connection pins anew).
+    assert_eq!(p.pin_changed(&m.node(1), None).await, 1);
 }

@@ -88,8 +88,11 @@ async fn cluster_set_get_round_trip_and_invalid_input_changes_nothing() {
         "cluster-cke.json",
     ] {
         let path = testdata(file);
-        assert_ok(&env.ckecli(&["cluster", "set", &path]));
         let want = parse_cluster(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        // As CKE's cluster set, the stored constraints must hold.
+        let cps = want.control_planes().count().to_string();
+        assert_ok(&env.ckecli(&["constraints", "set", "control-plane-count", &cps]));
+        assert_ok(&env.ckecli(&["cluster", "set", &path]));
         let yaml = env.ckecli(&["cluster", "get"]);
         assert_ok(&yaml);
         assert_eq!(parse_cluster(&stdout(&yaml)).unwrap(), want, "{file} via YAML");
@@ -104,6 +107,7 @@ async fn cluster_set_get_round_trip_and_invalid_input_changes_nothing() {
 
     // stdin works too.
     let text = std::fs::read_to_string(testdata("cluster.yml")).unwrap();
+    assert_ok(&env.ckecli(&["constraints", "set", "control-plane-count", "3"]));
     assert_ok(&env.ckecli_stdin(&["cluster", "set", "-"], &text));
     let before = env.storage().await.get_raw("cluster").await.unwrap().unwrap();
 
@@ -333,6 +337,10 @@ async fn history_leader_and_status() {
         note: String::new(),
         operations: vec![
             serde_json::from_value(serde_json::json!({"operation": "etcd-add-member", "node": "10.0.0.4", "replace": null, "reason": "control-plane node 10.0.0.4 is not an etcd member"})).unwrap(),
+            // k8s-maintain operations as the planner words them (src/planner/k8s_maintain_tests.rs).
+            serde_json::from_value(serde_json::json!({"operation": "resource-apply", "apiserver": "10.0.0.1", "key": "ConfigMap/app/settings", "revision": 12, "static": false, "reason": "resource ConfigMap/app/settings is at revision 10, not 12"})).unwrap(),
+            serde_json::from_value(serde_json::json!({"operation": "update-node", "apiserver": "10.0.0.1", "nodes": ["10.0.0.4"], "reason": "labels, annotations or taints differ from the declaration: Node 10.0.0.4: taint dedicated=db:NoSchedule"})).unwrap(),
+            serde_json::from_value(serde_json::json!({"operation": "remove-node", "apiserver": "10.0.0.1", "nodes": ["10.0.0.99"], "reason": "Nodes 10.0.0.99 belong to no declared node: cordon and delete them"})).unwrap(),
         ],
         images: Some(cke::topology::Images {
             etcd: "example.com/etcd:3.5".into(),
@@ -359,9 +367,24 @@ async fn history_leader_and_status() {
         "{}",
         stdout(&o)
     );
+    // The k8s-maintain operations: each with what it acts on and why.
+    for line in [
+        "- resource-apply [ConfigMap/app/settings]: resource ConfigMap/app/settings is at revision 10, not 12\n",
+        "- update-node [10.0.0.4]: labels, annotations or taints differ from the declaration: Node 10.0.0.4: taint dedicated=db:NoSchedule\n",
+        "- remove-node [10.0.0.99]: Nodes 10.0.0.99 belong to no declared node: cordon and delete them\n",
+    ] {
+        assert!(stdout(&o).contains(line), "{}", stdout(&o));
+    }
     let o = env.ckecli(&["plan", "--output", "json"]);
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["operations"][0]["operation"], "etcd-add-member");
+    assert_eq!(
+        (
+            v["operations"][1]["key"].as_str(),
+            v["operations"][1]["revision"].as_i64()
+        ),
+        (Some("ConfigMap/app/settings"), Some(12))
+    );
     // ckecli images: the leader's images, one per line (as CKE's), or with roles and the version.
     let o = env.ckecli(&["images"]);
     assert_ok(&o);

@@ -92,6 +92,8 @@ async fn the_reboot_queue_commands() {
         "{}",
         text(&o.stderr)
     );
+    // The constraint first: `cluster set` checks the declaration's control planes against it.
+    env.ok(&["constraints", "set", "control-plane-count", "3"], None);
     env.ok(
         &[
             "cluster",

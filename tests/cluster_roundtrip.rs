@@ -142,14 +142,14 @@ fn valid_clusters_survive_yaml_store_get_parse() {
             "generator produced an invalid cluster: {:?}",
             c.validate()
         );
-        let yaml = serde_yaml::to_string(&c).unwrap();
+        let yaml = cke::model::cluster_yaml(&c);
         let parsed = parse_cluster(&yaml).unwrap();
         prop_assert_eq!(&parsed, &c);
         let back = rt.block_on(async {
             etcd.put_cluster(&parsed).await.unwrap();
             etcd.get_cluster().await.unwrap().unwrap()
         });
-        let again = parse_cluster(&serde_yaml::to_string(&back).unwrap()).unwrap();
+        let again = parse_cluster(&cke::model::cluster_yaml(&back)).unwrap();
         prop_assert_eq!(&again, &c);
         // The in-memory double agrees with etcd.
         let mem = MemStorage::default();

@@ -1,6 +1,7 @@
 //! The `cke` daemon against a real etcd with real processes: one leader among three, failover on
-//! kill -9 and SIGTERM (figures printed), cancellation of the dead leader's record, losing etcd,
-//! the HTTP endpoints, and dry runs.
+//! kill -9 and SIGTERM (figures printed), cancellation of the dead leader's record, a leader paused
+//! (SIGSTOP) in the middle of an operation that wakes after losing its lease, losing etcd, the HTTP
+//! endpoints, and dry runs.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -19,6 +20,16 @@ struct Cke {
 
 impl Cke {
     fn start(config: &PathBuf, name: &str, extra: &[&str], log_dir: &std::path::Path) -> Cke {
+        Cke::start_with_env(config, name, extra, log_dir, &[])
+    }
+
+    fn start_with_env(
+        config: &PathBuf,
+        name: &str,
+        extra: &[&str],
+        log_dir: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Cke {
         let port = free_port();
         let log = std::fs::File::create(log_dir.join(format!("{name}.log"))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_cke"))
@@ -35,6 +46,7 @@ impl Cke {
                 "1s",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -48,12 +60,7 @@ impl Cke {
 
     async fn status(&self) -> Option<serde_json::Value> {
         let url = format!("http://127.0.0.1:{}/status", self.port);
-        let resp = reqwest::Client::new()
-            .get(url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
+        let resp = http().get(url).timeout(Duration::from_secs(2)).send().await.ok()?;
         resp.json().await.ok()
     }
 
@@ -64,6 +71,11 @@ impl Cke {
     fn signal(&self, sig: &str) {
         self.child.signal(sig);
     }
+}
+
+/// The project's HTTP client (reqwest, with cke's TLS crypto provider).
+fn http() -> reqwest::Client {
+    cke::infra::http_client_builder().build().unwrap()
 }
 
 struct Env {
@@ -229,6 +241,113 @@ async fn one_leader_failover_and_record_cancellation() {
     assert!(r.end_at.is_some());
 }
 
+/// The process state letter of `pid` (`T` when stopped).
+fn process_state(pid: u32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next())
+        .unwrap_or('?')
+}
+
+fn lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// Records of different leaders never overlap in time: at most one instance acted at a time.
+fn assert_no_interleaving(records: &[cke::model::Record]) {
+    let end = |r: &cke::model::Record| r.end_at.unwrap_or_else(chrono::Utc::now);
+    for a in records {
+        for b in records.iter().filter(|b| b.leader != a.leader) {
+            assert!(
+                end(a) <= b.start_at || end(b) <= a.start_at,
+                "records of two leaders interleave:\n{a:?}\n{b:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_paused_mid_operation_runs_no_further_command_after_waking() {
+    // Each instance appends the steps of its three-command test operation to its own file. Instance
+    // a leads and pauses itself (SIGSTOP, as a frozen VM) right before the second command of its first
+    // operation, after that command's record was written. b and c take over once a's lease expires;
+    // a is woken long after: it must not run the second command, nor anything else.
+    let env = Env::new().await;
+    let storage = env.storage().await;
+    // At the current config-version (else the first operation is CKE's upgrade, which records it).
+    storage
+        .put_raw(cke::storage::KEY_CONFIG_VERSION, b"2".to_vec())
+        .await
+        .unwrap();
+    let out = |n: &str| env.logs.path().join(format!("steps-{n}"));
+    let spec = |n: &str| format!("write:{}", out(n).display());
+    let a = Cke::start_with_env(
+        &env.config,
+        "a",
+        &["--test-operator", &spec("a")],
+        env.logs.path(),
+        &[("CKE_FAILPOINT", "before-command-2:stop")],
+    );
+    until(
+        "a paused in the middle of its operation",
+        Duration::from_secs(30),
+        || async { (process_state(a.child.id()) == 'T').then_some(()) },
+    )
+    .await;
+    assert_eq!(lines(&out("a")), ["step 1"]);
+    let paused = storage.get_records(1).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (paused.leader.as_str(), paused.status, paused.command.detail.as_str()),
+        ("a", RecordStatus::Running, "step 2"),
+        "the second command's record is written, the command not run"
+    );
+
+    let b = Cke::start(&env.config, "b", &["--test-operator", &spec("b")], env.logs.path());
+    let c = Cke::start(&env.config, "c", &["--test-operator", &spec("c")], env.logs.path());
+    let t0 = Instant::now();
+    let next = until(
+        "b or c leads and completes an operation",
+        Duration::from_secs(30),
+        || async {
+            let l = storage.get_leader().await.ok().flatten()?;
+            (l != "a" && lines(&out(&l)).len() >= 3).then_some(l)
+        },
+    )
+    .await;
+    println!(
+        "FIGURE takeover from a paused leader (session TTL 3s): {:?}",
+        t0.elapsed()
+    );
+    let cancelled = cancelled_record(&storage, paused.id, Duration::from_secs(10)).await;
+    assert!(cancelled.error.contains(&next), "{}", cancelled.error);
+
+    // Woken up: a finds its lease deadline passed and starts nothing.
+    a.signal("-CONT");
+    let t1 = Instant::now();
+    until("a to follow", Duration::from_secs(10), || async {
+        a.status().await.filter(|s| s["is_leader"] == false).map(|_| ())
+    })
+    .await;
+    println!("FIGURE a woken leader steps down: {:?}", t1.elapsed());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(lines(&out("a")), ["step 1"], "the woken leader ran a command");
+    let log = env.log("a");
+    assert!(
+        log.contains("the term ended: command not started"),
+        "a's log does not say why it stopped:\n{log}"
+    );
+    assert!(storage.get_record(paused.id).await.unwrap().unwrap().status == RecordStatus::Cancelled);
+    let records = storage.get_records(0).await.unwrap();
+    assert!(records.iter().filter(|r| r.leader == "a").count() == 1, "{records:?}");
+    assert_no_interleaving(&records);
+    let all = [&a, &b, &c];
+    assert_eq!(leaders(&all).await.len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_etcd_stops_the_leader_and_one_leader_returns() {
     let mut env = Env::new().await;
@@ -262,9 +381,23 @@ async fn losing_etcd_stops_the_leader_and_one_leader_returns() {
         later <= stopped + 3,
         "the old leader kept acting without etcd: {stopped} -> {later}"
     );
-    let health = reqwest::get(format!("http://127.0.0.1:{}/health", ckes[0].port)).await;
-    // /health reports etcd unreachable once the freshness window passes; it must answer at least.
-    assert!(health.is_ok());
+    // /health keeps answering and, once its freshness window has passed, says etcd is gone; /status
+    // keeps answering too.
+    let url = format!("http://127.0.0.1:{}/health", ckes[0].port);
+    let body = until(
+        "/health naming the management etcd",
+        Duration::from_secs(45),
+        || async {
+            let r = http().get(&url).send().await.ok()?;
+            let code = r.status().as_u16();
+            let v: serde_json::Value = r.json().await.ok()?;
+            (code == 500 && v["etcd_connected"] == false).then_some(v)
+        },
+    )
+    .await;
+    let problems = body["problems"].to_string();
+    assert!(problems.contains("management etcd: no answer for"), "{body}");
+    assert!(ckes[0].status().await.is_some(), "/status must answer without etcd");
 
     env.etcd.restart();
     let back = chrono::Utc::now();
@@ -300,6 +433,12 @@ async fn losing_etcd_stops_the_leader_and_one_leader_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_endpoints_and_dry_run() {
     let env = Env::new().await;
+    // At the current config-version (else the first phase is CKE's upgrade, which records it).
+    env.storage()
+        .await
+        .put_raw(cke::storage::KEY_CONFIG_VERSION, b"2".to_vec())
+        .await
+        .unwrap();
     let out = env.logs.path().join("dry");
     let spec = format!("write:{}", out.display());
     let c = Cke::start(
@@ -334,18 +473,22 @@ async fn http_endpoints_and_dry_run() {
     assert!(storage.get_records(0).await.unwrap().is_empty());
 
     let base = format!("http://127.0.0.1:{}", c.port);
-    let health = reqwest::get(format!("{base}/health")).await.unwrap();
+    let health = http().get(format!("{base}/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     let h: serde_json::Value = health.json().await.unwrap();
     assert_eq!(h["healthy"], true);
-    let v: serde_json::Value = reqwest::get(format!("{base}/version"))
+    let v: serde_json::Value = http()
+        .get(format!("{base}/version"))
+        .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
-    let m = reqwest::get(format!("{base}/metrics"))
+    let m = http()
+        .get(format!("{base}/metrics"))
+        .send()
         .await
         .unwrap()
         .text()
@@ -355,11 +498,17 @@ async fn http_endpoints_and_dry_run() {
         "cke_leader 1",
         "cke_operation_phase{phase=\"etcd-boot-aborted\"} 1",
         "cke_operation_phase_timestamp_seconds ",
-        "# TYPE cke_operations_total counter",
-        "# TYPE cke_commands_total counter",
+        // A dry run finishes no operation: families with labels appear with their first sample
+        // (as with CKE's Go client); these have none.
+        "# TYPE cke_controller_passes_total counter",
+        "# TYPE cke_controller_pass_duration_seconds histogram",
+        "# TYPE cke_probe_duration_seconds histogram",
     ] {
         assert!(m.contains(series), "{series} missing from\n{m}");
     }
+    // The whole exposition parses as Prometheus text: HELP and TYPE everywhere, histograms whole.
+    let families = cke_testkit::exposition::check(&m);
+    assert!(families.iter().any(|f| f.name == "cke_management_etcd_requests_total"));
     // A constraint violation is reported as such.
     storage
         .put_constraints(&cke::model::Constraints::default())

@@ -23,6 +23,8 @@ async fn bootstrap_rbac_scale_and_restart_without_losing_writes() {
     println!("FIGURE bootstrap (cke start -> 3 healthy members): {:?}", t0.elapsed());
     // The bootstrap operation finishes with the users, authentication and the markers.
     wait_completed(&m, "etcd-bootstrap", Duration::from_secs(60)).await;
+    // The first pass, CKE's upgrade phase, recorded config-version "2" (no key: CKE's "1").
+    assert_eq!(management_get(&m, "config-version").await.as_deref(), Some("2"));
     // RBAC: a certificate for an unknown user is refused.
     let o = ckecli(&m, &["etcd", "issue", "nobody"], None);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -49,76 +51,27 @@ async fn bootstrap_rbac_scale_and_restart_without_losing_writes() {
     }
 
     // A writer puts a key every 50 ms during the changes; every acknowledged write must survive.
-    let writer_etcd = root_etcd(&m, &[1, 2, 3]).await;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let writer = tokio::spawn(async move {
-        let mut c = writer_etcd.client();
-        let (mut acked, mut longest, mut last_ok) = (Vec::new(), Duration::ZERO, Instant::now());
-        let mut i = 0u64;
-        while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
-            let key = format!("/registry/writer/{i:08}");
-            let r = tokio::time::timeout(Duration::from_secs(2), c.put(key.clone(), "x", None)).await;
-            if matches!(r, Ok(Ok(_))) {
-                acked.push(key);
-                longest = longest.max(last_ok.elapsed());
-                last_ok = Instant::now();
-            }
-            i += 1;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        (acked, longest.max(last_ok.elapsed()))
-    });
+    let writer = Writer::start(root_etcd(&m, &[1, 2, 3]).await, "/registry/writer/");
 
     // Scale 3 -> 5: learners joined one at a time.
     declare(&m, &[1, 2, 3, 4, 5], &[]);
     let took = wait_members(&m, &[1, 2, 3, 4, 5], Duration::from_secs(240), &log).await;
     println!("FIGURE scale 3 -> 5 (two learner joins): {took:?}");
-    let text = ok(&m, &["history"], None);
-    for r in serde_json::Deserializer::from_str(&text)
-        .into_iter::<cke::model::Record>()
-        .filter_map(Result::ok)
-    {
-        if let Some(end) = r.end_at {
-            println!(
-                "  record {} {} {:?}: {} ms ({})",
-                r.id,
-                r.operation,
-                r.status,
-                (end - r.start_at).num_milliseconds(),
-                r.error
-            );
-        }
-    }
+    print_records(&m);
 
     // Demote 5 -> 3 (two members removed, one at a time) while the writer keeps writing.
     declare(&m, &[1, 2, 3], &[]);
     let took = wait_members(&m, &[1, 2, 3], Duration::from_secs(240), &log).await;
     println!("FIGURE demote 5 -> 3: {took:?}");
 
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (acked, longest) = writer.await.unwrap();
+    let acked = writer.stop().await;
     println!(
-        "FIGURE writes acknowledged: {}, longest write outage: {longest:?}",
-        acked.len()
+        "FIGURE writes acknowledged: {}, longest write outage: {:?}",
+        acked.writes.len(),
+        acked.longest()
     );
-    let check = root_etcd(&m, &[1, 2, 3]).await;
-    let mut c = check.client();
-    let got = c
-        .get(
-            "/registry/writer/",
-            Some(etcd_client::GetOptions::new().with_prefix().with_keys_only()),
-        )
-        .await
-        .unwrap();
-    let present: std::collections::HashSet<String> = got
-        .kvs()
-        .iter()
-        .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
-        .collect();
-    let lost: Vec<&String> = acked.iter().filter(|k| !present.contains(*k)).collect();
-    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
-    assert!(acked.len() > 50);
+    acked.assert_none_lost(&m, &[1, 2, 3], "/registry/writer/").await;
+    assert!(acked.writes.len() > 50);
 
     // Stop etcd on 2 of 3 members (quorum lost): cke starts them again.
     for i in ["1", "2"] {

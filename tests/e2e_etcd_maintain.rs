@@ -10,31 +10,8 @@ use cke::model::{Record, RecordStatus};
 use cke_testkit::Mtest;
 use e2e_common::*;
 
-fn running_etcd(m: &Mtest, i: usize) -> bool {
-    let o = m.run(&[
-        "exec",
-        &i.to_string(),
-        "podman",
-        "ps",
-        "--filter",
-        "name=^etcd$",
-        "--format",
-        "{{.Names}}",
-    ]);
-    String::from_utf8_lossy(&o.stdout).trim() == "etcd"
-}
-
 fn etcd_has_arg(m: &Mtest, i: usize, arg: &str) -> bool {
-    let o = m.run(&[
-        "exec",
-        &i.to_string(),
-        "podman",
-        "inspect",
-        "etcd",
-        "--format",
-        "{{json .Config.Cmd}}",
-    ]);
-    String::from_utf8_lossy(&o.stdout).contains(arg)
+    inspect_etcd(m, i, "{{json .Config.Cmd}}").contains(arg)
 }
 
 fn records(m: &Mtest) -> Vec<Record> {
@@ -62,7 +39,7 @@ async fn rolling_restart_crash_safety_unreachable_node_and_replacement() {
     let t0 = Instant::now();
     let mut max_down = 0;
     loop {
-        let down = (1..=3).filter(|i| !running_etcd(&m, *i)).count();
+        let down = (1..=3).filter(|i| !running(&m, *i, "etcd")).count();
         max_down = max_down.max(down);
         if (1..=3).all(|i| etcd_has_arg(&m, i, "--heartbeat-interval=150")) && down == 0 {
             break;

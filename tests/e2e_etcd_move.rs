@@ -1,6 +1,7 @@
 //! End to end on mtest node hosts: the control plane moves to another node (the old one stays, as a
 //! worker). The managed etcd must follow — the new node joins the running cluster, the old member
-//! leaves — and keep its data; a new, empty cluster must never be bootstrapped.
+//! leaves — and keep its data; a new, empty cluster must never be bootstrapped; the old node keeps
+//! no etcd and no etcd-rivers.
 
 mod e2e_common;
 
@@ -52,4 +53,22 @@ async fn moving_the_control_plane_keeps_the_data() {
     assert_eq!(ops.iter().filter(|o| *o == "etcd-bootstrap").count(), 1, "{ops:?}");
     assert!(ops.iter().any(|o| o == "etcd-add-member"), "{ops:?}");
     assert!(ops.iter().any(|o| o == "etcd-destroy-member"), "{ops:?}");
+    // The former control plane keeps no etcd and no etcd-rivers (stop-control-plane, also without
+    // Kubernetes).
+    let t0 = Instant::now();
+    loop {
+        let o = m.run(&["exec", "1", "podman", "ps", "--format", "{{.Names}}"]);
+        let names = String::from_utf8_lossy(&o.stdout).into_owned();
+        if !names.lines().any(|l| l == "etcd" || l == "etcd-rivers") {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "node1 still runs {names}\nlog: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let text = ok(&m, &["history"], None);
+    assert!(text.contains("stop-etcd-rivers"), "{text}");
 }

@@ -4,7 +4,10 @@
 //! certificate), the Node list, taints added and replaced by key, Node attributes kept by CKE's
 //! update-node rule, a missing Node, the calls of draining (pods, namespaces, eviction against a
 //! PodDisruptionBudget, OnDelete DaemonSets, the reboot cordon, volumesInUse), the cached admin
-//! certificate, and the https health check against the apiserver's `/healthz`.
+//! certificate, and the https health check against the apiserver's `/healthz`; the generic object
+//! calls of k8s-maintain (get, create, replace, server-side apply, discovery with the trusted REST
+//! mapping fallback, a custom resource before and after its CRD, remove-node) and the version
+//! table's 1.20 API versions.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -112,6 +115,18 @@ struct Apiserver {
 }
 
 impl Apiserver {
+    /// A kube-rs client with an admin certificate (CN admin, O system:masters), beside cke's.
+    fn admin_client(&self) -> kube::Client {
+        let admin = self.ca.issue_in("admin", Some("system:masters"), &[]);
+        let tls = AdminTls {
+            ca: self.ca.cert_pem.clone(),
+            cert: admin.cert,
+            key: admin.key,
+        };
+        let url = format!("https://127.0.0.1:{}", self.port);
+        kube::Client::try_from(client_config(&url, &tls, KUBE_API_TIMEOUT).unwrap()).unwrap()
+    }
+
     fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
@@ -255,13 +270,8 @@ async fn the_kubernetes_client_against_a_real_apiserver() {
     assert!(t.elapsed() <= KUBE_API_TIMEOUT + Duration::from_secs(1));
 
     // Nodes: create two, one Ready, with the same admin credential through kube-rs directly.
-    let admin = api.ca.issue_in("admin", Some("system:masters"), &[]);
-    let tls = AdminTls {
-        ca: api.ca.cert_pem.clone(),
-        cert: admin.cert,
-        key: admin.key,
-    };
-    let nodes_api: Api<Node> = Api::all(client_for(&api, &tls));
+    let client = api.admin_client();
+    let nodes_api: Api<Node> = Api::all(client.clone());
     for name in ["node1", "node2"] {
         let node: Node = serde_json::from_value(serde_json::json!({
             "metadata": {"name": name},
@@ -423,7 +433,7 @@ async fn the_kubernetes_client_against_a_real_apiserver() {
         NodeUpdate::Missing
     );
 
-    drain_calls(&kube, &nodes_api, &client_for(&api, &tls)).await;
+    drain_calls(&kube, &nodes_api, &client).await;
 
     // One admin certificate for all of it.
     assert_eq!(
@@ -444,11 +454,6 @@ async fn the_kubernetes_client_against_a_real_apiserver() {
             .healthz(&format!("http://{ADDR}:{}/healthz", api.port), None)
             .await
     );
-}
-
-fn client_for(api: &Apiserver, tls: &AdminTls) -> kube::Client {
-    kube::Client::try_from(client_config(&format!("https://127.0.0.1:{}", api.port), tls, KUBE_API_TIMEOUT).unwrap())
-        .unwrap()
 }
 
 /// Creates `obj` (JSON) through `api`.
@@ -716,4 +721,383 @@ async fn drain_calls(kube: &KubeClients, nodes_api: &Api<Node>, client: &kube::C
         Some(vec!["kubernetes.io/csi/x^y".to_string()])
     );
     assert_eq!(kube.volumes_in_use(ADDR, "missing").await.unwrap(), None);
+}
+
+/// A ResourceDefinition of `doc` (YAML) at `revision`, as `ckecli resource set` stores it.
+fn definition(doc: &str, revision: i64) -> cke::model::ResourceDefinition {
+    let (key, _) = cke::model::resource::parse_resource(doc.as_bytes()).unwrap();
+    cke::model::ResourceDefinition::from_stored(&key, doc.as_bytes().to_vec(), revision).unwrap()
+}
+
+/// The managers of `obj`'s managedFields as `manager/operation`.
+fn managers(obj: &serde_json::Value) -> Vec<String> {
+    obj["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["manager"].as_str().unwrap_or_default(),
+                m["operation"].as_str().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// A CRD for the custom resource `Widget` (e2e.example.com/v1).
+const WIDGET_CRD: &str = include_str!("../testdata/resources/widget-crd.yaml");
+
+const WIDGET: &str = r#"apiVersion: e2e.example.com/v1
+kind: Widget
+metadata:
+  name: w1
+  namespace: default
+spec:
+  size: 3
+"#;
+
+/// The generic object calls cke's k8s-maintain operations use, against the real 1.20.2 apiserver:
+/// get/create/replace, server-side apply (field manager `cke`, forced, the revision annotation, a
+/// second apply with a change), discovery (`find_kind`) and the trusted REST mapping fallback of the
+/// resource probe and of `resource-apply`, a custom resource before and after its CRD, the version
+/// table's 1.20 API versions, and `remove_node` (cordon and delete, a Node being deleted, a missing
+/// Node).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generic_objects_against_a_real_apiserver() {
+    use cke::infra::{ApiKind, Applied, NodeRemoval};
+    use serde_json::json;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let api = start_apiserver().await;
+    const ADDR: &str = "127.0.0.1";
+    let storage = storage_with_ca(&api.ca.cert_pem).await;
+    let kube = Arc::new(KubeClients::new(TestIssuer::new(&api.ca), storage.clone(), api.port));
+    let cm = ApiKind::config_map();
+
+    // get / create / replace.
+    assert_eq!(kube.get_object(ADDR, &cm, Some("default"), "e2e").await.unwrap(), None);
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"namespace": "default", "name": "e2e"}, "data": {"a": "1"}});
+    kube.create_object(ADDR, &cm, &body).await.unwrap();
+    let got = kube
+        .get_object(ADDR, &cm, Some("default"), "e2e")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got["data"], json!({"a": "1"}));
+    // A second create fails, naming the address and the object.
+    let e = kube.create_object(ADDR, &cm, &body).await.unwrap_err().to_string();
+    assert!(
+        e.contains(ADDR) && e.contains("create ConfigMap default/e2e") && e.contains("already exists"),
+        "{e}"
+    );
+    // A replace without resourceVersion is unconditional (CKE's Update of what it owns).
+    let replaced = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"namespace": "default", "name": "e2e"}, "data": {"b": "2"}});
+    kube.replace_object(ADDR, &cm, &replaced).await.unwrap();
+    let got = kube
+        .get_object(ADDR, &cm, Some("default"), "e2e")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got["data"], json!({"b": "2"}));
+    // Replacing what does not exist fails; a namespaced body without namespace is refused before
+    // anything is sent.
+    let ghost = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"namespace": "default", "name": "ghost"}, "data": {}});
+    let e = kube.replace_object(ADDR, &cm, &ghost).await.unwrap_err().to_string();
+    assert!(
+        e.contains("update ConfigMap default/ghost") && e.contains("not found"),
+        "{e}"
+    );
+    let e = kube
+        .create_object(ADDR, &cm, &json!({"metadata": {"name": "x"}}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("metadata.namespace is missing"), "{e}");
+
+    // Discovery: core and group kinds with their scope; unknown kinds, groups and versions, and
+    // subresource kinds are not found.
+    for (version, kind, plural, namespaced) in [
+        ("v1", "ConfigMap", "configmaps", true),
+        ("v1", "Namespace", "namespaces", false),
+        ("apps/v1", "DaemonSet", "daemonsets", true),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", false),
+    ] {
+        assert_eq!(
+            kube.find_kind(ADDR, version, kind).await.unwrap(),
+            Some(ApiKind::new(version, kind, plural, namespaced)),
+            "{version} {kind}"
+        );
+    }
+    for (version, kind) in [
+        ("v1", "Widget"),
+        ("e2e.example.com/v1", "Widget"),
+        ("apps/v9", "DaemonSet"),
+        ("apps/v1", "Scale"),
+    ] {
+        assert_eq!(
+            kube.find_kind(ADDR, version, kind).await.unwrap(),
+            None,
+            "{version} {kind}"
+        );
+    }
+    // The version table's 1.20 row names what 1.20 serves (EndpointSlice, PodDisruptionBudget), and
+    // the newer row's versions are not served here.
+    let v120 = cke::k8s::VersionSet::exact(20).unwrap();
+    let latest = cke::k8s::VersionSet::latest();
+    for (version, kind, served) in [
+        (v120.endpoint_slice_api, "EndpointSlice", true),
+        (v120.policy_api, "PodDisruptionBudget", true),
+        (latest.endpoint_slice_api, "EndpointSlice", false),
+        (latest.policy_api, "PodDisruptionBudget", false),
+    ] {
+        assert_eq!(
+            kube.find_kind(ADDR, version, kind).await.unwrap().is_some(),
+            served,
+            "{version} {kind}"
+        );
+    }
+    // cke's endpoints as the 1.20 row writes them are accepted.
+    let p = cke::k8s::endpoints::EndpointParams::kubernetes(vec!["10.0.0.1".into()], vec!["10.0.0.2".into()]);
+    let slice = cke::k8s::endpoints::endpoint_slice_body(&p, v120.endpoint_slice_api);
+    kube.create_object(ADDR, &ApiKind::endpoint_slice(v120.endpoint_slice_api), &slice)
+        .await
+        .unwrap();
+    kube.create_object(ADDR, &ApiKind::endpoints(), &cke::k8s::endpoints::endpoints_body(&p))
+        .await
+        .unwrap();
+    let got = kube
+        .get_object(
+            ADDR,
+            &ApiKind::endpoint_slice(v120.endpoint_slice_api),
+            Some("default"),
+            "kubernetes",
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        cke::k8s::endpoints::endpoint_slice_view(&got),
+        cke::k8s::endpoints::endpoint_slice_view(&slice)
+    );
+
+    // Server-side apply: field manager cke, the revision annotation, forced over another manager's
+    // field; a second apply with a change updates what cke owns and drops what it no longer sends.
+    let apply_cm = |data: &str, revision: i64| {
+        let (kube, cm) = (kube.clone(), cm.clone());
+        let doc = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  namespace: default\ndata: {data}\n"
+        );
+        async move {
+            let mut obj = definition(&doc, revision).decode().unwrap();
+            cke::model::resource::set_revision(&mut obj, revision).unwrap();
+            assert_eq!(kube.apply_object(ADDR, &cm, &obj).await.unwrap(), Applied::Applied);
+            kube.get_object(ADDR, &cm, Some("default"), "applied")
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let got = apply_cm("{a: '1', b: '2'}", 7).await;
+    assert_eq!(got["metadata"]["annotations"]["cke.cybozu.com/revision"], "7");
+    assert_eq!(got["data"], json!({"a": "1", "b": "2"}));
+    assert_eq!(managers(&got), ["cke/Apply"]);
+    // Someone else takes field a over with their own apply.
+    let client = api.admin_client();
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.patch(
+        "applied",
+        &PatchParams::apply("other").force(),
+        &Patch::Apply(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "applied", "namespace": "default"}, "data": {"a": "theirs"}})),
+    )
+    .await
+    .unwrap();
+    // cke's second apply (revision 9, a changed, b gone, c new) wins the conflict on a (force).
+    let got = apply_cm("{a: '10', c: '3'}", 9).await;
+    assert_eq!(got["metadata"]["annotations"]["cke.cybozu.com/revision"], "9");
+    assert_eq!(got["data"], json!({"a": "10", "c": "3"}));
+    assert!(
+        managers(&got).contains(&"cke/Apply".to_string()),
+        "{:?}",
+        managers(&got)
+    );
+    // An invalid object is an error naming it, not "not served".
+    let bad = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "Not_Valid", "namespace": "default"}});
+    let e = kube.apply_object(ADDR, &cm, &bad).await.unwrap_err().to_string();
+    assert!(e.contains("apply ConfigMap default/Not_Valid"), "{e}");
+
+    // cke's static resources as the 1.20 row gives them apply cleanly; the newest row's DaemonSet
+    // (rollingUpdate.maxSurge) is refused by 1.20, and its PodDisruptionBudget version is not served.
+    let images = cke::topology::Images::default();
+    for r in cke::k8s::static_resources::static_resources(&images, v120) {
+        let kind = kube
+            .find_kind(ADDR, &r.api_version, &r.kind)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{} {} not served", r.api_version, r.kind));
+        assert_eq!(
+            kube.apply_object(ADDR, &kind, &r.object).await.unwrap(),
+            Applied::Applied,
+            "{}",
+            r.key
+        );
+    }
+    for r in cke::k8s::static_resources::static_resources(&images, latest) {
+        match r.kind.as_str() {
+            "DaemonSet" => {
+                let kind = ApiKind::new(&r.api_version, "DaemonSet", "daemonsets", true);
+                let e = kube.apply_object(ADDR, &kind, &r.object).await.unwrap_err().to_string();
+                assert!(e.contains("maxSurge"), "{e}");
+            }
+            "PodDisruptionBudget" => {
+                let kind = ApiKind::new(&r.api_version, &r.kind, "poddisruptionbudgets", true);
+                assert_eq!(
+                    kube.apply_object(ADDR, &kind, &r.object).await.unwrap(),
+                    Applied::NotServed
+                );
+            }
+            _ => {}
+        }
+    }
+
+    // A custom resource before its CRD: discovery does not know it; the resource probe skips it
+    // without a trusted mapping and reads it as absent with one; resource-apply finds it not served
+    // and leaves it for a later pass. Once the CRD is established it is applied.
+    let widget = definition(WIDGET, 11);
+    let trusted = vec![cke::model::TrustedRestMapping {
+        group: "e2e.example.com".into(),
+        version: "v1".into(),
+        kind: "Widget".into(),
+        resource: "widgets".into(),
+        namespaced: true,
+    }];
+    let statuses = |trusted: Vec<cke::model::TrustedRestMapping>| {
+        let (kube, widget) = (kube.clone(), widget.clone());
+        async move {
+            cke::probe::resource_statuses(kube.as_ref(), ADDR, std::slice::from_ref(&widget), &trusted)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(statuses(vec![]).await.is_empty());
+    assert!(statuses(trusted.clone()).await.is_empty());
+    let mut infra = cke::infra::Infra::minimal(
+        storage.clone(),
+        Arc::new(cke::model::Cluster::new("test", "10.0.0.0/24", vec![])),
+    );
+    infra.kube = kube.clone();
+    let apply = |def: cke::model::ResourceDefinition, trusted: Vec<cke::model::TrustedRestMapping>| {
+        let infra = infra.clone();
+        async move {
+            use cke::op::Commander;
+            cke::op::k8s::resource::ApplyResource {
+                apiserver: ADDR.into(),
+                def,
+                trusted,
+            }
+            .run(&infra)
+            .await
+            .map(|_| ())
+            .map_err(|e| cke::error::error_chain(&e))
+        }
+    };
+    let widget_kind = ApiKind::new("e2e.example.com/v1", "Widget", "widgets", true);
+    let mut body = widget.decode().unwrap();
+    cke::model::resource::set_revision(&mut body, 11).unwrap();
+    assert_eq!(
+        kube.apply_object(ADDR, &widget_kind, &body).await.unwrap(),
+        Applied::NotServed
+    );
+    apply(widget.clone(), vec![]).await.unwrap();
+    apply(widget.clone(), trusted.clone()).await.unwrap();
+    apply(definition(WIDGET_CRD, 10), vec![]).await.unwrap();
+    let t = Instant::now();
+    loop {
+        if kube
+            .find_kind(ADDR, "e2e.example.com/v1", "Widget")
+            .await
+            .unwrap()
+            .is_some()
+        {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the CRD is not served after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("FIGURE CRD served {:?} after its apply", t.elapsed());
+    assert_eq!(
+        kube.find_kind(ADDR, "e2e.example.com/v1", "Widget").await.unwrap(),
+        Some(widget_kind.clone())
+    );
+    apply(widget.clone(), vec![]).await.unwrap();
+    let got = kube
+        .get_object(ADDR, &widget_kind, Some("default"), "w1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got["spec"]["size"], 3);
+    assert_eq!(got["metadata"]["annotations"]["cke.cybozu.com/revision"], "11");
+    assert_eq!(managers(&got), ["cke/Apply"]);
+    let st = statuses(vec![]).await;
+    assert_eq!(
+        st[&widget.key]
+            .annotations
+            .get("cke.cybozu.com/revision")
+            .map(String::as_str),
+        Some("11")
+    );
+    assert!(st[&widget.key].has_been_ssa);
+    assert!(!widget.needs_update(st.get(&widget.key)));
+    assert!(definition(WIDGET, 12).needs_update(st.get(&widget.key)));
+
+    // remove_node: a Node is cordoned and deleted (a finalizer keeps it visible, being deleted); a
+    // Node being deleted is left alone; a missing Node is reported missing.
+    let nodes_api: Api<Node> = Api::all(client);
+    let held: Node = serde_json::from_value(json!({
+        "metadata": {"name": "leaving", "finalizers": ["e2e.example.com/hold"]},
+    }))
+    .unwrap();
+    nodes_api.create(&PostParams::default(), &held).await.unwrap();
+    assert_eq!(kube.remove_node(ADDR, "leaving").await.unwrap(), NodeRemoval::Deleted);
+    let got = nodes_api.get("leaving").await.unwrap();
+    assert!(got.metadata.deletion_timestamp.is_some());
+    assert_eq!(
+        got.spec.as_ref().and_then(|s| s.unschedulable),
+        Some(true),
+        "cordoned first"
+    );
+    let rv = got.metadata.resource_version.clone();
+    assert_eq!(kube.remove_node(ADDR, "leaving").await.unwrap(), NodeRemoval::Deleting);
+    assert_eq!(nodes_api.get("leaving").await.unwrap().metadata.resource_version, rv);
+    nodes_api
+        .patch(
+            "leaving",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    let t = Instant::now();
+    while nodes_api.get_opt("leaving").await.unwrap().is_some() {
+        assert!(t.elapsed() < Duration::from_secs(10), "the Node is not gone");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(kube.remove_node(ADDR, "leaving").await.unwrap(), NodeRemoval::Missing);
+    // A schedulable Node without finalizers is simply gone.
+    nodes_api
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "plain"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(kube.remove_node(ADDR, "plain").await.unwrap(), NodeRemoval::Deleted);
+    assert!(nodes_api.get_opt("plain").await.unwrap().is_none());
 }

@@ -14,7 +14,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("hooks", &["failpoint"]),
     ("model", &["topology", "error"]),
     ("rivers", &["error"]),
-    ("storage", &["config", "model", "error"]),
+    ("storage", &["config", "model", "error", "metrics"]),
     ("k8s", &["model", "topology"]),
     ("planner", &["k8s", "model", "topology"]),
     ("metrics", &["model"]),
@@ -22,7 +22,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "infra",
         &["config", "error", "k8s", "metrics", "model", "storage", "topology"],
     ),
-    ("probe", &["error", "infra", "k8s", "model", "storage", "topology"]),
+    (
+        "probe",
+        &["error", "infra", "k8s", "metrics", "model", "storage", "topology"],
+    ),
     (
         "op",
         &[
@@ -42,7 +45,18 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "controller",
         &[
-            "error", "infra", "k8s", "metrics", "model", "op", "planner", "probe", "server", "storage", "topology",
+            "error",
+            "failpoint",
+            "infra",
+            "k8s",
+            "metrics",
+            "model",
+            "op",
+            "planner",
+            "probe",
+            "server",
+            "storage",
+            "topology",
         ],
     ),
     // ckecli talks to the management etcd and Vault, never to cke: no controller, op, server, daemon.
@@ -228,4 +242,40 @@ fn the_checker_catches_a_violation_and_a_cycle() {
     );
     let c = cycle(&[("a", &["b"]), ("b", &["c"]), ("c", &["a"])]).expect("a cycle");
     assert_eq!(c.first(), c.last());
+}
+
+#[test]
+fn every_dependency_has_its_line_in_the_design_doc() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let design = std::fs::read_to_string(root.join("docs/design.md")).unwrap();
+    let listed = &design[design
+        .find("## Dependencies")
+        .expect("docs/design.md lists the dependencies")..];
+    let section = manifest
+        .split("\n[dependencies]\n")
+        .nth(1)
+        .and_then(|s| s.split("\n[").next())
+        .expect("[dependencies] in Cargo.toml");
+    let names: Vec<&str> = section
+        .lines()
+        .filter_map(|l| l.split('=').next())
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && !n.starts_with('#'))
+        .collect();
+    assert!(names.len() > 20, "{names:?}");
+    // `webpki` is the crate rustls-webpki, renamed.
+    let missing: Vec<&&str> = names
+        .iter()
+        .filter(|n| {
+            let shown = if **n == "webpki" { "rustls-webpki" } else { n };
+            !listed.lines().any(|l| {
+                l.starts_with('|')
+                    && l.split('|')
+                        .nth(1)
+                        .is_some_and(|c| c.split([',', ' ', '(', ')', '+']).any(|w| w == shown))
+            })
+        })
+        .collect();
+    assert!(missing.is_empty(), "no line in docs/design.md for {missing:?}");
 }

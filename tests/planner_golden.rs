@@ -33,6 +33,9 @@ const OUTDATED_ARG: &str = "--outdated-by-golden-case=true";
 const OLD_RUNTIME_ENDPOINT: &str = "--container-runtime-endpoint=unix:///run/golden-old-runtime.sock";
 /// The field an `outdated-config` configuration file carries beyond the desired one.
 const OUTDATED_CONFIG_FIELD: &str = "outdatedByGoldenCase";
+/// CKE's images (`images.go` at the CKE commit cke-reference.md names), for `cke` containers.
+const CKE_ETCD_IMAGE: &str = "ghcr.io/cybozu/etcd:3.6.11.1";
+const CKE_TOOLS_IMAGE: &str = "ghcr.io/cybozu-go/cke-tools:1.35.0";
 /// Phases the planner cannot return today, so that no case can show them, with the reason.
 const NOT_EMITTED: &[(Phase, &str)] = &[];
 
@@ -62,6 +65,28 @@ struct Case {
     status: StatusSpec,
     /// The plan `decide_ops` must return.
     expect: Expect,
+    /// CKE's plan for the same state, where cke-rs differs by design; documented, not compared.
+    #[serde(default)]
+    cke: Option<CkeExpect>,
+}
+
+/// What CKE's `DecideOps` returns for the case's state (as its `server/strategy_test.go` counts
+/// operations: name and number of targets), and why cke-rs decides otherwise.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CkeExpect {
+    phase: Phase,
+    /// Each `{operation: NAME, targets: N}`.
+    operations: Vec<CkeOp>,
+    /// Why cke-rs differs (the rule of docs/etcd.md).
+    why: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CkeOp {
+    operation: String,
+    targets: usize,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +107,12 @@ struct InputsSpec {
     /// `PlanInputs::max_concurrent_updates` (default: CKE's 10); at least 1.
     #[serde(default)]
     max_concurrent_updates: Option<usize>,
+    /// `PlanInputs::config_version` (default: the current one, "2").
+    #[serde(default)]
+    config_version: Option<String>,
+    /// `PlanInputs::manage_kubernetes` (default true; false: `cke --test-without-kubernetes`).
+    #[serde(default)]
+    manage_kubernetes: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -377,6 +408,9 @@ enum Svc {
     OutdatedExtra,
     /// Running with the current image, without a readable params label.
     NoParams,
+    /// etcd, rivers, etcd-rivers: as CKE runs it: CKE's image, CKE's built-in params in the label
+    /// (for etcd with the `--initial-*` arguments of CKE's bootstrap), the declaration's extra.
+    Cke,
 }
 
 #[derive(Debug, Deserialize)]
@@ -475,6 +509,8 @@ struct Loaded {
     note_contains: Option<String>,
     /// The `expect` section as written, for the failure message.
     expect_text: String,
+    /// CKE's plan, where cke-rs differs by design.
+    cke: Option<CkeExpect>,
 }
 
 fn load_case(text: &str) -> Result<Loaded, String> {
@@ -505,6 +541,17 @@ fn load_case(text: &str) -> Result<Loaded, String> {
     if let Some(i) = case.inputs.kubernetes_image {
         inputs.images.kubernetes = i;
     }
+    if let Some(v) = case.inputs.config_version {
+        inputs.config_version = v;
+    }
+    if let Some(m) = case.inputs.manage_kubernetes {
+        inputs.manage_kubernetes = m;
+    }
+    if let Some(c) = &case.cke {
+        if c.why.trim().is_empty() {
+            return Err("cke.why: must say why cke-rs differs from CKE here".into());
+        }
+    }
     if let Some(m) = case.inputs.max_concurrent_updates {
         if m == 0 {
             return Err("inputs.max_concurrent_updates: must be at least 1 (nodes changed per pass)".into());
@@ -530,6 +577,7 @@ fn load_case(text: &str) -> Result<Loaded, String> {
         ops,
         note_contains: case.expect.note_contains,
         expect_text,
+        cke: case.cke,
     })
 }
 
@@ -890,12 +938,17 @@ fn node_status(
     path: &str,
 ) -> Result<NodeStatus, String> {
     let cps: Vec<&Node> = cluster.control_planes().collect();
+    let cp_addresses: Vec<String> = cps.iter().map(|n| n.address.clone()).collect();
     let rivers = service(
         spec.rivers.unwrap_or(Svc::Current),
         &inputs.images.tools,
         rivers_builtin_params(&cps, API_SERVER_PORT, RIVERS_LISTEN_PORT),
         None,
         cluster.options.rivers.clone(),
+        (
+            CKE_TOOLS_IMAGE,
+            cke_rivers_params(&cp_addresses, API_SERVER_PORT, RIVERS_LISTEN_PORT),
+        ),
     )
     .map_err(|e| format!("{path}.rivers: {e}"))?;
     let etcd_rivers = service(
@@ -905,10 +958,13 @@ fn node_status(
         rivers_builtin_params(&cps, ETCD_CLIENT_PORT, ETCD_RIVERS_LISTEN_PORT),
         None,
         cluster.options.etcd_rivers.clone(),
+        (
+            CKE_TOOLS_IMAGE,
+            cke_rivers_params(&cp_addresses, ETCD_CLIENT_PORT, ETCD_RIVERS_LISTEN_PORT),
+        ),
     )
     .map_err(|e| format!("{path}.etcd_rivers: {e}"))?;
     let volume = cluster.options.etcd.volume();
-    let cp_addresses: Vec<String> = cps.iter().map(|n| n.address.clone()).collect();
     let etcd = service(
         spec.etcd.unwrap_or(Svc::Absent),
         &inputs.images.etcd,
@@ -919,6 +975,7 @@ fn node_status(
             Some((&cp_addresses, InitialClusterState::New)),
         )),
         cluster.options.etcd.service_params(),
+        (CKE_ETCD_IMAGE, cke_etcd_params(&node.address, &cp_addresses)),
     )
     .map_err(|e| format!("{path}.etcd: {e}"))?;
     let has_data = spec.etcd_data.unwrap_or(etcd.exists);
@@ -951,14 +1008,68 @@ fn node_status(
     })
 }
 
+/// CKE's built-in params of etcd (`op/etcd/common.go` BuiltInParams) as its bootstrap starts a
+/// member of the control planes `cps`: the label keeps the `--initial-*` arguments. The data volume
+/// is a `--mount` option, not a bind in the params.
+fn cke_etcd_params(address: &str, cps: &[String]) -> ServiceParams {
+    let pki = |f: &str| format!("/etc/etcd/pki/{f}");
+    let initial: Vec<String> = cps.iter().map(|a| format!("{a}=https://{a}:2380")).collect();
+    let args = vec![
+        format!("--name={address}"),
+        "--listen-peer-urls=https://0.0.0.0:2380".into(),
+        "--listen-client-urls=https://0.0.0.0:2379".into(),
+        format!("--advertise-client-urls=https://{address}:2379"),
+        format!("--cert-file={}", pki("server.crt")),
+        format!("--key-file={}", pki("server.key")),
+        "--client-cert-auth=true".into(),
+        format!("--trusted-ca-file={}", pki("ca-client.crt")),
+        format!("--peer-cert-file={}", pki("peer.crt")),
+        format!("--peer-key-file={}", pki("peer.key")),
+        "--peer-client-cert-auth=true".into(),
+        format!("--peer-trusted-ca-file={}", pki("ca-peer.crt")),
+        "--enable-pprof=true".into(),
+        "--feature-gates=InitialCorruptCheck=true,CompactHashCheck=true".into(),
+        "--corrupt-check-time=3h".into(),
+        format!("--initial-advertise-peer-urls=https://{address}:2380"),
+        format!("--initial-cluster={}", initial.join(",")),
+        "--initial-cluster-token=cke".into(),
+        "--initial-cluster-state=new".into(),
+    ];
+    ServiceParams {
+        extra_args: args,
+        extra_binds: vec![cke::model::Mount {
+            source: "/etc/etcd/pki".into(),
+            destination: "/etc/etcd/pki".into(),
+            read_only: true,
+            selinux_label: "Z".into(),
+            ..Default::default()
+        }],
+        extra_env: Default::default(),
+    }
+}
+
+/// CKE's built-in params of rivers and etcd-rivers (`op/rivers_boot.go` RiversParams).
+fn cke_rivers_params(cps: &[String], upstream_port: u16, listen_port: u16) -> ServiceParams {
+    let ups: Vec<String> = cps.iter().map(|a| format!("{a}:{upstream_port}")).collect();
+    ServiceParams {
+        extra_args: vec![
+            "rivers".into(),
+            format!("--upstreams={}", ups.join(",")),
+            format!("--listen=127.0.0.1:{listen_port}"),
+        ],
+        ..Default::default()
+    }
+}
+
 /// Expands a shorthand. `with_initial` is the builtin params with `--initial-*` arguments, for the
-/// services that have them (etcd).
+/// services that have them (etcd); `cke` the image and built-in params CKE runs it with.
 fn service(
     svc: Svc,
     image: &str,
     builtin: ServiceParams,
     with_initial: Option<ServiceParams>,
     extra: ServiceParams,
+    cke: (&str, ServiceParams),
 ) -> Result<ServiceStatus, String> {
     let running = |image: &str, builtin: ServiceParams, extra: ServiceParams| ServiceStatus {
         exists: true,
@@ -988,6 +1099,7 @@ fn service(
             params: None,
             ..running(image, builtin, extra)
         },
+        Svc::Cke => running(cke.0, cke.1, extra),
     })
 }
 
@@ -1150,6 +1262,18 @@ fn check(l: &Loaded, plan: &Plan) -> Result<(), Vec<String>> {
             diffs.push(format!("note: {:?} does not contain {n:?}", plan.note))
         }
         _ => {}
+    }
+    // A case that shows CKE's plan beside cke-rs's must show a difference: phase, or operations
+    // by name and number of targets (what CKE's strategy_test.go compares).
+    if let Some(c) = &l.cke {
+        let ours: Vec<(&str, usize)> = plan.ops.iter().map(|o| (o.name(), o.targets().len())).collect();
+        let theirs: Vec<(&str, usize)> = c.operations.iter().map(|o| (o.operation.as_str(), o.targets)).collect();
+        if c.phase == plan.phase && ours == theirs {
+            diffs.push(format!(
+                "cke: CKE's plan ({} {theirs:?}) is cke-rs's too; a cke section shows a difference by design",
+                c.phase
+            ));
+        }
     }
     if plan.planned_at != now() {
         diffs.push(format!("planned_at: expected {}, got {}", now(), plan.planned_at));
@@ -1413,6 +1537,18 @@ fn runner_fails_on_unknown_fields_and_bad_shorthands() {
                 .replace("status:", "inputs: {kubernetes_image: \"localhost/k:latest\"}\nstatus:")
                 .replace("10.0.0.1: {}", "10.0.0.1: {kubelet: stopped}"),
             "kubelet: Stopped needs a usable Kubernetes image",
+        ),
+        (
+            "ckesame.yaml",
+            format!(
+                "{FRESH_CASE}cke:\n  phase: etcd-boot\n  operations: [{{operation: etcd-bootstrap, targets: 1}}]\n  why: none\n"
+            ),
+            "a cke section shows a difference by design",
+        ),
+        (
+            "ckewhy.yaml",
+            format!("{FRESH_CASE}cke:\n  phase: completed\n  operations: []\n  why: \" \"\n"),
+            "cke.why: must say why",
         ),
         (
             "insync.yaml",

@@ -370,6 +370,15 @@ impl World {
                 );
                 self.former_etcd = false;
             }
+            // The former control plane's etcd holds data and the marker, but no member: wiped
+            // (container, volumes, certificates) before stop-control-plane would stop it.
+            OpKind::EtcdDestroyMember { node, id: None } => {
+                prop_assert!(
+                    self.former.is_some_and(|f| *node == addr(f)) && self.former_etcd,
+                    "{kind:?}"
+                );
+                self.former_etcd = false;
+            }
             OpKind::StopEtcdRivers { nodes } => {
                 prop_assert!(
                     self.former.is_some_and(|f| nodes == &[addr(f)]) && self.former_etcd_rivers,

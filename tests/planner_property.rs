@@ -1,7 +1,11 @@
 //! Planner property test: over random declarations and random node/etcd states, apply each planned
 //! operation's effect to a simulated cluster (sometimes crashing half-way through a join) and check
 //! that the plan converges to the declaration and that no step leaves fewer than a quorum of voting
-//! members running.
+//! members running. The states include members that never joined (added as voters or learners,
+//! never started, their container stopped, running with flags that never join, or still catching
+//! up), an older `config-version`, and a node that is away (unreachable) for a while: no operation
+//! but a membership removal may target it, and once it is back nothing of etcd is left on it unless
+//! it is a control plane.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,6 +47,14 @@ struct World {
     /// Members that run but lag behind (slow disk) until `lag_steps` plans have passed.
     lagging: BTreeSet<usize>,
     lag_steps: usize,
+    /// Learners (by id) whose container runs while they catch up: they get their name (start)
+    /// once `lag_steps` plans have passed.
+    catching_up: BTreeSet<u64>,
+    /// Nodes unreachable until `away_steps` plans have passed (their members are not in sync).
+    away: BTreeSet<usize>,
+    away_steps: usize,
+    /// The management etcd's `config-version`.
+    config_version: String,
 }
 
 impl World {
@@ -51,7 +63,10 @@ impl World {
     }
 
     fn in_sync(&self, i: &usize) -> bool {
-        self.members.get(i).is_some_and(|m| m.started) && self.running.contains(i) && !self.lagging.contains(i)
+        self.members.get(i).is_some_and(|m| m.started)
+            && self.running.contains(i)
+            && !self.lagging.contains(i)
+            && self.reachable.contains(i)
     }
 
     /// Voting members that run and are in sync: the "healthy endpoints" quorum is counted on.
@@ -65,8 +80,19 @@ impl World {
     fn tick(&mut self) {
         if self.lag_steps == 0 {
             self.lagging.clear();
+            let catching_up = std::mem::take(&mut self.catching_up);
+            for (i, m) in self.members.iter_mut() {
+                if catching_up.contains(&m.id) && self.running.contains(i) {
+                    m.started = true;
+                }
+            }
         } else {
             self.lag_steps -= 1;
+        }
+        if self.away_steps == 0 {
+            self.reachable.extend(std::mem::take(&mut self.away));
+        } else {
+            self.away_steps -= 1;
         }
     }
 
@@ -87,8 +113,20 @@ impl World {
         let mut st = ClusterStatus::default();
         for i in 0..POOL {
             let n = cluster.node(&addr(i)).cloned().unwrap_or_else(|| node(i, true));
+            if !self.reachable.contains(&i) {
+                // The probe reports nothing else of a node it cannot reach.
+                st.nodes.insert(
+                    addr(i),
+                    NodeStatus {
+                        ssh_connected: false,
+                        ssh_error: "unreachable (simulated)".into(),
+                        ..Default::default()
+                    },
+                );
+                continue;
+            }
             let mut ns = NodeStatus {
-                ssh_connected: self.reachable.contains(&i),
+                ssh_connected: true,
                 ..Default::default()
             };
             // Kubernetes is as declared (this simulation is about the managed etcd): every component
@@ -169,8 +207,9 @@ impl World {
         i
     }
 
-    /// The node loses its etcd container, data and marker.
+    /// The node loses its etcd container, data and marker; it must be reachable.
     fn wipe(&mut self, i: usize) {
+        assert!(self.reachable.contains(&i), "{} wiped while unreachable", addr(i));
         self.running.remove(&i);
         self.has_data.remove(&i);
         self.marked.remove(&i);
@@ -178,7 +217,30 @@ impl World {
 
     /// Applies an operation; `crash_at` stops an add-member join after that many steps (1-3).
     fn apply(&mut self, op: &PlannedOp, crash_at: Option<u8>) {
+        // Only a membership removal goes through the other members; everything else needs SSH.
+        if !matches!(
+            op.kind,
+            OpKind::EtcdRemoveMember { .. } | OpKind::EtcdWaitCluster { .. }
+        ) {
+            for t in op.targets() {
+                assert!(
+                    self.reachable.contains(&Self::index(&t)),
+                    "{op:?} targets the unreachable {t}"
+                );
+            }
+        }
         match &op.kind {
+            OpKind::Upgrade { nodes, .. } => {
+                for a in nodes {
+                    let i = Self::index(a);
+                    assert!(
+                        self.has_data.contains(&i) && self.members.get(&i).is_some_and(|m| m.started),
+                        "upgrade marks {a}, which holds no started member's data"
+                    );
+                    self.marked.insert(i);
+                }
+                self.config_version = CONFIG_VERSION.into();
+            }
             OpKind::RiversBootstrap { .. }
             | OpKind::RiversRestart { .. }
             | OpKind::EtcdRiversBootstrap { .. }
@@ -252,8 +314,13 @@ impl World {
             OpKind::EtcdRemoveMember { node, id } => {
                 self.remove_member(op, node, *id);
             }
-            OpKind::EtcdDestroyMember { node, id } => {
+            OpKind::EtcdDestroyMember { node, id: Some(id) } => {
                 let i = self.remove_member(op, node, *id);
+                self.wipe(i);
+            }
+            OpKind::EtcdDestroyMember { node, id: None } => {
+                let i = Self::index(node);
+                assert!(!self.members.contains_key(&i), "{node} wiped while a member: {op:?}");
                 self.wipe(i);
             }
             OpKind::EtcdAddMember { node, replace } => {
@@ -324,20 +391,58 @@ struct Case {
     crashes: Vec<Option<u8>>,
 }
 
+/// A join interrupted before this leader took over (a member that never joined, or not fully).
+#[derive(Debug, Clone, Copy)]
+enum Half {
+    /// A learner that started (its container runs) but was never promoted.
+    StartedLearner,
+    /// A learner registered, its container never started (a crash right after the add).
+    UnstartedLearner,
+    /// A learner whose container runs while it catches up: it starts after the lag.
+    CatchingUpLearner,
+    /// A voter registered (CKE adds voters), its container never started.
+    UnstartedVoter,
+    /// A voter registered whose container runs with flags that never join it (CKE's add started
+    /// it with a wrong initial cluster, say): it never starts.
+    WrongFlagsVoter,
+}
+
+fn half() -> impl Strategy<Value = Half> {
+    prop_oneof![
+        Just(Half::StartedLearner),
+        Just(Half::UnstartedLearner),
+        Just(Half::CatchingUpLearner),
+        Just(Half::UnstartedVoter),
+        Just(Half::WrongFlagsVoter),
+    ]
+}
+
 fn case() -> impl Strategy<Value = Case> {
     (
-        prop::collection::btree_set(0..POOL, 1..=5),
-        prop::collection::btree_set(0..POOL, 0..=3),
-        prop::option::of(prop::collection::btree_set(0..POOL, 1..=5)),
+        (
+            prop::collection::btree_set(0..POOL, 1..=5),
+            prop::collection::btree_set(0..POOL, 0..=3),
+            prop::option::of(prop::collection::btree_set(0..POOL, 1..=5)),
+        ),
         prop::collection::btree_set(0..POOL, 0..=2),
         prop::collection::btree_set(0..POOL, 0..=2),
         any::<bool>(),
         prop::collection::vec(prop::option::of(1u8..=3), 40),
-        prop::option::of((0..POOL, any::<bool>())),
+        prop::option::of((0..POOL, half())),
         (prop::collection::btree_set(0..POOL, 0..=1), 0usize..12),
+        (prop::option::of((0..POOL, 1usize..8)), any::<bool>(), any::<bool>()),
     )
         .prop_map(
-            |(cp, workers, previous, stop, outdated, rivers_current, crashes, half, (lagging, lag_steps))| {
+            |(
+                (cp, workers, previous),
+                stop,
+                outdated,
+                rivers_current,
+                crashes,
+                half,
+                (lagging, lag_steps),
+                (away, old_config, unmarked),
+            )| {
                 let declared_workers: BTreeSet<usize> = workers.difference(&cp).copied().collect();
                 let mut world = World {
                     reachable: (0..POOL).collect(),
@@ -351,13 +456,21 @@ fn case() -> impl Strategy<Value = Case> {
                     next_id: 100,
                     lagging: BTreeSet::new(),
                     lag_steps,
+                    catching_up: BTreeSet::new(),
+                    away: BTreeSet::new(),
+                    away_steps: 0,
+                    // An older config-version: CKE's "1" (no key), from before the markers.
+                    config_version: if old_config { "1".into() } else { CONFIG_VERSION.into() },
                 };
                 if let Some(prev) = previous {
-                    // A running cluster from an earlier declaration.
+                    // A running cluster from an earlier declaration; without markers when it
+                    // predates them (CKE's config-version "1").
                     for i in &prev {
                         world.has_data.insert(*i);
                         world.running.insert(*i);
-                        world.marked.insert(*i);
+                        if !(old_config && unmarked) {
+                            world.marked.insert(*i);
+                        }
                         world.next_id += 1;
                         world.members.insert(
                             *i,
@@ -375,27 +488,18 @@ fn case() -> impl Strategy<Value = Case> {
                         }
                     }
                     world.outdated = outdated.intersection(&prev).copied().collect();
-                    // A join interrupted before this leader took over.
-                    if let Some((i, started)) = half {
-                        if !world.members.contains_key(&i) && world.healthy() {
-                            world.next_id += 1;
-                            world.members.insert(
-                                i,
-                                Member {
-                                    id: world.next_id,
-                                    started,
-                                    learner: true,
-                                },
-                            );
-                            if started {
-                                world.has_data.insert(i);
-                                world.running.insert(i);
-                            }
-                        }
+                    if let Some((i, kind)) = half {
+                        world.half_join(i, kind);
                     }
                 }
-                // Lag is transient and set last, so that the stops above never cost quorum for good.
+                // Lag and absence are transient and set last, so that the stops above never cost
+                // quorum for good.
                 world.lagging = lagging;
+                if let Some((i, steps)) = away {
+                    world.reachable.remove(&i);
+                    world.away.insert(i);
+                    world.away_steps = steps;
+                }
                 Case {
                     declared_cp: cp,
                     declared_workers,
@@ -404,6 +508,43 @@ fn case() -> impl Strategy<Value = Case> {
                 }
             },
         )
+}
+
+impl World {
+    /// Leaves a join of node `i` interrupted as `kind` says, unless that would cost quorum (an
+    /// unstarted voter counts towards it) or `i` is a member already.
+    fn half_join(&mut self, i: usize, kind: Half) {
+        if self.members.contains_key(&i) || !self.healthy() {
+            return;
+        }
+        let before = self.clone();
+        self.next_id += 1;
+        let (started, learner, running) = match kind {
+            Half::StartedLearner => (true, true, true),
+            Half::UnstartedLearner => (false, true, false),
+            Half::CatchingUpLearner => (false, true, true),
+            Half::UnstartedVoter => (false, false, false),
+            Half::WrongFlagsVoter => (false, false, true),
+        };
+        self.members.insert(
+            i,
+            Member {
+                id: self.next_id,
+                started,
+                learner,
+            },
+        );
+        if running {
+            self.has_data.insert(i);
+            self.running.insert(i);
+        }
+        if matches!(kind, Half::CatchingUpLearner) {
+            self.catching_up.insert(self.next_id);
+        }
+        if !self.healthy() {
+            *self = before;
+        }
+    }
 }
 
 fn cluster_of(case: &Case) -> Cluster {
@@ -419,18 +560,19 @@ proptest! {
     fn plans_converge_without_losing_quorum(case in case()) {
         let cluster = cluster_of(&case);
         let constraints = Constraints { control_plane_count: case.declared_cp.len() as i64, ..Default::default() };
-        let inputs = PlanInputs::default();
         let mut world = case.world.clone();
         let mut steps = 0;
         loop {
+            let inputs = PlanInputs { config_version: world.config_version.clone(), ..Default::default() };
             let status = world.status(&cluster, &inputs.images);
             let plan = decide_ops(&cluster, &status, &constraints, &inputs, chrono::DateTime::UNIX_EPOCH);
             prop_assert!(plan.ops.iter().filter(|o| o.changes_membership()).count() <= 1, "{plan:?}");
-            if plan.ops.is_empty() {
+            // Waiting is right while something transient lasts (a lagging member, a learner catching
+            // up, a node away); once it is over, an empty plan must be the end.
+            let transient = !(world.lagging.is_empty() && world.away.is_empty() && world.catching_up.is_empty());
+            if plan.ops.is_empty() && !transient {
                 prop_assert_eq!(plan.phase, Phase::Completed, "stuck: {:?}\nworld: {:?}", plan, world);
-                if world.lagging.is_empty() {
-                    break;
-                }
+                break;
             }
             let quorum_before = world.healthy() && world.voting() >= 3;
             for op in &plan.ops {
@@ -443,7 +585,8 @@ proptest! {
             steps += 1;
             prop_assert!(steps < 60, "no convergence after 60 plans; last {:?}\nworld: {:?}", plan, world);
         }
-        // Converged: the members are exactly the declared control planes, voting, running, marked.
+        // Converged: the members are exactly the declared control planes, voting, running, marked;
+        // the config-version is current; no declared worker keeps anything of etcd.
         let members: BTreeSet<usize> = world.members.keys().copied().collect();
         prop_assert_eq!(&members, &case.declared_cp, "world: {:?}", world);
         for i in &case.declared_cp {
@@ -451,6 +594,14 @@ proptest! {
             prop_assert!(world.running.contains(i) && world.marked.contains(i));
             prop_assert!(!world.outdated.contains(i));
         }
+        for i in &case.declared_workers {
+            prop_assert!(
+                !world.running.contains(i) && !world.has_data.contains(i) && !world.marked.contains(i),
+                "etcd left on worker {}: {:?}", addr(*i), world
+            );
+            prop_assert!(world.etcd_rivers_stopped.contains(i), "etcd-rivers left on worker {}", addr(*i));
+        }
+        prop_assert_eq!(world.config_version.as_str(), CONFIG_VERSION);
         prop_assert!(world.rivers_current);
     }
 
@@ -458,11 +609,13 @@ proptest! {
     fn an_unreachable_control_plane_blocks_every_membership_change(case in case(), down in 0..POOL) {
         let cluster = cluster_of(&case);
         let constraints = Constraints { control_plane_count: case.declared_cp.len() as i64, ..Default::default() };
-        let inputs = PlanInputs::default();
         let mut world = case.world.clone();
+        // Only `down` is away, for good.
+        world.reachable.extend(std::mem::take(&mut world.away));
         world.reachable.remove(&down);
         let down_is_cp = case.declared_cp.contains(&down);
         for step in 0..30 {
+            let inputs = PlanInputs { config_version: world.config_version.clone(), ..Default::default() };
             let status = world.status(&cluster, &inputs.images);
             let plan = decide_ops(&cluster, &status, &constraints, &inputs, chrono::DateTime::UNIX_EPOCH);
             if down_is_cp {

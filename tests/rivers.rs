@@ -525,7 +525,7 @@ async fn binary_serves_reports_metrics_and_drains_on_sigterm() {
     })
     .await;
 
-    let client = reqwest::Client::new();
+    let client = cke::infra::http_client_builder().build().unwrap();
     let base = format!("http://127.0.0.1:{metrics_port}");
     let metrics = client
         .get(format!("{base}/metrics"))
@@ -543,6 +543,7 @@ async fn binary_serves_reports_metrics_and_drains_on_sigterm() {
         .parse()
         .unwrap();
     assert!(total >= 1);
+    cke_testkit::exposition::check(&metrics);
     let health = client.get(format!("{base}/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
 
@@ -573,7 +574,7 @@ async fn metrics_health_follows_upstream_health() {
     let dead = format!("127.0.0.1:{}", free_port());
     let rivers = Rivers::start_addrs(vec![dead], |c| c.metrics = Some("127.0.0.1:0".into())).await;
     let url = format!("http://{}/health", rivers.metrics.unwrap());
-    let client = reqwest::Client::new();
+    let client = cke::infra::http_client_builder().build().unwrap();
     let status = || async { client.get(&url).send().await.map(|r| r.status().as_u16()).unwrap_or(0) };
     poll("health 503 without a healthy upstream", || async {
         status().await == 503

@@ -458,18 +458,17 @@ impl Harness for EtcdHarness {
     async fn watchers(&self) -> usize {
         // etcd's own gauge of open watchers, from its metrics endpoint.
         let endpoint = self.server.lock().unwrap().endpoint.clone();
-        let addr = endpoint.trim_start_matches("http://").to_string();
-        let text = tokio::task::spawn_blocking(move || {
-            use std::io::{Read, Write};
-            let mut c = std::net::TcpStream::connect(&addr).unwrap();
-            c.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-                .unwrap();
-            let mut text = String::new();
-            c.read_to_string(&mut text).unwrap();
-            text
-        })
-        .await
-        .unwrap();
+        let text = cke::infra::http_client_builder()
+            .build()
+            .unwrap()
+            .get(format!("{endpoint}/metrics"))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .expect("etcd answers /metrics")
+            .text()
+            .await
+            .unwrap();
         let line = text
             .lines()
             .find(|l| l.starts_with("etcd_debugging_mvcc_watcher_total "))

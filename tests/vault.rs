@@ -323,14 +323,16 @@ async fn init_twice_issue_and_verify_certificates() {
     issuer.tidy().await.unwrap();
 
     // ckecli etcd root-issue: JSON with the three fields; the certificate verifies.
-    env.ckecli(
+    // `cluster set` checks the stored constraints, as CKE's does: three control planes.
+    ok(&env.ckecli(&["constraints", "set", "control-plane-count", "3"], None));
+    ok(&env.ckecli(
         &[
             "cluster",
             "set",
             concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/cluster.yml"),
         ],
         None,
-    );
+    ));
     let o = env.ckecli(&["etcd", "root-issue"], None);
     ok(&o);
     let v: serde_json::Value = serde_json::from_str(&out(&o)).unwrap();

@@ -3,7 +3,7 @@
 use clap::{Subcommand, ValueEnum};
 
 use super::{display_input, print_json, read_yaml_input, CliError, Ctx};
-use crate::model::{parse_cluster, Cluster};
+use crate::model::{read_cluster, Cluster, FieldError, Mode, ValidationError};
 use crate::storage::Storage;
 
 /// Output formats.
@@ -22,6 +22,9 @@ pub enum ClusterCommand {
     Set {
         /// YAML or JSON file, or `-` for standard input.
         file: String,
+        /// Treat warnings (unknown fields, values CKE accepts but cke-rs doubts) as errors.
+        #[arg(long)]
+        strict: bool,
     },
     /// Print the stored cluster declaration.
     Get {
@@ -33,15 +36,28 @@ pub enum ClusterCommand {
     Validate {
         /// YAML or JSON file, or `-` for standard input.
         file: String,
+        /// Treat warnings (unknown fields, values CKE accepts but cke-rs doubts) as errors.
+        #[arg(long)]
+        strict: bool,
+        /// Judge FILE as a sabakan template (nodes without addresses).
+        #[arg(long)]
+        template: bool,
     },
 }
 
 /// Runs a `cluster` command.
 pub async fn run(ctx: &Ctx, cmd: ClusterCommand) -> Result<(), CliError> {
     match cmd {
-        ClusterCommand::Set { file } => {
-            let cluster = read_cluster(&file)?;
-            ctx.storage().await?.put_cluster(&cluster).await?;
+        ClusterCommand::Set { file, strict } => {
+            let cluster = read_checked(&file, strict, Mode::Declaration)?;
+            let storage = ctx.storage().await?;
+            // As CKE's `cluster set`: the stored constraints (or the defaults) must hold.
+            let constraints = storage.get_constraints().await?;
+            constraints.check(&cluster).map_err(|problems| CliError::Invalid {
+                what: display_input(&file),
+                problems,
+            })?;
+            storage.put_cluster(&cluster).await?;
             Ok(())
         }
         ClusterCommand::Get { output } => {
@@ -53,13 +69,14 @@ pub async fn run(ctx: &Ctx, cmd: ClusterCommand) -> Result<(), CliError> {
             match output {
                 Output::Json => print_json(&cluster),
                 Output::Yaml => {
-                    print!("{}", serde_yaml::to_string(&cluster).map_err(anyhow::Error::from)?);
+                    print!("{}", crate::model::cluster_yaml(&cluster));
                     Ok(())
                 }
             }
         }
-        ClusterCommand::Validate { file } => {
-            let cluster = read_cluster(&file)?;
+        ClusterCommand::Validate { file, strict, template } => {
+            let mode = if template { Mode::Template } else { Mode::Declaration };
+            let cluster = read_checked(&file, strict, mode)?;
             let cp = cluster.control_planes().count();
             println!(
                 "{}: valid: cluster {:?}, {} nodes ({} control plane)",
@@ -73,10 +90,34 @@ pub async fn run(ctx: &Ctx, cmd: ClusterCommand) -> Result<(), CliError> {
     }
 }
 
-/// Reads and validates the declaration in `file` (`-` for standard input).
-fn read_cluster(file: &str) -> Result<Cluster, CliError> {
-    parse_cluster(&read_yaml_input(file)?).map_err(|e| CliError::Invalid {
-        what: display_input(file),
-        problems: e,
+/// Reads the declaration in `file` (`-` for standard input) and judges it as CKE does; warnings go
+/// to standard error, and are errors too with `strict`.
+fn read_checked(file: &str, strict: bool, mode: Mode) -> Result<Cluster, CliError> {
+    let what = display_input(file);
+    let text = read_yaml_input(file)?;
+    let (result, warnings) = match read_cluster(&text, mode) {
+        Ok(d) => (Ok(d.cluster), d.warnings),
+        Err(r) => (Err(r.errors), r.warnings),
+    };
+    if !strict {
+        for w in &warnings {
+            eprintln!("warning: {what}: {w}");
+        }
+    }
+    let mut errors = match result {
+        Ok(cluster) if !strict || warnings.is_empty() => return Ok(cluster),
+        Ok(_) => vec![],
+        Err(e) => e.errors,
+    };
+    if strict {
+        errors.extend(
+            warnings
+                .into_iter()
+                .map(|w| FieldError::new(w.path, format!("{} (a warning, an error under --strict)", w.reason))),
+        );
+    }
+    Err(CliError::Invalid {
+        what,
+        problems: ValidationError { errors },
     })
 }

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
-use once_cell::sync::Lazy;
 use regex::Regex;
 use serde::Serialize;
+use std::sync::LazyLock;
 
 use super::{print_json, CliError, Ctx};
 use crate::infra::managed_etcd::{EtcdTls, ManagedEtcd};
@@ -63,7 +63,7 @@ pub enum EtcdCommand {
     },
 }
 
-static USER: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$").unwrap());
+static USER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$").unwrap());
 
 #[derive(Serialize)]
 struct CertJson<'a> {

@@ -233,17 +233,24 @@ impl Ctx {
 }
 
 /// Reads a file, or standard input for `-`. A missing, unreadable or blank input is invalid input.
+/// More than [`crate::model::limits::MAX_INPUT_BYTES`] is refused without reading the rest.
 pub fn read_input(path: &str) -> Result<String, CliError> {
-    let mut text = String::new();
+    use crate::model::limits::{check_size, MAX_INPUT_BYTES};
+    let mut bytes = Vec::new();
+    let limit = MAX_INPUT_BYTES as u64 + 1;
     let res = if path == "-" {
-        std::io::stdin().read_to_string(&mut text).map(|_| ())
+        std::io::stdin().take(limit).read_to_end(&mut bytes).map(|_| ())
     } else {
-        std::fs::read_to_string(path).map(|t| text = t)
+        std::fs::File::open(path).and_then(|f| f.take(limit).read_to_end(&mut bytes).map(|_| ()))
     };
-    res.map_err(|error| CliError::Unreadable {
-        path: display_input(path),
-        error,
-    })?;
+    let invalid = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let text = res
+        .and_then(|()| check_size(bytes.len()).map_err(|e| invalid(e.to_string())))
+        .and_then(|()| String::from_utf8(bytes).map_err(|e| invalid(e.to_string())))
+        .map_err(|error| CliError::Unreadable {
+            path: display_input(path),
+            error,
+        })?;
     if text.trim().is_empty() {
         return Err(CliError::EmptyInput(display_input(path)));
     }

@@ -27,8 +27,8 @@ use crate::planner::{decide_ops, OpKind, Plan, PlanInputs, PlannedOp};
 use crate::probe::Prober;
 use crate::server::Shared;
 use crate::storage::{
-    encode, Fence, Storage, StorageError, Write, KEY_ETCD_BOOTSTRAPPED, KEY_RECORDS_PREFIX, KEY_RECORD_ID,
-    KEY_SERVICE_ACCOUNT_CERT, KEY_SERVICE_ACCOUNT_KEY, KEY_STATUS,
+    encode, Fence, LeaseDeadline, Storage, StorageError, Write, KEY_CONFIG_VERSION, KEY_ETCD_BOOTSTRAPPED,
+    KEY_RECORDS_PREFIX, KEY_RECORD_ID, KEY_SERVICE_ACCOUNT_CERT, KEY_SERVICE_ACCOUNT_KEY, KEY_STATUS,
 };
 use crate::topology::Images;
 
@@ -43,6 +43,9 @@ pub type OperatorFactory = Arc<dyn Fn(&PlannedOp, OpContext<'_>) -> Box<dyn Oper
 
 /// Builds the infra commanders use for one pass.
 pub type InfraFactory = Arc<dyn Fn(Arc<dyn Storage>, Arc<Cluster>) -> Infra + Send + Sync>;
+
+/// How often a running command's term is checked against the lease deadline.
+const LEASE_CHECK_PERIOD: Duration = Duration::from_millis(250);
 
 /// The pause between a pass that ran operations and the next pass (at most `--interval`).
 pub const AFTER_OPERATIONS_PAUSE: Duration = Duration::from_secs(1);
@@ -68,7 +71,8 @@ pub struct ControllerConfig {
     pub images: Images,
     /// What the node hosts need of the Kubernetes containers (`--node-profile`).
     pub host: crate::k8s::params::HostSettings,
-    /// kubelets and kube-proxies changed per pass (`--max-concurrent-updates`).
+    /// Nodes changed per pass by rivers, etcd-rivers, kubelet and kube-proxy operations
+    /// (`--max-concurrent-updates`).
     pub max_concurrent_updates: usize,
 }
 
@@ -167,13 +171,16 @@ pub struct Controller {
 
 struct TermCtx<'a> {
     fence: &'a Fence,
+    deadline: LeaseDeadline,
     lost: watch::Receiver<bool>,
     shutdown: watch::Receiver<bool>,
 }
 
 impl TermCtx<'_> {
+    /// The term still holds: not lost (by the election's word or by the local lease deadline, which
+    /// a paused process finds passed on waking) and not shutting down.
     fn check(&self) -> Result<(), PassError> {
-        if *self.lost.borrow() {
+        if *self.lost.borrow() || self.deadline.is_past() {
             Err(PassError::Lost)
         } else if *self.shutdown.borrow() {
             Err(PassError::Shutdown)
@@ -209,15 +216,21 @@ impl Controller {
     }
 
     /// Runs passes for one term until leadership is lost or shutdown is requested. `triggers`
-    /// wakes a pass early (declaration changes).
+    /// wakes a pass early (declaration changes). Nothing starts once `deadline` has passed.
     pub async fn run_term(
         &self,
         fence: &Fence,
+        deadline: LeaseDeadline,
         lost: watch::Receiver<bool>,
         shutdown: watch::Receiver<bool>,
         triggers: &mut mpsc::Receiver<()>,
     ) -> TermEnd {
-        let ctx = TermCtx { fence, lost, shutdown };
+        let ctx = TermCtx {
+            fence,
+            deadline,
+            lost,
+            shutdown,
+        };
         match self.cancel_unfinished(&ctx).await {
             Err(PassError::Lost) => return TermEnd::Lost,
             Err(e) => tracing::warn!(error = e.describe(), "cannot cancel the previous leader's records"),
@@ -233,7 +246,15 @@ impl Controller {
             //
             // A transient failure is retried soon, backing off (1 s, 2 s, 4 s, ... up to the
             // interval); one that only a change can lift waits for a change or the interval.
-            let wait = match self.pass(&ctx).await {
+            let started = std::time::Instant::now();
+            let result = self.pass(&ctx).await;
+            self.shared.metrics.pass_duration(started.elapsed());
+            match &result {
+                Ok(_) => self.shared.set_problem("last pass", None),
+                Err(PassError::Lost | PassError::Shutdown) => {}
+                Err(e) => self.shared.set_problem("last pass", Some(e.describe())),
+            }
+            let wait = match result {
                 Ok(ran) if !ran.is_empty() && ran != previous => {
                     backoff.reset();
                     previous = ran;
@@ -322,10 +343,25 @@ impl Controller {
         self.shared.metrics.pass();
         let Some(cluster) = self.storage.get_cluster().await? else {
             self.shared.etcd_ok();
+            self.shared.set_problem("declaration", None);
             self.set_note("no cluster is declared (ckecli cluster set FILE)");
             return Ok(Vec::new());
         };
         self.shared.etcd_ok();
+        // CKE's runOnce validates the stored declaration every pass: one written by something else
+        // than `ckecli cluster set` (or valid for an older cke) is not acted on.
+        let verdict = cluster.verdict(crate::model::Mode::Declaration);
+        if !verdict.errors.is_empty() {
+            let errors = crate::model::ValidationError { errors: verdict.errors };
+            let note = format!(
+                "the stored cluster declaration is invalid, nothing is done until a valid one is set \
+                 (ckecli cluster set): {errors}"
+            );
+            self.shared.set_problem("declaration", Some(note.clone()));
+            self.set_note(&note);
+            return Ok(Vec::new());
+        }
+        self.shared.set_problem("declaration", None);
         let constraints = self.storage.get_constraints().await?;
         let mut inputs = PlanInputs {
             images: self.cfg.images.clone(),
@@ -337,6 +373,10 @@ impl Controller {
             #[cfg(not(feature = "test-hooks"))]
             manage_kubernetes: true,
             resources: vec![],
+            config_version: match self.storage.get_raw(KEY_CONFIG_VERSION).await? {
+                Some(kv) => String::from_utf8_lossy(&kv.value).trim().to_string(),
+                None => crate::planner::CONFIG_VERSION_ABSENT.into(),
+            },
         };
         inputs.resources = self.storage.list_resources().await?;
         let resources = crate::planner::all_resources(&inputs);
@@ -344,11 +384,22 @@ impl Controller {
         let mut infra = (self.infra)(self.storage.clone(), cluster.clone());
         infra.fence = Some(ctx.fence.clone());
         let mut status = if constraints.check(&cluster).is_ok() {
-            self.prober.probe(&cluster).await
+            let started = std::time::Instant::now();
+            let status = self.prober.probe(&cluster).await;
+            self.shared.metrics.probe_duration(started.elapsed());
+            status
         } else {
             ClusterStatus::default()
         };
         ctx.check()?;
+        self.shared.replace_problems(
+            "node ",
+            status
+                .nodes
+                .iter()
+                .filter(|(_, n)| !n.ssh_connected)
+                .map(|(a, n)| (format!("node {a}"), format!("unreachable: {}", n.ssh_error))),
+        );
         self.read_resources(&cluster, &mut status, &infra, &resources).await;
         self.read_repair_queue(&cluster, &mut status, &infra).await?;
         self.read_reboot_queue(ctx, &cluster, &mut status, &infra).await?;
@@ -591,7 +642,9 @@ impl Controller {
         }
         self.write_record(ctx, &record, extra).await?;
         tracing::info!(id, operation = record.operation, targets = ?record.targets, "operation started");
+        let mut step = 0;
         while let Some(cmd) = op.next_command() {
+            step += 1;
             match ctx.check() {
                 Ok(()) => {}
                 Err(PassError::Shutdown) => {
@@ -602,15 +655,35 @@ impl Controller {
             record.command = cmd.command();
             self.write_record(ctx, &record, vec![]).await?;
             self.shared.status.write().unwrap().last_operation = Some(record.clone());
+            if step == 2 {
+                // Tests pause the process here, in the middle of an operation, its record written.
+                crate::failpoint!("before-command-2");
+            }
+            // The record write was fenced, but the process may have been paused since (SIGSTOP, a
+            // frozen VM) and its lease lost while it slept: check again, by the local clock, right
+            // before the command starts.
+            if let Err(e) = ctx.check() {
+                tracing::warn!(id, command = record.command.name, "the term ended: command not started");
+                return Err(self.note_last(&record, e));
+            }
             let (mut lost, mut shutdown) = (ctx.lost.clone(), ctx.shutdown.clone());
             let run = cmd.run(infra);
             tokio::pin!(run);
             // Commands may run for minutes (waiting for etcd): the loop stays alive for /health.
             let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
+            // A command is abandoned as soon as the lease deadline passes (at once on waking from a
+            // pause), even before the election notices.
+            let mut lease_check = tokio::time::interval(LEASE_CHECK_PERIOD);
             let result: Result<crate::op::Outcome, CommandError> = loop {
                 tokio::select! {
                     r = &mut run => break r,
                     _ = heartbeat.tick() => self.shared.alive(),
+                    _ = lease_check.tick(), if ctx.deadline.at().is_some() => {
+                        if ctx.deadline.is_past() {
+                            tracing::warn!(id, command = record.command.name, "lease deadline passed: command abandoned");
+                            return Err(self.note_last(&record, PassError::Lost));
+                        }
+                    }
                     _ = signalled(&mut lost) => {
                         tracing::warn!(id, command = record.command.name, "leadership lost: command abandoned");
                         return Err(PassError::Lost);
@@ -647,6 +720,10 @@ impl Controller {
                     });
                 }
                 Ok(outcome) => {
+                    if let crate::op::Outcome::Fenced(writes) = &outcome {
+                        // The command's writes, fenced, with its record (still running).
+                        self.write_record(ctx, &record, writes.clone()).await?;
+                    }
                     self.shared.metrics.command(&record.command.name, "succeeded");
                     op.command_done(outcome);
                 }
@@ -682,6 +759,11 @@ impl Controller {
             "cancelled"
         };
         self.shared.metrics.operation(&record.operation, result);
+        if let Some(end) = record.end_at {
+            self.shared
+                .metrics
+                .operation_duration(&record.operation, (end - record.start_at).to_std().unwrap_or_default());
+        }
         self.shared.status.write().unwrap().last_operation = Some(record.clone());
     }
 }

@@ -61,6 +61,8 @@ enum Act {
     FailTimes(Arc<AtomicUsize>),
     /// Sleeps.
     Sleep(Duration),
+    /// Appends its step to the shared log, then sleeps.
+    LogThenSleep(Arc<Mutex<Vec<String>>>, Duration),
 }
 
 struct Scripted {
@@ -96,6 +98,10 @@ impl Commander for Scripted {
                 }
             }
             Act::Sleep(d) => tokio::time::sleep(*d).await,
+            Act::LogThenSleep(log, d) => {
+                log.lock().unwrap().push(format!("step {}", self.step));
+                tokio::time::sleep(*d).await
+            }
         }
         Ok(Outcome::Done)
     }
@@ -116,6 +122,9 @@ async fn setup() -> (Arc<MemStorage>, Fence) {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/cluster.yml")).unwrap();
     s.put_cluster(&parse_cluster(&text).unwrap()).await.unwrap();
     s.put_constraints(&Constraints::default().with("control-plane-count", "3").unwrap())
+        .await
+        .unwrap();
+    s.put_raw(crate::storage::KEY_CONFIG_VERSION, b"2".to_vec())
         .await
         .unwrap();
     s.put_raw("leader/1", b"me".to_vec()).await.unwrap();
@@ -153,6 +162,16 @@ struct Term {
 }
 
 fn start(storage: &Arc<MemStorage>, fence: &Fence, ops: OperatorFactory, interval: Duration) -> Term {
+    start_until(storage, fence, ops, interval, LeaseDeadline::unlimited())
+}
+
+fn start_until(
+    storage: &Arc<MemStorage>,
+    fence: &Fence,
+    ops: OperatorFactory,
+    interval: Duration,
+    deadline: LeaseDeadline,
+) -> Term {
     let prober = Arc::new(ReachableProber::default());
     let shared = Arc::new(Shared::default());
     let ctl = Controller::new(storage.clone(), prober.clone(), shared.clone(), config(interval)).with_operators(ops);
@@ -160,7 +179,7 @@ fn start(storage: &Arc<MemStorage>, fence: &Fence, ops: OperatorFactory, interva
     let (shutdown, sd_rx) = watch::channel(false);
     let (trigger, mut rx) = mpsc::channel(1);
     let fence = fence.clone();
-    let handle = tokio::spawn(async move { ctl.run_term(&fence, lost_rx, sd_rx, &mut rx).await });
+    let handle = tokio::spawn(async move { ctl.run_term(&fence, deadline, lost_rx, sd_rx, &mut rx).await });
     Term {
         prober,
         shared,
@@ -221,6 +240,33 @@ async fn records_each_operation_and_stops_when_the_fence_breaks() {
         .metrics
         .render()
         .contains("cke_operations_total{operation=\"rivers-bootstrap\",result=\"completed\"}"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_command_starts_once_the_lease_deadline_has_passed() {
+    // A command outlives the lease (as in a process paused past its TTL): its fence still holds in
+    // the store, but the local deadline has passed, so the command is abandoned at the deadline and
+    // the operation's next command never starts.
+    let (storage, fence) = setup().await;
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let deadline = LeaseDeadline::until(Instant::now() + Duration::from_secs(5));
+    let t = start_until(
+        &storage,
+        &fence,
+        scripted(Act::LogThenSleep(log.clone(), Duration::from_secs(10)), 3),
+        Duration::from_secs(60),
+        deadline,
+    );
+    let t0 = Instant::now();
+    assert_eq!(t.handle.await.unwrap(), TermEnd::Lost);
+    assert!(
+        t0.elapsed() < Duration::from_secs(6),
+        "abandoned at the deadline: {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(*log.lock().unwrap(), ["step 1"]);
+    let r = storage.get_records(1).await.unwrap().pop().unwrap();
+    assert_eq!((r.status, r.command.detail.as_str()), (RecordStatus::Running, "step 1"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -379,10 +425,13 @@ async fn a_failure_only_a_change_can_lift_waits_for_the_interval_or_a_trigger() 
 }
 
 /// The real operators run through the controller against the fake infrastructure: the plan the
-/// probe of the fake world gives converges to rivers and a bootstrapped etcd.
+/// probe of the fake world gives converges to rivers and a bootstrapped etcd. The management etcd
+/// starts without `config-version` (CKE: "1"): the first operation records "2", fenced, with its
+/// record.
 #[tokio::test(start_paused = true)]
 async fn operators_for_planned_operations_run_against_the_infrastructure() {
     let (storage, fence) = setup().await;
+    storage.delete_raw(crate::storage::KEY_CONFIG_VERSION).await.unwrap();
     let cluster = storage.get_cluster().await.unwrap().unwrap();
     let fake = crate::infra::fake::Fake::new();
     for ca in crate::storage::CA_NAMES {
@@ -397,7 +446,10 @@ async fn operators_for_planned_operations_run_against_the_infrastructure() {
     let (_lost, lost_rx) = watch::channel(false);
     let (sd, sd_rx) = watch::channel(false);
     let (_trigger, mut rx) = mpsc::channel(1);
-    let h = tokio::spawn(async move { ctl.run_term(&fence, lost_rx, sd_rx, &mut rx).await });
+    let h = tokio::spawn(async move {
+        ctl.run_term(&fence, LeaseDeadline::unlimited(), lost_rx, sd_rx, &mut rx)
+            .await
+    });
     let constraints = storage.get_constraints().await.unwrap();
     let plan = |s: ClusterStatus| {
         crate::planner::decide_ops(&cluster, &s, &constraints, &Default::default(), chrono::Utc::now())
@@ -429,9 +481,14 @@ async fn operators_for_planned_operations_run_against_the_infrastructure() {
     );
     let mut ops: Vec<&str> = records.iter().rev().map(|r| r.operation.as_str()).collect();
     ops.dedup();
-    let mut want = crate::op::tests::BOOTSTRAP.to_vec();
+    let mut want = vec!["upgrade"];
+    want.extend(crate::op::tests::BOOTSTRAP);
     want.dedup();
     assert_eq!(ops, want);
+    let upgrade = records.iter().find(|r| r.operation == "upgrade").unwrap();
+    assert_eq!(upgrade.command.name, "upgrade-version-from-1-to-2");
+    let version = storage.get_raw(crate::storage::KEY_CONFIG_VERSION).await.unwrap();
+    assert_eq!(version.map(|kv| kv.value), Some(b"2".to_vec()));
     // The service-account pair was issued once, before the first apiserver, and every apiserver
     // got the same one.
     let (sa_cert, _) = storage.get_service_account().await.unwrap().expect("issued");
@@ -485,7 +542,10 @@ async fn a_queued_worker_is_drained_rebooted_dequeued_and_uncordoned() {
     let (_lost, lost_rx) = watch::channel(false);
     let (sd, sd_rx) = watch::channel(false);
     let (_trigger, mut rx) = mpsc::channel(1);
-    let h = tokio::spawn(async move { ctl.run_term(&fence, lost_rx, sd_rx, &mut rx).await });
+    let h = tokio::spawn(async move {
+        ctl.run_term(&fence, LeaseDeadline::unlimited(), lost_rx, sd_rx, &mut rx)
+            .await
+    });
     let ops_seen = || async {
         let mut ops: Vec<String> = storage
             .get_records(0)
@@ -578,3 +638,32 @@ impl Prober for FakeProber {
 
 #[allow(dead_code)]
 fn _assert_operator_is_object_safe(_: &dyn Operator) {}
+
+#[tokio::test(start_paused = true)]
+async fn an_invalid_stored_declaration_is_not_acted_on() {
+    let (storage, fence) = setup().await;
+    // Written by something other than `ckecli cluster set`, which would have refused it.
+    let mut cluster = storage.get_cluster().await.unwrap().unwrap();
+    cluster.service_subnet = "10.0.0.0/33".into();
+    storage.put_cluster(&cluster).await.unwrap();
+    let t = start(
+        &storage,
+        &fence,
+        scripted(Act::Fail(Retry::Soon), 1),
+        Duration::from_secs(1),
+    );
+    wait_for("the note naming the invalid field", || {
+        t.shared.status.read().unwrap().note.contains("service_subnet")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let note = t.shared.status.read().unwrap().note.clone();
+    assert!(note.contains("stored cluster declaration is invalid"), "{note}");
+    // `/health` lists it among its problems.
+    let problem = t.shared.problems.lock().unwrap().get("declaration").cloned();
+    assert!(problem.is_some_and(|p| p.contains("service_subnet")), "{note}");
+    assert_eq!(t.prober.passes(), 0, "the nodes were probed");
+    assert!(storage.get_records(0).await.unwrap().is_empty(), "an operation ran");
+    t.lost.send(true).unwrap();
+    assert_eq!(t.handle.await.unwrap(), TermEnd::Lost);
+}

@@ -249,7 +249,8 @@ impl KubeApi for KubeClients {
     ) -> Result<Option<serde_json::Value>, KubeError> {
         let api = self.dynamic(address, kind, namespace).await?;
         let what = format!("get {} {}", kind.kind, object_name(namespace, name));
-        let obj = call(self.timeout, address, &what, api.get_opt(name)).await?;
+        // A kind named by a trusted REST mapping but not served yet answers 404 too: none.
+        let obj = call_or_404(self.timeout, address, &what, api.get(name)).await?;
         obj.map(|o| serde_json::to_value(o).map_err(|e| api_error(address, format!("{what}: {e}"))))
             .transpose()
     }
@@ -286,35 +287,36 @@ impl KubeApi for KubeClients {
         let api = self.dynamic(address, kind, namespace.as_deref()).await?;
         let what = format!("apply {} {}", kind.kind, object_name(namespace.as_deref(), &name));
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        match tokio::time::timeout(self.timeout, api.patch(&name, &params, &Patch::Apply(body))).await {
-            Ok(Ok(_)) => Ok(Applied::Applied),
-            Ok(Err(kube::Error::Api(s))) if s.code == 404 => Ok(Applied::NotServed),
-            Ok(Err(e)) => Err(api_error(address, format!("{what}: {}", crate::error::error_chain(&e)))),
-            Err(_) => Err(api_error(
-                address,
-                format!("{what}: no answer within {:?}", self.timeout),
-            )),
-        }
+        let body = Patch::Apply(body);
+        let patch = api.patch(&name, &params, &body);
+        Ok(match call_or_404(self.timeout, address, &what, patch).await? {
+            Some(_) => Applied::Applied,
+            None => Applied::NotServed,
+        })
     }
 
     async fn find_kind(&self, address: &str, api_version: &str, kind: &str) -> Result<Option<ApiKind>, KubeError> {
         let client = self.client(address).await?;
         let what = format!("discover {api_version}");
         let list = if api_version.contains('/') {
-            tokio::time::timeout(self.timeout, client.list_api_group_resources(api_version)).await
+            call_or_404(
+                self.timeout,
+                address,
+                &what,
+                client.list_api_group_resources(api_version),
+            )
+            .await?
         } else {
-            tokio::time::timeout(self.timeout, client.list_core_api_resources(api_version)).await
+            call_or_404(
+                self.timeout,
+                address,
+                &what,
+                client.list_core_api_resources(api_version),
+            )
+            .await?
         };
-        let list = match list {
-            Ok(Ok(l)) => l,
-            Ok(Err(kube::Error::Api(s))) if s.code == 404 => return Ok(None),
-            Ok(Err(e)) => return Err(api_error(address, format!("{what}: {}", crate::error::error_chain(&e)))),
-            Err(_) => {
-                return Err(api_error(
-                    address,
-                    format!("{what}: no answer within {:?}", self.timeout),
-                ))
-            }
+        let Some(list) = list else {
+            return Ok(None);
         };
         Ok(list
             .resources
@@ -461,15 +463,12 @@ impl KubeApi for KubeClients {
             .await?;
         }
         let what = format!("delete node {name}");
-        match tokio::time::timeout(self.timeout, api.delete(name, &DeleteParams::default())).await {
-            Ok(Ok(_)) => Ok(NodeRemoval::Deleted),
-            Ok(Err(kube::Error::Api(s))) if s.code == 404 => Ok(NodeRemoval::Missing),
-            Ok(Err(e)) => Err(api_error(address, format!("{what}: {}", crate::error::error_chain(&e)))),
-            Err(_) => Err(api_error(
-                address,
-                format!("{what}: no answer within {:?}", self.timeout),
-            )),
-        }
+        let params = DeleteParams::default();
+        let delete = api.delete(name, &params);
+        Ok(match call_or_404(self.timeout, address, &what, delete).await? {
+            Some(_) => NodeRemoval::Deleted,
+            None => NodeRemoval::Missing,
+        })
     }
 }
 
@@ -628,6 +627,23 @@ async fn call<T>(
 ) -> Result<T, KubeError> {
     match tokio::time::timeout(timeout, fut).await {
         Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(api_error(address, format!("{what}: {}", crate::error::error_chain(&e)))),
+        Err(_) => Err(api_error(address, format!("{what}: no answer within {timeout:?}"))),
+    }
+}
+
+/// [`call`], with any 404 answer as `Ok(None)`: the object's "not found", and also the server's
+/// plain "404 page not found" for a kind it does not serve (yet), as client-go's `IsNotFound` counts
+/// both (kube's `get_opt` only the first).
+async fn call_or_404<T>(
+    timeout: Duration,
+    address: &str,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, kube::Error>>,
+) -> Result<Option<T>, KubeError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(Some(v)),
+        Ok(Err(kube::Error::Api(s))) if s.code == 404 => Ok(None),
         Ok(Err(e)) => Err(api_error(address, format!("{what}: {}", crate::error::error_chain(&e)))),
         Err(_) => Err(api_error(address, format!("{what}: no answer within {timeout:?}"))),
     }
@@ -814,9 +830,9 @@ impl HttpHealth {
     /// A checker with no client built yet for any CA.
     pub fn new() -> Self {
         HttpHealth {
-            plain: reqwest::Client::builder()
+            plain: super::http_client_builder()
                 .timeout(HEALTH_TIMEOUT)
-                .tls_built_in_root_certs(false)
+                .tls_certs_only(Vec::new())
                 .build()
                 .expect("a plain HTTP client builds"),
             with_ca: std::sync::Mutex::new(HashMap::new()),
@@ -846,14 +862,12 @@ pub fn https_client(ca: &str) -> Result<reqwest::Client, String> {
     if certs.is_empty() {
         return Err("the CA PEM holds no certificate".into());
     }
-    let mut b = reqwest::Client::builder()
+    super::http_client_builder()
         .timeout(HEALTH_TIMEOUT)
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false);
-    for c in certs {
-        b = b.add_root_certificate(c);
-    }
-    b.build().map_err(|e| format!("cannot build the HTTPS client: {e}"))
+        .tls_backend_rustls()
+        .tls_certs_only(certs)
+        .build()
+        .map_err(|e| format!("cannot build the HTTPS client: {e}"))
 }
 
 #[async_trait]

@@ -19,6 +19,7 @@ pub mod host_command;
 pub mod kube;
 pub mod managed_etcd;
 pub mod pki;
+pub mod term_guard;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,14 @@ use crate::infra::managed_etcd::{live_endpoints, EtcdTls, ManagedEtcd, ManagedEt
 use crate::infra::pki::{IssueRequest, IssuedCert, Issuer, VaultClient, VaultError};
 use crate::model::{Cluster, EtcdClusterStatus};
 use crate::storage::{Storage, StorageError};
+
+/// A reqwest client builder for cke's HTTP clients (Vault, health endpoints). reqwest is built
+/// without a TLS crypto provider of its own; this installs ring, the one cke uses everywhere, for
+/// the process if none is installed yet.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
 
 /// Shell access to the nodes.
 #[async_trait]

@@ -162,6 +162,47 @@ pub fn desired(node: &Node, current: &KubeNode, taint_control_plane: bool) -> No
     }
 }
 
+/// What [`desired`] changes on `current`, in words, for `/status` and `ckecli plan`: `label k=v`,
+/// `remove label k`, the same for annotations, `taint k=v:Effect`, `remove taint k=v:Effect`
+/// (a taint without value is `k:Effect`). Empty when the Node is as desired.
+pub fn changes(node: &Node, current: &KubeNode, taint_control_plane: bool) -> Vec<String> {
+    let want = desired(node, current, taint_control_plane);
+    let mut out = Vec::new();
+    for (what, now, then) in [
+        ("label", &current.labels, &want.labels),
+        ("annotation", &current.annotations, &want.annotations),
+    ] {
+        out.extend(
+            then.iter()
+                .filter(|(k, v)| now.get(*k) != Some(v))
+                .map(|(k, v)| format!("{what} {k}={v}")),
+        );
+        out.extend(
+            now.keys()
+                .filter(|k| !then.contains_key(*k))
+                .map(|k| format!("remove {what} {k}")),
+        );
+    }
+    let show = |t: &Taint| match t.value.as_str() {
+        "" => format!("{}:{}", t.key, t.effect),
+        v => format!("{}={v}:{}", t.key, t.effect),
+    };
+    out.extend(
+        want.taints
+            .iter()
+            .filter(|t| !current.taints.contains(t))
+            .map(|t| format!("taint {}", show(t))),
+    );
+    out.extend(
+        current
+            .taints
+            .iter()
+            .filter(|t| !want.taints.contains(t))
+            .map(|t| format!("remove taint {}", show(t))),
+    );
+    out
+}
+
 /// The Node of `node` as cke keeps it when nobody else has touched it: ready, with exactly the
 /// attributes [`desired`] gives from none. What a converged cluster looks like (tests, fakes).
 pub fn as_kept(node: &Node, taint_control_plane: bool) -> KubeNode {
@@ -454,5 +495,55 @@ mod tests {
         assert!(d.labels.is_empty(), "{d:?}");
         assert_eq!(d.taints, vec![taint("user", "", "NoSchedule")]);
         assert!(!is_outdated(&demoted, &d.apply_to(&before), false));
+    }
+
+    #[test]
+    fn changes_say_what_update_node_writes() {
+        let mut w = Node::new("10.0.0.14", "cybozu", false);
+        w.labels = map(&[("role", "db"), ("kept", "same")]);
+        w.annotations = map(&[("note", "n")]);
+        w.taints = vec![taint("dedicated", "db", "NoSchedule")];
+        let current = KubeNode {
+            name: "10.0.0.14".into(),
+            labels: map(&[
+                ("kept", "same"),
+                ("role", "web"),
+                ("hoge.cke.cybozu.com/l", "x"),
+                ("other", "o"),
+            ]),
+            annotations: map(&[("cke.cybozu.com/stale", "1")]),
+            taints: vec![
+                taint("dedicated", "web", "NoSchedule"),
+                taint("hoge.cke.cybozu.com/foo", "bar", "PreferNoSchedule"),
+                taint("user", "", "NoExecute"),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            changes(&w, &current, false),
+            [
+                "label role=db",
+                "remove label hoge.cke.cybozu.com/l",
+                "annotation note=n",
+                "remove annotation cke.cybozu.com/stale",
+                "taint dedicated=db:NoSchedule",
+                "remove taint dedicated=web:NoSchedule",
+                "remove taint hoge.cke.cybozu.com/foo=bar:PreferNoSchedule",
+            ]
+        );
+        assert!(changes(&w, &desired(&w, &current, false).apply_to(&current), false).is_empty());
+        // A control plane with taint_control_plane: the master label and taint.
+        let cp = control_plane();
+        let bare = KubeNode {
+            name: "10.0.0.11".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            changes(&cp, &bare, true),
+            [
+                "label cke.cybozu.com/master=true",
+                "taint cke.cybozu.com/master:PreferNoSchedule"
+            ]
+        );
     }
 }

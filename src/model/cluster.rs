@@ -28,6 +28,7 @@ where
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
     /// The Kubernetes cluster name.
+    #[serde(default)]
     pub name: String,
     /// All nodes, control plane and workers.
     #[serde(default, deserialize_with = "null_default")]
@@ -39,6 +40,7 @@ pub struct Cluster {
     #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
     pub control_plane_tolerations: Vec<String>,
     /// CIDR of Kubernetes Services.
+    #[serde(default)]
     pub service_subnet: String,
     /// Upstream DNS server IP addresses.
     #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
@@ -58,12 +60,9 @@ pub struct Cluster {
     /// REST mappings for custom resources whose CRDs may not be discoverable yet.
     #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
     pub trusted_rest_mappings: Vec<TrustedRestMapping>,
-    /// Per-component options.
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "Options::is_empty"
-    )]
+    /// Per-component options (always written: CKE reads `options.kubelet.cri_endpoint` and
+    /// `options.etcd.volume_name` from the stored declaration without applying defaults).
+    #[serde(default, deserialize_with = "null_default")]
     pub options: Options,
 }
 
@@ -107,11 +106,13 @@ impl Cluster {
 #[serde(deny_unknown_fields)]
 pub struct Node {
     /// IP address of the node; cke reaches it over SSH at this address.
+    #[serde(default)]
     pub address: String,
     /// Overrides the node's name in Kubernetes (defaults to the address).
     #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
     pub hostname: String,
     /// SSH user name.
+    #[serde(default)]
     pub user: String,
     /// Runs the control plane and a managed etcd member.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -164,11 +165,13 @@ impl Node {
 #[serde(deny_unknown_fields)]
 pub struct Taint {
     /// Taint key (a qualified name).
+    #[serde(default)]
     pub key: String,
     /// Taint value (a label value).
     #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
     pub value: String,
     /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    #[serde(default)]
     pub effect: String,
 }
 
@@ -418,11 +421,7 @@ pub struct TrustedRestMapping {
 #[serde(deny_unknown_fields)]
 pub struct Options {
     /// The managed etcd.
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "EtcdParams::is_empty"
-    )]
+    #[serde(default, deserialize_with = "null_default")]
     pub etcd: EtcdParams,
     /// The rivers in front of etcd on control-plane nodes.
     #[serde(
@@ -472,18 +471,8 @@ pub struct Options {
     )]
     pub kube_proxy: ProxyParams,
     /// kubelet.
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "KubeletParams::is_empty"
-    )]
+    #[serde(default, deserialize_with = "null_default")]
     pub kubelet: KubeletParams,
-}
-
-impl Options {
-    fn is_empty(&self) -> bool {
-        *self == Options::default()
-    }
 }
 
 /// A bind mount into a component's container.
@@ -508,9 +497,9 @@ pub struct Mount {
 }
 
 macro_rules! service_fields {
-    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $f:ident : $t:ty,)* }) => {
+    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* pub $f:ident : $t:ty = $d:expr,)* }) => {
         $(#[$m])*
-        #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         #[serde(deny_unknown_fields)]
         pub struct $name {
             $($(#[$fm])* pub $f: $t,)*
@@ -523,6 +512,17 @@ macro_rules! service_fields {
             /// Extra environment variables.
             #[serde(default, deserialize_with = "null_default", skip_serializing_if = "BTreeMap::is_empty")]
             pub extra_env: BTreeMap<String, String>,
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name {
+                    $($f: $d,)*
+                    extra_args: Vec::new(),
+                    extra_binds: Vec::new(),
+                    extra_env: BTreeMap::new(),
+                }
+            }
         }
 
         impl $name {
@@ -548,12 +548,29 @@ service_fields! {
     pub struct ServiceParams {}
 }
 
+fn default_volume_name() -> String {
+    DEFAULT_ETCD_VOLUME_NAME.into()
+}
+
+fn default_cri_endpoint() -> String {
+    DEFAULT_CRI_ENDPOINT.into()
+}
+
+/// Go leaves a string alone on `null`: the default stays.
+fn null_as_volume_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_else(default_volume_name))
+}
+
+fn null_as_cri_endpoint<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_else(default_cri_endpoint))
+}
+
 service_fields! {
     /// Parameters of the managed etcd.
     pub struct EtcdParams {
-        /// Volume holding etcd's data (default `etcd-cke`).
-        #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
-        pub volume_name: String,
+        /// Volume holding etcd's data: `etcd-cke` when the key is absent (CKE's `NewCluster`).
+        #[serde(default = "default_volume_name", deserialize_with = "null_as_volume_name")]
+        pub volume_name: String = default_volume_name(),
     }
 }
 
@@ -573,13 +590,13 @@ service_fields! {
     pub struct ApiServerParams {
         /// Write an audit log.
         #[serde(default, skip_serializing_if = "is_false")]
-        pub audit_log_enabled: bool,
+        pub audit_log_enabled: bool = false,
         /// Audit policy in YAML.
         #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
-        pub audit_log_policy: String,
+        pub audit_log_policy: String = String::new(),
         /// Audit log path (standard output when empty).
         #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
-        pub audit_log_path: String,
+        pub audit_log_path: String = String::new(),
     }
 }
 
@@ -588,7 +605,7 @@ service_fields! {
     pub struct SchedulerParams {
         /// A partial `KubeSchedulerConfiguration`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub config: Option<serde_json::Value>,
+        pub config: Option<serde_json::Value> = None,
     }
 }
 
@@ -597,10 +614,10 @@ service_fields! {
     pub struct ProxyParams {
         /// A partial `KubeProxyConfiguration`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub config: Option<serde_json::Value>,
+        pub config: Option<serde_json::Value> = None,
         /// Do not run kube-proxy.
         #[serde(default, skip_serializing_if = "is_false")]
-        pub disable: bool,
+        pub disable: bool = false,
     }
 }
 
@@ -609,19 +626,20 @@ service_fields! {
     pub struct KubeletParams {
         /// Taints added when the node registers or kubelet boots.
         #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
-        pub boot_taints: Vec<Taint>,
+        pub boot_taints: Vec<Taint> = Vec::new(),
         /// CNI configuration file written to `/etc/cni/net.d`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub cni_conf_file: Option<CniConfFile>,
+        pub cni_conf_file: Option<CniConfFile> = None,
         /// A partial `KubeletConfiguration`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub config: Option<serde_json::Value>,
-        /// Path of the CRI socket (default `/run/containerd/containerd.sock`).
-        #[serde(default, deserialize_with = "null_default", skip_serializing_if = "String::is_empty")]
-        pub cri_endpoint: String,
+        pub config: Option<serde_json::Value> = None,
+        /// Path of the CRI socket: `/run/containerd/containerd.sock` when the key is absent (CKE's
+        /// `NewCluster`); an explicit empty value is invalid, as in CKE.
+        #[serde(default = "default_cri_endpoint", deserialize_with = "null_as_cri_endpoint")]
+        pub cri_endpoint: String = default_cri_endpoint(),
         /// Update an outdated kubelet in place.
         #[serde(default, skip_serializing_if = "is_false")]
-        pub in_place_update: bool,
+        pub in_place_update: bool = false,
     }
 }
 

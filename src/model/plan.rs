@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 pub enum Phase {
     /// The declaration violates the constraints; nothing is done.
     ConstraintsViolated,
+    /// Bringing on-node state written under an older `config-version` up to date (CKE's `upgrade`).
+    Upgrade,
+    /// An upgrade is needed but cannot be done now (a node to mark is unreachable, or the
+    /// `config-version` is newer than this cke knows).
+    UpgradeAborted,
     /// Starting or restarting rivers.
     Rivers,
     /// Bootstrapping the managed etcd.
@@ -42,6 +47,8 @@ impl Phase {
     pub fn as_str(&self) -> &'static str {
         match self {
             Phase::ConstraintsViolated => "constraints-violated",
+            Phase::Upgrade => "upgrade",
+            Phase::UpgradeAborted => "upgrade-aborted",
             Phase::Rivers => "rivers",
             Phase::EtcdBoot => "etcd-boot",
             Phase::EtcdBootAborted => "etcd-boot-aborted",
@@ -59,8 +66,10 @@ impl Phase {
     }
 
     /// Every phase, for metrics.
-    pub const ALL: [Phase; 14] = [
+    pub const ALL: [Phase; 16] = [
         Phase::ConstraintsViolated,
+        Phase::Upgrade,
+        Phase::UpgradeAborted,
         Phase::Rivers,
         Phase::EtcdBoot,
         Phase::EtcdBootAborted,
@@ -87,6 +96,14 @@ impl std::fmt::Display for Phase {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "operation", rename_all = "kebab-case")]
 pub enum OpKind {
+    /// CKE's `upgrade` from `config-version` `from` to the current one: mark the members of these
+    /// control-plane nodes (the added-member marker), then record the new `config-version`.
+    Upgrade {
+        /// The `config-version` found (CKE: absent means "1").
+        from: String,
+        /// Control-plane nodes that hold a started member's data but no marker.
+        nodes: Vec<String>,
+    },
     /// Start rivers on nodes where it is not running.
     RiversBootstrap {
         /// Node addresses.
@@ -122,19 +139,23 @@ pub enum OpKind {
         /// Control-plane node addresses (the endpoints to try).
         nodes: Vec<String>,
     },
-    /// Remove a member whose node is not declared.
+    /// Remove a member whose node is not declared, or that is no longer a control plane and is
+    /// unreachable (its node is wiped once reachable again: [`OpKind::EtcdDestroyMember`] without
+    /// an id).
     EtcdRemoveMember {
         /// The member's node address.
         node: String,
         /// The member id.
         id: u64,
     },
-    /// Remove a member on a node that is no longer control plane, and destroy its container and data.
+    /// Remove a member on a node that is no longer control plane, and destroy its container, data,
+    /// marker and certificates there. Without `id` (the member was removed while the node was
+    /// unreachable), only the node is wiped.
     EtcdDestroyMember {
         /// The node address.
         node: String,
-        /// The member id.
-        id: u64,
+        /// The member id; absent when only the node's leftovers are wiped.
+        id: Option<u64>,
     },
     /// Add a control-plane node as a learner, start it, promote it once in sync, mark it.
     /// `replace` is the id of a half-added member on the same node to remove first.
@@ -463,6 +484,7 @@ impl PlannedOp {
     /// The operation's name as recorded (`etcd-add-member`, ...).
     pub fn name(&self) -> &'static str {
         match self.kind {
+            OpKind::Upgrade { .. } => "upgrade",
             OpKind::RiversBootstrap { .. } => "rivers-bootstrap",
             OpKind::RiversRestart { .. } => "rivers-restart",
             OpKind::EtcdRiversBootstrap { .. } => "etcd-rivers-bootstrap",
@@ -522,6 +544,7 @@ impl PlannedOp {
             | OpKind::EtcdStart { nodes }
             | OpKind::EtcdWaitCluster { nodes }
             | OpKind::EtcdMarkMember { nodes }
+            | OpKind::Upgrade { nodes, .. }
             | OpKind::KubeApiserverRestart { nodes }
             | OpKind::KubeControllerManagerBootstrap { nodes }
             | OpKind::KubeControllerManagerRestart { nodes }
@@ -566,7 +589,7 @@ impl PlannedOp {
         matches!(
             self.kind,
             OpKind::EtcdRemoveMember { .. }
-                | OpKind::EtcdDestroyMember { .. }
+                | OpKind::EtcdDestroyMember { id: Some(_), .. }
                 | OpKind::EtcdAddMember { .. }
                 | OpKind::EtcdPromoteMember { .. }
         )

@@ -30,7 +30,7 @@ fn good_inputs() {
         format!("{BASE}{ONE_CP}repair:\n  repair_procedures:\n    - {{machine_types: [a], repair_operations: [{{operation: o, repair_steps: [{{repair_command: [x]}}], health_check_command: [h], success_command: null}}]}}\n"),
         format!("{BASE}{ONE_CP}sabakan: {{}}\n"),
         format!("{BASE}{ONE_CP}sabakan: {{spare_node_taint_key: null}}\n"),
-        format!("{BASE}{ONE_CP}options:\n  kubelet:\n    cni_conf_file: {{name: 99-loopback.conf, content: ''}}\n"),
+        format!("{BASE}{ONE_CP}options:\n  kubelet:\n    cni_conf_file: {{name: 99-loopback.conf, content: '{{\"type\": \"loopback\"}}'}}\n"),
     ];
     for text in cases {
         if let Err(e) = parse_cluster(&text) {
@@ -39,67 +39,79 @@ fn good_inputs() {
     }
 }
 
+/// What a verdict says about one field: CKE refuses it (an error), or accepts it and cke-rs warns.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Says {
+    Error,
+    Warning,
+    Nothing,
+}
+
 #[test]
-fn bad_inputs_name_the_field() {
+fn verdicts_name_the_field() {
+    use Says::*;
     let node = |extra: &str| {
         cluster(&format!(
             "nodes:\n  - {{address: 10.0.0.1, user: core, control_plane: true{extra}}}\n"
         ))
     };
-    let cases: Vec<(String, &str)> = vec![
-        (cluster("nodes: []\n"), "nodes"),
-        (format!("name: t\n{ONE_CP}"), "service_subnet"),
-        (cluster("nodes:\n  - {address: 10.0.0.1, user: core, control_plane: true}\n  - {address: 10.0.0.0.2, user: core}\n"), "nodes[1].address"),
-        (cluster("nodes:\n  - {address: '', user: core, control_plane: true}\n"), "nodes[0].address"),
-        (node(", user: ''"), "nodes[0].user"),
-        (cluster("nodes:\n  - {address: 10.0.0.1, user: '', control_plane: true}\n"), "nodes[0].user"),
-        (cluster("nodes:\n  - {address: 10.0.0.1, user: '-oProxyCommand=x', control_plane: true}\n"), "nodes[0].user"),
-        (cluster("nodes:\n  - {address: 10.0.0.1, user: 'a b', control_plane: true}\n"), "nodes[0].user"),
-        (node(", hostname: Upper_Case"), "nodes[0].hostname"),
-        (node(", labels: {'bad key!': v}"), "nodes[0].labels[\"bad key!\"]"),
-        (node(", labels: {'a.b/c': 'x'}"), ""),
-        (node(", labels: {'/c': 'x'}"), "nodes[0].labels[\"/c\"]"),
-        (node(", taints: [{key: a, value: 'x y', effect: NoSchedule}]"), "nodes[0].taints[0].value"),
-        (node(", taints: [{key: '', effect: NoSchedule}]"), "nodes[0].taints[0].key"),
+    let cases: Vec<(String, &str, Says)> = vec![
+        (cluster("nodes: []\n"), "nodes", Warning),
+        (format!("name: t\n{ONE_CP}"), "service_subnet", Error),
+        (cluster("nodes:\n  - {address: 10.0.0.1, user: core, control_plane: true}\n  - {address: 10.0.0.0.2, user: core}\n"), "nodes[1].address", Error),
+        (cluster("nodes:\n  - {address: '', user: core, control_plane: true}\n"), "nodes[0].address", Error),
+        (node(", user: ''"), "nodes[0].user", Error),
+        (cluster("nodes:\n  - {address: 10.0.0.1, user: '-oProxyCommand=x', control_plane: true}\n"), "nodes[0].user", Warning),
+        (cluster("nodes:\n  - {address: 10.0.0.1, user: 'a b', control_plane: true}\n"), "nodes[0].user", Warning),
+        (node(", hostname: Upper_Case"), "nodes[0].hostname", Warning),
+        (node(", labels: {'bad key!': v}"), "nodes[0].labels[\"bad key!\"]", Error),
+        (node(", labels: {'a.b/c': 'x'}"), "", Nothing),
+        (node(", labels: {'/c': 'x'}"), "nodes[0].labels[\"/c\"]", Error),
+        (node(", taints: [{key: a, value: 'x y', effect: NoSchedule}]"), "nodes[0].taints[0].value", Error),
+        (node(", taints: [{key: '', effect: NoSchedule}]"), "nodes[0].taints[0].key", Error),
         // CKE accepts its own keys in the declaration (its sabakan integration generates them).
-        (node(", taints: [{key: cke.cybozu.com/master, effect: NoSchedule}], labels: {node-role.kubernetes.io/master: 'true'}"), ""),
-        (format!("{BASE}{ONE_CP}dns_service: a/b/c\n"), "dns_service"),
-        (format!("{BASE}{ONE_CP}control_plane_tolerations: ['-x']\n"), "control_plane_tolerations[0]"),
-        (format!("{BASE}{ONE_CP}sabakan: {{spare_node_taint_key: '-bad'}}\n"), "sabakan.spare_node_taint_key"),
-        (format!("{BASE}{ONE_CP}trusted_rest_mappings: [{{group: g}}]\n"), "trusted_rest_mappings[0].version"),
-        (format!("{BASE}{ONE_CP}reboot:\n  reboot_command: null\n  eviction_timeout_seconds: 0\n"), "reboot.eviction_timeout_seconds"),
-        (format!("{BASE}{ONE_CP}reboot:\n  reboot_command: [r]\n  boot_check_command: [c]\n  max_concurrent_reboots: 0\n"), "reboot.max_concurrent_reboots"),
-        (format!("{BASE}{ONE_CP}reboot:\n  reboot_command: [r]\n  boot_check_command: [c]\n  protected_namespaces:\n    matchExpressions: [{{key: a, operator: In}}]\n"), "reboot.protected_namespaces.matchExpressions[0].values"),
-        (format!("{BASE}{ONE_CP}reboot:\n  reboot_command: [r]\n  boot_check_command: [c]\n  protected_namespaces:\n    matchExpressions: [{{key: a, operator: Near}}]\n"), "reboot.protected_namespaces.matchExpressions[0].operator"),
-        (format!("{BASE}{ONE_CP}repair:\n  repair_procedures: null\n  max_concurrent_repairs: 0\n"), "repair.max_concurrent_repairs"),
-        (format!("{BASE}{ONE_CP}repair:\n  repair_procedures: [{{machine_types: null, repair_operations: null}}]\n"), "repair.repair_procedures[0].machine_types"),
-        (format!("{BASE}{ONE_CP}options:\n  kubelet:\n    cni_conf_file: {{name: '', content: '{{\"cniVersion\": \"1.0.0\"}}'}}\n"), "options.kubelet.cni_conf_file.name"),
-        (format!("{BASE}{ONE_CP}options:\n  kubelet:\n    cni_conf_file: {{name: a.conf, content: '[]'}}\n"), "options.kubelet.cni_conf_file.content"),
-        (node(", labels: null, taints: [null]"), "nodes[0].taints[0]"),
-        (format!("{BASE}{ONE_CP}repair:\n  repair_procedures:\n    - {{machine_types: [a], repair_operations: [{{operation: o, repair_steps: [{{repair_command: [x]}}], health_check_command: [h]}}]}}\n    - {{machine_types: [a], repair_operations: [{{operation: o, repair_steps: [{{repair_command: [x]}}], health_check_command: [h]}}]}}\n"), "repair.repair_procedures[1].machine_types[0]"),
-        (format!("{BASE}{ONE_CP}options:\n  etcd:\n    extra_env: {{'1BAD': x}}\n"), "options.etcd.extra_env[\"1BAD\"]"),
-        (format!("{BASE}{ONE_CP}options:\n  rivers:\n    extra_binds: [{{source: /a, destination: /b, propagation: sideways}}]\n"), "options.rivers.extra_binds[0].propagation"),
-        (format!("{BASE}{ONE_CP}options:\n  kube-api:\n    extra_binds: [{{source: /a, destination: /b, selinux_label: q}}]\n"), "options.kube-api.extra_binds[0].selinux_label"),
-        (format!("{BASE}{ONE_CP}options:\n  kube-api:\n    audit_log_policy: '[a'\n"), "options.kube-api.audit_log_policy"),
-        (format!("{BASE}{ONE_CP}options:\n  kubelet:\n    config: [1]\n"), "options.kubelet.config"),
-        (format!("{BASE}{ONE_CP}options:\n  kubelet:\n    config: {{clusterDomain: 'Not Valid'}}\n"), "options.kubelet.config.clusterDomain"),
-        (format!("{BASE}{ONE_CP}options:\n  kubelet:\n    cni_conf_file: {{name: a.conf, content: 'not json'}}\n"), "options.kubelet.cni_conf_file.content"),
-        (format!("{BASE}{ONE_CP}options:\n  kubelet:\n    boot_taints: [{{key: a, effect: Never}}]\n"), "options.kubelet.boot_taints[0].effect"),
-        (format!("{BASE}{ONE_CP}options:\n  kube-scheduler:\n    config: 3\n"), "options.kube-scheduler.config"),
-        (format!("{BASE}{ONE_CP}options:\n  kubelet:\n    unknown: 1\n"), "options.kubelet.unknown"),
+        (node(", taints: [{key: cke.cybozu.com/master, effect: NoSchedule}], labels: {node-role.kubernetes.io/master: 'true'}"), "", Nothing),
+        (format!("{BASE}{ONE_CP}dns_service: a/b/c\n"), "dns_service", Error),
+        (format!("{BASE}{ONE_CP}control_plane_tolerations: ['-x']\n"), "control_plane_tolerations[0]", Error),
+        (format!("{BASE}{ONE_CP}sabakan: {{spare_node_taint_key: '-bad'}}\n"), "sabakan.spare_node_taint_key", Warning),
+        (format!("{BASE}{ONE_CP}trusted_rest_mappings: [{{group: g}}]\n"), "trusted_rest_mappings[0].version", Error),
+        (format!("{BASE}{ONE_CP}reboot:\n  reboot_command: null\n  eviction_timeout_seconds: 0\n"), "reboot.eviction_timeout_seconds", Error),
+        (format!("{BASE}{ONE_CP}reboot:\n  reboot_command: [r]\n  boot_check_command: [c]\n  max_concurrent_reboots: 0\n"), "reboot.max_concurrent_reboots", Error),
+        (format!("{BASE}{ONE_CP}reboot:\n  reboot_command: [r]\n  boot_check_command: [c]\n  protected_namespaces:\n    matchExpressions: [{{key: a, operator: In}}]\n"), "reboot.protected_namespaces.matchExpressions[0].values", Error),
+        (format!("{BASE}{ONE_CP}reboot:\n  reboot_command: [r]\n  boot_check_command: [c]\n  protected_namespaces:\n    matchExpressions: [{{key: a, operator: Near}}]\n"), "reboot.protected_namespaces.matchExpressions[0].operator", Error),
+        (format!("{BASE}{ONE_CP}repair:\n  repair_procedures: null\n  max_concurrent_repairs: 0\n"), "repair.max_concurrent_repairs", Error),
+        (format!("{BASE}{ONE_CP}repair:\n  repair_procedures: [{{machine_types: null, repair_operations: null}}]\n"), "repair.repair_procedures[0].machine_types", Warning),
+        (format!("{BASE}{ONE_CP}options:\n  kubelet:\n    cni_conf_file: {{name: '', content: '{{\"cniVersion\": \"1.0.0\"}}'}}\n"), "options.kubelet.cni_conf_file.name", Error),
+        (format!("{BASE}{ONE_CP}options:\n  kubelet:\n    cni_conf_file: {{name: a.conf, content: '[]'}}\n"), "options.kubelet.cni_conf_file.content", Error),
+        (node(", labels: null, taints: [null]"), "nodes[0].taints[0].key", Error),
+        (format!("{BASE}{ONE_CP}repair:\n  repair_procedures:\n    - {{machine_types: [a], repair_operations: [{{operation: o, repair_steps: [{{repair_command: [x]}}], health_check_command: [h]}}]}}\n    - {{machine_types: [a], repair_operations: [{{operation: o, repair_steps: [{{repair_command: [x]}}], health_check_command: [h]}}]}}\n"), "repair.repair_procedures[1].machine_types[0]", Warning),
+        (format!("{BASE}{ONE_CP}options:\n  etcd:\n    extra_env: {{'1BAD': x}}\n"), "options.etcd.extra_env[\"1BAD\"]", Warning),
+        (format!("{BASE}{ONE_CP}options:\n  rivers:\n    extra_binds: [{{source: /a, destination: /b, propagation: sideways}}]\n"), "options.rivers.extra_binds[0].propagation", Warning),
+        (format!("{BASE}{ONE_CP}options:\n  kube-api:\n    extra_binds: [{{source: /a, destination: /b, selinux_label: q}}]\n"), "options.kube-api.extra_binds[0].selinux_label", Warning),
+        (format!("{BASE}{ONE_CP}options:\n  kube-api:\n    audit_log_policy: '[a'\n"), "options.kube-api.audit_log_policy", Error),
+        (format!("{BASE}{ONE_CP}options:\n  kubelet:\n    config: [1]\n"), "options.kubelet.config", Error),
+        (format!("{BASE}{ONE_CP}options:\n  kubelet:\n    config: {{apiVersion: kubelet.config.k8s.io/v1beta1, kind: KubeletConfiguration, clusterDomain: 'Not Valid'}}\n"), "options.kubelet.config.clusterDomain", Error),
+        (format!("{BASE}{ONE_CP}options:\n  kubelet:\n    cni_conf_file: {{name: a.conf, content: 'not json'}}\n"), "options.kubelet.cni_conf_file.content", Error),
+        (format!("{BASE}{ONE_CP}options:\n  kubelet:\n    boot_taints: [{{key: a, effect: Never}}]\n"), "options.kubelet.boot_taints[0].effect", Error),
+        (format!("{BASE}{ONE_CP}options:\n  kube-scheduler:\n    config: 3\n"), "options.kube-scheduler.config", Error),
+        (format!("{BASE}{ONE_CP}options:\n  kubelet:\n    unknown: 1\n"), "options.kubelet.unknown", Warning),
+        (format!("{BASE}{ONE_CP}trusted_rest_mappings: [{{version: v1, kind: K, resource: ks}}, {{version: v1, kind: K, resource: other}}]\n"), "trusted_rest_mappings[1]", Error),
     ];
-    for (text, path) in cases {
-        match parse_cluster(&text) {
-            Ok(_) if path.is_empty() => {}
-            Ok(_) => panic!("accepted invalid input (expected error at {path}):\n{text}"),
-            Err(e) if path.is_empty() => panic!("rejected valid input:\n{text}\n{e}"),
-            Err(e) => {
-                let msg = e.to_string();
-                assert!(
-                    e.has_path(path) || msg.contains(path),
-                    "error for\n{text}\ndoes not name {path:?}: {msg}"
-                );
-            }
+    for (text, path, says) in cases {
+        match (read_cluster(&text, Mode::Declaration), says) {
+            (Ok(d), Nothing) => assert!(d.warnings.is_empty(), "warnings for\n{text}\n{:?}", d.warnings),
+            (Ok(d), Warning) => assert!(
+                d.warnings.iter().any(|w| w.path == path),
+                "no warning at {path:?} for\n{text}\n{:?}",
+                d.warnings
+            ),
+            (Ok(_), Error) => panic!("accepted invalid input (expected error at {path}):\n{text}"),
+            (Err(r), Error) => assert!(
+                r.errors.has_path(path),
+                "error for\n{text}\ndoes not name {path:?}: {}",
+                r.errors
+            ),
+            (Err(r), _) => panic!("rejected valid input:\n{text}\n{}", r.errors),
         }
     }
 }
@@ -108,7 +120,7 @@ fn bad_inputs_name_the_field() {
 fn all_errors_are_reported_at_once() {
     let text = "name: ''\nservice_subnet: nope\nnodes:\n  - {address: x, user: ''}\n";
     let e = parse_cluster(text).unwrap_err();
-    for p in ["name", "service_subnet", "nodes", "nodes[0].address", "nodes[0].user"] {
+    for p in ["name", "service_subnet", "nodes[0].address", "nodes[0].user"] {
         assert!(e.has_path(p), "missing {p}: {e}");
     }
 }
@@ -162,27 +174,46 @@ fn cke_json_with_nulls_reads_as_empty_and_serializes_unchanged() {
     }
 }
 
+/// The first line of a sample: `# expect: PATH` (an error) or `# warn: PATH` (a warning).
+fn first_line_path<'a>(text: &'a str, prefix: &str) -> &'a str {
+    text.lines()
+        .next()
+        .and_then(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("first line: {prefix}PATH"))
+}
+
 #[test]
 fn testdata_invalid_files_name_their_field() {
     let mut n = 0;
     for entry in std::fs::read_dir(testdata("invalid")).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        let expect = text
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("# expect: "))
-            .expect("first line: # expect: PATH");
+        let expect = first_line_path(&text, "# expect: ");
         let e = parse_cluster(&text).expect_err(&format!("{} was accepted", path.display()));
-        let msg = e.to_string();
+        assert!(e.has_path(expect), "{}: expected {expect:?} in: {e}", path.display());
+        n += 1;
+    }
+    assert!(n >= 15, "only {n} invalid samples");
+}
+
+#[test]
+fn testdata_warning_files_are_valid_and_name_their_field() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(testdata("warnings")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expect = first_line_path(&text, "# warn: ");
+        let d = read_cluster(&text, Mode::Declaration)
+            .unwrap_or_else(|r| panic!("{} was refused: {}", path.display(), r.errors));
         assert!(
-            e.has_path(expect) || msg.contains(expect),
-            "{}: expected {expect:?} in: {msg}",
-            path.display()
+            d.warnings.iter().any(|w| w.path == expect),
+            "{}: expected a warning at {expect:?}: {:?}",
+            path.display(),
+            d.warnings
         );
         n += 1;
     }
-    assert!(n >= 20, "only {n} invalid samples");
+    assert!(n >= 7, "only {n} warning samples");
 }
 
 #[test]

@@ -11,6 +11,9 @@ use crate::infra::agent::container::RunSpec;
 use crate::infra::pki::IssueRequest;
 use crate::model::RecordCommand;
 
+/// The owner of the files that hold keys (mode 0600): root.
+pub const SECRET_FILE_OWNER: &str = "root:root";
+
 fn record(name: &str, target: &str, detail: impl Into<String>) -> RecordCommand {
     RecordCommand {
         name: name.into(),
@@ -322,7 +325,9 @@ impl Commander for WriteFiles {
         }
         let node = infra.node(&self.node);
         for (path, bytes, mode) in contents {
-            node.write_file(&path, &bytes, mode, None)
+            // Files only their owner may read hold keys: owned by root, whatever the SSH user.
+            let owner = (mode & 0o077 == 0).then_some(SECRET_FILE_OWNER);
+            node.write_file(&path, &bytes, mode, owner)
                 .await
                 .map_err(|e| CommandError::new(&cmd, e))?;
         }

@@ -94,7 +94,9 @@ impl Classify for crate::infra::agent::AgentError {
         use crate::infra::agent::AgentError::*;
         match self {
             HostKey { .. } | Auth { .. } | NoKey { .. } | Invalid { .. } => Retry::AfterChange,
-            Connect { .. } | Timeout { .. } | Session { .. } | Failed { .. } | Output { .. } => Retry::Soon,
+            Connect { .. } | Timeout { .. } | Session { .. } | Failed { .. } | Output { .. } | LeaseExpired { .. } => {
+                Retry::Soon
+            }
         }
     }
 }
@@ -152,6 +154,10 @@ pub enum Outcome {
         /// Node addresses of every member, the learner included.
         members: Vec<String>,
     },
+    /// Writes to the management etcd that the controller makes fenced on the leadership, in one
+    /// transaction with the command's record (a command holds no fence of its own). The command
+    /// counts as done only once they are written.
+    Fenced(Vec<crate::storage::Write>),
 }
 
 /// One step of an operation.
@@ -236,6 +242,7 @@ pub struct OpContext<'a> {
 pub fn operator_for(planned: &PlannedOp, ctx: OpContext<'_>) -> Box<dyn Operator> {
     let name = planned.name();
     match &planned.kind {
+        OpKind::Upgrade { from, nodes } => etcd::upgrade::operator(from, nodes),
         OpKind::RiversBootstrap { nodes } | OpKind::RiversRestart { nodes } => {
             rivers::operator(name, nodes, ctx, rivers::Kind::Rivers)
         }

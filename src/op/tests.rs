@@ -471,7 +471,7 @@ async fn removing_and_destroying_members() {
     let cmds = env
         .run_ok(OpKind::EtcdDestroyMember {
             node: "10.0.0.3".into(),
-            id,
+            id: Some(id),
         })
         .await;
     assert_eq!(cmds, strings(&["remove-member 10.0.0.3", "destroy-etcd 10.0.0.3"]));
@@ -500,14 +500,14 @@ async fn a_destroy_cut_short_after_the_removal_leaves_the_wipe_to_the_next_pass(
         destroy.kind,
         OpKind::EtcdDestroyMember {
             node: "10.0.0.3".into(),
-            id
+            id: Some(id)
         }
     );
     env.fake.fail_once("10.0.0.3: remove etcd");
     let (cmds, r) = env
         .run(OpKind::EtcdDestroyMember {
             node: "10.0.0.3".into(),
-            id,
+            id: Some(id),
         })
         .await;
     assert_eq!(cmds, strings(&["remove-member 10.0.0.3", "destroy-etcd 10.0.0.3"]));
@@ -522,6 +522,118 @@ async fn a_destroy_cut_short_after_the_removal_leaves_the_wipe_to_the_next_pass(
             .all(|p| !p.changes_membership() || p.targets() != ["10.0.0.3"]),
         "{plan:?}"
     );
+    // What the removal left on the node is wiped by the next pass, without a membership change.
+    let wipe = env.run_until("etcd-destroy-member").await;
+    assert_eq!(
+        wipe.kind,
+        OpKind::EtcdDestroyMember {
+            node: "10.0.0.3".into(),
+            id: None
+        }
+    );
+    assert!(!wipe.changes_membership());
+    let cmds = env.run_ok(wipe.kind).await;
+    assert_eq!(cmds, strings(&["destroy-etcd 10.0.0.3"]));
+    env.fake.with(|w| {
+        let n = &w.nodes["10.0.0.3"];
+        assert!(!n.containers.contains_key("etcd"));
+        assert!(n.volumes.is_empty(), "{:?}", n.volumes);
+        assert_eq!(w.etcd.members.len(), 2);
+    });
+    let plan = env.next_plan();
+    assert!(
+        plan.ops
+            .iter()
+            .all(|p| !p.name().starts_with("etcd") || !p.targets().contains(&"10.0.0.3".to_string())),
+        "{plan:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_wipe_without_a_member_id_never_wipes_a_member() {
+    let env = Env::new().await;
+    with_etcd(&env).await;
+    let (cmds, r) = env
+        .run(OpKind::EtcdDestroyMember {
+            node: "10.0.0.3".into(),
+            id: None,
+        })
+        .await;
+    assert_eq!(cmds, strings(&["destroy-etcd 10.0.0.3"]));
+    let e = r.unwrap_err();
+    assert_eq!(e.retry, crate::error::Retry::AfterChange);
+    assert!(e.source.to_string().contains("refusing to wipe"), "{e:?}");
+    env.fake.with(|w| {
+        let n = &w.nodes["10.0.0.3"];
+        assert!(n.containers.contains_key("etcd"));
+        assert!(n.volumes.contains(crate::topology::ETCD_ADDED_MEMBER_VOLUME));
+        assert_eq!(w.etcd.members.len(), 3);
+    });
+}
+
+#[tokio::test]
+async fn upgrade_marks_the_named_nodes_then_hands_the_config_version_to_the_fenced_write() {
+    let env = Env::new().await;
+    with_etcd(&env).await;
+    let marker = crate::topology::ETCD_ADDED_MEMBER_VOLUME;
+    env.fake.with(|w| {
+        for a in &CP[..2] {
+            w.nodes.get_mut(*a).unwrap().volumes.remove(marker);
+        }
+    });
+    // The planner, with CKE's "1", names the two members' nodes that lack the marker.
+    let constraints = crate::model::Constraints {
+        control_plane_count: 3,
+        ..Default::default()
+    };
+    let inputs = PlanInputs {
+        config_version: "1".into(),
+        ..env.inputs()
+    };
+    let plan = decide_ops(&env.cluster, &env.status(), &constraints, &inputs, chrono::Utc::now());
+    assert_eq!(plan.phase, Phase::Upgrade);
+    assert_eq!(
+        plan.ops[0].kind,
+        OpKind::Upgrade {
+            from: "1".into(),
+            nodes: nodes(&CP[..2])
+        }
+    );
+    let status = env.status();
+    let mut op = operator_for(&plan.ops[0], env.ctx(&status));
+    let infra = env.infra();
+    let (mut recorded, mut last) = (vec![], None);
+    while let Some(cmd) = op.next_command() {
+        let r = cmd.command();
+        recorded.push(format!("{} {}", r.name, r.target));
+        let outcome = cmd.run(&infra).await.unwrap();
+        last = Some(outcome.clone());
+        op.command_done(outcome);
+    }
+    assert_eq!(
+        recorded,
+        strings(&[
+            "mark-member 10.0.0.1",
+            "mark-member 10.0.0.2",
+            "upgrade-version-from-1-to-2 config-version"
+        ])
+    );
+    // The command writes nothing itself: the controller makes the write, fenced, with its record.
+    assert_eq!(
+        last,
+        Some(Outcome::Fenced(vec![crate::storage::Write::Put(
+            crate::storage::KEY_CONFIG_VERSION.into(),
+            b"2".to_vec()
+        )]))
+    );
+    assert!(env
+        .storage
+        .get_raw(crate::storage::KEY_CONFIG_VERSION)
+        .await
+        .unwrap()
+        .is_none());
+    env.fake
+        .with(|w| assert!(CP.iter().all(|a| w.nodes[*a].volumes.contains(marker))));
 }
 
 #[tokio::test]

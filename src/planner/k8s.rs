@@ -130,8 +130,10 @@ pub(super) fn k8s_start_ops(nf: &NodeFilter) -> Result<Vec<PlannedOp>, String> {
 }
 
 /// `stop-control-plane`: control-plane containers still running on reachable nodes that are no
-/// longer control planes. etcd is stopped only while the managed etcd is good (its member there
-/// has been removed by then).
+/// longer control planes. etcd is stopped only while the managed etcd is good (CKE's rule) and,
+/// beyond CKE, only when the node is no longer a member: while etcd maintenance waits (for an
+/// unreachable control plane, say), a former control plane may still hold a voting member, and
+/// stopping it would cost the cluster a vote. (Its removal is etcd maintenance's.)
 pub(super) fn stop_control_plane_ops(nf: &NodeFilter) -> Vec<PlannedOp> {
     let workers: Vec<&Node> = nf
         .cluster()
@@ -139,10 +141,10 @@ pub(super) fn stop_control_plane_ops(nf: &NodeFilter) -> Vec<PlannedOp> {
         .iter()
         .filter(|n| !n.control_plane && nf.reachable(n))
         .collect();
-    let on = |f: &dyn Fn(&crate::model::NodeStatus) -> bool| -> Vec<String> {
+    let on = |f: &dyn Fn(&Node, &crate::model::NodeStatus) -> bool| -> Vec<String> {
         workers
             .iter()
-            .filter(|n| f(nf.node_status(n)))
+            .filter(|n| f(n, nf.node_status(n)))
             .map(|n| n.address.clone())
             .collect()
     };
@@ -158,27 +160,27 @@ pub(super) fn stop_control_plane_ops(nf: &NodeFilter) -> Vec<PlannedOp> {
         }
     };
     push(
-        on(&|s| s.kube_apiserver.service.running),
+        on(&|_, s| s.kube_apiserver.service.running),
         |nodes| OpKind::StopKubeApiserver { nodes },
         "kube-apiserver",
     );
     push(
-        on(&|s| s.kube_controller_manager.service.running),
+        on(&|_, s| s.kube_controller_manager.service.running),
         |nodes| OpKind::StopKubeControllerManager { nodes },
         "kube-controller-manager",
     );
     push(
-        on(&|s| s.kube_scheduler.service.running),
+        on(&|_, s| s.kube_scheduler.service.running),
         |nodes| OpKind::StopKubeScheduler { nodes },
         "kube-scheduler",
     );
     push(
-        on(&|s| etcd_good && s.etcd.service.running),
+        on(&|n, s| etcd_good && s.etcd.service.running && !nf.etcd_is_member(&n.address)),
         |nodes| OpKind::StopEtcd { nodes },
         "etcd",
     );
     push(
-        on(&|s| s.etcd_rivers.running),
+        on(&|_, s| s.etcd_rivers.running),
         |nodes| OpKind::StopEtcdRivers { nodes },
         "etcd-rivers",
     );

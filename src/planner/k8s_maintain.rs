@@ -41,22 +41,20 @@ pub(super) fn k8s_maintain_ops(nf: &NodeFilter) -> Vec<PlannedOp> {
     ops.extend(cluster_dns_ops(nf, &apiserver));
     ops.extend(node_dns_ops(nf, &apiserver));
     ops.extend(etcd_endpoint_ops(nf, &apiserver));
-    let outdated: Vec<String> = cluster
+    let outdated: Vec<(&crate::model::Node, &crate::model::KubeNode)> = cluster
         .nodes
         .iter()
-        .filter(|n| {
+        .filter_map(|n| {
             k.nodes
                 .iter()
                 .find(|kn| kn.name == n.nodename())
-                .is_some_and(|kn| is_outdated(n, kn, cluster.taint_control_plane))
+                .filter(|kn| is_outdated(n, kn, cluster.taint_control_plane))
+                .map(|kn| (n, kn))
         })
-        .map(|n| n.address.clone())
         .collect();
     if !outdated.is_empty() {
-        let reason = format!(
-            "the labels, annotations or taints of the Nodes of {} differ from the declaration",
-            outdated.join(", ")
-        );
+        let reason = node_changes_reason(&outdated, cluster.taint_control_plane);
+        let outdated = outdated.iter().map(|(n, _)| n.address.clone()).collect();
         ops.push(PlannedOp::new(
             OpKind::UpdateNode {
                 apiserver: apiserver.clone(),
@@ -67,7 +65,10 @@ pub(super) fn k8s_maintain_ops(nf: &NodeFilter) -> Vec<PlannedOp> {
     }
     let strays = non_cluster_nodes(nf);
     if !strays.is_empty() {
-        let reason = format!("Nodes {} belong to no declared node", strays.join(", "));
+        let reason = format!(
+            "Nodes {} belong to no declared node: cordon and delete them",
+            strays.join(", ")
+        );
         ops.push(PlannedOp::new(
             OpKind::RemoveNode {
                 apiserver: apiserver.clone(),
@@ -78,6 +79,35 @@ pub(super) fn k8s_maintain_ops(nf: &NodeFilter) -> Vec<PlannedOp> {
     }
     ops
 }
+
+/// The reason of an `update-node`: what it writes on each Node (the first [`DETAILED_NODES`] of
+/// them; the rest are counted).
+fn node_changes_reason(
+    outdated: &[(&crate::model::Node, &crate::model::KubeNode)],
+    taint_control_plane: bool,
+) -> String {
+    let mut parts: Vec<String> = outdated
+        .iter()
+        .take(DETAILED_NODES)
+        .map(|(n, kn)| {
+            format!(
+                "Node {}: {}",
+                kn.name,
+                crate::k8s::node::changes(n, kn, taint_control_plane).join(", ")
+            )
+        })
+        .collect();
+    if outdated.len() > DETAILED_NODES {
+        parts.push(format!("and {} more Nodes", outdated.len() - DETAILED_NODES));
+    }
+    format!(
+        "labels, annotations or taints differ from the declaration: {}",
+        parts.join("; ")
+    )
+}
+
+/// How many Nodes an `update-node` reason details.
+const DETAILED_NODES: usize = 10;
 
 /// cke's own static resources (CKE's nine, [`crate::k8s::static_resources`]) for the declared
 /// images and Kubernetes version, as definitions, in CKE's order.
@@ -129,7 +159,19 @@ fn resource_ops(nf: &NodeFilter, apiserver: &str) -> Vec<PlannedOp> {
             }
             let why = match status {
                 None => "does not exist".to_string(),
-                Some(_) => format!("is not at revision {}", def.revision),
+                Some(s) => {
+                    let annotation = |key: &str| s.annotations.get(key).map_or("none", String::as_str);
+                    let revision = annotation(crate::model::resource::ANNOTATION_RESOURCE_REVISION);
+                    if revision != def.revision.to_string() {
+                        format!("is at revision {revision}, not {}", def.revision)
+                    } else {
+                        format!(
+                            "has images {}, not {}",
+                            annotation(crate::model::resource::ANNOTATION_RESOURCE_IMAGE),
+                            def.image.as_deref().unwrap_or("none")
+                        )
+                    }
+                }
             };
             let what = if builtin { "static resource" } else { "resource" };
             ops.push(PlannedOp::new(

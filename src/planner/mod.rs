@@ -3,10 +3,10 @@
 //! data ([`Plan`]) that the controller turns into operators, `/status` publishes and `ckecli plan`
 //! prints.
 //!
-//! Phase order (CKE's): rivers → etcd bootstrap → start stopped members → wait for etcd health →
-//! (Kubernetes components) → etcd maintenance → Kubernetes objects (Node attributes) →
-//! control-plane containers on demoted nodes → uncordon nodes → repair queue → reboot queue →
-//! completed. Safety rules (DESIGN.md §4):
+//! Phase order (CKE's): upgrade (an older `config-version`) → rivers → etcd bootstrap → start stopped
+//! members → wait for etcd health → (Kubernetes components) → etcd maintenance → Kubernetes objects
+//! (Node attributes) → control-plane containers on demoted nodes → uncordon nodes → repair queue →
+//! reboot queue → completed. Safety rules (DESIGN.md §4):
 //! bootstrap and maintenance only when every control-plane node is reachable over SSH; at most one
 //! membership change per plan; members join as learners and are promoted once in sync; an outdated
 //! member is restarted only when the others keep quorum.
@@ -19,6 +19,8 @@ pub mod params;
 mod reboot;
 mod repair;
 
+#[cfg(test)]
+mod k8s_maintain_tests;
 #[cfg(test)]
 mod tests;
 
@@ -59,17 +61,27 @@ pub struct PlanInputs {
     pub etcd_bootstrapped_before: bool,
     /// What the node hosts need of the Kubernetes containers (`cke --node-profile`).
     pub host: crate::k8s::params::HostSettings,
-    /// kubelets and kube-proxies changed per pass (`cke --max-concurrent-updates`, CKE's 10).
+    /// Nodes changed per operation of rivers, etcd-rivers, kubelets and kube-proxies
+    /// (`cke --max-concurrent-updates`, CKE's 10).
     pub max_concurrent_updates: usize,
     /// Plan the Kubernetes components (always, but for the managed-etcd suites, which run
     /// `cke --test-without-kubernetes` from a `test-hooks` build on node hosts without Kubernetes).
     pub manage_kubernetes: bool,
     /// The user resources (`resource/*`, `ckecli resource set`), each with its revision.
     pub resources: Vec<crate::model::ResourceDefinition>,
+    /// The management etcd's `config-version` (CKE: "1" when the key is absent).
+    pub config_version: String,
 }
 
 /// CKE's `--max-concurrent-updates` default.
 pub const DEFAULT_MAX_CONCURRENT_UPDATES: usize = 10;
+
+/// The `config-version` this cke writes and understands (CKE's `cke.ConfigVersion`): "2" = members
+/// carry the added-member marker.
+pub const CONFIG_VERSION: &str = "2";
+
+/// The `config-version` of a management etcd without the key (CKE's rule).
+pub const CONFIG_VERSION_ABSENT: &str = "1";
 
 impl Default for PlanInputs {
     fn default() -> Self {
@@ -80,6 +92,7 @@ impl Default for PlanInputs {
             max_concurrent_updates: DEFAULT_MAX_CONCURRENT_UPDATES,
             manage_kubernetes: true,
             resources: vec![],
+            config_version: CONFIG_VERSION.into(),
         }
     }
 }
@@ -102,6 +115,14 @@ pub fn decide_ops(
         return plan(Phase::ConstraintsViolated, vec![], e.to_string());
     }
     let nf = NodeFilter::new(cluster, status, inputs).at(now);
+
+    // 0. CKE's upgrade of the on-node state of an older config-version.
+    if inputs.config_version != CONFIG_VERSION {
+        return match upgrade_op(&nf, &inputs.config_version) {
+            Ok(op) => plan(Phase::Upgrade, vec![op], String::new()),
+            Err(note) => plan(Phase::UpgradeAborted, vec![], note),
+        };
+    }
 
     // 1. rivers everywhere, etcd-rivers on control-plane nodes.
     let ops = rivers_ops(&nf);
@@ -199,24 +220,32 @@ pub fn decide_ops(
             return plan(Phase::K8sMaintain, ops, String::new());
         }
     }
-    // The queues, after the phases above (CKE goes on to them when etcd maintenance waits too).
-    let queues = || queue_phases(&nf, inputs, constraints);
-    if let Some(note) = etcd_waits {
-        return match queues() {
-            Ok((phase, ops, queue_note)) => plan(phase, ops, queue_note),
-            Err(_) => plan(Phase::Completed, vec![], note),
-        };
-    }
-    // 8. Control-plane containers on nodes that are no longer control planes.
+    // 8. Control-plane containers on nodes that are no longer control planes, also while etcd
+    // maintenance waits (CKE's cleanOps; etcd itself only while etcd is good).
     let ops = k8s::stop_control_plane_ops(&nf);
     if !ops.is_empty() {
         return plan(Phase::StopControlPlane, ops, String::new());
     }
-    // 9-11. The queues.
-    let note = match queues() {
+    // 9-11. The queues, also while etcd maintenance waits (CKE goes on to them then too).
+    let note = match queue_phases(&nf, inputs, constraints) {
         Ok((phase, ops, note)) => return plan(phase, ops, note),
         Err(note) => note,
     };
+    if let Some(note) = etcd_waits {
+        return plan(Phase::Completed, vec![], note);
+    }
+    let starting = nf.etcd_starting_learners();
+    if !starting.is_empty() {
+        return plan(
+            Phase::Completed,
+            vec![],
+            format!(
+                "learners on {} have not started yet although their etcd containers run (catching up?); \
+                 nothing changes in the managed etcd until they have",
+                starting.join(", ")
+            ),
+        );
+    }
     let no_volume = nf.etcd_running_without_volume();
     if !no_volume.is_empty() {
         return plan(
@@ -283,9 +312,48 @@ fn queue_phases(
     Err(note)
 }
 
+/// CKE's `upgrade` (phase 0): only "1" (or an absent key) is known; it needs the control-plane
+/// nodes with a started member reachable, to mark those that lack the marker. `Err(note)`: aborted.
+fn upgrade_op(nf: &NodeFilter, from: &str) -> Result<PlannedOp, String> {
+    if from != CONFIG_VERSION_ABSENT {
+        return Err(format!(
+            "config-version {from:?} is not one this cke knows (it writes {CONFIG_VERSION:?} and upgrades \
+             from {CONFIG_VERSION_ABSENT:?}); a newer CKE may have written it, so nothing is done"
+        ));
+    }
+    let (nodes, unreachable) = nf.etcd_upgrade_marks();
+    if !unreachable.is_empty() {
+        return Err(format!(
+            "the upgrade from config-version {from} needs the control-plane nodes with a member; \
+             unreachable: {}",
+            unreachable.join(", ")
+        ));
+    }
+    let reason = if nodes.is_empty() {
+        format!("config-version {from}: record config-version {CONFIG_VERSION}")
+    } else {
+        format!(
+            "config-version {from}: mark the members on {} (added-member marker), then record \
+             config-version {CONFIG_VERSION}",
+            nodes.join(", ")
+        )
+    };
+    Ok(PlannedOp::new(
+        OpKind::Upgrade {
+            from: from.into(),
+            nodes,
+        },
+        reason,
+    ))
+}
+
+/// rivers and etcd-rivers, each list capped at `--max-concurrent-updates` nodes (CKE's riversOps):
+/// the next pass takes the next batch.
 fn rivers_ops(nf: &NodeFilter) -> Vec<PlannedOp> {
     let mut ops = Vec::new();
-    let mut push = |nodes: Vec<String>, kind: fn(Vec<String>) -> OpKind, what: &str| {
+    let max = nf.max_concurrent_updates();
+    let mut push = |mut nodes: Vec<String>, kind: fn(Vec<String>) -> OpKind, what: &str| {
+        nodes.truncate(max);
         if !nodes.is_empty() {
             let reason = format!("{what} on {}", nodes.join(", "));
             ops.push(PlannedOp::new(kind(nodes), reason));
@@ -322,11 +390,22 @@ fn etcd_maintenance(nf: &NodeFilter) -> Option<PlannedOp> {
         return Some(PlannedOp::new(OpKind::EtcdRemoveMember { node, id }, reason));
     }
     if let Some((node, id)) = nf.etcd_non_cp_members(false).into_iter().next() {
-        let reason = format!("member {id:x} on {node} is no longer control plane and not in sync");
-        return Some(PlannedOp::new(OpKind::EtcdDestroyMember { node, id }, reason));
+        return Some(destroy_member(
+            nf,
+            node,
+            id,
+            "is no longer control plane and not in sync",
+        ));
     }
-    if let Some((node, id)) = nf.etcd_half_added_members().into_iter().next() {
-        let reason = format!("member {id:x} on {node} was added but never completed its join");
+    if let Some(node) = nf.etcd_leftovers().into_iter().next() {
+        let reason = format!(
+            "{node} is no longer control plane and not a member, but holds etcd data or the \
+             added-member marker (a member removed while the node was unreachable, or a wipe cut \
+             short): wipe it"
+        );
+        return Some(PlannedOp::new(OpKind::EtcdDestroyMember { node, id: None }, reason));
+    }
+    if let Some((node, id, reason)) = nf.etcd_half_added_members().into_iter().next() {
         return Some(PlannedOp::new(
             OpKind::EtcdAddMember {
                 node,
@@ -362,8 +441,7 @@ fn etcd_maintenance(nf: &NodeFilter) -> Option<PlannedOp> {
         return Some(PlannedOp::new(OpKind::EtcdRemoveMember { node, id }, reason));
     }
     if let Some((node, id)) = nf.etcd_non_cp_members(true).into_iter().next() {
-        let reason = format!("member {id:x} on {node} is no longer control plane");
-        return Some(PlannedOp::new(OpKind::EtcdDestroyMember { node, id }, reason));
+        return Some(destroy_member(nf, node, id, "is no longer control plane"));
     }
     for node in nf.etcd_outdated_members() {
         if nf.etcd_restart_keeps_quorum(&node) {
@@ -372,4 +450,21 @@ fn etcd_maintenance(nf: &NodeFilter) -> Option<PlannedOp> {
         }
     }
     None
+}
+
+/// The member `id` of `node`, which is no longer a control plane: removed and its node wiped; when
+/// the node is unreachable, only removed (CKE removes it then too), and the node is wiped once it is
+/// reachable again ([`NodeFilter::etcd_leftovers`]): no operation waits on an unreachable node.
+fn destroy_member(nf: &NodeFilter, node: String, id: u64, why: &str) -> PlannedOp {
+    let reachable = nf.cluster().node(&node).is_some_and(|n| nf.reachable(n));
+    if reachable {
+        let reason = format!("member {id:x} on {node} {why}");
+        PlannedOp::new(OpKind::EtcdDestroyMember { node, id: Some(id) }, reason)
+    } else {
+        let reason = format!(
+            "member {id:x} on {node} {why}; {node} is unreachable: the member is removed now, its \
+             container, data and certificates are wiped once it is reachable again"
+        );
+        PlannedOp::new(OpKind::EtcdRemoveMember { node, id }, reason)
+    }
 }

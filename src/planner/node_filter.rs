@@ -64,7 +64,7 @@ impl<'a> NodeFilter<'a> {
             .map_err(|e| format!("no Kubernetes component is started or updated: {e}"))
     }
 
-    /// Nodes per batch of kubelet and kube-proxy changes (at least 1).
+    /// Nodes per batch of rivers, etcd-rivers, kubelet and kube-proxy changes (at least 1).
     pub(super) fn max_concurrent_updates(&self) -> usize {
         self.inputs.max_concurrent_updates.max(1)
     }
@@ -169,6 +169,28 @@ impl<'a> NodeFilter<'a> {
         !(same_bootstrap || never_started)
     }
 
+    /// For CKE's `upgrade` to `config-version` "2": the reachable control-plane nodes whose started
+    /// member (named in the member list) has its data there but no added-member marker, and the
+    /// unreachable control-plane nodes with a started member (whose marker cannot be checked).
+    /// CKE marks every control plane; a marker on a node without a joined member's data would make
+    /// a later, interrupted bootstrap or join look complete, so cke marks only these.
+    pub fn etcd_upgrade_marks(&self) -> (Vec<String>, Vec<String>) {
+        let e = &self.status.etcd;
+        let (mut mark, mut unreachable) = (vec![], vec![]);
+        for n in self.cluster.control_planes() {
+            if e.members.get(&n.address).is_none_or(|m| m.name.is_empty()) {
+                continue;
+            }
+            let st = &self.node_status(n).etcd;
+            if !self.reachable(n) {
+                unreachable.push(n.address.clone());
+            } else if st.has_data && !st.is_added_member {
+                mark.push(n.address.clone());
+            }
+        }
+        (mark, unreachable)
+    }
+
     /// True when the managed etcd is healthy and every member is in sync.
     pub fn etcd_is_good(&self) -> bool {
         let e = &self.status.etcd;
@@ -235,22 +257,81 @@ impl<'a> NodeFilter<'a> {
             .collect()
     }
 
-    /// Members on reachable control-plane nodes that were added but never completed their join:
-    /// never started (no name), or not marked and not running. They are removed and added again.
+    /// Reachable declared nodes that are not control planes and not members, but hold etcd data or
+    /// the added-member marker: what a member removed while its node was unreachable leaves (or a
+    /// wipe that failed halfway). Only while the managed etcd is healthy, so that its member list
+    /// is known; the wipe itself refuses a node that the member list names.
+    pub fn etcd_leftovers(&self) -> Vec<String> {
+        let e = &self.status.etcd;
+        if !e.is_healthy {
+            return vec![];
+        }
+        self.cluster
+            .nodes
+            .iter()
+            .filter(|n| !n.control_plane && self.reachable(n))
+            .filter(|n| !e.members.contains_key(&n.address))
+            .filter(|n| {
+                let st = &self.node_status(n).etcd;
+                st.has_data || st.is_added_member
+            })
+            .map(|n| n.address.clone())
+            .collect()
+    }
+
+    /// True when the managed etcd lists a member on `address`.
+    pub fn etcd_is_member(&self, address: &str) -> bool {
+        self.status.etcd.members.contains_key(address)
+    }
+
+    /// Members on reachable control-plane nodes that were added but never completed their join, with
+    /// why: (address, id, reason). They are removed and added again. Half-added are
+    /// - voting members that never started (no name), whatever their container reports: a voter
+    ///   only joins unstarted when CKE (or a person) added it, and a container that runs but never
+    ///   gave it a name runs with flags that do not join it (a wrong `--initial-cluster`, say);
+    /// - learners that never started and whose container does not run (a learner whose container
+    ///   runs may still be catching up: it gets its name once it has);
+    /// - members that are not marked and whose container does not run.
+    ///
     /// A member in sync is never half-added, whatever its node reports.
-    pub fn etcd_half_added_members(&self) -> Vec<(String, u64)> {
+    pub fn etcd_half_added_members(&self) -> Vec<(String, u64, String)> {
         let e = &self.status.etcd;
         e.members
             .iter()
             .filter(|(a, _)| self.declared(a).is_some_and(|n| n.control_plane && self.reachable(n)))
             .filter(|(a, _)| !e.in_sync_members.contains(*a))
-            .filter(|(a, m)| {
-                let st = self.status.nodes.get(*a).map(|s| &s.etcd);
+            .filter_map(|(a, m)| {
+                let st = self.status.nodes.get(a).map(|s| &s.etcd);
                 let marked = st.is_some_and(|s| s.is_added_member);
                 let running = st.is_some_and(|s| s.service.running);
-                !running && (m.name.is_empty() || !marked)
+                let id = m.id;
+                let reason = if m.name.is_empty() && !m.is_learner && running {
+                    format!(
+                        "voting member {id:x} on {a} never started (it has no name) although its etcd \
+                         container runs: that container does not join it (wrong flags?); it is removed \
+                         and added again as a learner"
+                    )
+                } else if !running && (m.name.is_empty() || !marked) {
+                    format!("member {id:x} on {a} was added but never completed its join")
+                } else {
+                    return None;
+                };
+                Some((a.clone(), id, reason))
             })
-            .map(|(a, m)| (a.clone(), m.id))
+            .collect()
+    }
+
+    /// Learners on control-plane nodes that have not started (no name) while their container runs:
+    /// left to catch up (they get their name once they have), but they hold every change after the
+    /// health gate.
+    pub fn etcd_starting_learners(&self) -> Vec<String> {
+        let e = &self.status.etcd;
+        e.members
+            .iter()
+            .filter(|(_, m)| m.is_learner && m.name.is_empty())
+            .filter(|(a, _)| self.declared(a).is_some_and(|n| n.control_plane))
+            .filter(|(a, _)| self.status.nodes.get(*a).is_some_and(|s| s.etcd.service.running))
+            .map(|(a, _)| a.clone())
             .collect()
     }
 
@@ -361,6 +442,7 @@ impl<'a> NodeFilter<'a> {
             || !self.etcd_non_cp_members(true).is_empty()
             || !self.etcd_non_cp_members(false).is_empty()
             || !self.etcd_outdated_members().is_empty()
+            || !self.etcd_leftovers().is_empty()
     }
 }
 

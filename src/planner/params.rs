@@ -39,10 +39,11 @@ pub fn etcd_builtin_params(
         format!("--peer-key-file={ETCD_PKI_DIR}/peer.key"),
         format!("--peer-client-cert-auth=true"),
         format!("--peer-trusted-ca-file={ETCD_PKI_DIR}/ca-peer.crt"),
-        "--enable-v2=false".into(),
         // The JSON gateway dials the server with the server certificate, which the client CA does not
         // sign: it never works here and logs a refused connection every few seconds.
         "--enable-grpc-gateway=false".into(),
+        // etcd compacts its keyspace itself, every hour: the kube-apiserver user has no root role
+        // (CKE grants it one so that kube-apiserver compacts), and compaction needs it.
         "--auto-compaction-mode=periodic".into(),
         "--auto-compaction-retention=1".into(),
     ];

@@ -209,6 +209,39 @@ fn fresh_cluster_boots_rivers_then_etcd() {
 }
 
 #[test]
+fn rivers_change_in_batches_of_max_concurrent_updates_one_pass_each() {
+    let mut f = Fixture::new(3, 22).with_healthy_etcd();
+    for st in f.status.nodes.values_mut() {
+        st.rivers = ServiceStatus::default();
+    }
+    // Each pass starts the next ten (CKE's default), re-planning from what the probe then sees.
+    let mut batches = vec![];
+    loop {
+        let p = f.plan();
+        if p.phase != Phase::Rivers {
+            break;
+        }
+        let [OpKind::RiversBootstrap { nodes }] = &kinds(&p)[..] else {
+            panic!("{p:?}");
+        };
+        assert!(nodes.len() <= DEFAULT_MAX_CONCURRENT_UPDATES, "{nodes:?}");
+        let cps: Vec<Node> = f.cluster.control_planes().cloned().collect();
+        let cps: Vec<&Node> = cps.iter().collect();
+        for a in nodes {
+            let st = f.status.nodes.get_mut(a).unwrap();
+            st.rivers = running(
+                &f.inputs.images.tools,
+                rivers_builtin_params(&cps, API_SERVER_PORT, RIVERS_LISTEN_PORT),
+                Default::default(),
+            );
+        }
+        batches.push(nodes.len());
+    }
+    assert_eq!(batches, [10, 10, 5]);
+    assert_eq!(f.plan().phase, Phase::Completed);
+}
+
+#[test]
 fn outdated_rivers_restart_when_control_planes_change() {
     let mut f = Fixture::new(3, 1).with_healthy_etcd();
     assert_eq!(f.plan().phase, Phase::Completed);
@@ -367,7 +400,10 @@ fn removal_and_demotion_one_at_a_time() {
     f.status.etcd.in_sync_members.remove("10.0.9.9");
     assert_eq!(
         kinds(&f.plan()),
-        vec![OpKind::EtcdDestroyMember { node: addr(3), id: 4 }]
+        vec![OpKind::EtcdDestroyMember {
+            node: addr(3),
+            id: Some(4)
+        }]
     );
     // Dead undeclared members go first, even before the health gate.
     f.set_member("10.0.9.8", 8, false);

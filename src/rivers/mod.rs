@@ -91,7 +91,7 @@ pub fn main_impl(args: Args) -> ExitCode {
             crate::error::ExitCode::Success.into()
         }
         Err(err) => {
-            tracing::error!("rivers: {}", crate::error::error_report(&err));
+            crate::error::print_error("rivers", &err);
             crate::error::ExitCode::Failure.into()
         }
     }

@@ -28,10 +28,35 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+/// 200 when the management etcd answered and the main loop made progress within
+/// [`HEALTH_WINDOW`], 500 otherwise; either way `problems` says, in words, what is wrong: those two,
+/// and on the leader Vault (down, sealed), unreachable nodes and the last failed pass. Problems of
+/// Vault and the nodes do not make cke unhealthy: it keeps working on the rest and retries.
 async fn health(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let fresh = |t: Option<std::time::Instant>| t.is_some_and(|t| t.elapsed() < HEALTH_WINDOW);
-    let etcd = fresh(*shared.etcd_ok_at.lock().unwrap());
-    let running = fresh(*shared.loop_alive_at.lock().unwrap());
+    let age = |t: Option<std::time::Instant>| t.map(|t| t.elapsed());
+    let etcd_age = age(*shared.etcd_ok_at.lock().unwrap());
+    let loop_age = age(*shared.loop_alive_at.lock().unwrap());
+    let fresh = |a: Option<Duration>| a.is_some_and(|a| a < HEALTH_WINDOW);
+    let (etcd, running) = (fresh(etcd_age), fresh(loop_age));
+    let since = |a: Option<Duration>| match a {
+        Some(a) => format!("for {}s", a.as_secs()),
+        None => "since start".into(),
+    };
+    let mut problems = Vec::new();
+    if !etcd {
+        problems.push(format!("management etcd: no answer {}", since(etcd_age)));
+    }
+    if !running {
+        problems.push(format!("main loop: no progress {}", since(loop_age)));
+    }
+    problems.extend(
+        shared
+            .problems
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(source, text)| format!("{source}: {text}")),
+    );
     let code = if etcd && running {
         StatusCode::OK
     } else {
@@ -39,7 +64,12 @@ async fn health(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     };
     (
         code,
-        Json(json!({ "healthy": etcd && running, "etcd_connected": etcd, "loop_running": running })),
+        Json(json!({
+            "healthy": etcd && running,
+            "etcd_connected": etcd,
+            "loop_running": running,
+            "problems": problems,
+        })),
     )
 }
 
@@ -54,7 +84,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
 
 async fn metrics(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         shared.metrics.render(),
     )
 }

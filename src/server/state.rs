@@ -50,6 +50,9 @@ pub struct Shared {
     pub etcd_ok_at: Mutex<Option<Instant>>,
     /// When the main loop last made progress (campaigning or a pass).
     pub loop_alive_at: Mutex<Option<Instant>>,
+    /// What is wrong with the dependencies the leader uses, by source (`vault`, `node <address>`,
+    /// `last pass`), shown by `/health`. Cleared when the term ends.
+    pub problems: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl Shared {
@@ -61,5 +64,30 @@ impl Shared {
     /// Notes that etcd answered.
     pub fn etcd_ok(&self) {
         *self.etcd_ok_at.lock().unwrap() = Some(Instant::now());
+    }
+
+    /// Notes what is wrong with `source`, or that nothing is (`None`).
+    pub fn set_problem(&self, source: &str, problem: Option<String>) {
+        let mut p = self.problems.lock().unwrap();
+        match problem {
+            Some(text) => {
+                p.insert(source.to_string(), text);
+            }
+            None => {
+                p.remove(source);
+            }
+        }
+    }
+
+    /// Replaces every problem whose source starts with `prefix` with `problems`.
+    pub fn replace_problems(&self, prefix: &str, problems: impl IntoIterator<Item = (String, String)>) {
+        let mut p = self.problems.lock().unwrap();
+        p.retain(|k, _| !k.starts_with(prefix));
+        p.extend(problems);
+    }
+
+    /// Forgets every problem (the term ended: a follower uses no dependency but etcd).
+    pub fn clear_problems(&self) {
+        self.problems.lock().unwrap().clear();
     }
 }

@@ -92,20 +92,29 @@ impl EtcdStorage {
         self.timeout
     }
 
-    /// Runs one request with the configured timeout, mapping errors to [`StorageError`].
-    pub async fn request<T, F>(&self, f: F) -> Result<T, StorageError>
+    /// Runs one request (`operation`: get, list, put, delete, txn, watch) with the configured
+    /// timeout, mapping errors to [`StorageError`]; counted in the management-etcd metrics.
+    pub async fn request<T, F>(&self, operation: &str, f: F) -> Result<T, StorageError>
     where
         F: Future<Output = Result<T, etcd_client::Error>>,
     {
+        let metrics = crate::metrics::process();
+        metrics.etcd_request(operation);
         match tokio::time::timeout(self.timeout, f).await {
-            Err(_) => Err(StorageError::Timeout {
-                endpoints: self.endpoints.clone(),
-                timeout: self.timeout,
-            }),
-            Ok(Err(e)) => Err(StorageError::Etcd {
-                endpoints: self.endpoints.clone(),
-                source: e,
-            }),
+            Err(_) => {
+                metrics.etcd_request_error(operation, "timeout");
+                Err(StorageError::Timeout {
+                    endpoints: self.endpoints.clone(),
+                    timeout: self.timeout,
+                })
+            }
+            Ok(Err(e)) => {
+                metrics.etcd_request_error(operation, "error");
+                Err(StorageError::Etcd {
+                    endpoints: self.endpoints.clone(),
+                    source: e,
+                })
+            }
             Ok(Ok(v)) => Ok(v),
         }
     }
@@ -129,7 +138,7 @@ impl Storage for EtcdStorage {
 
     async fn get_raw(&self, key: &str) -> Result<Option<KeyValue>, StorageError> {
         let mut c = self.client.clone();
-        let resp = self.request(c.get(self.full_key(key), None)).await?;
+        let resp = self.request("get", c.get(self.full_key(key), None)).await?;
         Ok(resp.kvs().first().map(|kv| self.convert(kv)))
     }
 
@@ -149,7 +158,9 @@ impl Storage for EtcdStorage {
             .with_prefix()
             .with_limit(limit.max(0))
             .with_sort(SortTarget::Key, order);
-        let resp = self.request(c.get(self.full_key(key_prefix), Some(opts))).await?;
+        let resp = self
+            .request("list", c.get(self.full_key(key_prefix), Some(opts)))
+            .await?;
         Ok(Listing {
             kvs: resp.kvs().iter().map(|kv| self.convert(kv)).collect(),
             revision: resp.header().map_or(0, |h| h.revision()),
@@ -163,7 +174,7 @@ impl Storage for EtcdStorage {
             .when(vec![Compare::create_revision(full.clone(), CompareOp::Equal, 0)])
             .and_then(vec![TxnOp::put(full, value, None::<PutOptions>)]);
         let mut c = self.client.clone();
-        Ok(self.request(c.txn(txn)).await?.succeeded())
+        Ok(self.request("txn", c.txn(txn)).await?.succeeded())
     }
 
     async fn watch(&self, key_prefix: &str, start_revision: i64) -> Result<WatchStream, StorageError> {
@@ -176,7 +187,7 @@ impl Storage for EtcdStorage {
         let mut c = self.client.clone();
         // The watch is established once the server's first answer ("created") is in.
         let (inner, first) = self
-            .request(async {
+            .request("watch", async {
                 let mut s = c.watch(prefix.clone(), Some(opts)).await?;
                 let first = s.message().await?;
                 Ok((s, first))
@@ -211,13 +222,13 @@ impl Storage for EtcdStorage {
 
     async fn put_raw(&self, key: &str, value: Vec<u8>) -> Result<(), StorageError> {
         let mut c = self.client.clone();
-        self.request(c.put(self.full_key(key), value, None)).await?;
+        self.request("put", c.put(self.full_key(key), value, None)).await?;
         Ok(())
     }
 
     async fn delete_raw(&self, key: &str) -> Result<bool, StorageError> {
         let mut c = self.client.clone();
-        let resp = self.request(c.delete(self.full_key(key), None)).await?;
+        let resp = self.request("delete", c.delete(self.full_key(key), None)).await?;
         Ok(resp.deleted() > 0)
     }
 
@@ -238,7 +249,7 @@ impl Storage for EtcdStorage {
             .collect();
         let mut c = self.client.clone();
         Ok(self
-            .request(c.txn(Txn::new().when(compares).and_then(ops)))
+            .request("txn", c.txn(Txn::new().when(compares).and_then(ops)))
             .await?
             .succeeded())
     }

@@ -68,8 +68,8 @@ pub const CA_NAMES: [&str; 6] = [
     "kubernetes-webhook",
 ];
 
-/// How Vault is reached (`<prefix>vault`, CKE's JSON layout).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// How Vault is reached (`<prefix>vault`, CKE's JSON layout). Its `Debug` leaves the secret id out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VaultConfig {
     /// Vault URL, e.g. `https://vault.example:8200`.
@@ -85,6 +85,16 @@ pub struct VaultConfig {
     pub secret_id: String,
 }
 
+impl std::fmt::Debug for VaultConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultConfig")
+            .field("endpoint", &self.endpoint)
+            .field("role_id", &self.role_id)
+            .field("secret_id", &"(hidden)")
+            .finish_non_exhaustive()
+    }
+}
+
 /// The leader's fence: its election key and that key's create revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
@@ -92,6 +102,44 @@ pub struct Fence {
     pub key: String,
     /// Its create revision; the fence holds only while the key exists with this revision.
     pub create_revision: i64,
+}
+
+/// Until when the leader's lease surely lasts, by this process's monotonic clock. The election moves
+/// it forward on every keep-alive answer (to when that keep-alive was sent, plus the TTL etcd
+/// granted, less a margin); the controller and the node agents act on nothing once it has passed. A
+/// process that was paused (SIGSTOP, a frozen VM) finds it passed the moment it wakes, before any
+/// network round trip could tell it that it lost the lease. Clones share the deadline.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseDeadline(std::sync::Arc<std::sync::Mutex<Option<tokio::time::Instant>>>);
+
+impl LeaseDeadline {
+    /// No deadline: never passes (tests of the framework, a single in-memory store).
+    pub fn unlimited() -> Self {
+        LeaseDeadline::default()
+    }
+
+    /// A deadline at `at`.
+    pub fn until(at: tokio::time::Instant) -> Self {
+        LeaseDeadline(std::sync::Arc::new(std::sync::Mutex::new(Some(at))))
+    }
+
+    /// Moves the deadline to `at` (never backwards).
+    pub fn extend_to(&self, at: tokio::time::Instant) {
+        let mut d = self.0.lock().unwrap();
+        if d.is_none_or(|old| old < at) {
+            *d = Some(at);
+        }
+    }
+
+    /// The deadline, if any.
+    pub fn at(&self) -> Option<tokio::time::Instant> {
+        *self.0.lock().unwrap()
+    }
+
+    /// True once the deadline has passed: the lease may be gone, act on nothing.
+    pub fn is_past(&self) -> bool {
+        self.at().is_some_and(|at| tokio::time::Instant::now() >= at)
+    }
 }
 
 /// One key-value pair as stored (key without prefix).
@@ -304,9 +352,13 @@ pub trait Storage: Send + Sync {
             .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()))
     }
 
-    /// The cluster declaration, if set.
+    /// The cluster declaration, if set, read as CKE reads it: keys cke-rs does not know (written by
+    /// CKE or a newer version) are ignored with a warning, logged once per stored value.
     async fn get_cluster(&self) -> Result<Option<Cluster>, StorageError> {
-        get_json(self, KEY_CLUSTER).await
+        match self.get_raw(KEY_CLUSTER).await? {
+            None => Ok(None),
+            Some(kv) => decode_cluster(&self.full_key(KEY_CLUSTER), &kv.value).map(Some),
+        }
     }
 
     /// Stores the cluster declaration (the caller validates it first).
@@ -481,6 +533,39 @@ pub fn decode<T: DeserializeOwned>(key: &str, value: &[u8]) -> Result<T, Storage
     })
 }
 
+/// Decodes a stored declaration ([`crate::model::decode_cluster`]); its warnings are logged when
+/// this value was not seen before, so a leader reading it every pass logs them once.
+pub fn decode_cluster(key: &str, value: &[u8]) -> Result<Cluster, StorageError> {
+    static WARNED: std::sync::Mutex<Option<u64>> = std::sync::Mutex::new(None);
+    let corrupt = |reason: String| StorageError::Corrupt {
+        key: key.to_string(),
+        reason,
+    };
+    let text = std::str::from_utf8(value).map_err(|e| corrupt(e.to_string()))?;
+    let d = crate::model::decode_cluster(text).map_err(|r| corrupt(r.errors.to_string()))?;
+    if !d.warnings.is_empty() && first_sighting(&WARNED, value) {
+        for w in &d.warnings {
+            tracing::warn!(key, "stored cluster declaration: {w}");
+        }
+    }
+    Ok(d.cluster)
+}
+
+/// True when `value` differs from the value last seen in `slot` (which then holds it): a leader
+/// reading the same declaration every pass warns about it once, and again after it changes.
+fn first_sighting(slot: &std::sync::Mutex<Option<u64>>, value: &[u8]) -> bool {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    let hash = h.finish();
+    let mut seen = slot.lock().unwrap_or_else(|p| p.into_inner());
+    if *seen == Some(hash) {
+        return false;
+    }
+    *seen = Some(hash);
+    true
+}
+
 /// Reads and decodes a JSON value.
 pub async fn get_json<T: DeserializeOwned, S: Storage + ?Sized>(s: &S, key: &str) -> Result<Option<T>, StorageError> {
     match s.get_raw(key).await? {
@@ -507,4 +592,34 @@ fn check_start_revision(start_revision: i64) -> Result<(), StorageError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VaultConfig;
+
+    #[test]
+    fn a_declaration_is_warned_about_once_until_it_changes() {
+        let slot = std::sync::Mutex::new(None);
+        assert!(super::first_sighting(&slot, b"a"));
+        assert!(!super::first_sighting(&slot, b"a"));
+        assert!(!super::first_sighting(&slot, b"a"));
+        assert!(super::first_sighting(&slot, b"b"));
+        assert!(super::first_sighting(&slot, b"a"));
+    }
+
+    #[test]
+    fn debug_output_leaves_the_secret_id_out() {
+        let c = VaultConfig {
+            endpoint: "https://vault:8200".into(),
+            ca_cert: String::new(),
+            role_id: "role".into(),
+            secret_id: "s3cr3t-id".into(),
+        };
+        let text = format!("{c:?}");
+        assert!(
+            !text.contains("s3cr3t-id") && text.contains("https://vault:8200"),
+            "{text}"
+        );
+    }
 }

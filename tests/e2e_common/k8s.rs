@@ -1,6 +1,6 @@
 //! Helpers of the end-to-end tests on real Kubernetes 1.20.2: the declaration these node hosts need,
-//! a kubectl with the admin kubeconfig, and bringing a cluster up through cke until every Node is
-//! Ready.
+//! a kubectl with the admin kubeconfig, the cluster's upstream DNS server, and bringing a cluster up
+//! through cke (with the local node-dns images) until every Node is Ready.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,14 +19,17 @@ use super::*;
 /// and a cluster-wide declaration cannot give each its own root); no swap check; small eviction
 /// thresholds; no image garbage collection (the local pause and busybox images cannot be pulled
 /// again, and a full shared disk would make the kubelets delete them); kube-proxy writing no global
-/// conntrack sysctls.
+/// conntrack sysctls. The cluster's `dns_servers` is [`upstream_dns_address`].
 pub fn declaration(m: &Mtest, cps: &[usize], workers: &[usize], extra: &str) -> String {
     declaration_with(m, cps, workers, &[], extra)
 }
 
 /// [`declaration`] with more fields (inline YAML, e.g. `labels: {a: b}`) for some nodes.
 pub fn declaration_with(m: &Mtest, cps: &[usize], workers: &[usize], attrs: &[(usize, &str)], extra: &str) -> String {
-    let mut s = String::from("name: e2e-k8s\nservice_subnet: 10.201.0.0/24\nnodes:\n");
+    let mut s = format!(
+        "name: e2e-k8s\nservice_subnet: 10.201.0.0/24\ndns_servers: [{}]\nnodes:\n",
+        upstream_dns_address(m)
+    );
     let more = |i: usize| {
         attrs
             .iter()
@@ -108,6 +111,12 @@ impl Kubectl {
         a.extend_from_slice(args);
         a.extend(["-o", "json"]);
         let o = self.run(&a, None);
+        serde_json::from_slice(&o.stdout).unwrap_or_default()
+    }
+
+    /// The object at API `path` (Null when it cannot be read).
+    pub fn raw(&self, path: &str) -> serde_json::Value {
+        let o = self.run(&["get", "--raw", path], None);
         serde_json::from_slice(&o.stdout).unwrap_or_default()
     }
 
@@ -225,11 +234,6 @@ pub fn started_at(m: &Mtest, i: usize, name: &str) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_string()
 }
 
-/// The container runs on node `i`.
-pub fn running(m: &Mtest, i: usize, name: &str) -> bool {
-    started_at(m, i, name).ends_with("true")
-}
-
 /// Polls `f` every second until it gives a value; after `limit`, fails with the tail of cke's log.
 pub fn wait<T>(what: &str, limit: Duration, log: &Path, mut f: impl FnMut() -> Option<T>) -> T {
     let t0 = Instant::now();
@@ -247,10 +251,60 @@ pub fn wait<T>(what: &str, limit: Duration, log: &Path, mut f: impl FnMut() -> O
     }
 }
 
+/// The name the upstream DNS server answers, and its address.
+pub const UPSTREAM_NAME: &str = "dns.e2e.example.org";
+pub const UPSTREAM_ADDR: &str = "10.1.2.3";
+
+/// The cluster's `dns_servers`: the node hosts' bridge address on the host.
+pub fn upstream_dns_address(m: &Mtest) -> String {
+    format!("{}.1", m.subnet)
+}
+
+/// The upstream DNS server of the cluster (its `dns_servers`): Debian's dnsmasq on the node hosts'
+/// bridge address, port 53, answering [`UPSTREAM_NAME`] and nothing else, its queries logged in
+/// `dir/dnsmasq.log`; killed on drop.
+pub fn start_upstream_dns(m: &Mtest, dir: &Path) -> cke_testkit::ProcessGuard {
+    let bin = cke_testkit::find_binary("dnsmasq")
+        .expect("no dnsmasq: run scripts/install-test-deps.sh (Debian's dnsmasq-base)");
+    let log = std::fs::File::create(dir.join("dnsmasq.log")).unwrap();
+    let child = Command::new(bin)
+        .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces"])
+        .arg(format!("--listen-address={}", upstream_dns_address(m)))
+        .args(["--port=53", "--user=root", "--log-queries", "--log-facility=-"])
+        .arg(format!("--pid-file={}", dir.join("dnsmasq.pid").display()))
+        .arg(format!("--host-record={UPSTREAM_NAME},{UPSTREAM_ADDR}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut guard = cke_testkit::ProcessGuard(child);
+    // It answers before the cluster is declared.
+    let t = Instant::now();
+    loop {
+        let o = Command::new("busybox")
+            .args(["nslookup", "-type=a", UPSTREAM_NAME, &upstream_dns_address(m)])
+            .output()
+            .expect("cannot run busybox (busybox-static)");
+        if String::from_utf8_lossy(&o.stdout).contains(UPSTREAM_ADDR) {
+            return guard;
+        }
+        let exited = guard.0.try_wait().unwrap();
+        if exited.is_some() || t.elapsed() > Duration::from_secs(10) {
+            panic!(
+                "dnsmasq does not answer ({exited:?}): {}",
+                std::fs::read_to_string(dir.join("dnsmasq.log")).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A cluster cke brought up on node hosts with Kubernetes.
 pub struct K8sCluster {
     /// The cke process (killed on drop, before the node hosts go).
     pub cke: Cke,
+    /// The cluster's upstream DNS server ([`start_upstream_dns`]).
+    pub dns: cke_testkit::ProcessGuard,
     /// The node hosts (torn down on drop).
     pub m: Mtest,
     /// Logs, the kubeconfig, scripts.
@@ -259,12 +313,24 @@ pub struct K8sCluster {
     pub log: PathBuf,
     /// The admin kubectl.
     pub kubectl: Kubectl,
+    /// The Kubernetes image cke was started with.
+    pub image: String,
+    /// The node-dns DaemonSet's local images (scripts/build-k8s-images.sh; mtest imported them into
+    /// every node's containerd): unbound and its exporter. CoreDNS has no local image: its pods
+    /// cannot run here.
+    pub unbound_image: String,
+    pub exporter_image: String,
+    /// Every node address, sorted.
+    pub all: Vec<String>,
+    /// When cke started.
+    pub started: Instant,
     /// How long the bring-up took, from `cluster set` to every Node Ready.
     pub bootstrap: Duration,
 }
 
-/// Brings up `nodes` node hosts with Kubernetes, starts cke, declares the cluster `declare` gives
-/// (with `cps` control planes) and waits until every node is a Ready Node.
+/// Brings up `nodes` node hosts with Kubernetes and the cluster's upstream DNS server, starts cke,
+/// declares the cluster `declare` gives (with `cps` control planes) and waits until every node is a
+/// Ready Node.
 pub fn bring_up(nodes: usize, cps: usize, declare: impl FnOnce(&Mtest, &Path) -> String) -> K8sCluster {
     let (m, dir) = mtest_up_with(nodes, &["--k8s"]);
     let log = dir.path().join("cke.log");
@@ -274,14 +340,26 @@ pub fn bring_up(nodes: usize, cps: usize, declare: impl FnOnce(&Mtest, &Path) ->
         .get("K8S_IMAGE")
         .cloned()
         .unwrap_or("localhost/cke-kubernetes:1.20.2".into());
+    let unbound_image = m.env["UNBOUND_IMAGE"].clone();
+    let exporter_image = m.env["UNBOUND_EXPORTER_IMAGE"].clone();
+    let dns = start_upstream_dns(&m, dir.path());
     let cke = start_cke_with(
         &m,
         "e2e",
         &log,
         &[],
-        &["--node-profile", "testbed", "--kubernetes-image", &image],
+        &[
+            "--node-profile",
+            "testbed",
+            "--kubernetes-image",
+            &image,
+            "--unbound-image",
+            &unbound_image,
+            "--unbound-exporter-image",
+            &exporter_image,
+        ],
     );
-    let t0 = Instant::now();
+    let started = Instant::now();
     let text = declare(&m, dir.path());
     ok(&m, &["cluster", "set", "-"], Some(&text));
     let kubeconfig = dir.path().join("kubeconfig");
@@ -291,7 +369,8 @@ pub fn bring_up(nodes: usize, cps: usize, declare: impl FnOnce(&Mtest, &Path) ->
     };
     let mut all: Vec<String> = (1..=nodes).map(|i| m.node(i)).collect();
     all.sort();
-    wait("every Node Ready", Duration::from_secs(480), &log, || {
+    wait("every Node Ready", Duration::from_secs(600), &log, || {
+        // The admin kubeconfig works once the CA and an apiserver exist.
         let issued = ckecli(&m, &["kubernetes", "issue"], None);
         if !issued.status.success() {
             return None;
@@ -301,13 +380,19 @@ pub fn bring_up(nodes: usize, cps: usize, declare: impl FnOnce(&Mtest, &Path) ->
         ready.sort();
         (ready == all).then_some(())
     });
-    let bootstrap = t0.elapsed();
+    let bootstrap = started.elapsed();
     K8sCluster {
         cke,
+        dns,
         m,
         dir,
         log,
         kubectl,
+        image,
+        unbound_image,
+        exporter_image,
+        all,
+        started,
         bootstrap,
     }
 }

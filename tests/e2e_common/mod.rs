@@ -47,10 +47,15 @@ pub fn start_cke(m: &Mtest, name: &str, log: &Path, env: &[(&str, &str)]) -> Cke
 
 /// Starts `cke` with test-friendly timings, podman, and these extra flags.
 pub fn start_cke_with(m: &Mtest, name: &str, log: &Path, env: &[(&str, &str)], flags: &[&str]) -> Cke {
+    start_cke_at(m, name, log, env, flags, free_port())
+}
+
+/// [`start_cke_with`], its HTTP endpoint on `127.0.0.1:port`.
+pub fn start_cke_at(m: &Mtest, name: &str, log: &Path, env: &[(&str, &str)], flags: &[&str], port: u16) -> Cke {
     let child = Command::new(env!("CARGO_BIN_EXE_cke"))
         .arg("--config")
         .arg(&m.env["CKE_CONFIG"])
-        .args(["--name", name, "--http", &format!("127.0.0.1:{}", free_port())])
+        .args(["--name", name, "--http", &format!("127.0.0.1:{port}")])
         .args(["--interval", "3s", "--session-ttl", "5s", "--container-cli", "podman"])
         .args(flags)
         .env("CKE_LOG", "info")
@@ -93,18 +98,18 @@ pub fn cluster_yaml(m: &Mtest, cps: &[usize], etcd_extra_args: &[&str]) -> Strin
 
 /// Declares the cluster (and the matching constraint).
 pub fn declare(m: &Mtest, cps: &[usize], etcd_extra_args: &[&str]) {
-    let current: serde_json::Value = serde_json::from_str(&ok(m, &["constraints", "show"], None)).unwrap();
-    let n = cps.len().to_string();
-    // Raise the count first when growing, lower it after when shrinking, so both states stay valid.
-    if current["control-plane-count"].as_u64().unwrap_or(0) < cps.len() as u64 {
-        ok(m, &["constraints", "set", "control-plane-count", &n], None);
-    }
+    // The constraint first, as CKE's users do: `cluster set` checks the declaration against it,
+    // `constraints set` checks nothing. The controller skips the pass that sees the pair mismatched.
+    ok(
+        m,
+        &["constraints", "set", "control-plane-count", &cps.len().to_string()],
+        None,
+    );
     ok(
         m,
         &["cluster", "set", "-"],
         Some(&cluster_yaml(m, cps, etcd_extra_args)),
     );
-    ok(m, &["constraints", "set", "control-plane-count", &n], None);
 }
 
 /// A root connection to the managed etcd through these nodes.
@@ -171,4 +176,176 @@ pub async fn wait_completed(m: &Mtest, operation: &str, limit: Duration) {
         assert!(t0.elapsed() < limit, "{operation} did not complete within {limit:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Puts a key under `prefix` every 50 ms through the managed etcd until stopped, noting when each
+/// acknowledged write was acknowledged: every one must survive whatever cke does meanwhile.
+pub struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: tokio::task::JoinHandle<Vec<(String, Instant)>>,
+    started: Instant,
+}
+
+impl Writer {
+    /// Starts writing through `etcd`.
+    pub fn start(etcd: ManagedEtcd, prefix: &str) -> Writer {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let prefix = prefix.to_string();
+        let handle = tokio::spawn(async move {
+            let mut c = etcd.client();
+            let mut acked = Vec::new();
+            let mut i = 0u64;
+            while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                let key = format!("{prefix}{i:08}");
+                let r = tokio::time::timeout(Duration::from_secs(2), c.put(key.clone(), "x", None)).await;
+                if matches!(r, Ok(Ok(_))) {
+                    acked.push((key, Instant::now()));
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            acked
+        });
+        Writer {
+            stop,
+            handle,
+            started: Instant::now(),
+        }
+    }
+
+    /// Stops writing; returns the acknowledged writes and when each was acknowledged.
+    pub async fn stop(self) -> Acked {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        Acked {
+            writes: self.handle.await.unwrap(),
+            started: self.started,
+            stopped: Instant::now(),
+        }
+    }
+}
+
+/// What a [`Writer`] had acknowledged.
+pub struct Acked {
+    /// Each key, with when it was acknowledged.
+    pub writes: Vec<(String, Instant)>,
+    started: Instant,
+    stopped: Instant,
+}
+
+impl Acked {
+    /// The longest time without an acknowledged write between `from` and `to` (within the writer's
+    /// run).
+    pub fn longest_gap(&self, from: Instant, to: Instant) -> Duration {
+        let (from, to) = (from.max(self.started), to.min(self.stopped));
+        let mut last = from;
+        let mut longest = Duration::ZERO;
+        for (_, t) in self.writes.iter().filter(|(_, t)| *t > from && *t <= to) {
+            longest = longest.max(*t - last);
+            last = *t;
+        }
+        longest.max(to.saturating_duration_since(last))
+    }
+
+    /// The longest time without an acknowledged write over the whole run.
+    pub fn longest(&self) -> Duration {
+        self.longest_gap(self.started, self.stopped)
+    }
+
+    /// Fails unless every acknowledged write is in the managed etcd (read through `nodes`).
+    pub async fn assert_none_lost(&self, m: &Mtest, nodes: &[usize], prefix: &str) {
+        let check = root_etcd(m, nodes).await;
+        let got = check
+            .client()
+            .get(
+                prefix,
+                Some(etcd_client::GetOptions::new().with_prefix().with_keys_only()),
+            )
+            .await
+            .unwrap();
+        let present: std::collections::HashSet<String> = got
+            .kvs()
+            .iter()
+            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+            .collect();
+        let lost: Vec<&String> = self
+            .writes
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| !present.contains(*k))
+            .collect();
+        assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    }
+}
+
+/// The management etcd (plain, on loopback).
+async fn management(m: &Mtest) -> etcd_client::Client {
+    etcd_client::Client::connect([m.env["ETCD_ENDPOINT"].as_str()], None)
+        .await
+        .unwrap()
+}
+
+/// A key of the management etcd under cke's prefix, raw.
+pub async fn management_get(m: &Mtest, key: &str) -> Option<String> {
+    let r = management(m).await.get(format!("/cke/{key}"), None).await.unwrap();
+    r.kvs()
+        .first()
+        .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())
+}
+
+/// Puts a key of the management etcd under cke's prefix, raw (as another program would).
+pub async fn management_put(m: &Mtest, key: &str, value: &str) {
+    management(m)
+        .await
+        .put(format!("/cke/{key}"), value, None)
+        .await
+        .unwrap();
+}
+
+/// Prints every finished record with how long it took (for the figures of a run).
+pub fn print_records(m: &Mtest) {
+    let text = ok(m, &["history"], None);
+    for r in serde_json::Deserializer::from_str(&text)
+        .into_iter::<cke::model::Record>()
+        .filter_map(Result::ok)
+    {
+        if let Some(end) = r.end_at {
+            println!(
+                "  record {} {} {:?} {:?}: {} ms ({})",
+                r.id,
+                r.operation,
+                r.targets,
+                r.status,
+                (end - r.start_at).num_milliseconds(),
+                r.error
+            );
+        }
+    }
+}
+
+/// `podman inspect etcd` on node `i` with this Go template (e.g. `{{json .Config.Cmd}}`).
+pub fn inspect_etcd(m: &Mtest, i: usize, format: &str) -> String {
+    let o = m.run(&["exec", &i.to_string(), "podman", "inspect", "etcd", "--format", format]);
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `podman ps` of the running container `name` on node `i` with this Go template (e.g.
+/// `{{.Image}}`), trimmed; empty when it does not run.
+pub fn running_field(m: &Mtest, i: usize, name: &str, format: &str) -> String {
+    let o = m.run(&[
+        "exec",
+        &i.to_string(),
+        "podman",
+        "ps",
+        "--filter",
+        &format!("name=^{name}$"),
+        "--format",
+        format,
+    ]);
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// Whether container `name` runs on node `i`.
+pub fn running(m: &Mtest, i: usize, name: &str) -> bool {
+    running_field(m, i, name, "{{.Names}}") == name
 }

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use once_cell::sync::Lazy;
 use regex::Regex;
+use std::sync::LazyLock;
 
 use super::{shell_join, shell_quote, AgentError, Runner};
 use crate::model::{ContainerParams, Mount, ServiceStatus};
@@ -15,8 +15,8 @@ use crate::model::{ContainerParams, Mount, ServiceStatus};
 /// The params label.
 pub const PARAMS_LABEL: &str = "com.cybozu.cke";
 
-static NAME: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$").unwrap());
-static IMAGE: Lazy<Regex> = Lazy::new(|| Regex::new(r"^[a-zA-Z0-9][a-zA-Z0-9_.:/@-]{0,255}$").unwrap());
+static NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$").unwrap());
+static IMAGE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-zA-Z0-9][a-zA-Z0-9_.:/@-]{0,255}$").unwrap());
 
 fn check(what: &str, re: &Regex, v: &str) -> Result<(), AgentError> {
     if re.is_match(v) {
@@ -346,6 +346,28 @@ impl ContainerEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A container CKE started, as `docker container inspect` shows it: CKE's label is Go's
+    /// `json.Marshal` of its params (nil slices and maps as `null`, every Mount field present).
+    #[test]
+    fn the_params_label_of_a_container_cke_started_is_read() {
+        let label = r#"{"builtin":{"extra_args":["--name=10.0.0.1","--listen-peer-urls=https://0.0.0.0:2380","--initial-cluster-state=new"],"extra_binds":[{"source":"/etc/etcd/pki","destination":"/etc/etcd/pki","read_only":true,"propagation":"","selinux_label":"Z"}],"extra_env":null},"extra":{"extra_args":null,"extra_binds":null,"extra_env":null}}"#;
+        let inspect = serde_json::json!([{
+            "Name": "/etcd",
+            "State": {"Running": true},
+            "Config": {"Image": "ghcr.io/cybozu/etcd:3.6.11.1", "Labels": {PARAMS_LABEL: label}},
+        }]);
+        let e = ContainerEngine::default();
+        let st = e
+            .parse_inspect("10.0.0.1", inspect.to_string().as_bytes(), &["etcd"])
+            .unwrap();
+        let p = st["etcd"].params.as_ref().expect("CKE's label parses");
+        assert_eq!(p.builtin.extra_args[0], "--name=10.0.0.1");
+        assert_eq!(p.builtin.extra_binds[0].selinux_label, "Z");
+        assert!(p.builtin.extra_binds[0].read_only);
+        assert!(p.extra.is_empty());
+        assert_eq!(st["etcd"].image, "ghcr.io/cybozu/etcd:3.6.11.1");
+    }
 
     #[test]
     fn run_commands_are_quoted_and_validated() {

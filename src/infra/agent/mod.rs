@@ -75,6 +75,15 @@ pub enum AgentError {
         /// Standard error (truncated).
         stderr: String,
     },
+    /// The leader's lease deadline had passed (the process was paused, say): the command was not
+    /// sent. The term is over; the next leader re-plans.
+    #[error("{address}: not sent, the leadership lease may have expired: {command}")]
+    LeaseExpired {
+        /// Node address.
+        address: String,
+        /// The command.
+        command: String,
+    },
     /// Invalid input (a name that is not safe to put in a command, ...).
     #[error("invalid {what}: {reason}")]
     Invalid {

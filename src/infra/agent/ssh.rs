@@ -1,6 +1,9 @@
 //! SSH to the nodes (russh): a pool of connections keyed by address and user, reused across commands
-//! and passes, with a dial timeout, keep-alives, reconnection when a connection broke, verified host
-//! keys, and a semaphore bounding how many commands run at once.
+//! and passes, with a dial timeout (TCP, key exchange and authentication: a node that accepts TCP and
+//! never answers costs that much), keep-alives, reconnection when a connection broke, verified host
+//! keys (a pin that changes drops the pooled connections verified with another key), a deadline on
+//! every command enforced on the node too (`timeout -k`: a hung command is killed there, not only
+//! abandoned here), and a semaphore bounding how many commands run at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +17,6 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::hostkey::{HostKeyMode, HostKeyStore};
 use super::{AgentError, Output, Runner};
-use crate::metrics::SSH_HOSTKEY_MISMATCHES;
 
 /// Supplies SSH private keys by node address.
 #[async_trait]
@@ -45,9 +47,10 @@ impl KeyProvider for VaultKeys {
                 address: address.into(),
                 reason: "none in Vault (ckecli vault ssh-privkey)".into(),
             }),
-            Err(e) => Err(AgentError::NoKey {
+            // Vault down or sealed is an outage, not a missing key: retried soon.
+            Err(e) => Err(AgentError::Connect {
                 address: address.into(),
-                reason: e.to_string(),
+                reason: format!("cannot read the SSH key from Vault: {e}"),
             }),
         }
     }
@@ -135,7 +138,7 @@ impl client::Handler for Verifier {
         match verdict {
             Ok(()) => Ok(true),
             Err(reason) => {
-                SSH_HOSTKEY_MISMATCHES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                crate::metrics::process().ssh_hostkey_mismatches.inc();
                 tracing::error!(
                     address = self.address,
                     reason,
@@ -148,14 +151,33 @@ impl client::Handler for Verifier {
     }
 }
 
-type Conn = Arc<Handle<Verifier>>;
+/// A pooled connection, counted in `cke_ssh_connections` while the pool or a command holds it.
+struct Pooled {
+    handle: Handle<Verifier>,
+    _open: crate::metrics::SshConnection,
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = Handle<Verifier>;
+    fn deref(&self) -> &Handle<Verifier> {
+        &self.handle
+    }
+}
+
+type Conn = Arc<Pooled>;
+
+/// An entry of the pool: a connection and the host key it was verified with (`ALGORITHM BASE64`).
+struct PoolEntry {
+    conn: Conn,
+    host_key: String,
+}
 
 /// The pool.
 pub struct SshPool {
     keys: Arc<dyn KeyProvider>,
     hostkeys: Arc<dyn HostKeyStore>,
     cfg: SshConfig,
-    conns: Mutex<HashMap<(String, String), Conn>>,
+    conns: Mutex<HashMap<(String, String), PoolEntry>>,
     sem: Arc<Semaphore>,
 }
 
@@ -206,7 +228,25 @@ impl SshPool {
         })
     }
 
-    async fn connect(&self, address: &str, user: &str) -> Result<Conn, AgentError> {
+    async fn connect(&self, address: &str, user: &str) -> Result<PoolEntry, AgentError> {
+        match self.dial(address, user).await {
+            Ok((handle, host_key)) => Ok(PoolEntry {
+                conn: Arc::new(Pooled {
+                    handle,
+                    _open: crate::metrics::process().ssh_connection(),
+                }),
+                host_key,
+            }),
+            Err(e) => {
+                crate::metrics::process().ssh_connect_failure();
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads the key, dials, checks the host key and authenticates. Returns the handle and the host
+    /// key it was verified with.
+    async fn dial(&self, address: &str, user: &str) -> Result<(Handle<Verifier>, String), AgentError> {
         let key_text = self.keys.private_key(address).await?;
         let key = russh::keys::decode_secret_key(&key_text, None).map_err(|e| AgentError::NoKey {
             address: address.into(),
@@ -228,12 +268,13 @@ impl SshPool {
             ..Default::default()
         });
         let refused = Arc::new(std::sync::Mutex::new(None));
+        let seen = Arc::new(std::sync::Mutex::new(None));
         let verifier = Verifier {
             address: address.into(),
             store: self.hostkeys.clone(),
             mode: self.cfg.host_key_mode,
             refused: refused.clone(),
-            seen: Arc::new(std::sync::Mutex::new(None)),
+            seen: seen.clone(),
         };
         let connect = client::connect(config, (address, self.cfg.port), verifier);
         let mut handle = match tokio::time::timeout(self.cfg.dial_timeout, connect).await {
@@ -277,19 +318,41 @@ impl SshPool {
                 user: user.into(),
             });
         }
-        Ok(Arc::new(handle))
+        let host_key = seen.lock().unwrap().take().unwrap_or_default();
+        Ok((handle, host_key))
     }
 
     async fn get(&self, address: &str, user: &str) -> Result<Conn, AgentError> {
         let key = (address.to_string(), user.to_string());
         if let Some(c) = self.conns.lock().await.get(&key) {
-            if !c.is_closed() {
-                return Ok(c.clone());
+            if !c.conn.is_closed() {
+                return Ok(c.conn.clone());
             }
         }
         let c = self.connect(address, user).await?;
-        self.conns.lock().await.insert(key, c.clone());
-        Ok(c)
+        let conn = c.conn.clone();
+        self.conns.lock().await.insert(key, c);
+        Ok(conn)
+    }
+
+    /// The pinned host key of `address` changed to `pin` (`None`: the pin was deleted): drops the
+    /// pooled connections to that node that were verified with another key (all of them when the pin
+    /// was deleted), so that no command reaches a node over a connection the pins no longer vouch
+    /// for. Returns how many were dropped.
+    pub async fn pin_changed(&self, address: &str, pin: Option<&str>) -> usize {
+        let pin = pin.map(key_text);
+        let mut conns = self.conns.lock().await;
+        let before = conns.len();
+        conns.retain(|(a, _), c| a != address || pin.as_deref() == Some(c.host_key.as_str()));
+        let dropped = before - conns.len();
+        if dropped > 0 {
+            tracing::warn!(
+                address,
+                dropped,
+                "the pinned SSH host key changed: pooled connections dropped"
+            );
+        }
+        dropped
     }
 
     /// The pool's settings.
@@ -347,6 +410,24 @@ struct ExecError {
     error: russh::Error,
 }
 
+/// How long after its deadline a remote command that ignores SIGTERM gets SIGKILL.
+pub const REMOTE_KILL_AFTER: Duration = Duration::from_secs(5);
+
+/// The exit statuses of `timeout(1)` when the deadline passed: 124 (SIGTERM sufficed), 137 (SIGKILL).
+const TIMEOUT_STATUSES: [u32; 2] = [124, 137];
+
+/// `command` under a deadline enforced on the node: `timeout` sends SIGTERM to the command's whole
+/// process group at `limit`, SIGKILL [`REMOTE_KILL_AFTER`] later, so that a command that hangs (a stuck
+/// container engine, a dead NFS mount) does not outlive its caller's patience on the node.
+pub fn with_remote_deadline(command: &str, limit: Duration) -> String {
+    format!(
+        "timeout -k {}s {:.3}s sh -c {}",
+        REMOTE_KILL_AFTER.as_secs(),
+        limit.as_secs_f64().max(0.001),
+        super::shell_quote(command)
+    )
+}
+
 async fn exec(conn: &Conn, command: &str, stdin: Option<&[u8]>) -> Result<Output, ExecError> {
     let mut ch = conn
         .channel_open_session()
@@ -388,17 +469,24 @@ impl Runner for NodeAgent {
 
     async fn run(&self, command: &str, stdin: Option<&[u8]>, timeout: Duration) -> Result<Output, AgentError> {
         let _permit = self.pool.sem.acquire().await.expect("semaphore never closes");
+        let timed_out = || AgentError::Timeout {
+            address: self.address.clone(),
+            command: command.into(),
+            timeout,
+        };
+        let remote = with_remote_deadline(command, timeout);
         for attempt in 0..2 {
             let conn = self.pool.get(&self.address, &self.user).await?;
-            match tokio::time::timeout(timeout, exec(&conn, command, stdin)).await {
+            let started = tokio::time::Instant::now();
+            // The node ends the command at `timeout`; a second more here lets its answer arrive.
+            match tokio::time::timeout(timeout + Duration::from_secs(1), exec(&conn, &remote, stdin)).await {
                 Err(_) => {
                     // The channel may be stuck; drop the connection so the next command starts clean.
                     self.pool.forget(&self.address, &self.user).await;
-                    return Err(AgentError::Timeout {
-                        address: self.address.clone(),
-                        command: command.into(),
-                        timeout,
-                    });
+                    return Err(timed_out());
+                }
+                Ok(Ok(out)) if TIMEOUT_STATUSES.contains(&out.status) && started.elapsed() >= timeout => {
+                    return Err(timed_out())
                 }
                 Ok(Ok(out)) => return Ok(out),
                 Ok(Err(e)) => {
@@ -416,5 +504,18 @@ impl Runner for NodeAgent {
             }
         }
         unreachable!("the loop returns")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_enforces_the_deadline() {
+        assert_eq!(
+            with_remote_deadline("echo 'a b'; sleep 1", Duration::from_millis(2500)),
+            r#"timeout -k 5s 2.500s sh -c 'echo '\''a b'\''; sleep 1'"#
+        );
     }
 }

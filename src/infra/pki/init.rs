@@ -3,8 +3,13 @@
 //! certificates and the AppRole credentials in the management etcd. It also makes the first
 //! Kubernetes Secret-encryption key when `cke/secrets/k8s` has none (as CKE).
 
-use serde_json::{json, Value};
+use std::collections::HashMap;
 
+use vaultrs::api::auth::approle::requests as approle;
+use vaultrs::api::pki::requests as pki;
+use vaultrs::api::sys::requests as sys;
+
+use super::client::APPROLE_MOUNT;
 use super::{ca_mount, VaultClient, VaultError};
 use crate::storage::{Storage, StorageError, VaultConfig, CA_NAMES};
 
@@ -40,64 +45,105 @@ fn ca_common_name(name: &str) -> String {
     format!("cke {name} CA")
 }
 
-fn data(v: &Value) -> &Value {
-    v.get("data").unwrap_or(v)
+/// The AppRole cke logs in with.
+const APPROLE: &str = "cke";
+/// The name of the policy ([`POLICY`]).
+const POLICY_NAME: &str = "cke";
+
+/// The PEM certificate of the root CA of `mount`, `None` when it has none yet. A mount without a
+/// root CA answers 400 ("no default issuer"), 404, or an empty certificate.
+async fn root_ca(root: &VaultClient, mount: &str) -> Result<Option<String>, VaultError> {
+    let read = root
+        .result(|| {
+            pki::ReadCertificateRequest::builder()
+                .mount(mount)
+                .serial("ca")
+                .build()
+                .expect("every field is set")
+        })
+        .await;
+    match read {
+        Ok(c) if !c.certificate.trim().is_empty() => Ok(Some(c.certificate)),
+        Ok(_) => Ok(None),
+        Err(e) if matches!(e.status(), Some(400 | 404)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
+/// The roles of a PKI mount (LIST answers 404 when there is none). A list rather than vaultrs's
+/// typed role read: one request answers for every role of the mount, and whether a role exists is
+/// all cke asks (its options are cke's own, set when it is created).
+pub(crate) async fn pki_roles(client: &VaultClient, mount: &str) -> Result<Vec<String>, VaultError> {
+    Ok(client
+        .result_opt(|| {
+            pki::ListRolesRequest::builder()
+                .mount(mount)
+                .build()
+                .expect("every field is set")
+        })
+        .await?
+        .map(|r| r.keys)
+        .unwrap_or_default())
+}
+
+/// Creates, idempotently, everything cke needs in Vault (see the module doc).
 /// Creates the PKI mounts with root CAs and roles, the KV mount, the policy and the AppRole, then
 /// stores the CA certificates (`ca/<name>`) and the Vault connection (`vault`) in etcd. `root` must
 /// carry a token allowed to do all of that. A second run changes nothing.
 pub async fn vault_init(root: &VaultClient, storage: &dyn Storage, ca_cert: &str) -> Result<InitReport, InitError> {
     let mut report = InitReport::default();
-    let mounts = root.read("sys/mounts").await?.unwrap_or(Value::Null);
-    let mounted = |path: &str| {
-        let key = format!("{path}/");
-        mounts.get(&key).is_some() || mounts.get("data").and_then(|d| d.get(&key)).is_some()
-    };
+    let mounts = root
+        .result(|| sys::ListMountsRequest::builder().build().expect("no field"))
+        .await?;
+    let mounted = |path: &str| mounts.contains_key(&format!("{path}/"));
 
     for name in CA_MOUNTS {
         let mount = ca_mount(name);
         if !mounted(&mount) {
-            root.write(
-                &format!("sys/mounts/{mount}"),
-                &json!({"type": "pki", "config": {"max_lease_ttl": "876000h"}}),
-            )
+            root.empty(|| {
+                sys::EnableEngineRequest::builder()
+                    .path(mount.as_str())
+                    .engine_type("pki")
+                    .config(
+                        sys::EnableEngineDataConfigBuilder::default()
+                            .max_lease_ttl("876000h")
+                            .build()
+                            .expect("every field is optional"),
+                    )
+                    .build()
+                    .expect("every field is set")
+            })
             .await?;
             report.changes.push(format!("mounted PKI at {mount}"));
         }
-        // A mount without a root CA answers 400 ("no default issuer") or an empty certificate.
-        let existing = match root.read(&format!("{mount}/cert/ca")).await {
-            Err(e) if e.status() == Some(400) => None,
-            other => other?,
-        };
-        let mut pem = existing
-            .as_ref()
-            .and_then(|v| data(v)["certificate"].as_str())
-            .unwrap_or_default()
-            .to_string();
-        if pem.trim().is_empty() {
-            let v = root
-                .write(
-                    &format!("{mount}/root/generate/internal"),
-                    &json!({"common_name": ca_common_name(name), "ttl": "876000h", "key_type": "ec", "key_bits": 256}),
-                )
-                .await?;
-            pem = data(&v)["certificate"].as_str().unwrap_or_default().to_string();
-            if pem.is_empty() {
-                return Err(VaultError::Unexpected {
-                    endpoint: root.endpoint().into(),
-                    path: format!("{mount}/root/generate/internal"),
-                    reason: "no certificate".into(),
+        let pem = match root_ca(root, &mount).await? {
+            Some(pem) => pem,
+            None => {
+                let generate = || {
+                    pki::GenerateRootRequest::builder()
+                        .mount(mount.as_str())
+                        .cert_type("internal")
+                        .common_name(ca_common_name(name))
+                        .ttl("876000h")
+                        .key_type("ec")
+                        .key_bits(256u64)
+                        .build()
+                        .expect("every field is set")
+                };
+                let generated = root.result(generate).await?;
+                let pem = generated.map(|g| g.certificate).unwrap_or_default();
+                if pem.trim().is_empty() {
+                    return Err(root.unexpected_for(&generate(), "no certificate").into());
                 }
-                .into());
+                report.changes.push(format!("generated the root CA of {mount}"));
+                pem
             }
-            report.changes.push(format!("generated the root CA of {mount}"));
-        }
+        };
+        let existing = pki_roles(root, &mount).await?;
         for spec in super::requests::ROLES.iter().filter(|r| r.ca == name) {
             let role = spec.role;
-            let path = format!("{mount}/roles/{role}");
-            if root.read(&path).await?.is_none() {
-                root.write(&path, &spec.vault_options()).await?;
+            if !existing.iter().any(|r| r == role) {
+                root.empty(|| spec.set_role_request(&mount)).await?;
                 report.changes.push(format!("created role {role} on {mount}"));
             }
         }
@@ -108,10 +154,14 @@ pub async fn vault_init(root: &VaultClient, storage: &dyn Storage, ca_cert: &str
     }
 
     if !mounted(SECRETS_MOUNT) {
-        root.write(
-            &format!("sys/mounts/{SECRETS_MOUNT}"),
-            &json!({"type": "kv", "options": {"version": "1"}}),
-        )
+        root.empty(|| {
+            sys::EnableEngineRequest::builder()
+                .path(SECRETS_MOUNT)
+                .engine_type("kv")
+                .options(HashMap::from([("version".to_string(), "1".to_string())]))
+                .build()
+                .expect("every field is set")
+        })
         .await?;
         report.changes.push(format!("mounted KV v1 at {SECRETS_MOUNT}"));
     }
@@ -125,46 +175,80 @@ pub async fn vault_init(root: &VaultClient, storage: &dyn Storage, ca_cert: &str
         ));
     }
 
-    let policy = root.read("sys/policies/acl/cke").await?;
-    let current = policy
-        .as_ref()
-        .and_then(|v| data(v)["policy"].as_str())
-        .unwrap_or_default()
-        .to_string();
+    let current = root
+        .result_opt(|| {
+            sys::ReadPolicyRequest::builder()
+                .name(POLICY_NAME)
+                .build()
+                .expect("every field is set")
+        })
+        .await?
+        .map(|p| p.rules)
+        .unwrap_or_default();
     if current.trim() != POLICY.trim() {
-        root.request(
-            reqwest::Method::PUT,
-            "sys/policies/acl/cke",
-            Some(&json!({"policy": POLICY})),
-        )
+        root.empty(|| {
+            sys::CreatePolicyRequest::builder()
+                .name(POLICY_NAME)
+                .policy(POLICY)
+                .build()
+                .expect("every field is set")
+        })
         .await?;
-        report.changes.push("wrote policy cke".into());
+        report.changes.push(format!("wrote policy {POLICY_NAME}"));
     }
 
-    let auths = root.read("sys/auth").await?.unwrap_or(Value::Null);
-    if auths.get("approle/").is_none() && auths.get("data").and_then(|d| d.get("approle/")).is_none() {
-        root.write("sys/auth/approle", &json!({"type": "approle"})).await?;
+    let auths = root
+        .result(|| sys::ListAuthsRequest::builder().build().expect("no field"))
+        .await?;
+    if !auths.contains_key(&format!("{APPROLE_MOUNT}/")) {
+        root.empty(|| {
+            sys::EnableAuthRequest::builder()
+                .path(APPROLE_MOUNT)
+                .engine_type("approle")
+                .build()
+                .expect("every field is set")
+        })
+        .await?;
         report.changes.push("enabled the approle auth method".into());
     }
-    if root.read("auth/approle/role/cke").await?.is_none() {
-        root.write(
-            "auth/approle/role/cke",
-            &json!({"token_policies": ["cke"], "token_period": "1h", "secret_id_ttl": "0", "token_ttl": "0"}),
-        )
+    // Listed, as the PKI roles: whether AppRole `cke` exists is all that is asked.
+    let approles = root
+        .result_opt(|| {
+            approle::ListRolesRequest::builder()
+                .mount(APPROLE_MOUNT)
+                .build()
+                .expect("every field is set")
+        })
+        .await?
+        .map(|r| r.keys)
+        .unwrap_or_default();
+    if !approles.iter().any(|r| r == APPROLE) {
+        root.empty(|| {
+            approle::SetAppRoleRequest::builder()
+                .mount(APPROLE_MOUNT)
+                .role_name(APPROLE)
+                .token_policies(vec![POLICY_NAME.to_string()])
+                .token_period("1h")
+                .secret_id_ttl("0")
+                .token_ttl("0")
+                .build()
+                .expect("every field is set")
+        })
         .await?;
         report
             .changes
             .push("created AppRole cke (periodic token, policy cke)".into());
     }
-    let v = root.read("auth/approle/role/cke/role-id").await?.unwrap_or(Value::Null);
-    let role_id = data(&v)["role_id"].as_str().unwrap_or_default().to_string();
+    let read_role_id = || {
+        approle::ReadRoleIDRequest::builder()
+            .mount(APPROLE_MOUNT)
+            .role_name(APPROLE)
+            .build()
+            .expect("every field is set")
+    };
+    let role_id = root.result(read_role_id).await?.role_id;
     if role_id.is_empty() {
-        return Err(VaultError::Unexpected {
-            endpoint: root.endpoint().into(),
-            path: "auth/approle/role/cke/role-id".into(),
-            reason: "no role_id".into(),
-        }
-        .into());
+        return Err(root.unexpected_for(&read_role_id(), "no role_id").into());
     }
 
     // Reuse the stored secret id while it still logs in, so a second run changes nothing.
@@ -176,8 +260,16 @@ pub async fn vault_init(root: &VaultClient, storage: &dyn Storage, ca_cert: &str
         _ => false,
     };
     if !reusable {
-        let v = root.write("auth/approle/role/cke/secret-id", &json!({})).await?;
-        let secret_id = data(&v)["secret_id"].as_str().unwrap_or_default().to_string();
+        let secret_id = root
+            .result(|| {
+                approle::GenerateNewSecretIDRequest::builder()
+                    .mount(APPROLE_MOUNT)
+                    .role_name(APPROLE)
+                    .build()
+                    .expect("every field is set")
+            })
+            .await?
+            .secret_id;
         let config = VaultConfig {
             endpoint: root.endpoint().to_string(),
             ca_cert: ca_cert.to_string(),

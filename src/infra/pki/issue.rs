@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::json;
+use vaultrs::api::pki::requests::{SetRoleRequest, SignCertificateRequest, TidyRequest};
 
 use super::{ca_mount, requests, VaultClient, VaultError};
 
@@ -30,8 +30,9 @@ pub struct IssueRequest {
     pub role: Option<String>,
 }
 
-/// An issued certificate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An issued certificate. Its `Debug` leaves the private key out, so that no log or error message
+/// made with `{:?}` can carry it.
+#[derive(Clone, PartialEq, Eq, Serialize)]
 pub struct IssuedCert {
     /// PEM certificate.
     pub certificate: String,
@@ -43,6 +44,16 @@ pub struct IssuedCert {
     pub serial_number: String,
     /// Expiry, unix seconds.
     pub expiration: i64,
+}
+
+impl std::fmt::Debug for IssuedCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedCert")
+            .field("serial_number", &self.serial_number)
+            .field("expiration", &self.expiration)
+            .field("private_key", &"(hidden)")
+            .finish_non_exhaustive()
+    }
 }
 
 /// Issues certificates for cke's components and users.
@@ -86,20 +97,34 @@ impl Issuer {
         &self.client
     }
 
+    /// Creates role `role` on `mount` with `set` unless it exists (as CKE's `addRole`).
+    async fn ensure_role(&self, mount: &str, role: &str, set: impl Fn() -> SetRoleRequest) -> Result<(), VaultError> {
+        if !super::init::pki_roles(&self.client, mount)
+            .await?
+            .iter()
+            .any(|r| r == role)
+        {
+            self.client.empty(set).await?;
+        }
+        Ok(())
+    }
+
     /// Issues from `ca` with the `system` role (or a group role when `organization` is set).
     pub async fn issue(&self, req: &IssueRequest) -> Result<IssuedCert, VaultError> {
         let mount = ca_mount(&req.ca);
         let role = match (&req.role, &req.organization) {
             (Some(role), _) => {
-                let spec = requests::role_spec(&req.ca, role).ok_or_else(|| VaultError::Unexpected {
-                    endpoint: self.client.endpoint().into(),
-                    path: format!("{mount}/roles/{role}"),
-                    reason: format!("cke defines no role {role:?} for CA {:?}", req.ca),
-                })?;
-                let path = format!("{mount}/roles/{role}");
-                if self.client.read(&path).await?.is_none() {
-                    self.client.write(&path, &spec.vault_options()).await?;
-                }
+                let Some(spec) = requests::role_spec(&req.ca, role) else {
+                    return Err(self.client.unexpected_for(
+                        &SetRoleRequest::builder()
+                            .mount(mount.as_str())
+                            .name(role.as_str())
+                            .build()
+                            .expect("mount and name are set"),
+                        &format!("cke defines no role {role:?} for CA {:?}", req.ca),
+                    ));
+                };
+                self.ensure_role(&mount, role, || spec.set_role_request(&mount)).await?;
                 role.clone()
             }
             (None, None) if req.ttl.is_some() && matches!(req.ca.as_str(), "kubernetes" | "etcd-client") => {
@@ -108,60 +133,63 @@ impl Issuer {
             (None, None) => "system".to_string(),
             (None, Some(group)) => {
                 let role = group_role(group);
-                let path = format!("{mount}/roles/{role}");
-                if self.client.read(&path).await?.is_none() {
-                    self.client
-                        .write(
-                            &path,
-                            &json!({
-                                "ttl": "2h", "max_ttl": "87600h", "organization": [group],
-                                "allow_any_name": true, "enforce_hostnames": false, "allow_ip_sans": true,
-                                "allow_localhost": true, "server_flag": true, "client_flag": true,
-                                "key_type": "ec", "key_bits": 256,
-                            }),
-                        )
-                        .await?;
-                }
+                self.ensure_role(&mount, &role, || {
+                    SetRoleRequest::builder()
+                        .mount(mount.as_str())
+                        .name(role.as_str())
+                        .ttl("2h")
+                        .max_ttl("87600h")
+                        .organization(vec![group.clone()])
+                        .allow_any_name(true)
+                        .enforce_hostnames(false)
+                        .allow_ip_sans(true)
+                        .allow_localhost(true)
+                        .server_flag(true)
+                        .client_flag(true)
+                        .key_type("ec")
+                        .key_bits(256u64)
+                        .build()
+                        .expect("mount and name are set")
+                })
+                .await?;
                 role
             }
         };
         // The key pair is made here and never leaves this process but for the node it is for: Vault
         // signs a request (CSR) with the role's rules and TTL, and never sees the private key.
-        let (key_pem, csr_pem) = make_csr(req).map_err(|reason| VaultError::Unexpected {
-            endpoint: self.client.endpoint().into(),
-            path: format!("{mount}/sign/{role}"),
-            reason,
-        })?;
-        let mut body = json!({
-            "csr": csr_pem,
-            "common_name": req.common_name,
-            "exclude_cn_from_sans": true,
-            "format": "pem",
-        });
-        if !req.alt_names.is_empty() {
-            body["alt_names"] = json!(req.alt_names.join(","));
-        }
-        if !req.ip_sans.is_empty() {
-            body["ip_sans"] = json!(req.ip_sans.join(","));
-        }
-        if let Some(ttl) = req.ttl {
-            body["ttl"] = json!(format!("{}s", ttl.as_secs()));
-        }
-        let path = format!("{mount}/sign/{role}");
-        let v = self.client.write(&path, &body).await?;
-        let d = v.get("data").unwrap_or(&v);
-        let field = |k: &str| d[k].as_str().map(str::to_string);
-        let missing = |k: &str| VaultError::Unexpected {
-            endpoint: self.client.endpoint().into(),
-            path: path.clone(),
-            reason: format!("no {k}"),
+        let sign = |csr: &str| {
+            let mut b = SignCertificateRequest::builder();
+            b.mount(mount.as_str())
+                .role(role.as_str())
+                .csr(csr)
+                .common_name(req.common_name.as_str())
+                .exclude_cn_from_sans(true)
+                .format("pem");
+            // vaultrs types alt_names and ip_sans as Vault's comma-separated strings.
+            if !req.alt_names.is_empty() {
+                b.alt_names(req.alt_names.join(","));
+            }
+            if !req.ip_sans.is_empty() {
+                b.ip_sans(req.ip_sans.join(","));
+            }
+            if let Some(ttl) = req.ttl {
+                b.ttl(format!("{}s", ttl.as_secs()));
+            }
+            b.build().expect("mount and role are set")
         };
+        let (key_pem, csr_pem) = make_csr(req).map_err(|reason| self.client.unexpected_for(&sign(""), &reason))?;
+        let signed = self.client.result(|| sign(&csr_pem)).await?;
+        for (field, value) in [("certificate", &signed.certificate), ("issuing_ca", &signed.issuing_ca)] {
+            if value.trim().is_empty() {
+                return Err(self.client.unexpected_for(&sign(&csr_pem), &format!("no {field}")));
+            }
+        }
         Ok(IssuedCert {
-            certificate: field("certificate").ok_or_else(|| missing("certificate"))?,
+            certificate: signed.certificate,
             private_key: key_pem,
-            ca_certificate: field("issuing_ca").ok_or_else(|| missing("issuing_ca"))?,
-            serial_number: field("serial_number").unwrap_or_default(),
-            expiration: d["expiration"].as_i64().unwrap_or_default(),
+            ca_certificate: signed.issuing_ca,
+            serial_number: signed.serial_number,
+            expiration: i64::try_from(signed.expiration).unwrap_or(i64::MAX),
         })
     }
 
@@ -204,11 +232,17 @@ impl Issuer {
     /// Removes expired certificates from every PKI mount (`tidy_cert_store`, `tidy_revoked_certs`).
     pub async fn tidy(&self) -> Result<(), VaultError> {
         for name in super::CA_MOUNTS {
+            let mount = ca_mount(name);
             self.client
-                .write(
-                    &format!("{}/tidy", ca_mount(name)),
-                    &json!({"tidy_cert_store": true, "tidy_revoked_certs": true, "safety_buffer": "72h"}),
-                )
+                .empty(|| {
+                    TidyRequest::builder()
+                        .mount(mount.as_str())
+                        .tidy_cert_store(true)
+                        .tidy_revoked_certs(true)
+                        .safety_buffer("72h")
+                        .build()
+                        .expect("mount is set")
+                })
                 .await?;
         }
         Ok(())
@@ -225,5 +259,23 @@ impl Issuer {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::IssuedCert;
+
+    #[test]
+    fn debug_output_leaves_the_private_key_out() {
+        let c = IssuedCert {
+            certificate: "CERT".into(),
+            private_key: "-----BEGIN PRIVATE KEY-----\nSECRETBODY".into(),
+            ca_certificate: "CA".into(),
+            serial_number: "01:02".into(),
+            expiration: 1,
+        };
+        let text = format!("{c:?}");
+        assert!(!text.contains("SECRETBODY") && text.contains("01:02"), "{text}");
     }
 }

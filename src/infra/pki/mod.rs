@@ -1,4 +1,4 @@
-//! Vault (or OpenBao) for cke-rs: a small typed client over Vault's HTTP API with AppRole login,
+//! Vault (or OpenBao) for cke-rs through vaultrs: a thin client layer with AppRole login,
 //! background token renewal and re-login when the token is revoked or expires; `vault init` (PKI
 //! mounts, roles, KV, policy, AppRole); certificate issuance; and the secrets kept in KV v1
 //! (`cke/secrets`: SSH keys, Kubernetes encryption keys). Layout compatible with CKE.

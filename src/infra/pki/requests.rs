@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use vaultrs::api::pki::requests::SetRoleRequest;
+
 use super::IssueRequest;
 
 /// The SANs of a node certificate: `localhost` and the host name (when it differs from the
@@ -78,26 +80,34 @@ pub struct RoleSpec {
 }
 
 impl RoleSpec {
-    /// The body of `<mount>/roles/<role>`. Beyond CKE's options: keys are P-256 (cke signs requests
-    /// made from EC keys) and any name, IP and localhost SAN is allowed.
-    pub fn vault_options(&self) -> serde_json::Value {
-        let mut v = serde_json::json!({
-            "ttl": self.ttl, "max_ttl": self.max_ttl,
-            "allow_any_name": true, "enforce_hostnames": false, "allow_ip_sans": true,
-            "allow_localhost": true, "allow_bare_domains": true, "allow_subdomains": true,
-            "server_flag": self.server_flag, "client_flag": self.client_flag,
-            "key_type": "ec", "key_bits": 256,
-        });
+    /// The request that creates the role on `mount`. Beyond CKE's options: keys are P-256 (cke
+    /// signs requests made from EC keys) and any name, IP and localhost SAN is allowed.
+    pub fn set_role_request(&self, mount: &str) -> SetRoleRequest {
+        let mut b = SetRoleRequest::builder();
+        b.mount(mount)
+            .name(self.role)
+            .ttl(self.ttl)
+            .max_ttl(self.max_ttl)
+            .allow_any_name(true)
+            .enforce_hostnames(false)
+            .allow_ip_sans(true)
+            .allow_localhost(true)
+            .allow_bare_domains(true)
+            .allow_subdomains(true)
+            .server_flag(self.server_flag)
+            .client_flag(self.client_flag)
+            .key_type("ec")
+            .key_bits(256u64);
         if let Some(o) = self.organization {
-            v["organization"] = serde_json::json!([o]);
+            b.organization(vec![o.to_string()]);
         }
         if let Some(u) = self.key_usage {
-            v["key_usage"] = serde_json::json!(u);
+            b.key_usage(u.split(',').map(str::to_string).collect::<Vec<_>>());
         }
         if self.no_store {
-            v["no_store"] = serde_json::json!(true);
+            b.no_store(true);
         }
-        v
+        b.build().expect("mount and name are set")
     }
 }
 
@@ -359,7 +369,10 @@ mod tests {
         assert_eq!(r.common_name, "service-account");
         assert!(!spec.server_flag && !spec.client_flag && spec.no_store);
         assert_eq!(spec.key_usage, Some("DigitalSignature,CertSign"));
-        assert_eq!(spec.vault_options()["key_usage"], "DigitalSignature,CertSign");
+        assert_eq!(
+            spec.set_role_request("m").key_usage,
+            Some(vec!["DigitalSignature".to_string(), "CertSign".to_string()])
+        );
 
         let r = webhook("default", "webhook-service");
         assert_eq!(
@@ -393,12 +406,18 @@ mod tests {
                 a.role
             );
         }
-        let v = role_spec("kubernetes", "kubelet").unwrap().vault_options();
-        assert_eq!(v["organization"], serde_json::json!(["system:nodes"]));
-        assert_eq!(v["key_type"], "ec");
+        let v = role_spec("kubernetes", "kubelet")
+            .unwrap()
+            .set_role_request("cke/ca-kubernetes");
+        assert_eq!((v.mount.as_str(), v.name.as_str()), ("cke/ca-kubernetes", "kubelet"));
+        assert_eq!(v.organization, Some(vec!["system:nodes".to_string()]));
+        assert_eq!(v.key_type.as_deref(), Some("ec"));
         assert_eq!(
-            role_spec("server", "system").unwrap().vault_options()["client_flag"],
-            false
+            role_spec("server", "system")
+                .unwrap()
+                .set_role_request("cke/ca-server")
+                .client_flag,
+            Some(false)
         );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use vaultrs::api::kv1::requests::{GetSecretRequest, SetSecretRequest};
 
 use super::{VaultClient, VaultError, SECRETS_MOUNT};
 
@@ -13,23 +13,48 @@ pub const SSH_PATH: &str = "cke/secrets/ssh";
 /// Path of the Kubernetes encryption keys.
 pub const K8S_PATH: &str = "cke/secrets/k8s";
 
+/// The secret's name within [`SECRETS_MOUNT`] (`cke/secrets/ssh` → `ssh`).
+fn secret_name(path: &str) -> &str {
+    path.strip_prefix(SECRETS_MOUNT)
+        .map_or(path, |p| p.trim_start_matches('/'))
+}
+
+fn get_request(path: &str) -> GetSecretRequest {
+    GetSecretRequest::builder()
+        .mount(SECRETS_MOUNT)
+        .path(secret_name(path))
+        .build()
+        .expect("every field is set")
+}
+
 async fn read_map(client: &VaultClient, path: &str) -> Result<BTreeMap<String, String>, VaultError> {
-    let Some(v) = client.read(path).await? else {
+    let Some(secret) = client.whole_opt(|| get_request(path)).await? else {
         return Ok(BTreeMap::new());
     };
     // A secret that exists but reads as something else than a map is an error: taken for an empty
     // map, the next write would drop every stored key.
-    let Some(data) = v.get("data").and_then(Value::as_object) else {
-        return Err(VaultError::Unexpected {
-            endpoint: client.endpoint().into(),
-            path: path.into(),
-            reason: "the secret has no data map".into(),
-        });
+    let Some(data) = secret.data.as_object() else {
+        return Err(client.unexpected_for(&get_request(path), "the secret has no data map"));
     };
     Ok(data
         .iter()
         .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
         .collect())
+}
+
+/// Replaces the secret at `path` with `fields` (KV v1 has no partial update).
+async fn write_map(client: &VaultClient, path: &str, fields: &BTreeMap<String, String>) -> Result<(), VaultError> {
+    let body = serde_json::to_vec(fields).expect("a map of strings serializes");
+    client
+        .empty(|| {
+            SetSecretRequest::builder()
+                .mount(SECRETS_MOUNT)
+                .path(secret_name(path))
+                .data(body.clone())
+                .build()
+                .expect("every field is set")
+        })
+        .await
 }
 
 /// All SSH keys by address (`""` = default).
@@ -51,8 +76,7 @@ pub async fn ssh_private_key(client: &VaultClient, address: &str) -> Result<Opti
 pub async fn put_ssh_private_key(client: &VaultClient, host: Option<&str>, key: &str) -> Result<(), VaultError> {
     let mut keys = ssh_keys(client).await?;
     keys.insert(host.unwrap_or_default().to_string(), key.to_string());
-    client.write(SSH_PATH, &json!(keys)).await?;
-    Ok(())
+    write_map(client, SSH_PATH, &keys).await
 }
 
 pub use crate::k8s::encryption::EncryptionKey;
@@ -63,11 +87,8 @@ pub async fn k8s_encryption_keys(client: &VaultClient) -> Result<Vec<EncryptionK
     let m = read_map(client, K8S_PATH).await?;
     match m.get("aescbc") {
         None => Ok(vec![]),
-        Some(text) => crate::k8s::encryption::parse_keys(text).map_err(|e| VaultError::Unexpected {
-            endpoint: client.endpoint().into(),
-            path: K8S_PATH.into(),
-            reason: e.to_string(),
-        }),
+        Some(text) => crate::k8s::encryption::parse_keys(text)
+            .map_err(|e| client.unexpected_for(&get_request(K8S_PATH), &e.to_string())),
     }
 }
 
@@ -81,17 +102,14 @@ pub async fn rotate_k8s_encryption_key(
     let mut fields = read_map(client, K8S_PATH).await?;
     let keys = match fields.get("aescbc") {
         None => vec![],
-        Some(text) => crate::k8s::encryption::parse_keys(text).map_err(|e| VaultError::Unexpected {
-            endpoint: client.endpoint().into(),
-            path: K8S_PATH.into(),
-            reason: e.to_string(),
-        })?,
+        Some(text) => crate::k8s::encryption::parse_keys(text)
+            .map_err(|e| client.unexpected_for(&get_request(K8S_PATH), &e.to_string()))?,
     };
     let mut random = [0u8; 32];
     rand::Rng::fill(&mut rand::rng(), &mut random);
     let keys = crate::k8s::encryption::rotate(&keys, now, random);
     fields.insert("aescbc".into(), crate::k8s::encryption::keys_json(&keys));
-    client.write(K8S_PATH, &json!(fields)).await?;
+    write_map(client, K8S_PATH, &fields).await?;
     Ok(keys)
 }
 

@@ -37,9 +37,11 @@ pub struct ParsedDocument {
 /// line carries more than a comment, or a stream of JSON objects breaks after its first object
 /// (the error names the document number).
 pub fn split_documents(input: &[u8]) -> Result<Vec<Document>, ResourceError> {
+    crate::model::limits::check_size(input.len())?;
     let text = std::str::from_utf8(input).map_err(|e| ResourceError::NotUtf8 {
         reason: format!("invalid byte at offset {}", e.valid_up_to()),
     })?;
+    crate::model::limits::check_nesting(text)?;
     let mut docs = Vec::new();
     let mut number = 0;
     for part in parts(text)? {

@@ -342,6 +342,9 @@ fn json_type(v: &serde_json::Value) -> &'static str {
 /// Errors of resource documents, keys and the changes made before applying.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResourceError {
+    /// The input is larger than [`crate::model::limits::MAX_INPUT_BYTES`].
+    #[error(transparent)]
+    Limit(#[from] crate::model::limits::LimitError),
     /// The input is not UTF-8 text.
     #[error("not UTF-8 text: {reason}")]
     NotUtf8 {

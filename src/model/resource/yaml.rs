@@ -12,24 +12,38 @@ pub(super) fn decode(doc: &[u8], line_offset: usize) -> Result<Value, ResourceEr
     let text = std::str::from_utf8(doc).map_err(|e| ResourceError::NotUtf8 {
         reason: format!("invalid byte at offset {}", e.valid_up_to()),
     })?;
-    let padded = format!("{}{text}", "\n".repeat(line_offset));
+    crate::model::limits::check_nesting(text)?;
+    // Line numbers in parser messages are moved by the offset (the document is not padded with
+    // blank lines: for an input of many documents that cost time and memory quadratic in its size).
     if text.trim_start().starts_with('{') {
-        return match serde_json::from_str::<Value>(&padded) {
+        return match serde_json::from_str::<Value>(text) {
             Ok(v) => Ok(v),
             // A YAML flow mapping (`{a: 1}`) is not JSON but is fine.
-            Err(json_err) => decode_yaml(&padded).map_err(|_| ResourceError::Syntax {
+            Err(json_err) => decode_yaml(text, line_offset).map_err(|_| ResourceError::Syntax {
                 format: "JSON",
-                reason: json_err.to_string(),
+                reason: shift_lines(&json_err.to_string(), line_offset),
             }),
         };
     }
-    decode_yaml(&padded)
+    decode_yaml(text, line_offset)
 }
 
-fn decode_yaml(text: &str) -> Result<Value, ResourceError> {
+/// `message` with every `line N` moved down by `offset` lines.
+fn shift_lines(message: &str, offset: usize) -> String {
+    static LINE: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"\bline (\d+)").unwrap());
+    let message = crate::model::limits::nesting_error(message).unwrap_or_else(|| message.to_string());
+    LINE.replace_all(&message, |c: &regex::Captures<'_>| {
+        let n: usize = c[1].parse().unwrap_or(0);
+        format!("line {}", n + offset)
+    })
+    .into_owned()
+}
+
+fn decode_yaml(text: &str, line_offset: usize) -> Result<Value, ResourceError> {
     let syntax = |e: serde_yaml::Error| ResourceError::Syntax {
         format: "YAML",
-        reason: e.to_string(),
+        reason: shift_lines(&e.to_string(), line_offset),
     };
     let mut v: serde_yaml::Value = serde_yaml::from_str(text).map_err(syntax)?;
     v.apply_merge().map_err(syntax)?;

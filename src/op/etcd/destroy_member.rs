@@ -1,20 +1,26 @@
 //! `etcd-destroy-member`: remove the member of a node that is no longer a control plane, then wipe
-//! its container, volumes and certificates there.
+//! its container, volumes and certificates there. Without a member id (the member was removed while
+//! the node was unreachable), only the wipe, guarded: it refuses a node the member list still names
+//! as a started or voting member.
 
-use super::{remove_member, Wipe};
+use super::{others, remove_member, Wipe, WipeGuard};
 use crate::op::{OpContext, Operator, SeqOperator};
 
 /// The operator.
-pub fn operator(node: &str, id: u64, ctx: OpContext<'_>) -> Box<dyn Operator> {
+pub fn operator(node: &str, id: Option<u64>, ctx: OpContext<'_>) -> Box<dyn Operator> {
     let wipe = Wipe {
         node: node.into(),
         volume: ctx.cluster.options.etcd.volume().into(),
         detail: "container, volumes, certificates",
-        guard: None,
+        guard: id.is_none().then(|| WipeGuard {
+            peers: others(ctx.cluster, node),
+            replace: None,
+        }),
     };
-    SeqOperator::boxed(
-        "etcd-destroy-member",
-        vec![node.into()],
-        vec![remove_member(ctx, node, id), Box::new(wipe)],
-    )
+    let mut steps = Vec::new();
+    if let Some(id) = id {
+        steps.push(remove_member(ctx, node, id));
+    }
+    steps.push(Box::new(wipe) as _);
+    SeqOperator::boxed("etcd-destroy-member", vec![node.into()], steps)
 }

@@ -1,5 +1,5 @@
 //! Operators of the managed etcd, one per file: bootstrap, start, wait, learner-first add (with
-//! promotion and marking), remove, destroy, promote, mark and restart. Each step is one recorded
+//! promotion and marking), remove, destroy, promote, mark, restart, and CKE's config upgrade. Each step is one recorded
 //! command; a failed step cancels the operation and the next pass re-plans from what the probe then
 //! sees. This module holds what they share: the container spec, the certificate files, the
 //! endpoints for membership requests, and the etcd-specific commanders.
@@ -12,6 +12,7 @@ pub mod promote_member;
 pub mod remove_member;
 pub mod restart;
 pub mod start;
+pub mod upgrade;
 pub mod wait;
 
 use std::sync::Arc;
