@@ -1,6 +1,6 @@
 //! End to end: the reboot and repair queues on real Kubernetes 1.20.2 (scripts/build-k8s.sh) on mtest node hosts
 //! with containerd, 3 control planes and 2 workers brought up once, `max_concurrent_reboots: 2`.
-//! `reboot_command` power-cycles a node host (mtest `node-stop`, `node-start`: every process and
+//! `reboot_command` power-cycles a node host (mtest `node-stop --power-off`, `node-start`: every process and
 //! container of the node dies, its `/run` is wiped), `boot_check_command` prints `true` once the node
 //! host answers (never for a node whose flag file exists). CKE's mtest reboot checks
 //! (`mtest/reboot_test.go`):
@@ -54,7 +54,7 @@ fn scripts(m: &Mtest, dir: &Path) -> (String, String) {
     let reboot = format!(
         "#!/bin/bash\n# reboot_command ADDRESS: power-cycles the node host of ADDRESS.\nset -eu\n\
          i=$(( ${{1##*.}} - 10 ))\necho \"$(date +%s) reboot $1\" >> {d}/reboots.log\n\
-         {mtest} node-stop \"$i\" >>{d}/mtest.log 2>&1\nsleep 2\n{mtest} node-start \"$i\" >>{d}/mtest.log 2>&1\n"
+         {mtest} node-stop \"$i\" --power-off >>{d}/mtest.log 2>&1\nsleep 2\n{mtest} node-start \"$i\" >>{d}/mtest.log 2>&1\n"
     );
     let check = format!(
         "#!/bin/bash\n# boot_check_command ADDRESS SINCE: true once the node host answers.\n\
