@@ -26,6 +26,10 @@ use crate::op::test_ops::TestOperatorSpec;
 use crate::probe::{Prober, SshProber};
 use crate::server::Shared;
 use crate::storage::{EtcdStorage, Storage, KEY_CLUSTER, KEY_CONSTRAINTS, KEY_RESOURCE_PREFIX};
+
+/// Prefix of the sabakan integration's keys: a change (URL, template, variables, enabling) wakes the
+/// controller, as CKE's sabakan watcher does.
+const KEY_SABAKAN_PREFIX: &str = "sabakan/";
 use crate::topology::Images;
 
 /// Command-line flags of `cke`.
@@ -325,8 +329,13 @@ async fn run(args: Args) -> Result<(), DaemonError> {
             commands: Arc::new(crate::infra::host_command::ProcessCommands),
             fence: None,
         });
-        let controller =
-            Controller::new(storage_dyn.clone(), prober, shared.clone(), controller_cfg.clone()).with_infra(infra);
+        let integrator = Arc::new(crate::sabakan::Integrator::new(
+            storage_dyn.clone(),
+            Arc::new(crate::sabakan::SabakanClient::new()),
+        ));
+        let controller = Controller::new(storage_dyn.clone(), prober, shared.clone(), controller_cfg.clone())
+            .with_infra(infra)
+            .with_integrator(integrator);
         let end = controller
             .run_term(
                 &term.fence,
@@ -470,13 +479,15 @@ impl KeyProvider for NoKeys {
     }
 }
 
-/// Wakes the controller when the declaration, the constraints or the resources change.
+/// Wakes the controller when the declaration, the constraints, the resources or the sabakan
+/// integration's settings change.
 fn spawn_triggers(storage: &EtcdStorage, tx: mpsc::Sender<()>) -> Vec<tokio::task::JoinHandle<()>> {
     let storage: Arc<dyn Storage> = Arc::new(storage.clone());
     [
         (KEY_CLUSTER, false),
         (KEY_CONSTRAINTS, false),
         (KEY_RESOURCE_PREFIX, true),
+        (KEY_SABAKAN_PREFIX, true),
     ]
     .into_iter()
     .map(|(key, prefix)| tokio::spawn(trigger_on_change(storage.clone(), key, prefix, tx.clone())))

@@ -21,6 +21,7 @@ pub mod op;
 pub mod planner;
 pub mod probe;
 pub mod rivers;
+pub mod sabakan;
 pub mod server;
 pub mod storage;
 pub mod topology;

@@ -6,7 +6,8 @@
 //! probe's duration), owned by the server state and fed by the controller; and [`process()`], the
 //! process-wide counters of the side effects (Vault and management-etcd requests, SSH connections,
 //! per-node probe durations), fed by `infra`, `storage` and `probe`. Each instance's registry
-//! holds both, so `/metrics` shows all of them. Nothing here does I/O.
+//! holds both, so `/metrics` shows all of them, and the sabakan integration's ([`sabakan`], fed by
+//! its integrator, shown on the leader only). Nothing here does I/O.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::AtomicU64;
@@ -21,6 +22,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::model::Phase;
+
+pub mod sabakan;
 
 /// The `Content-Type` of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -99,6 +102,8 @@ pub struct Metrics {
     pass_duration: Histogram,
     probe_duration: Histogram,
     operation_duration: Histograms<OperationLabels>,
+    /// The sabakan integration's metrics.
+    pub sabakan: sabakan::SabakanMetrics,
 }
 
 impl Default for Metrics {
@@ -117,6 +122,7 @@ impl Default for Metrics {
             pass_duration: long_buckets(),
             probe_duration: probe_buckets(),
             operation_duration: Family::new_with_constructor(long_buckets),
+            sabakan: sabakan::SabakanMetrics::default(),
         };
         registry.register("leader", "1 when this instance is the leader", m.leader.clone());
         registry.register(
@@ -161,6 +167,7 @@ impl Default for Metrics {
             m.operation_duration.clone(),
         );
         process().register(&mut registry);
+        registry.register_collector(Box::new(m.sabakan.clone()));
         Metrics { registry, ..m }
     }
 }
@@ -171,6 +178,7 @@ impl Metrics {
         let mut st = self.state.lock().unwrap();
         st.0 = leader;
         self.leader.set(i64::from(leader));
+        self.sabakan.set_leader(leader);
         self.show_phase(&st);
     }
 

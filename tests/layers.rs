@@ -41,6 +41,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("server", &["metrics", "model", "topology"]),
+    // The sabakan integration: machines, the generator (pure), the GraphQL client and the integrator.
+    ("sabakan", &["error", "infra", "metrics", "model", "storage"]),
     ("leader", &["storage"]),
     (
         "controller",
@@ -54,6 +56,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "op",
             "planner",
             "probe",
+            "sabakan",
             "server",
             "storage",
             "topology",
@@ -70,6 +73,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "model",
             "planner",
             "process_setup",
+            "sabakan",
             "storage",
             "topology",
         ],
@@ -90,6 +94,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "planner",
             "probe",
             "process_setup",
+            "sabakan",
             "server",
             "storage",
             "topology",

@@ -46,6 +46,10 @@ fn every_cke_metric_parses_and_is_documented() {
     p.ssh_connect_failure();
     p.ssh_hostkey_mismatches.inc();
     p.probed_nodes(&[("10.0.0.1".into(), Duration::from_millis(40))]);
+    m.sabakan.set_enabled(true);
+    m.sabakan.set_auto_repair_enabled(true);
+    let workers = std::collections::BTreeMap::from([("cs".to_string(), 2)]);
+    m.sabakan.set_integration(true, &workers, 1, 1_700_000_000);
 
     let families = check(&m.render());
     let exposed = exposed(&families, "cke_");

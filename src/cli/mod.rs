@@ -13,6 +13,7 @@ mod kubernetes;
 mod reboot_queue;
 mod repair_queue;
 mod resource;
+mod sabakan;
 mod ssh;
 mod vault;
 
@@ -99,6 +100,12 @@ pub enum Command {
     /// Manage pinned SSH host keys.
     #[command(subcommand, name = "ssh-hostkey")]
     SshHostkey(ssh::HostKeyCommand),
+    /// The sabakan integration: the cluster declaration generated from sabakan's machines.
+    #[command(subcommand)]
+    Sabakan(sabakan::SabakanCommand),
+    /// Sabakan-triggered automatic repair.
+    #[command(subcommand, name = "auto-repair")]
+    AutoRepair(sabakan::AutoRepairCommand),
 }
 
 /// Errors of `ckecli` commands; [`CliError::exit_code`] maps them to exit codes.
@@ -365,6 +372,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Ssh(a) => ssh::ssh(&ctx, a).await,
         Command::Scp(a) => ssh::scp(&ctx, a).await,
         Command::SshHostkey(c) => ssh::hostkey(&ctx, c).await,
+        Command::Sabakan(c) => sabakan::run(&ctx, c).await,
+        Command::AutoRepair(c) => sabakan::run_auto_repair(&ctx, c).await,
     }
 }
 

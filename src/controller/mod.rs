@@ -25,6 +25,8 @@ use crate::op::test_ops::TestOperatorSpec;
 use crate::op::{CommandError, Infra, OpContext, Operator};
 use crate::planner::{decide_ops, OpKind, Plan, PlanInputs, PlannedOp};
 use crate::probe::Prober;
+use crate::sabakan::repairer::Skipped;
+use crate::sabakan::{Integrator, Outcome, RepairOutcome, Report};
 use crate::server::Shared;
 use crate::storage::{
     encode, Fence, LeaseDeadline, Storage, StorageError, Write, KEY_CONFIG_VERSION, KEY_ETCD_BOOTSTRAPPED,
@@ -43,6 +45,10 @@ pub type OperatorFactory = Arc<dyn Fn(&PlannedOp, OpContext<'_>) -> Box<dyn Oper
 
 /// Builds the infra commanders use for one pass.
 pub type InfraFactory = Arc<dyn Fn(Arc<dyn Storage>, Arc<Cluster>) -> Infra + Send + Sync>;
+
+/// The phase before which the sabakan integration also runs (CKE's `reboot-nodes`): the inventory
+/// is followed while nothing but reboots is left to do.
+pub const REBOOT_PHASE: &str = "reboot-nodes";
 
 /// How often a running command's term is checked against the lease deadline.
 const LEASE_CHECK_PERIOD: Duration = Duration::from_millis(250);
@@ -167,6 +173,7 @@ pub struct Controller {
     infra: InfraFactory,
     shared: Arc<Shared>,
     cfg: ControllerConfig,
+    integrator: Option<Arc<Integrator>>,
 }
 
 struct TermCtx<'a> {
@@ -200,7 +207,15 @@ impl Controller {
             infra: Arc::new(Infra::minimal),
             shared,
             cfg,
+            integrator: None,
         }
+    }
+
+    /// Runs the sabakan integration at CKE's points of the loop: once per term (a changed template),
+    /// when no declaration exists, when nothing is planned, and before reboots.
+    pub fn with_integrator(mut self, integrator: Arc<Integrator>) -> Self {
+        self.integrator = Some(integrator);
+        self
     }
 
     /// Uses `operators` to turn planned operations into operators.
@@ -234,6 +249,14 @@ impl Controller {
         match self.cancel_unfinished(&ctx).await {
             Err(PassError::Lost) => return TermEnd::Lost,
             Err(e) => tracing::warn!(error = e.describe(), "cannot cancel the previous leader's records"),
+            Ok(()) => {}
+        }
+        match self.integrate(&ctx, None, true).await {
+            Err(PassError::Lost) => return TermEnd::Lost,
+            Err(e) => tracing::warn!(
+                error = e.describe(),
+                "sabakan integration failed at the start of the term"
+            ),
             Ok(()) => {}
         }
         let mut previous: Vec<PlannedOp> = Vec::new();
@@ -345,6 +368,7 @@ impl Controller {
             self.shared.etcd_ok();
             self.shared.set_problem("declaration", None);
             self.set_note("no cluster is declared (ckecli cluster set FILE)");
+            self.integrate(ctx, None, false).await?;
             return Ok(Vec::new());
         };
         self.shared.etcd_ok();
@@ -420,6 +444,10 @@ impl Controller {
         if self.cfg.dry_run {
             return Ok(Vec::new());
         }
+        // Reflect sabakan's machines when nothing is to be done, or nothing but reboots (CKE).
+        if plan.ops.is_empty() || plan.phase.as_str() == REBOOT_PHASE {
+            self.integrate(ctx, Some(&status), false).await?;
+        }
         let op_ctx = OpContext {
             cluster: &cluster,
             images: &self.cfg.images,
@@ -447,6 +475,58 @@ impl Controller {
             self.run_operator(ctx, op, &infra).await?;
         }
         Ok(ran)
+    }
+
+    /// Runs the sabakan integration, if any (`init`: the term's first run, which only regenerates
+    /// for a changed template). Sabakan's and the generator's failures are logged and change
+    /// nothing; the management etcd's end the pass.
+    async fn integrate(&self, ctx: &TermCtx<'_>, status: Option<&ClusterStatus>, init: bool) -> Result<(), PassError> {
+        let Some(ig) = &self.integrator else {
+            return Ok(());
+        };
+        if self.cfg.dry_run {
+            return Ok(());
+        }
+        ctx.check()?;
+        let metrics = &self.shared.metrics.sabakan;
+        let report = if init {
+            Report {
+                generation: ig.init(ctx.fence, metrics, Utc::now()).await?,
+                repair: RepairOutcome::NoCluster,
+            }
+        } else {
+            ig.run(ctx.fence, status, metrics, Utc::now()).await?
+        };
+        self.shared.etcd_ok();
+        let mut note = match &report.generation {
+            Outcome::Disabled | Outcome::NotConfigured => String::new(),
+            Outcome::QueryFailed(e) => format!("query failed: {e}"),
+            Outcome::GenerateFailed(e) => format!("cannot generate the cluster: {e}"),
+            Outcome::Unchanged => "the cluster follows the machines".into(),
+            Outcome::Written { op, changes } => format!("generated the cluster ({op}): {}", changes.join("; ")),
+        };
+        match &report.repair {
+            RepairOutcome::QueryFailed(e) => note.push_str(&format!("; auto-repair query failed: {e}")),
+            RepairOutcome::Queued { queued, skipped } => {
+                if !queued.is_empty() {
+                    note.push_str(&format!("; auto-repair queued {}", queued.join(", ")));
+                }
+                for s in skipped {
+                    match s {
+                        Skipped::TooMany { queued, new, maximum } => note.push_str(&format!(
+                            "; auto-repair queued nothing: {queued} entries and {new} new exceed maximum-repair-queue-entries {maximum}"
+                        )),
+                        Skipped::Undeclared { address, reason } => {
+                            note.push_str(&format!("; auto-repair skipped {address}: {reason}"))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.shared.status.write().unwrap().sabakan = note.trim_start_matches("; ").to_string();
+        Ok(())
     }
 
     /// Which static and user resources exist (CKE reads them with the rest of the Kubernetes

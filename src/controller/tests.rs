@@ -639,6 +639,112 @@ impl Prober for FakeProber {
 #[allow(dead_code)]
 fn _assert_operator_is_object_safe(_: &dyn Operator) {}
 
+/// Polls the storage (paused time) until `f` holds for its declaration.
+async fn wait_for_cluster(storage: &MemStorage, what: &str, f: impl Fn(&Cluster) -> bool) -> Cluster {
+    for _ in 0..10_000 {
+        if let Some(c) = storage.get_cluster().await.unwrap() {
+            if f(&c) {
+                return c;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// CKE's points of the loop: with no declaration the integrator generates one; while operations
+/// are planned it does not run; with nothing planned (here: the declaration violates a raised
+/// control-plane-count) it updates the declaration.
+#[tokio::test(start_paused = true)]
+async fn the_sabakan_integration_runs_at_ckes_points_of_the_loop() {
+    use crate::sabakan::fake::{machine, FakeSabakan};
+    use crate::sabakan::{parse_template, Integrator, MachineState};
+    use crate::storage::SabakanStorage;
+
+    let (storage, fence) = setup().await;
+    storage.delete_raw("cluster").await.unwrap();
+    storage.put_constraints(&Constraints::default()).await.unwrap();
+    storage
+        .put_sabakan_template(
+            &parse_template(
+                "name: t\nservice_subnet: 10.68.0.0/16\nnodes:\n- {user: cybozu, control_plane: true}\n- {user: cybozu}\n",
+            )
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    storage.put_sabakan_url("http://sabakan/graphql").await.unwrap();
+    let healthy = |s: MachineState| {
+        vec![
+            machine("10.0.0.1", 0, MachineState::Healthy),
+            machine("10.0.0.2", 1, MachineState::Healthy),
+            machine("10.0.0.3", 2, s),
+        ]
+    };
+    let sabakan = Arc::new(FakeSabakan::new(healthy(MachineState::Healthy)));
+
+    let prober = Arc::new(ReachableProber::default());
+    let shared = Arc::new(Shared::default());
+    let ctl = Controller::new(
+        storage.clone(),
+        prober.clone(),
+        shared.clone(),
+        config(Duration::from_millis(50)),
+    )
+    .with_operators(scripted(Act::Sleep(Duration::from_millis(1)), 1))
+    .with_integrator(Arc::new(Integrator::new(storage.clone(), sabakan.clone())));
+    let (_lost, lost_rx) = watch::channel(false);
+    let (shutdown, sd_rx) = watch::channel(false);
+    let (_trigger, mut rx) = mpsc::channel(1);
+    let f = fence.clone();
+    let handle = tokio::spawn(async move {
+        ctl.run_term(&f, LeaseDeadline::unlimited(), lost_rx, sd_rx, &mut rx)
+            .await
+    });
+
+    let c = wait_for_cluster(&storage, "a generated declaration", |_| true).await;
+    assert_eq!((c.control_planes().count(), c.workers().count()), (1, 2));
+    assert!(
+        shared
+            .status
+            .read()
+            .unwrap()
+            .sabakan
+            .contains("generated the cluster (new)"),
+        "{}",
+        shared.status.read().unwrap().sabakan
+    );
+
+    // Operations are planned in every pass (nothing ever runs on these nodes): a machine turning
+    // unreachable changes nothing.
+    let queries = sabakan.sent.lock().unwrap().len();
+    sabakan.set(healthy(MachineState::Unreachable));
+    let passes = prober.passes();
+    wait_for("five more passes", || prober.passes() >= passes + 5).await;
+    assert_eq!(storage.get_cluster().await.unwrap(), Some(c));
+    assert_eq!(
+        sabakan.sent.lock().unwrap().len(),
+        queries,
+        "no query while operations are planned"
+    );
+
+    // A raised control-plane-count: the declaration violates it, nothing is planned, and the
+    // integrator adds a control plane (and taints the unreachable machine while at it).
+    storage
+        .put_constraints(&Constraints::default().with("control-plane-count", "2").unwrap())
+        .await
+        .unwrap();
+    let c = wait_for_cluster(&storage, "a second control plane", |c| c.control_planes().count() == 2).await;
+    let n = c.node("10.0.0.3").unwrap();
+    assert!(n
+        .taints
+        .iter()
+        .any(|t| t.key == "cke.cybozu.com/state" && t.value == "unreachable"));
+
+    shutdown.send(true).unwrap();
+    assert_eq!(handle.await.unwrap(), TermEnd::Shutdown);
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_invalid_stored_declaration_is_not_acted_on() {
     let (storage, fence) = setup().await;

@@ -37,6 +37,9 @@ pub struct DaemonStatus {
     /// The Kubernetes version of its Kubernetes image, e.g. `1.20.2`.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub kubernetes_version: String,
+    /// What the sabakan integration did last (empty when it is not configured).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub sabakan: String,
 }
 
 /// State shared by the controller, the election loop and the HTTP server.

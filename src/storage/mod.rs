@@ -16,6 +16,7 @@ mod etcd;
 mod memory;
 pub mod queue;
 pub mod repairs;
+mod sabakan;
 mod watch;
 
 use async_trait::async_trait;
@@ -26,6 +27,7 @@ use crate::model::{parse_resource, sort_resources, Cluster, Constraints, Record,
 
 pub use etcd::EtcdStorage;
 pub use memory::MemStorage;
+pub use sabakan::*;
 pub use watch::{WatchEvent, WatchStream};
 
 /// Key of the cluster declaration.

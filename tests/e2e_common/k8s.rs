@@ -47,8 +47,15 @@ pub fn declaration_with(m: &Mtest, cps: &[usize], workers: &[usize], attrs: &[(u
     for i in workers {
         s.push_str(&format!("  - {{address: {}, user: root{}}}\n", m.node(*i), more(*i)));
     }
-    s.push_str(
-        r#"options:
+    s.push_str(TESTBED_OPTIONS);
+    s.push_str(extra);
+    s
+}
+
+/// What the mtest node hosts need under a declaration's `options` ([`declaration`] says why): no
+/// swap check, small eviction thresholds, cgroupfs without a per-QoS tree, no image garbage
+/// collection, and kube-proxy writing no global conntrack sysctls.
+pub const TESTBED_OPTIONS: &str = r#"options:
   kubelet:
     config:
       apiVersion: kubelet.config.k8s.io/v1beta1
@@ -67,11 +74,7 @@ pub fn declaration_with(m: &Mtest, cps: &[usize], workers: &[usize], attrs: &[(u
       mode: iptables
       clusterCIDR: 10.200.0.0/16
       conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
-"#,
-    );
-    s.push_str(extra);
-    s
-}
+"#;
 
 /// kubectl with the admin kubeconfig.
 pub struct Kubectl {
@@ -82,6 +85,14 @@ pub struct Kubectl {
 }
 
 impl Kubectl {
+    /// kubectl of the test bed's Kubernetes binaries ([`kubectl_bin`]), with `kubeconfig`.
+    pub fn new(m: &Mtest, kubeconfig: PathBuf) -> Kubectl {
+        Kubectl {
+            bin: kubectl_bin(m),
+            kubeconfig,
+        }
+    }
+
     /// Runs `kubectl ARGS`.
     pub fn run(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
         let mut c = Command::new(&self.bin);
@@ -192,10 +203,10 @@ impl Kubectl {
         [from_ep, (ready, not_ready)]
     }
 
-    /// Ready Node names.
+    /// Names of the Ready Nodes, sorted.
     pub fn ready_nodes(&self) -> Vec<String> {
         let nodes = self.json(&["nodes"]);
-        nodes["items"]
+        let mut ready: Vec<String> = nodes["items"]
             .as_array()
             .into_iter()
             .flatten()
@@ -207,7 +218,9 @@ impl Kubectl {
                     .any(|c| c["type"] == "Ready" && c["status"] == "True")
             })
             .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
-            .collect()
+            .collect();
+        ready.sort();
+        ready
     }
 }
 
@@ -363,10 +376,7 @@ pub fn bring_up(nodes: usize, cps: usize, declare: impl FnOnce(&Mtest, &Path) ->
     let text = declare(&m, dir.path());
     ok(&m, &["cluster", "set", "-"], Some(&text));
     let kubeconfig = dir.path().join("kubeconfig");
-    let kubectl = Kubectl {
-        bin: kubectl_bin(&m),
-        kubeconfig: kubeconfig.clone(),
-    };
+    let kubectl = Kubectl::new(&m, kubeconfig.clone());
     let mut all: Vec<String> = (1..=nodes).map(|i| m.node(i)).collect();
     all.sort();
     wait("every Node Ready", Duration::from_secs(600), &log, || {
@@ -376,9 +386,7 @@ pub fn bring_up(nodes: usize, cps: usize, declare: impl FnOnce(&Mtest, &Path) ->
             return None;
         }
         std::fs::write(&kubeconfig, &issued.stdout).unwrap();
-        let mut ready = kubectl.ready_nodes();
-        ready.sort();
-        (ready == all).then_some(())
+        (kubectl.ready_nodes() == all).then_some(())
     });
     let bootstrap = started.elapsed();
     K8sCluster {
