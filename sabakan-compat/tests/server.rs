@@ -40,6 +40,8 @@ async fn start() -> Server {
             let _ = rx.await;
         },
     ));
+    // The workspace builds reqwest with rustls and without a crypto provider; ring is cke's.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     Server {
         url,
         http: reqwest::Client::new(),
