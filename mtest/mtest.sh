@@ -29,7 +29,7 @@ usage() {
 usage: mtest.sh [--dir DIR] [--prefix P] [--subnet A.B.C] COMMAND
   up [--nodes N] [--no-etcd] [--no-vault] [--image NAME=BIN[,BIN...]]... [--k8s]
   down | status | env
-  node-stop I | node-start I | partition I | heal I | rekey I
+  node-stop I [--power-off] | node-start I | partition I | heal I | rekey I
   ssh I CMD... | exec I CMD...
   load-image I|all TAR
   build-image NAME BIN[,BIN...]     (prints the saved tar path)
@@ -498,8 +498,12 @@ case "$CMD" in
       echo "$line"
     done ;;
   node-stop)
+    # --power-off: no container is stopped first, every process is killed at once, as when the
+    # power goes (podman resets its containers' state on the next start, /run being empty).
     i=$1
-    node_exec "$i" sh -c 'podman stop -a -t 2 >/dev/null 2>&1; true' || true
+    if [ "${2:-}" != --power-off ]; then
+      node_exec "$i" sh -c 'podman stop -a -t 2 >/dev/null 2>&1; true' || true
+    fi
     kill_cgroups "$(basename "$(cgroup_root "$i")")"
     for pid in $(ip netns pids "$(ns "$i")" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
     rm -f "$(node_dir "$i")/sshd.pid" "$(node_dir "$i")/containerd.pid"

@@ -457,6 +457,75 @@ pub async fn resource_statuses(
     Ok(out)
 }
 
+/// The reboot queue this pass (CKE's GetRebootQueueStatus, without what the planner derives from
+/// it and the time): whether it is enabled, its entries (the first of each node), which `draining`
+/// entries' drains are complete ([`crate::infra::drain::drained_for_reboot`], through `apiserver`),
+/// and which `rebooting` entries' boot checks print `true` (`boot_check_command <address> <last
+/// transition time, Unix seconds>` on this host, all at once, with `command_timeout_seconds`). A
+/// failed check counts as not done (logged): a drain then times out, a reboot waits.
+pub async fn reboot_queue_status(
+    storage: &dyn Storage,
+    kube: &dyn KubeApi,
+    commands: &dyn crate::infra::HostCommands,
+    cluster: &Cluster,
+    apiserver: &str,
+) -> Result<crate::model::RebootQueueStatus, crate::storage::StorageError> {
+    use crate::model::{RebootQueueEntry, RebootStatus};
+    use crate::storage::queue;
+    let enabled = queue::is_enabled(storage, &queue::REBOOT_QUEUE).await?;
+    let all: Vec<RebootQueueEntry> = queue::entries(storage, &queue::REBOOT_QUEUE).await?;
+    let entries = crate::model::dedup_reboot_entries(&all);
+    let member = |e: &&RebootQueueEntry| cluster.node(&e.node).is_some();
+    let drains = entries
+        .iter()
+        .filter(member)
+        .filter(|e| e.status == RebootStatus::Draining)
+        .map(|e| async move {
+            let name = cluster.node(&e.node).map_or(e.node.as_str(), |n| n.nodename());
+            match crate::infra::drain::drained_for_reboot(kube, apiserver, name).await {
+                Ok(done) => done.then(|| e.node.clone()),
+                Err(err) => {
+                    tracing::warn!(
+                        node = e.node,
+                        error = crate::error::error_chain(&err),
+                        "cannot check the drain"
+                    );
+                    None
+                }
+            }
+        });
+    let reboot = cluster.reboot.clone().unwrap_or_default();
+    let checks = entries
+        .iter()
+        .filter(member)
+        .filter(|e| e.status == RebootStatus::Rebooting && !reboot.boot_check_command.is_empty())
+        .map(|e| {
+            let since = e.last_transition_time.map_or(0, |t| t.timestamp()).to_string();
+            let argv = crate::infra::host_command::with_args(&reboot.boot_check_command, &[&e.node, &since]);
+            let timeout = crate::infra::host_command::timeout_of(reboot.command_timeout_seconds, 0);
+            async move {
+                match commands.run(&argv, timeout).await {
+                    Ok(out) => (out.trim() == "true").then(|| e.node.clone()),
+                    Err(err) => {
+                        tracing::warn!(
+                            node = e.node,
+                            error = crate::error::error_chain(&err),
+                            "boot check failed"
+                        );
+                        None
+                    }
+                }
+            }
+        });
+    let (drained, booted) = futures::join!(futures::future::join_all(drains), futures::future::join_all(checks));
+    Ok(crate::model::RebootQueueStatus {
+        enabled,
+        entries,
+        drain_completed: drained.into_iter().flatten().collect(),
+        boot_checked: booted.into_iter().flatten().collect(),
+    })
+}
+
 /// The real prober: the nodes over SSH, the managed etcd with its root credentials, Kubernetes
 /// through its API and the components' health endpoints.
 pub struct SshProber {
@@ -573,6 +642,8 @@ impl Prober for SshProber {
             self.etcd_status(cluster, &nodes),
             kubernetes_status(&*self.kube, cluster, &nodes)
         );
+        // The reboot queue is read by the controller, with the operators' infra
+        // ([`reboot_queue_status`]).
         ClusterStatus {
             nodes,
             etcd,

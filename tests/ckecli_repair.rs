@@ -3,7 +3,7 @@
 //! and stores nothing), delete / delete-finished / delete-unfinished marking entries, reset-backoff,
 //! enable / disable / is-enabled, and wait.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -29,38 +29,29 @@ repair:
 
 struct Env {
     _etcd: EtcdServer,
-    _dir: tempfile::TempDir,
     config: PathBuf,
+    cli: Ckecli,
 }
 
 impl Env {
     fn new() -> Env {
         let etcd = EtcdServer::start();
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("config.yml");
-        std::fs::write(&config, etcd.config_yaml("/cke/")).unwrap();
+        let config = etcd.config_file();
+        let cli = Ckecli::new(env!("CARGO_BIN_EXE_ckecli"), &config);
         Env {
             _etcd: etcd,
-            _dir: dir,
             config,
+            cli,
         }
     }
 
     fn ckecli(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        Ckecli::new(env!("CARGO_BIN_EXE_ckecli"), &self.config).run(args, stdin)
+        self.cli.run(args, stdin)
     }
 
     #[track_caller]
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.ckecli(args, None);
-        assert!(
-            o.status.success(),
-            "{args:?}: exit {:?}\nstdout: {}\nstderr: {}",
-            o.status.code(),
-            text(&o.stdout),
-            text(&o.stderr)
-        );
-        text(&o.stdout)
+        self.cli.ok(args, None)
     }
 
     fn list(&self) -> Vec<serde_json::Value> {
@@ -68,8 +59,7 @@ impl Env {
     }
 
     async fn storage(&self) -> EtcdStorage {
-        let text = std::fs::read_to_string(&self.config).unwrap();
-        EtcdStorage::connect(&Config::parse(&text, Path::new(&self.config)).unwrap())
+        EtcdStorage::connect(&Config::load(&self.config).unwrap())
             .await
             .unwrap()
     }
@@ -109,7 +99,11 @@ async fn add_list_delete_and_ckes_layout() {
     }
     let after = storage.list_raw_with_revision("repairs/", 0, false).await.unwrap();
     assert_eq!(after.revision, before.revision, "nothing was written");
-    assert_eq!(env.list(), Vec::<serde_json::Value>::new());
+    assert_eq!(
+        env.ok(&["repair-queue", "list"]),
+        "[]\n",
+        "an empty queue is [] as CKE prints it"
+    );
 
     env.ok(&["repair-queue", "add", "op1", "type1", "10.0.0.2"]);
     env.ok(&["repair-queue", "add", "op1", "type2", "10.0.0.9", "SN9"]);
@@ -122,6 +116,11 @@ async fn add_list_delete_and_ckes_layout() {
     assert_eq!(
         text(&raw.value),
         r#"{"index":"1","address":"10.0.0.9","nodename":"","serial":"SN9","machine_type":"type2","operation":"op1","status":"queued","step":0,"step_status":"waiting","deleted":false,"last_transition_time":"0001-01-01T00:00:00Z","drain_backoff_expire":"0001-01-01T00:00:00Z"}"#
+    );
+    let listed = env.ok(&["repair-queue", "list"]);
+    assert!(
+        listed.starts_with("[\n    {\n        \"index\": \"0\","),
+        "indented by four spaces, as CKE's: {listed}"
     );
     let list = env.list();
     assert_eq!(list.len(), 2);

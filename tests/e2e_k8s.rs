@@ -9,22 +9,18 @@
 
 mod e2e_common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cke_testkit::Mtest;
+use e2e_common::k8s::{self, bring_up, started_at, upstream_dns_address, wait, Kubectl, UPSTREAM_ADDR, UPSTREAM_NAME};
 use e2e_common::*;
 
 const CPS: [usize; 3] = [1, 2, 3];
 const WORKERS: [usize; 2] = [4, 5];
 
-/// The declaration: CKE's options plus what these node hosts need: no swap check, small eviction
-/// thresholds, kube-proxy writing no global conntrack sysctls, cgroupfs, and no per-QoS cgroup tree
-/// (the node hosts share one cgroup hierarchy; kubelets each managing a `/kubepods` there would kill
-/// each other's pods as orphans, and a cluster-wide declaration cannot give each its own root), and no
-/// image garbage collection (the local pause and busybox images cannot be pulled again, and a full
-/// shared disk would make the kubelets delete them).
+/// The declaration ([`e2e_common::k8s::declaration`]) with these kube-apiserver arguments.
 fn declaration(m: &Mtest, cps: &[usize], workers: &[usize], apiserver_args: &[&str]) -> String {
     declaration_with(m, cps, workers, apiserver_args, &[])
 }
@@ -37,284 +33,14 @@ fn declaration_with(
     apiserver_args: &[&str],
     attrs: &[(usize, &str)],
 ) -> String {
-    let mut s = format!(
-        "name: e2e-k8s\nservice_subnet: 10.201.0.0/24\ndns_servers: [{}]\nnodes:\n",
-        upstream_dns_address(m)
-    );
-    let more = |i: usize| {
-        attrs
-            .iter()
-            .filter(|(n, _)| *n == i)
-            .map(|(_, a)| format!(", {a}"))
-            .collect::<String>()
-    };
-    for i in cps {
-        s.push_str(&format!(
-            "  - {{address: {}, user: root, control_plane: true{}}}\n",
-            m.node(*i),
-            more(*i)
-        ));
-    }
-    for i in workers {
-        s.push_str(&format!("  - {{address: {}, user: root{}}}\n", m.node(*i), more(*i)));
-    }
-    s.push_str(
-        r#"options:
-  kubelet:
-    config:
-      apiVersion: kubelet.config.k8s.io/v1beta1
-      kind: KubeletConfiguration
-      cgroupDriver: cgroupfs
-      cgroupsPerQOS: false
-      imageGCHighThresholdPercent: 100
-      imageGCLowThresholdPercent: 99
-      enforceNodeAllocatable: []
-      failSwapOn: false
-      evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}
-  kube-proxy:
-    config:
-      apiVersion: kubeproxy.config.k8s.io/v1alpha1
-      kind: KubeProxyConfiguration
-      mode: iptables
-      clusterCIDR: 10.200.0.0/16
-      conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
-"#,
-    );
+    let mut extra = String::new();
     if !apiserver_args.is_empty() {
-        s.push_str("  kube-api:\n    extra_args:\n");
+        extra.push_str("  kube-api:\n    extra_args:\n");
         for a in apiserver_args {
-            s.push_str(&format!("      - \"{a}\"\n"));
+            extra.push_str(&format!("      - \"{a}\"\n"));
         }
     }
-    s
-}
-
-struct Kubectl {
-    bin: PathBuf,
-    kubeconfig: PathBuf,
-}
-
-impl Kubectl {
-    fn run(&self, args: &[&str], stdin: Option<&str>) -> std::process::Output {
-        let mut c = Command::new(&self.bin);
-        c.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(["--request-timeout=10s"])
-            .args(args);
-        cke_testkit::output_with_stdin(&mut c, stdin)
-    }
-
-    #[track_caller]
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let o = self.run(args, stdin);
-        assert!(
-            o.status.success(),
-            "kubectl {args:?}: {}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    /// Names of the Nodes matching the label selector, sorted.
-    fn nodes_with(&self, selector: &str) -> Vec<String> {
-        let o = self.run(
-            &[
-                "get",
-                "nodes",
-                "-l",
-                selector,
-                "-o",
-                "jsonpath={.items[*].metadata.name}",
-            ],
-            None,
-        );
-        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
-            .split_whitespace()
-            .map(str::to_string)
-            .collect();
-        v.sort();
-        v
-    }
-
-    /// The Node's taints as `key=value:effect`.
-    fn taints(&self, name: &str) -> Vec<String> {
-        let o = self.run(&["get", "node", name, "-o", "json"], None);
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
-        v["spec"]["taints"]
-            .as_array()
-            .map(|ts| {
-                ts.iter()
-                    .map(|t| {
-                        format!(
-                            "{}={}:{}",
-                            t["key"].as_str().unwrap_or_default(),
-                            t["value"].as_str().unwrap_or_default(),
-                            t["effect"].as_str().unwrap_or_default()
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// The object as JSON (Null when it cannot be read).
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut a = vec!["get"];
-        a.extend_from_slice(args);
-        a.extend(["-o", "json"]);
-        let o = self.run(&a, None);
-        serde_json::from_slice(&o.stdout).unwrap_or_default()
-    }
-
-    /// The object at API `path` (Null when it cannot be read).
-    fn raw(&self, path: &str) -> serde_json::Value {
-        let o = self.run(&["get", "--raw", path], None);
-        serde_json::from_slice(&o.stdout).unwrap_or_default()
-    }
-
-    /// The ready and not-ready IPs of Endpoints `ns/name` and of EndpointSlice `ns/name` (each
-    /// sorted); empty when absent.
-    fn endpoints(&self, ns: &str, name: &str) -> [(Vec<String>, Vec<String>); 2] {
-        let ips = |v: &serde_json::Value| -> Vec<String> {
-            let mut l: Vec<String> = v
-                .as_array()
-                .map(|a| a.iter().filter_map(|e| e["ip"].as_str().map(str::to_string)).collect())
-                .unwrap_or_default();
-            l.sort();
-            l
-        };
-        let ep = self.json(&["endpoints", "-n", ns, name]);
-        let subset = &ep["subsets"][0];
-        let from_ep = (ips(&subset["addresses"]), ips(&subset["notReadyAddresses"]));
-        // Kubernetes 1.20 serves EndpointSlices as discovery.k8s.io/v1beta1.
-        let slice = self.json(&["endpointslices.v1beta1.discovery.k8s.io", "-n", ns, name]);
-        let (mut ready, mut not_ready) = (vec![], vec![]);
-        for e in slice["endpoints"].as_array().into_iter().flatten() {
-            let ip = e["addresses"][0].as_str().unwrap_or_default().to_string();
-            if e["conditions"]["ready"].as_bool() == Some(true) {
-                ready.push(ip);
-            } else {
-                not_ready.push(ip);
-            }
-        }
-        ready.sort();
-        not_ready.sort();
-        [from_ep, (ready, not_ready)]
-    }
-
-    /// Ready Node names.
-    fn ready_nodes(&self) -> Vec<String> {
-        let o = self.run(
-            &[
-                "get",
-                "nodes",
-                "-o",
-                r#"jsonpath={range .items[*]}{.metadata.name}{" "}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}"#,
-            ],
-            None,
-        );
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .filter_map(|l| l.strip_suffix(" True").map(str::to_string))
-            .collect()
-    }
-}
-
-fn kubectl_bin(m: &Mtest) -> PathBuf {
-    let dir = std::env::var("CKE_K8S_BIN")
-        .ok()
-        .or_else(|| m.env.get("K8S_BIN").cloned())
-        .expect("the Kubernetes binaries: run scripts/build-k8s.sh (make test does)");
-    PathBuf::from(dir).join("kubectl")
-}
-
-/// The container's start time (podman's `.State.StartedAt`) on node `i`, or "" when absent.
-fn started_at(m: &Mtest, i: usize, name: &str) -> String {
-    let o = m.run(&[
-        "exec",
-        &i.to_string(),
-        "podman",
-        "inspect",
-        "-f",
-        "{{.State.StartedAt}} {{.State.Running}}",
-        name,
-    ]);
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
-}
-
-fn running(m: &Mtest, i: usize, name: &str) -> bool {
-    started_at(m, i, name).ends_with("true")
-}
-
-fn wait<T>(what: &str, limit: Duration, log: &Path, mut f: impl FnMut() -> Option<T>) -> T {
-    let t0 = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if t0.elapsed() > limit {
-            let tail: String = std::fs::read_to_string(log)
-                .unwrap_or_default()
-                .lines()
-                .rev()
-                .take(40)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n");
-            panic!("timed out after {limit:?} waiting for {what}\ncke log (tail):\n{tail}");
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
-
-/// The name the upstream DNS server answers, and its address.
-const UPSTREAM_NAME: &str = "dns.e2e.example.org";
-const UPSTREAM_ADDR: &str = "10.1.2.3";
-
-/// The cluster's `dns_servers`: the node hosts' bridge address on the host.
-fn upstream_dns_address(m: &Mtest) -> String {
-    format!("{}.1", m.subnet)
-}
-
-/// The upstream DNS server of the cluster (its `dns_servers`): Debian's dnsmasq on the node hosts'
-/// bridge address, port 53, answering [`UPSTREAM_NAME`] and nothing else; killed on drop.
-fn start_upstream_dns(m: &Mtest, dir: &Path) -> cke_testkit::ProcessGuard {
-    let bin = cke_testkit::find_binary("dnsmasq")
-        .expect("no dnsmasq: run scripts/install-test-deps.sh (Debian's dnsmasq-base)");
-    let log = std::fs::File::create(dir.join("dnsmasq.log")).unwrap();
-    let child = Command::new(bin)
-        .args(["--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces"])
-        .arg(format!("--listen-address={}", upstream_dns_address(m)))
-        .args(["--port=53", "--user=root", "--log-queries", "--log-facility=-"])
-        .arg(format!("--pid-file={}", dir.join("dnsmasq.pid").display()))
-        .arg(format!("--host-record={UPSTREAM_NAME},{UPSTREAM_ADDR}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut guard = cke_testkit::ProcessGuard(child);
-    // It answers before the cluster is declared.
-    let t = Instant::now();
-    loop {
-        let o = Command::new("busybox")
-            .args(["nslookup", "-type=a", UPSTREAM_NAME, &upstream_dns_address(m)])
-            .output()
-            .expect("cannot run busybox (busybox-static)");
-        if String::from_utf8_lossy(&o.stdout).contains(UPSTREAM_ADDR) {
-            return guard;
-        }
-        let exited = guard.0.try_wait().unwrap();
-        if exited.is_some() || t.elapsed() > Duration::from_secs(10) {
-            panic!(
-                "dnsmasq does not answer ({exited:?}): {}",
-                std::fs::read_to_string(dir.join("dnsmasq.log")).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    k8s::declaration_with(m, cps, workers, attrs, &extra)
 }
 
 /// The API path of an object (`kind` pluralised by adding `s`, which holds for every kind used here).
@@ -435,63 +161,12 @@ fn openssl(args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cke_brings_up_kubernetes_keeps_it_up_and_changes_it_safely() {
-    let (m, dir) = mtest_up_with(5, &["--k8s"]);
-    let log = dir.path().join("cke.log");
-    prepare(&m, CPS.len());
-    let image = m
-        .env
-        .get("K8S_IMAGE")
-        .cloned()
-        .unwrap_or("localhost/cke-kubernetes:1.20.2".into());
-    // The node-dns DaemonSet's local images (scripts/build-k8s-images.sh; mtest imported them into
-    // every node's containerd). CoreDNS has no local image: its pods cannot run here.
-    let unbound_image = m.env["UNBOUND_IMAGE"].clone();
-    let exporter_image = m.env["UNBOUND_EXPORTER_IMAGE"].clone();
-    let _dns = start_upstream_dns(&m, dir.path());
-    let _cke = start_cke_with(
-        &m,
-        "e2e",
-        &log,
-        &[],
-        &[
-            "--node-profile",
-            "testbed",
-            "--kubernetes-image",
-            &image,
-            "--unbound-image",
-            &unbound_image,
-            "--unbound-exporter-image",
-            &exporter_image,
-        ],
-    );
-    let t_test = Instant::now();
-    let t0 = Instant::now();
-    ok(
-        &m,
-        &["cluster", "set", "-"],
-        Some(&declaration(&m, &CPS, &WORKERS, &[])),
-    );
-
     // Bootstrap: every declared node becomes a Ready Node under its declared name.
-    let kubeconfig = dir.path().join("kubeconfig");
-    let k = Kubectl {
-        bin: kubectl_bin(&m),
-        kubeconfig: kubeconfig.clone(),
-    };
-    let all: Vec<String> = (1..=5).map(|i| m.node(i)).collect();
-    wait("every Node Ready", Duration::from_secs(600), &log, || {
-        // The admin kubeconfig works once the CA and an apiserver exist.
-        let text = ckecli(&m, &["kubernetes", "issue"], None);
-        if !text.status.success() {
-            return None;
-        }
-        std::fs::write(&kubeconfig, &text.stdout).unwrap();
-        let mut ready = k.ready_nodes();
-        ready.sort();
-        (ready == all).then_some(())
-    });
-    let bootstrap = t0.elapsed();
-    eprintln!("cluster set -> all {} Nodes Ready: {bootstrap:?}", all.len());
+    let c = bring_up(5, CPS.len(), |m, _| declaration(m, &CPS, &WORKERS, &[]));
+    let (m, dir, log, k) = (&c.m, &c.dir, c.log.as_path(), &c.kubectl);
+    let (image, unbound_image, exporter_image, all) = (&c.image, &c.unbound_image, &c.exporter_image, &c.all);
+    let kubeconfig = &k.kubeconfig;
+    println!("FIGURE cluster set -> all {} Nodes Ready: {:?}", all.len(), c.bootstrap);
 
     // Node attributes (update-node): the control planes carry cke.cybozu.com/master=true, the
     // workers do not.
@@ -500,7 +175,7 @@ async fn cke_brings_up_kubernetes_keeps_it_up_and_changes_it_safely() {
     wait(
         "the control planes labelled cke.cybozu.com/master=true",
         Duration::from_secs(120),
-        &log,
+        log,
         || (k.nodes_with("cke.cybozu.com/master=true") == cp_names).then_some(()),
     );
     assert_eq!(
@@ -517,7 +192,7 @@ async fn cke_brings_up_kubernetes_keeps_it_up_and_changes_it_safely() {
     wait(
         "default/kubernetes and kube-system/cke-etcd list every control plane ready",
         Duration::from_secs(120),
-        &log,
+        log,
         || {
             (k.endpoints("default", "kubernetes") == [all_ready.clone(), all_ready.clone()]
                 && k.endpoints("kube-system", "cke-etcd") == [all_ready.clone(), all_ready.clone()])
@@ -566,10 +241,10 @@ async fn cke_brings_up_kubernetes_keeps_it_up_and_changes_it_safely() {
     // A label and a taint declared on a worker appear on its Node; someone else's label stays.
     k.ok(&["label", "node", &m.node(5), "e2e.example.com/user=kept"], None);
     ok(
-        &m,
+        m,
         &["cluster", "set", "-"],
         Some(&declaration_with(
-            &m,
+            m,
             &CPS,
             &WORKERS,
             &[],
@@ -584,7 +259,7 @@ async fn cke_brings_up_kubernetes_keeps_it_up_and_changes_it_safely() {
     wait(
         "node5's declared label and taint on its Node",
         Duration::from_secs(120),
-        &log,
+        log,
         || {
             let taints = k.taints(&m.node(5));
             (k.nodes_with("e2e.example.com/role=test") == [m.node(5)]
@@ -608,7 +283,7 @@ async fn cke_brings_up_kubernetes_keeps_it_up_and_changes_it_safely() {
         ],
         None,
     );
-    let etcd = root_etcd(&m, &CPS).await;
+    let etcd = root_etcd(m, &CPS).await;
     let resp = etcd
         .client()
         .get("/registry/secrets/default/e2e-secret", None)
@@ -694,7 +369,7 @@ spec:
 "#,
         ),
     );
-    wait("2 httpd pods Running", Duration::from_secs(180), &log, || {
+    wait("2 httpd pods Running", Duration::from_secs(180), log, || {
         let out = k.ok(
             &[
                 "get",
@@ -712,7 +387,7 @@ spec:
     wait(
         "the ClusterIP answers from worker node5",
         Duration::from_secs(60),
-        &log,
+        log,
         || {
             let o = m.run(&["exec", "5", "curl", "-s", "--max-time", "3", &format!("http://{ip}/")]);
             String::from_utf8_lossy(&o.stdout).contains("hello-from-").then_some(())
@@ -727,13 +402,13 @@ spec:
         unbound_exporter: exporter_image.clone(),
         ..Default::default()
     };
-    let v120 = cke::k8s::VersionSet::for_image(&image).unwrap().set;
+    let v120 = cke::k8s::VersionSet::for_image(image).unwrap().set;
     let statics = cke::k8s::static_resources::static_resources(&images, v120);
     assert_eq!(statics.len(), 9);
     wait(
         "CKE's static resources at their revisions",
         Duration::from_secs(120),
-        &log,
+        log,
         || {
             statics
                 .iter()
@@ -748,7 +423,7 @@ spec:
     );
     // The DNS ConfigMaps as CKE renders them: CoreDNS forwards to dns_servers; unbound sends the
     // cluster domain to the cluster-dns Service and the rest to dns_servers.
-    let upstreams = vec![upstream_dns_address(&m)];
+    let upstreams = vec![upstream_dns_address(m)];
     let dns_ip = k.json(&["service", "-n", "kube-system", "cluster-dns"])["spec"]["clusterIP"]
         .as_str()
         .unwrap_or_default()
@@ -772,7 +447,7 @@ spec:
     let node_dns_pods = wait(
         "a ready node-dns pod on every node",
         Duration::from_secs(180),
-        &log,
+        log,
         || {
             let pods = k.json(&["pods", "-n", "kube-system", "-l", "cke.cybozu.com/appname=node-dns"]);
             let mut ready: Vec<(String, String)> = pods["items"]
@@ -804,7 +479,7 @@ spec:
         let answer = wait(
             &format!("unbound on node{i} resolving {UPSTREAM_NAME}"),
             Duration::from_secs(60),
-            &log,
+            log,
             || {
                 let o = m.run(&[
                     "exec",
@@ -899,8 +574,8 @@ spec:
     // with a custom resource of it (set together: the resource follows once the CRD is served), a
     // webhook configuration wanting the webhook CA and a Secret wanting a certificate.
     let t_res = Instant::now();
-    ok(&m, &["resource", "set", "-"], Some(&user_resources("blue")));
-    let revisions = wait_resources_applied(&m, &k, &log, Duration::from_secs(120)).await;
+    ok(m, &["resource", "set", "-"], Some(&user_resources("blue")));
+    let revisions = wait_resources_applied(m, k, log, Duration::from_secs(120)).await;
     assert_eq!(revisions.len(), 9, "{revisions:?}");
     eprintln!("9 user resources applied {:?} after resource set", t_res.elapsed());
     let widget = k.raw("/apis/e2e.example.com/v1/namespaces/e2e-res/widgets/w1");
@@ -930,7 +605,7 @@ spec:
     let ca_bundle = b64(&webhook["webhooks"][0]["clientConfig"]["caBundle"]);
     assert_eq!(
         String::from_utf8_lossy(&ca_bundle).trim(),
-        ok(&m, &["ca", "get", "kubernetes-webhook"], None).trim()
+        ok(m, &["ca", "get", "kubernetes-webhook"], None).trim()
     );
     let secret = k.json(&["secret", "-n", "e2e-res", "webhook-cert"]);
     assert_eq!(secret["type"], "kubernetes.io/tls");
@@ -943,8 +618,8 @@ spec:
     assert!(sans.contains("DNS:webhook.e2e-res.svc"), "{sans}");
     // A change is applied again (every document set anew gets a new revision).
     let t_res = Instant::now();
-    ok(&m, &["resource", "set", "-"], Some(&user_resources("green")));
-    let again = wait_resources_applied(&m, &k, &log, Duration::from_secs(120)).await;
+    ok(m, &["resource", "set", "-"], Some(&user_resources("green")));
+    let again = wait_resources_applied(m, k, log, Duration::from_secs(120)).await;
     eprintln!("user resources applied again {:?} after resource set", t_res.elapsed());
     assert!(again["ConfigMap/e2e-res/settings"] > revisions["ConfigMap/e2e-res/settings"]);
     assert_eq!(
@@ -964,27 +639,27 @@ spec:
     wait(
         "the stopped apiserver of node2 not ready in default/kubernetes",
         Duration::from_secs(60),
-        &log,
+        log,
         || (k.endpoints("default", "kubernetes") == [stopped.clone(), stopped.clone()]).then_some(()),
     );
     eprintln!("stopped apiserver listed not ready after {:?}", t_stop.elapsed());
     wait(
         "node2 ready again in default/kubernetes",
         Duration::from_secs(120),
-        &log,
+        log,
         || (k.endpoints("default", "kubernetes") == [all_ready.clone(), all_ready.clone()]).then_some(()),
     );
-    assert!(running(&m, 2, "kube-apiserver"));
+    assert!(running(m, 2, "kube-apiserver"));
     eprintln!("restarted apiserver listed ready again after {:?}", t_stop.elapsed());
-    wait("kubelet on node5 running again", Duration::from_secs(120), &log, || {
-        running(&m, 5, "kubelet").then_some(())
+    wait("kubelet on node5 running again", Duration::from_secs(120), log, || {
+        running(m, 5, "kubelet").then_some(())
     });
 
     // Change the apiservers' extra_args: they restart one at a time, and a client on a worker polling
     // the API through rivers every 100 ms sees no long gap.
-    let before: Vec<String> = CPS.iter().map(|i| started_at(&m, *i, "kube-apiserver")).collect();
+    let before: Vec<String> = CPS.iter().map(|i| started_at(m, *i, "kube-apiserver")).collect();
     let kc_in_node = dir.path().join("kubeconfig-rivers");
-    let text = std::fs::read_to_string(&kubeconfig)
+    let text = std::fs::read_to_string(kubeconfig)
         .unwrap()
         .replace(&format!("https://{}:6443", m.node(1)), "https://localhost:16443");
     std::fs::write(&kc_in_node, text).unwrap();
@@ -1014,14 +689,14 @@ spec:
     std::thread::sleep(Duration::from_secs(3));
     let t_roll = Instant::now();
     ok(
-        &m,
+        m,
         &["cluster", "set", "-"],
-        Some(&declaration(&m, &CPS, &WORKERS, &["--v=1"])),
+        Some(&declaration(m, &CPS, &WORKERS, &["--v=1"])),
     );
     // One at a time: never two apiservers down together.
     let mut max_down = 0;
-    let done = wait("every apiserver restarted", Duration::from_secs(300), &log, || {
-        let now: Vec<String> = CPS.iter().map(|i| started_at(&m, *i, "kube-apiserver")).collect();
+    let done = wait("every apiserver restarted", Duration::from_secs(300), log, || {
+        let now: Vec<String> = CPS.iter().map(|i| started_at(m, *i, "kube-apiserver")).collect();
         let down = now.iter().filter(|s| !s.ends_with("true")).count();
         max_down = max_down.max(down);
         let restarted = now
@@ -1081,7 +756,7 @@ spec:
     wait(
         "every apiserver ready in default/kubernetes after the rolling restart",
         Duration::from_secs(120),
-        &log,
+        log,
         || (k.endpoints("default", "kubernetes") == [all_ready.clone(), all_ready.clone()]).then_some(()),
     );
     m.run(&["partition", "3"]);
@@ -1092,43 +767,43 @@ spec:
     wait(
         "node3 not ready in default/kubernetes",
         Duration::from_secs(60),
-        &log,
+        log,
         || (k.endpoints("default", "kubernetes") == [partitioned.clone(), partitioned.clone()]).then_some(()),
     );
     eprintln!("partitioned apiserver listed not ready after {:?}", t_part.elapsed());
-    let kubelet_before = started_at(&m, 4, "kubelet");
+    let kubelet_before = started_at(m, 4, "kubelet");
     m.run(&["exec", "4", "podman", "rm", "-f", "kube-proxy"]);
     std::thread::sleep(Duration::from_secs(15));
     assert!(
-        !running(&m, 4, "kube-proxy"),
+        !running(m, 4, "kube-proxy"),
         "kube-proxy was restarted while a control plane was unreachable"
     );
-    assert_eq!(started_at(&m, 4, "kubelet"), kubelet_before);
+    assert_eq!(started_at(m, 4, "kubelet"), kubelet_before);
     m.run(&["heal", "3"]);
     wait(
         "kube-proxy on node4 back after the heal",
         Duration::from_secs(120),
-        &log,
-        || running(&m, 4, "kube-proxy").then_some(()),
+        log,
+        || running(m, 4, "kube-proxy").then_some(()),
     );
     wait(
         "node3 ready again in default/kubernetes after the heal",
         Duration::from_secs(120),
-        &log,
+        log,
         || (k.endpoints("default", "kubernetes") == [all_ready.clone(), all_ready.clone()]).then_some(()),
     );
 
     // Demote a control plane to a worker: its control-plane containers stop.
-    ok(&m, &["constraints", "set", "control-plane-count", "2"], None);
+    ok(m, &["constraints", "set", "control-plane-count", "2"], None);
     ok(
-        &m,
+        m,
         &["cluster", "set", "-"],
-        Some(&declaration(&m, &[1, 2], &[3, 4, 5], &["--v=1"])),
+        Some(&declaration(m, &[1, 2], &[3, 4, 5], &["--v=1"])),
     );
     wait(
         "node3's control-plane containers stopped",
         Duration::from_secs(300),
-        &log,
+        log,
         || {
             // Removed by cke, or exited by itself before cke got to it (a kube-scheduler or
             // controller-manager exits when it loses its leader lease while the control plane
@@ -1140,15 +815,15 @@ spec:
                 "etcd-rivers",
             ]
             .iter()
-            .all(|c| !running(&m, 3, c));
+            .all(|c| !running(m, 3, c));
             stopped.then_some(())
         },
     );
-    assert!(running(&m, 3, "kubelet"), "node3 stays a node");
+    assert!(running(m, 3, "kubelet"), "node3 stays a node");
     wait(
         "5 Ready Nodes after the demotion",
         Duration::from_secs(120),
-        &log,
+        log,
         || (k.ready_nodes().len() == 5).then_some(()),
     );
     // node3's master label is gone; node5's label and taint, no longer declared, are not cke's to
@@ -1158,7 +833,7 @@ spec:
     wait(
         "node3's cke.cybozu.com/master label removed",
         Duration::from_secs(120),
-        &log,
+        log,
         || (k.nodes_with("cke.cybozu.com/master") == now_cps).then_some(()),
     );
     // CKE-internal keys (`*.cke.cybozu.com/*`) no longer declared are removed (CKE's mtest taint
@@ -1166,7 +841,7 @@ spec:
     wait(
         "node5's undeclared hoge.cke.cybozu.com/ label and taint removed",
         Duration::from_secs(120),
-        &log,
+        log,
         || {
             (k.nodes_with("hoge.cke.cybozu.com/l").is_empty()
                 && !k
@@ -1185,7 +860,7 @@ spec:
     wait(
         "default/kubernetes and kube-system/cke-etcd list node1 and node2 only",
         Duration::from_secs(120),
-        &log,
+        log,
         || {
             (k.endpoints("default", "kubernetes") == [two.clone(), two.clone()]
                 && k.endpoints("kube-system", "cke-etcd") == [two.clone(), two.clone()])
@@ -1197,17 +872,17 @@ spec:
     // retired): its Node is cordoned and deleted (remove-node).
     m.run(&["exec", "5", "podman", "rm", "-f", "kubelet"]);
     ok(
-        &m,
+        m,
         &["cluster", "set", "-"],
-        Some(&declaration(&m, &[1, 2], &[3, 4], &["--v=1"])),
+        Some(&declaration(m, &[1, 2], &[3, 4], &["--v=1"])),
     );
-    wait("node5's Node deleted", Duration::from_secs(120), &log, || {
+    wait("node5's Node deleted", Duration::from_secs(120), log, || {
         let o = k.run(&["get", "node", &m.node(5)], None);
         (!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("NotFound")).then_some(())
     });
     assert_eq!(k.ready_nodes().len(), 4);
 
-    eprintln!("the whole scenario after mtest up: {:?}", t_test.elapsed());
+    eprintln!("the whole scenario after mtest up: {:?}", c.started.elapsed());
 
     // Memory: resident set of the processes in each node host's network namespace (sshd, containerd,
     // the component containers; pods have their own namespaces and are left out).

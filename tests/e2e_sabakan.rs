@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cke_testkit::{free_port, Mtest};
-use e2e_common::k8s::{wait_for, Kubectl, TESTBED_OPTIONS};
+use e2e_common::k8s::{wait, Kubectl, TESTBED_OPTIONS};
 use e2e_common::*;
 
 /// Machines 1..6 on the node hosts: two per rack, the same lifetime, so the control planes are the
@@ -146,7 +146,7 @@ async fn cke_follows_the_machine_inventory() {
     );
 
     // Generated: the first machine of each rack is a control plane, the others workers.
-    let (cps, workers) = wait_for("a generated declaration", Duration::from_secs(60), &log, || {
+    let (cps, workers) = wait("a generated declaration", Duration::from_secs(60), &log, || {
         let o = ckecli(&m, &["cluster", "get"], None);
         o.status.success().then(|| declared(&m))
     });
@@ -157,7 +157,7 @@ async fn cke_follows_the_machine_inventory() {
     let kubeconfig = dir.path().join("kubeconfig");
     let k = Kubectl::new(&m, kubeconfig.clone());
     let all = nodes(&m, &[1, 2, 3, 4, 5, 6]);
-    wait_for("every Node Ready", Duration::from_secs(480), &log, || {
+    wait("every Node Ready", Duration::from_secs(480), &log, || {
         let text = ckecli(&m, &["kubernetes", "issue"], None);
         if !text.status.success() {
             return None;
@@ -168,7 +168,7 @@ async fn cke_follows_the_machine_inventory() {
     let up = t0.elapsed();
     eprintln!("FIGURE declaration generated after {generated:?}; all 6 Nodes Ready after {up:?}");
     // The machines' attributes on the Nodes (CKE's labels), the control planes as such.
-    wait_for(
+    wait(
         "the Nodes labelled from sabakan",
         Duration::from_secs(120),
         &log,
@@ -192,13 +192,13 @@ async fn cke_follows_the_machine_inventory() {
     let writer = Writer::start(root_etcd(&m, &[1, 3, 5]).await, WRITER_PREFIX);
     let t_retire = Instant::now();
     set_state("m3", "retiring").await;
-    wait_for("node3 tainted retiring", Duration::from_secs(120), &log, || {
+    wait("node3 tainted retiring", Duration::from_secs(120), &log, || {
         k.taints(&m.node(3))
             .contains(&"cke.cybozu.com/state=retiring:NoExecute".to_string())
             .then_some(())
     });
     set_state("m3", "retired").await;
-    wait_for(
+    wait(
         "node4 promoted in node3's place",
         Duration::from_secs(120),
         &log,
@@ -213,13 +213,13 @@ async fn cke_follows_the_machine_inventory() {
     let _ = joined;
     // The retired machine is powered off: its Node goes.
     m.run(&["node-stop", "3"]);
-    wait_for(
+    wait(
         "node3's Node deleted, node4 a control plane",
         Duration::from_secs(300),
         &log,
         || {
             (k.nodes_with("cke.cybozu.com/master=true") == nodes(&m, &[1, 4, 5])
-                && !k.run(&["get", "node", &m.node(3)]).status.success())
+                && !k.run(&["get", "node", &m.node(3)], None).status.success())
             .then_some(())
         },
     );
@@ -247,7 +247,7 @@ async fn cke_follows_the_machine_inventory() {
     ok(&m, &["constraints", "set", "maximum-repair-queue-entries", "1"], None);
     let t_unreachable = Instant::now();
     set_state("m6", "unreachable").await;
-    wait_for("node6 tainted unreachable", Duration::from_secs(120), &log, || {
+    wait("node6 tainted unreachable", Duration::from_secs(120), &log, || {
         k.taints(&m.node(6))
             .contains(&"cke.cybozu.com/state=unreachable:NoSchedule".to_string())
             .then_some(())
@@ -258,7 +258,7 @@ async fn cke_follows_the_machine_inventory() {
     );
     assert_eq!(declared(&m), (nodes(&m, &[1, 4, 5]), nodes(&m, &[2, 6])));
     let node6 = m.node(6);
-    let queued = wait_for("node6 queued for repair", Duration::from_secs(120), &log, || {
+    let queued = wait("node6 queued for repair", Duration::from_secs(120), &log, || {
         let q = repair_queue(&m);
         (!q.is_empty()).then_some(q)
     });
@@ -273,7 +273,7 @@ async fn cke_follows_the_machine_inventory() {
         ("unreachable", "IPMI-2.0", &node6[..], "m6")
     );
     // The declared step runs on cke's host, and the health check then finds the machine repaired.
-    wait_for("node6's repair succeeded", Duration::from_secs(180), &log, || {
+    wait("node6's repair succeeded", Duration::from_secs(180), &log, || {
         let q = repair_queue(&m);
         (q.len() == 1 && q[0].status == cke::model::RepairStatus::Succeeded).then_some(())
     });
@@ -284,7 +284,7 @@ async fn cke_follows_the_machine_inventory() {
     );
     // Healthy again: the taint goes.
     set_state("m6", "healthy").await;
-    wait_for("node6's state taint removed", Duration::from_secs(120), &log, || {
+    wait("node6's state taint removed", Duration::from_secs(120), &log, || {
         (!k.taints(&m.node(6))
             .iter()
             .any(|t| t.starts_with("cke.cybozu.com/state=")))
@@ -313,12 +313,12 @@ async fn cke_follows_the_machine_inventory() {
     ok(&m, &["repair-queue", "delete-finished"], None);
     let t_delete = Instant::now();
     let node2 = m.node(2);
-    let queued = wait_for("m2 queued for repair", Duration::from_secs(120), &log, || {
+    let queued = wait("m2 queued for repair", Duration::from_secs(120), &log, || {
         let q = repair_queue(&m);
         (q.len() == 1 && q[0].address == node2).then_some(q)
     });
     assert_eq!((&queued[0].operation[..], &queued[0].serial[..]), ("unhealthy", "m2"));
-    wait_for("m2's repair succeeded", Duration::from_secs(180), &log, || {
+    wait("m2's repair succeeded", Duration::from_secs(180), &log, || {
         let q = repair_queue(&m);
         (q.len() == 1 && q[0].status == cke::model::RepairStatus::Succeeded).then_some(())
     });

@@ -271,7 +271,7 @@ async fn the_kubernetes_client_against_a_real_apiserver() {
 
     // Nodes: create two, one Ready, with the same admin credential through kube-rs directly.
     let client = api.admin_client();
-    let nodes_api: Api<Node> = Api::all(client);
+    let nodes_api: Api<Node> = Api::all(client.clone());
     for name in ["node1", "node2"] {
         let node: Node = serde_json::from_value(serde_json::json!({
             "metadata": {"name": name},
@@ -433,7 +433,7 @@ async fn the_kubernetes_client_against_a_real_apiserver() {
         NodeUpdate::Missing
     );
 
-    drain_calls(&kube, &nodes_api, &api.admin_client()).await;
+    drain_calls(&kube, &nodes_api, &client).await;
 
     // One admin certificate for all of it.
     assert_eq!(

@@ -129,6 +129,27 @@ struct StatusSpec {
     /// The repair queue; absent: enabled and empty.
     #[serde(default)]
     repair_queue: Option<RepairQueueSpec>,
+    /// The reboot queue; absent: enabled and empty.
+    #[serde(default)]
+    reboot_queue: Option<RebootQueueSpec>,
+}
+
+/// The reboot queue as read (`cke::model::RebootQueueStatus`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RebootQueueSpec {
+    /// `reboots/disabled` is not `true`; default true.
+    #[serde(default = "yes")]
+    enabled: bool,
+    /// The entries, in queue order, as CKE stores them (`index` may be a number; times RFC 3339).
+    #[serde(default)]
+    entries: Vec<Value>,
+    /// Nodes of `draining` entries whose drain is complete.
+    #[serde(default)]
+    drain_completed: BTreeSet<String>,
+    /// Nodes of `rebooting` entries whose boot check printed `true`.
+    #[serde(default)]
+    boot_checked: BTreeSet<String>,
 }
 
 /// The repair queue as the probe read it.
@@ -258,6 +279,10 @@ struct KubernetesSpec {
     /// data).
     #[serde(default)]
     stale: Vec<CkeObject>,
+    /// Control planes the kept `kubernetes` and `cke-etcd` endpoints list not ready besides those
+    /// with an unhealthy apiserver (cke wrote them so for a reboot).
+    #[serde(default)]
+    not_ready: Vec<String>,
     /// Keys of static resources that do not exist (the others exist at their revision).
     #[serde(default)]
     missing_resources: Vec<String>,
@@ -598,10 +623,36 @@ fn build_status(cluster: &Cluster, inputs: &PlanInputs, spec: &StatusSpec) -> Re
     }
     status.kubernetes = kubernetes_status(cluster, spec.kubernetes.as_ref())?;
     status.repair_queue = repair_queue(cluster, spec.repair_queue.as_ref())?;
+    status.reboot_queue = reboot_queue_status(spec.reboot_queue.as_ref())?;
     if status.kubernetes.api_read {
         kept_objects(cluster, inputs, &mut status, spec.kubernetes.as_ref())?;
     }
     Ok(status)
+}
+
+/// The reboot queue of the spec; default enabled and empty.
+fn reboot_queue_status(spec: Option<&RebootQueueSpec>) -> Result<cke::model::RebootQueueStatus, String> {
+    let Some(q) = spec else {
+        return Ok(cke::model::RebootQueueStatus {
+            enabled: true,
+            ..Default::default()
+        });
+    };
+    let entries = q
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let json = serde_json::to_value(v).map_err(|e| format!("status.reboot_queue.entries[{i}]: {e}"))?;
+            serde_json::from_value(json).map_err(|e| format!("status.reboot_queue.entries[{i}]: {e}"))
+        })
+        .collect::<Result<Vec<cke::model::RebootQueueEntry>, String>>()?;
+    Ok(cke::model::RebootQueueStatus {
+        enabled: q.enabled,
+        entries,
+        drain_completed: q.drain_completed.clone(),
+        boot_checked: q.boot_checked.clone(),
+    })
 }
 
 /// Default: the API was read and every declared node is registered (ready), with the attributes
@@ -677,16 +728,27 @@ fn kept_objects(
     let slice_api = cke::k8s::VersionSet::for_image(&inputs.images.kubernetes)
         .map(|r| r.set.endpoint_slice_api)
         .unwrap_or("discovery.k8s.io/v1");
+    let marked = spec.map(|k| k.not_ready.clone()).unwrap_or_default();
+    if let Some(a) = marked
+        .iter()
+        .find(|a| !cluster.control_planes().any(|n| &n.address == *a))
+    {
+        return Err(format!("status.kubernetes.not_ready: {a} is no control plane"));
+    }
     let (mut ready, mut not_ready) = (vec![], vec![]);
     for n in cluster.control_planes() {
-        if status.nodes[&n.address].kube_apiserver.is_healthy {
+        if status.nodes[&n.address].kube_apiserver.is_healthy && !marked.contains(&n.address) {
             ready.push(n.address.clone());
         } else {
             not_ready.push(n.address.clone());
         }
     }
     let master = EndpointParams::kubernetes(ready, not_ready);
-    let etcd = EndpointParams::etcd(cluster.control_planes().map(|n| n.address.clone()).collect(), vec![]);
+    let (etcd_not_ready, etcd_ready) = cluster
+        .control_planes()
+        .map(|n| n.address.clone())
+        .partition(|a| marked.contains(a));
+    let etcd = EndpointParams::etcd(etcd_ready, etcd_not_ready);
     let domain = cke::k8s::dns::cluster_domain(cluster);
     let dns_service_ip = spec.and_then(|k| k.dns_service_ip.clone());
     let upstreams = cke::k8s::dns::dns_upstreams(cluster, dns_service_ip.as_deref());

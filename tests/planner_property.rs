@@ -264,12 +264,20 @@ impl World {
             | OpKind::KubeObject { .. }
             | OpKind::RemoveNode { .. }
             | OpKind::ResourceApply { .. } => {}
-            // The simulated status has no repair queue: never planned here.
+            // The simulated reboot queue stays empty.
+            OpKind::RebootDrainStart { .. }
+            | OpKind::RebootDrainTimeout { .. }
+            | OpKind::RebootDeleteDaemonsetPod { .. }
+            | OpKind::RebootReboot { .. }
+            | OpKind::RebootDequeue { .. }
+            | OpKind::RebootCancel { .. }
+            | OpKind::RebootUncordon { .. } => unreachable!("no reboot queue entry in this simulation"),
+            // The simulated repair queue stays empty.
             OpKind::RepairDrainStart { .. }
             | OpKind::RepairExecute { .. }
             | OpKind::RepairFinish { .. }
             | OpKind::RepairDequeue { .. }
-            | OpKind::RepairDrainTimeout { .. } => {}
+            | OpKind::RepairDrainTimeout { .. } => unreachable!("no repair queue entry in this simulation"),
             OpKind::StopEtcdRivers { nodes } => {
                 for a in nodes {
                     self.etcd_rivers_stopped.insert(Self::index(a));

@@ -10,6 +10,7 @@ mod constraints;
 mod etcd;
 mod history;
 mod kubernetes;
+mod reboot_queue;
 mod repair_queue;
 mod resource;
 mod sabakan;
@@ -86,6 +87,9 @@ pub enum Command {
     /// User-defined Kubernetes resources that cke applies (`resource/<key>`).
     #[command(subcommand)]
     Resource(resource::ResourceCommand),
+    /// The reboot queue: nodes to drain, reboot and bring back, one safe step at a time.
+    #[command(subcommand, name = "reboot-queue", alias = "rq")]
+    RebootQueue(reboot_queue::RebootQueueCommand),
     /// The repair queue: requests to repair machines (docs/repair.md).
     #[command(subcommand, name = "repair-queue")]
     RepairQueue(repair_queue::RepairQueueCommand),
@@ -363,6 +367,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Etcd(c) => etcd::run(&ctx, c).await,
         Command::Kubernetes(c) => kubernetes::run(&ctx, c).await,
         Command::Resource(c) => resource::run(&ctx, c).await,
+        Command::RebootQueue(c) => reboot_queue::run(&ctx, c).await,
         Command::RepairQueue(c) => repair_queue::run(&ctx, c).await,
         Command::Ssh(a) => ssh::ssh(&ctx, a).await,
         Command::Scp(a) => ssh::scp(&ctx, a).await,

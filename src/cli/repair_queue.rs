@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 
-use super::{print_json, CliError, Ctx};
+use super::{CliError, Ctx};
 use crate::model::repair::find_operation;
 use crate::model::{RepairEntry, ValidationError};
 use crate::storage::{repairs, Storage};
@@ -132,7 +132,13 @@ pub async fn run(ctx: &Ctx, cmd: RepairQueueCommand) -> Result<(), CliError> {
             repairs::enqueue(storage, entry).await?;
             Ok(())
         }
-        RepairQueueCommand::List => print_json(&repairs::entries(ctx.storage().await?).await?),
+        RepairQueueCommand::List => {
+            println!(
+                "{}",
+                super::reboot_queue::json_4_spaces(&repairs::entries(ctx.storage().await?).await?)
+            );
+            Ok(())
+        }
         RepairQueueCommand::Delete { index } => {
             let index = parse_index(&index)?;
             let updated = repairs::update(ctx.storage().await?, index, None, |e| {

@@ -34,19 +34,6 @@ use crate::storage::{
 };
 use crate::topology::Images;
 
-/// The first control plane whose apiserver is healthy (CKE's `HealthyAPIServer`).
-fn healthy_apiserver(cluster: &Cluster, status: &ClusterStatus) -> Option<String> {
-    cluster
-        .control_planes()
-        .find(|n| {
-            status
-                .nodes
-                .get(&n.address)
-                .is_some_and(|s| s.kube_apiserver.is_healthy)
-        })
-        .map(|n| n.address.clone())
-}
-
 /// Health checks of the repair queue run at once.
 pub const REPAIR_HEALTH_CHECKS_AT_ONCE: usize = 8;
 
@@ -157,6 +144,19 @@ impl From<StorageError> for PassError {
             other => PassError::Storage(other),
         }
     }
+}
+
+/// The first control plane whose apiserver is healthy (CKE's HealthyAPIServer).
+fn healthy_apiserver(cluster: &Cluster, status: &ClusterStatus) -> Option<String> {
+    cluster
+        .control_planes()
+        .find(|n| {
+            status
+                .nodes
+                .get(&n.address)
+                .is_some_and(|s| s.kube_apiserver.is_healthy)
+        })
+        .map(|n| n.address.clone())
 }
 
 /// Resolves when the flag turns true (or its sender is gone). Returns nothing, so that no borrow of
@@ -436,6 +436,7 @@ impl Controller {
         );
         self.read_resources(&cluster, &mut status, &infra, &resources).await;
         self.read_repair_queue(&cluster, &mut status, &infra).await?;
+        self.read_reboot_queue(ctx, &cluster, &mut status, &infra).await?;
         if !inputs.etcd_bootstrapped_before && !status.etcd.members.is_empty() {
             let members: Vec<&String> = status.etcd.members.keys().collect();
             let value = serde_json::json!({"seen_at": Utc::now(), "members": members});
@@ -588,6 +589,32 @@ impl Controller {
         )
         .await?;
         Ok(())
+    }
+
+    /// The reboot queue, once the Kubernetes API was read (as CKE reads it), through the first
+    /// healthy apiserver; and `reboots/running` (enabled with entries) for monitoring, written when
+    /// it changes.
+    async fn read_reboot_queue(
+        &self,
+        ctx: &TermCtx<'_>,
+        cluster: &crate::model::Cluster,
+        status: &mut ClusterStatus,
+        infra: &Infra,
+    ) -> Result<(), PassError> {
+        use crate::storage::queue::KEY_REBOOTS_RUNNING;
+        let apiserver = healthy_apiserver(cluster, status);
+        if let (true, Some(apiserver)) = (status.kubernetes.api_read, apiserver) {
+            status.reboot_queue =
+                crate::probe::reboot_queue_status(&*self.storage, &*infra.kube, &*infra.commands, cluster, &apiserver)
+                    .await?;
+        }
+        let q = &status.reboot_queue;
+        let running = q.enabled && !q.entries.is_empty();
+        let stored = self.storage.get_raw(KEY_REBOOTS_RUNNING).await?;
+        if stored.is_none_or(|kv| kv.value != running.to_string().as_bytes()) {
+            crate::storage::queue::put_flag_fenced(&*self.storage, ctx.fence, KEY_REBOOTS_RUNNING, running).await?;
+        }
+        ctx.check()
     }
 
     /// The service-account signing pair, issued once from Vault (CA `kubernetes`, role

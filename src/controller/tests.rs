@@ -507,6 +507,127 @@ async fn operators_for_planned_operations_run_against_the_infrastructure() {
     });
 }
 
+/// The whole reboot of a worker through the controller, against the fake and the in-memory
+/// storage: the reboot queue is read each pass (drains through the fake API, boot checks through the
+/// fake host commands), the worker is drained, rebooted, dequeued once its boot check says so, and
+/// uncordoned; `reboots/running` follows. The worker's Node is named after its hostname.
+#[tokio::test(start_paused = true)]
+async fn a_queued_worker_is_drained_rebooted_dequeued_and_uncordoned() {
+    use crate::model::{Node, Reboot, RebootQueueEntry};
+    use crate::storage::queue::{self, KEY_REBOOTS_RUNNING, REBOOT_QUEUE};
+    let (storage, fence) = setup().await;
+    let mut cluster = storage.get_cluster().await.unwrap().unwrap();
+    let mut worker = Node::new("10.66.0.14", "root", false);
+    worker.hostname = "worker4".into();
+    cluster.nodes.push(worker);
+    cluster.reboot = Some(Reboot {
+        reboot_command: vec!["reboot-node".into()],
+        boot_check_command: vec!["boot-check".into()],
+        ..Default::default()
+    });
+    storage.put_cluster(&cluster).await.unwrap();
+    for ca in crate::storage::CA_NAMES {
+        storage.put_ca(ca, "CA").await.unwrap();
+    }
+    let fake = crate::infra::fake::Fake::new();
+    fake.on_host_command("boot-check", Ok("false"));
+    let shared = Arc::new(Shared::default());
+    let f2 = fake.clone();
+    let ctl = Controller::new(
+        storage.clone(),
+        Arc::new(FakeProber(fake.clone())),
+        shared,
+        config(Duration::from_secs(5)),
+    )
+    .with_infra(Arc::new(move |s, c| f2.infra(&c, s)));
+    let (_lost, lost_rx) = watch::channel(false);
+    let (sd, sd_rx) = watch::channel(false);
+    let (_trigger, mut rx) = mpsc::channel(1);
+    let h = tokio::spawn(async move {
+        ctl.run_term(&fence, LeaseDeadline::unlimited(), lost_rx, sd_rx, &mut rx)
+            .await
+    });
+    let ops_seen = || async {
+        let mut ops: Vec<String> = storage
+            .get_records(0)
+            .await
+            .unwrap()
+            .into_iter()
+            .rev()
+            .map(|r| r.operation)
+            .collect();
+        ops.dedup();
+        ops
+    };
+    // The cluster comes up and the worker's Node registers.
+    for _ in 0..2000 {
+        if fake.with(|w| w.kube_nodes.contains_key("worker4"))
+            && ops_seen().await.last().map(String::as_str) != Some("kubelet-bootstrap")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    fake.add_pod("dev", "web", "worker4", "ReplicaSet", "Running", &[]);
+    queue::enqueue(&*storage, &REBOOT_QUEUE, &mut [RebootQueueEntry::new("10.66.0.14")])
+        .await
+        .unwrap();
+    let running = || async {
+        storage
+            .get_raw(KEY_REBOOTS_RUNNING)
+            .await
+            .unwrap()
+            .map(|kv| String::from_utf8(kv.value).unwrap())
+    };
+    let mut saw_running = false;
+    for _ in 0..2000 {
+        saw_running |= running().await.as_deref() == Some("true");
+        let ops = ops_seen().await;
+        if ops.iter().any(|o| o == "reboot-reboot") {
+            fake.on_host_command("boot-check", Ok("true\n"));
+        }
+        if ops.last().map(String::as_str) == Some("reboot-uncordon") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sd.send(true).unwrap();
+    assert_eq!(h.await.unwrap(), TermEnd::Shutdown);
+    let ops = ops_seen().await;
+    let from = ops
+        .iter()
+        .position(|o| o == "reboot-drain-start")
+        .expect("a drain started");
+    assert_eq!(
+        ops[from..],
+        [
+            "reboot-drain-start",
+            "reboot-delete-daemonset-pod",
+            "reboot-reboot",
+            "reboot-dequeue",
+            "reboot-uncordon"
+        ]
+    );
+    assert!(queue::entries::<RebootQueueEntry>(&*storage, &REBOOT_QUEUE)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(saw_running, "reboots/running was true while the entry was queued");
+    assert_eq!(running().await.as_deref(), Some("false"));
+    fake.with(|w| {
+        assert!(w.pods.is_empty(), "the pod was evicted");
+        let n = &w.kube_nodes["worker4"];
+        assert!(!n.unschedulable && !n.annotations.contains_key("cke.cybozu.com/reboot"));
+    });
+    let log = fake.take_log();
+    assert!(log.iter().any(|l| l == "host: reboot-node 10.66.0.14"), "{log:?}");
+    assert!(log.iter().any(|l| l == "10.66.0.14: release connection"));
+    // The boot check got the address and the time of the transition to rebooting.
+    assert!(log
+        .iter()
+        .any(|l| l.starts_with("host: boot-check 10.66.0.14 ") && !l.ends_with(" 0")));
+}
+
 struct FakeProber(crate::infra::fake::Fake);
 
 #[async_trait]

@@ -695,12 +695,18 @@ impl Runner for FakeRunner {
     }
 }
 
+#[async_trait]
 impl NodeAccess for Fake {
     fn node(&self, address: &str, _user: &str) -> Arc<dyn Runner> {
         Arc::new(FakeRunner {
             fake: self.clone(),
             address: address.into(),
         })
+    }
+
+    /// Logs `<address>: release connection`.
+    async fn release(&self, address: &str, _user: &str) {
+        self.with(|w| w.log.push(format!("{address}: release connection")));
     }
 }
 

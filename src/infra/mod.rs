@@ -45,14 +45,26 @@ pub fn http_client_builder() -> reqwest::ClientBuilder {
 }
 
 /// Shell access to the nodes.
+#[async_trait]
 pub trait NodeAccess: Send + Sync {
     /// A runner for `user@address`; connecting happens on the first command.
     fn node(&self, address: &str, user: &str) -> Arc<dyn Runner>;
+
+    /// Forgets any connection kept to `user@address` (the node is about to reboot: the next command
+    /// connects anew). Nothing by default.
+    async fn release(&self, address: &str, user: &str) {
+        let _ = (address, user);
+    }
 }
 
+#[async_trait]
 impl NodeAccess for Arc<SshPool> {
     fn node(&self, address: &str, user: &str) -> Arc<dyn Runner> {
         Arc::new(SshPool::node(self, address, user))
+    }
+
+    async fn release(&self, address: &str, user: &str) {
+        self.forget(address, user).await;
     }
 }
 
@@ -80,6 +92,7 @@ impl Runner for Unreachable {
     }
 }
 
+#[async_trait]
 impl NodeAccess for NoNodeAccess {
     fn node(&self, address: &str, _user: &str) -> Arc<dyn Runner> {
         Arc::new(Unreachable(address.into()))
@@ -458,7 +471,7 @@ pub trait KubeApi: Send + Sync {
 }
 
 /// The annotation cke puts on a Node it cordons for a reboot or a repair (CKE's).
-pub const ANNOTATION_REBOOT: &str = "cke.cybozu.com/reboot";
+pub const ANNOTATION_REBOOT: &str = crate::k8s::node::REBOOT_ANNOTATION;
 
 /// A pod as draining needs it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -23,7 +23,7 @@ pub mod yaml;
 
 pub use cluster::*;
 pub use constraints::*;
-pub use plan::{CkeObject, OpKind, Phase, PlannedOp};
+pub use plan::{CkeObject, OpKind, Phase, PlannedOp, QueueItem};
 pub use reboot::*;
 pub use record::*;
 pub use repair::{RepairEntry, RepairQueueStatus, RepairStatus, RepairStepStatus};

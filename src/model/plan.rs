@@ -32,8 +32,12 @@ pub enum Phase {
     K8sMaintain,
     /// Stopping control-plane containers on nodes that are no longer control planes.
     StopControlPlane,
+    /// Uncordoning the nodes cke cordoned for a reboot that is over (or not processed).
+    UncordonNodes,
     /// Processing the repair queue (also while its gate or its limits hold every entry back).
     RepairMachines,
+    /// Processing the reboot queue.
+    RebootNodes,
     /// Nothing to do.
     Completed,
 }
@@ -54,13 +58,15 @@ impl Phase {
             Phase::EtcdMaintain => "etcd-maintain",
             Phase::K8sMaintain => "k8s-maintain",
             Phase::StopControlPlane => "stop-control-plane",
+            Phase::UncordonNodes => "uncordon-nodes",
             Phase::RepairMachines => "repair-machines",
+            Phase::RebootNodes => "reboot-nodes",
             Phase::Completed => "completed",
         }
     }
 
     /// Every phase, for metrics.
-    pub const ALL: [Phase; 14] = [
+    pub const ALL: [Phase; 16] = [
         Phase::ConstraintsViolated,
         Phase::Upgrade,
         Phase::UpgradeAborted,
@@ -73,7 +79,9 @@ impl Phase {
         Phase::EtcdMaintain,
         Phase::K8sMaintain,
         Phase::StopControlPlane,
+        Phase::UncordonNodes,
         Phase::RepairMachines,
+        Phase::RebootNodes,
         Phase::Completed,
     ];
 }
@@ -343,6 +351,61 @@ pub enum OpKind {
         /// The machine's address.
         address: String,
     },
+    /// Start draining the next reboot candidates: each entry `draining`, its Node cordoned and
+    /// annotated, an eviction dry run, then the evictions; a failure backs the entry off.
+    RebootDrainStart {
+        /// The control-plane node whose healthy apiserver is used.
+        apiserver: String,
+        /// The entries.
+        entries: Vec<QueueItem>,
+    },
+    /// Back off entries whose drain did not complete within `eviction_timeout_seconds`.
+    RebootDrainTimeout {
+        /// The entries.
+        entries: Vec<QueueItem>,
+    },
+    /// Delete the pods of `OnDelete` DaemonSets on drained nodes (before their reboot).
+    RebootDeleteDaemonsetPod {
+        /// The control-plane node whose healthy apiserver is used.
+        apiserver: String,
+        /// The entries.
+        entries: Vec<QueueItem>,
+    },
+    /// Mark drained entries `rebooting` and run `reboot_command` for each node.
+    RebootReboot {
+        /// The entries.
+        entries: Vec<QueueItem>,
+    },
+    /// Remove entries whose node booted (the boot check said `true`) or is no longer declared.
+    RebootDequeue {
+        /// The entries.
+        entries: Vec<QueueItem>,
+    },
+    /// Remove cancelled entries.
+    RebootCancel {
+        /// The entries.
+        entries: Vec<QueueItem>,
+    },
+    /// Uncordon Nodes that cke cordoned for a reboot no longer in progress.
+    RebootUncordon {
+        /// The control-plane node whose healthy apiserver is used.
+        apiserver: String,
+        /// The names of the Nodes.
+        nodes: Vec<String>,
+    },
+}
+
+/// A queue entry an operation acts on: its index and its node's address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueItem {
+    /// The entry's index.
+    pub index: i64,
+    /// The node's address.
+    pub node: String,
+}
+
+fn item_nodes(entries: &[QueueItem]) -> Vec<String> {
+    entries.iter().map(|e| e.node.clone()).collect()
 }
 
 /// The objects cke creates and replaces whole ([`OpKind::KubeObject`]).
@@ -460,6 +523,13 @@ impl PlannedOp {
             OpKind::RepairFinish { .. } => "repair-finish",
             OpKind::RepairDequeue { .. } => "repair-dequeue",
             OpKind::RepairDrainTimeout { .. } => "repair-drain-timeout",
+            OpKind::RebootDrainStart { .. } => "reboot-drain-start",
+            OpKind::RebootDrainTimeout { .. } => "reboot-drain-timeout",
+            OpKind::RebootDeleteDaemonsetPod { .. } => "reboot-delete-daemonset-pod",
+            OpKind::RebootReboot { .. } => "reboot-reboot",
+            OpKind::RebootDequeue { .. } => "reboot-dequeue",
+            OpKind::RebootCancel { .. } => "reboot-cancel",
+            OpKind::RebootUncordon { .. } => "reboot-uncordon",
         }
     }
 
@@ -491,7 +561,14 @@ impl PlannedOp {
             | OpKind::StopEtcd { nodes }
             | OpKind::StopEtcdRivers { nodes }
             | OpKind::UpdateNode { nodes, .. }
-            | OpKind::RemoveNode { nodes, .. } => nodes.clone(),
+            | OpKind::RemoveNode { nodes, .. }
+            | OpKind::RebootUncordon { nodes, .. } => nodes.clone(),
+            OpKind::RebootDrainStart { entries, .. }
+            | OpKind::RebootDrainTimeout { entries }
+            | OpKind::RebootDeleteDaemonsetPod { entries, .. }
+            | OpKind::RebootReboot { entries }
+            | OpKind::RebootDequeue { entries }
+            | OpKind::RebootCancel { entries } => item_nodes(entries),
             OpKind::WaitKubernetes { apiserver } | OpKind::KubeObject { apiserver, .. } => vec![apiserver.clone()],
             OpKind::ResourceApply { key, .. } => vec![key.clone()],
             OpKind::EtcdRemoveMember { node, .. }

@@ -97,6 +97,44 @@ impl RebootQueueEntry {
     }
 }
 
+/// CKE's drain back-off: the first lasts 300 s, each next one twice as long, at most 1200 s, plus a
+/// random 0 to 300 s.
+pub const DRAIN_BACKOFF_BASE_SECONDS: i64 = 300;
+/// The longest drain back-off before its random part.
+pub const DRAIN_BACKOFF_MAX_SECONDS: i64 = 1200;
+
+/// The back-off after the `count`th failed drain (1 for the first), before its random part:
+/// `min(300 · 2^(count−1), 1200)` seconds.
+pub fn drain_backoff_seconds(count: u32) -> i64 {
+    let doubled = DRAIN_BACKOFF_BASE_SECONDS.saturating_mul(1i64 << count.saturating_sub(1).min(32));
+    doubled.min(DRAIN_BACKOFF_MAX_SECONDS)
+}
+
+impl RebootQueueEntry {
+    /// CKE's drainBackOff at `now`: back to `queued`, the back-off count up by one, and not drained
+    /// again before `now + drain_backoff_seconds(count) + jitter_seconds` (the caller draws the
+    /// jitter from [0, 300)). Times are kept to the second, as CKE keeps them.
+    pub fn back_off(&mut self, now: DateTime<Utc>, jitter_seconds: i64) {
+        let now = seconds(now);
+        self.status = RebootStatus::Queued;
+        self.last_transition_time = Some(now);
+        self.drain_backoff_count += 1;
+        let wait = drain_backoff_seconds(self.drain_backoff_count) + jitter_seconds;
+        self.drain_backoff_expire = Some(now + chrono::Duration::seconds(wait));
+    }
+
+    /// Moves to `status` at `now` (to the second).
+    pub fn transition(&mut self, status: RebootStatus, now: DateTime<Utc>) {
+        self.status = status;
+        self.last_transition_time = Some(seconds(now));
+    }
+}
+
+/// `t` without its fraction of a second.
+fn seconds(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}
+
 impl QueueEntry for RebootQueueEntry {
     fn index(&self) -> i64 {
         self.index

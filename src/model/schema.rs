@@ -113,10 +113,10 @@ pub const REPAIR: &[Field] = &[
     f("repair_procedures", List(&Struct(REPAIR_PROCEDURE))),
     f("max_concurrent_repairs", Int),
     f("protected_namespaces", Struct(LABEL_SELECTOR)),
+    f("protected_job_pods", Struct(LABEL_SELECTOR)),
     f("evict_retries", Int),
     f("evict_interval", Int),
     f("eviction_timeout_seconds", Int),
-    f("protected_job_pods", Struct(LABEL_SELECTOR)),
 ];
 /// `Sabakan`.
 pub const SABAKAN: &[Field] = &[f("spare_node_taint_key", Str)];

@@ -286,4 +286,26 @@ pub struct ClusterStatus {
     /// The repair queue (read with the Kubernetes API's view, as CKE reads it).
     #[serde(default)]
     pub repair_queue: super::RepairQueueStatus,
+    /// The reboot queue (read only when the Kubernetes API was read, as CKE does).
+    #[serde(default)]
+    pub reboot_queue: RebootQueueStatus,
+}
+
+/// The reboot queue as read this pass, with what needs I/O to know (CKE's `RebootQueueStatus`
+/// without what the planner derives from it and the time: candidates, timeouts, dequeues).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebootQueueStatus {
+    /// Processing is enabled (`reboots/disabled` is not `true`).
+    #[serde(default)]
+    pub enabled: bool,
+    /// The entries, the first of each node, in queue order.
+    #[serde(default)]
+    pub entries: Vec<super::RebootQueueEntry>,
+    /// Nodes of `draining` entries whose drain is complete: no pod that draining removes is left
+    /// and no volume is in use.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub drain_completed: BTreeSet<String>,
+    /// Nodes of `rebooting` entries whose `boot_check_command` printed `true`.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub boot_checked: BTreeSet<String>,
 }

@@ -416,3 +416,30 @@ fn reboot_entries_read_and_write_cke_json() {
     let kept: Vec<i64> = dedup_reboot_entries(&entries).iter().map(|e| e.index).collect();
     assert_eq!(kept, [0, 1, 3], "the first entry of each node");
 }
+
+#[test]
+fn drain_back_off_follows_cke() {
+    // min(300 · 2^(count−1), 1200)
+    let waits: Vec<i64> = (1..=6).map(drain_backoff_seconds).collect();
+    assert_eq!(waits, [300, 600, 1200, 1200, 1200, 1200]);
+    assert_eq!(drain_backoff_seconds(u32::MAX), 1200);
+    let now = chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00.750Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let mut e = RebootQueueEntry::new("10.0.0.1");
+    e.transition(RebootStatus::Draining, now);
+    assert_eq!(
+        e.last_transition_time.unwrap().to_rfc3339(),
+        "2024-01-01T00:00:00+00:00",
+        "to the second"
+    );
+    e.back_off(now, 17);
+    e.back_off(now, 0);
+    assert_eq!((e.status, e.drain_backoff_count), (RebootStatus::Queued, 2));
+    assert_eq!(
+        serde_json::to_value(&e).unwrap()["drain_backoff_expire"],
+        "2024-01-01T00:10:00Z",
+        "600 s after the second failure, no jitter drawn"
+    );
+    assert!(e.backing_off(now) && !e.backing_off(now + chrono::Duration::seconds(600)));
+}

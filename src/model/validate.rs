@@ -485,8 +485,8 @@ fn validate_selector(s: &Option<LabelSelector>, p: &str, v: &mut Verdict) {
     }
 }
 
-/// CKE's `validateReboot` (CKE always writes the section and requires neither command: an empty
-/// `reboot_command` means rebooting is not configured).
+/// CKE's `validateReboot`. CKE always writes the section and requires neither command: an empty
+/// `reboot_command` means rebooting is not configured.
 fn validate_reboot(r: &Reboot, v: &mut Verdict) {
     positive(r.eviction_timeout_seconds, "reboot.eviction_timeout_seconds".into(), v);
     non_negative(r.command_timeout_seconds, "reboot.command_timeout_seconds".into(), v);
@@ -499,8 +499,8 @@ fn validate_reboot(r: &Reboot, v: &mut Verdict) {
     validate_selector(&r.protected_job_pods, "reboot.protected_job_pods", v);
 }
 
-/// CKE's `validateRepair` (errors; no procedures means repairing is not configured); CKE checks
-/// nothing inside the procedures, cke-rs warns.
+/// CKE's `validateRepair` (errors); CKE checks nothing inside the procedures, cke-rs warns. CKE
+/// always writes the section; no procedures means repairing is not configured.
 fn validate_repair(r: &Repair, v: &mut Verdict) {
     positive(r.max_concurrent_repairs, "repair.max_concurrent_repairs".into(), v);
     non_negative(r.evict_retries, "repair.evict_retries".into(), v);

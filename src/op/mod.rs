@@ -11,11 +11,14 @@
 pub mod common;
 pub mod etcd;
 pub mod k8s;
+pub mod reboot;
 pub mod repair;
 pub mod rivers;
 #[cfg(feature = "test-hooks")]
 pub mod test_ops;
 
+#[cfg(test)]
+mod reboot_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -121,6 +124,15 @@ impl Classify for crate::infra::EtcdConnectError {
 impl Classify for crate::infra::managed_etcd::ManagedEtcdError {
     fn retry(&self) -> Retry {
         Retry::Soon
+    }
+}
+
+impl Classify for crate::infra::KubeError {
+    fn retry(&self) -> Retry {
+        match self {
+            crate::infra::KubeError::NotConfigured => Retry::AfterChange,
+            crate::infra::KubeError::Api { .. } => Retry::Soon,
+        }
     }
 }
 
@@ -280,6 +292,14 @@ pub fn operator_for(planned: &PlannedOp, ctx: OpContext<'_>) -> Box<dyn Operator
             Some(def) => k8s::resource::operator(apiserver, def.clone(), ctx),
             None => k8s::resource::missing(key),
         },
+        OpKind::RebootDrainStart { apiserver, entries } => reboot::drain_start(apiserver, entries, ctx),
+        OpKind::RebootDrainTimeout { entries } => reboot::drain_timeout(entries),
+        OpKind::RebootDeleteDaemonsetPod { apiserver, entries } => {
+            reboot::delete_daemonset_pod(apiserver, entries, ctx)
+        }
+        OpKind::RebootReboot { entries } => reboot::reboot(entries, ctx),
+        OpKind::RebootDequeue { entries } | OpKind::RebootCancel { entries } => reboot::dequeue(name, entries),
+        OpKind::RebootUncordon { apiserver, nodes } => reboot::uncordon(apiserver, nodes),
         OpKind::RepairDrainStart {
             apiserver,
             index,

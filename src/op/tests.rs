@@ -35,6 +35,8 @@ pub(super) struct Env {
     pub(super) user_resources: Vec<crate::model::ResourceDefinition>,
     /// The static and user resources, as the controller passes them to the operators.
     pub(super) resources: Vec<crate::model::ResourceDefinition>,
+    /// The leader's fence the operators get (none by default).
+    pub(super) fence: Option<crate::storage::Fence>,
 }
 
 impl Env {
@@ -47,6 +49,7 @@ impl Env {
             host: Default::default(),
             user_resources: vec![],
             resources: crate::planner::all_resources(&PlanInputs::default()),
+            fence: None,
         }
     }
 
@@ -76,7 +79,9 @@ impl Env {
     }
 
     pub(super) fn infra(&self) -> Infra {
-        self.fake.infra(&self.cluster, self.storage.clone())
+        let mut infra = self.fake.infra(&self.cluster, self.storage.clone());
+        infra.fence = self.fence.clone();
+        infra
     }
 
     /// Runs `kind`'s operator as the controller does; returns the recorded commands

@@ -57,8 +57,9 @@ pub(super) fn k8s_start_ops(nf: &NodeFilter) -> Result<Vec<PlannedOp>, String> {
         return Ok(ops);
     }
 
-    // 4. Every apiserver is current and healthy: the endpoints, then the other components.
-    let mut ops = master_endpoint_ops(nf, &[]);
+    // 4. Every apiserver is current and healthy: the endpoints (a control plane next to reboot not
+    // ready), then the other components.
+    let mut ops = master_endpoint_ops(nf, &super::reboot::not_ready_control_planes(nf));
     let mut push = |nodes: Vec<String>, kind: fn(Vec<String>) -> OpKind, why: &str| {
         if !nodes.is_empty() {
             let reason = format!("{why} on {}", crate::model::few(&nodes, REASON_EXAMPLES));

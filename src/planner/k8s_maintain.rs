@@ -360,15 +360,19 @@ fn list_or_none(v: &[String]) -> String {
 }
 
 /// CKE's masterEndpointOps: the `default/kubernetes` Endpoints and EndpointSlice list the control
-/// planes, those with a healthy apiserver ready unless in `not_ready` (about to be restarted), the
-/// rest not ready. Empty when the API was not read or no apiserver is healthy.
+/// planes, those with a healthy apiserver ready unless in `not_ready` (about to be restarted or
+/// rebooted) or being rebooted, the rest not ready. Empty when the API was not read or no apiserver
+/// is healthy.
 pub(super) fn master_endpoint_ops(nf: &NodeFilter, not_ready: &[String]) -> Vec<PlannedOp> {
     let Some(apiserver) = healthy_apiserver(nf) else {
         return vec![];
     };
     let (mut ready, mut unready) = (Vec::new(), Vec::new());
     for n in nf.cluster().control_planes() {
-        if nf.node_status(n).kube_apiserver.is_healthy && !not_ready.contains(&n.address) {
+        if nf.node_status(n).kube_apiserver.is_healthy
+            && !not_ready.contains(&n.address)
+            && !super::reboot::reboot_processing(nf, &n.address)
+        {
             ready.push(n.address.clone());
         } else {
             unready.push(n.address.clone());
@@ -389,7 +393,7 @@ pub(super) fn master_endpoint_ops(nf: &NodeFilter, not_ready: &[String]) -> Vec<
 
 /// CKE's etcdEndpointOps: the headless Service `kube-system/cke-etcd` (an Endpoints without its
 /// Service would be removed by Kubernetes), then its Endpoints and EndpointSlice listing every
-/// control plane as ready (reboots, later, mark theirs not ready).
+/// control plane, ready but those being rebooted or next to be.
 fn etcd_endpoint_ops(nf: &NodeFilter, apiserver: &str) -> Vec<PlannedOp> {
     let k = &nf.status().kubernetes;
     let mut ops = Vec::new();
@@ -409,7 +413,12 @@ fn etcd_endpoint_ops(nf: &NodeFilter, apiserver: &str) -> Vec<PlannedOp> {
             format!("Service kube-system/cke-etcd {what} (headless, port 2379)"),
         ));
     }
-    let p = EndpointParams::etcd(nf.control_plane_addresses(), vec![]);
+    let not_ready = super::reboot::not_ready_control_planes(nf);
+    let (unready, ready) = nf
+        .control_plane_addresses()
+        .into_iter()
+        .partition(|a| not_ready.contains(a));
+    let p = EndpointParams::etcd(ready, unready);
     ops.extend(endpoint_pair_ops(
         nf,
         apiserver,

@@ -5,8 +5,8 @@
 //!
 //! Phase order (CKE's): upgrade (an older `config-version`) → rivers → etcd bootstrap → start stopped
 //! members → wait for etcd health → (Kubernetes components) → etcd maintenance → Kubernetes objects
-//! (Node attributes) → control-plane containers on demoted nodes → repair queue → completed. Safety
-//! rules (DESIGN.md §4):
+//! (Node attributes) → control-plane containers on demoted nodes → uncordon nodes → repair queue →
+//! reboot queue → completed. Safety rules (DESIGN.md §4):
 //! bootstrap and maintenance only when every control-plane node is reachable over SSH; at most one
 //! membership change per plan; members join as learners and are promoted once in sync; an outdated
 //! member is restarted only when the others keep quorum.
@@ -17,12 +17,15 @@ mod k8s_maintain;
 pub use k8s_maintain::{all_resources, as_kept, static_definitions};
 mod node_filter;
 pub mod params;
+mod reboot;
 mod repair;
 
 #[cfg(test)]
 mod k8s_maintain_tests;
 #[cfg(test)]
 mod tests;
+
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -115,7 +118,7 @@ pub fn decide_ops(
     if let Err(e) = constraints.check(cluster) {
         return plan(Phase::ConstraintsViolated, vec![], e.to_string());
     }
-    let nf = NodeFilter::new(cluster, status, inputs);
+    let nf = NodeFilter::new(cluster, status, inputs).at(now);
 
     // 0. CKE's upgrade of the on-node state of an older config-version.
     if inputs.config_version != CONFIG_VERSION {
@@ -230,11 +233,11 @@ pub fn decide_ops(
     if !ops.is_empty() {
         return plan(Phase::StopControlPlane, ops, String::new());
     }
-    // 9-10. The queues, after the phases above (CKE goes on to them when etcd maintenance waits
-    // too).
-    if let Some((phase, ops, note)) = queue_phases(&nf, constraints, now) {
-        return plan(phase, ops, note);
-    }
+    // 9-11. The queues, also while etcd maintenance waits (CKE goes on to them then too).
+    let note = match queue_phases(&nf, inputs, constraints) {
+        Ok((phase, ops, note)) => return plan(phase, ops, note),
+        Err(note) => note,
+    };
     if let Some(note) = etcd_waits {
         return plan(Phase::Completed, vec![], note);
     }
@@ -263,34 +266,57 @@ pub fn decide_ops(
             ),
         );
     }
-    plan(Phase::Completed, vec![], String::new())
+    plan(Phase::Completed, vec![], note)
 }
 
-/// The queue phases (CKE's order): `repair-machines`, which holds back the reboot queue while an
-/// entry is being repaired, even without operations. `None` when no queue has anything to do.
+/// The queue phases, in CKE's order: `uncordon-nodes`; `repair-machines`, which holds back the
+/// reboot queue while an entry is being repaired, even without operations; `reboot-nodes`.
+/// `Err(note)` when no queue has anything to do (the note says why one waits, if one does).
 fn queue_phases(
     nf: &NodeFilter,
+    inputs: &PlanInputs,
     constraints: &Constraints,
-    now: DateTime<Utc>,
-) -> Option<(Phase, Vec<PlannedOp>, String)> {
-    // The reboot queue is not probed yet: no control plane counts as rebooting.
-    let rebooting = std::collections::BTreeSet::new();
-    let r = repair::repair_ops(nf, &rebooting, now);
+) -> Result<(Phase, Vec<PlannedOp>, String), String> {
+    // 9. Uncordon the nodes cordoned for a reboot or repair that is no longer in progress.
+    let apiserver = k8s_maintain::healthy_apiserver(nf);
+    if inputs.manage_kubernetes {
+        let ops = reboot::uncordon_ops(nf, apiserver.as_deref());
+        if !ops.is_empty() {
+            return Ok((Phase::UncordonNodes, ops, String::new()));
+        }
+    }
+    // 10. The repair queue, never while etcd is not good enough to repair a control plane.
+    let rebooting: BTreeSet<String> = nf
+        .cluster()
+        .control_planes()
+        .filter(|n| reboot::reboot_processing(nf, &n.address))
+        .map(|n| n.address.clone())
+        .collect();
+    let r = repair::repair_ops(nf, &rebooting);
     if r.active {
         if !nf.etcd_is_good_for_repair(constraints.control_plane_count) {
             let note = "no machine is repaired: the managed etcd is not healthy, a member is out of sync \
                         without its control plane being down, or more than one control plane is degraded"
                 .to_string();
-            return Some((Phase::RepairMachines, vec![], note));
+            return Ok((Phase::RepairMachines, vec![], note));
         }
         let note = if r.ops.is_empty() {
             r.waits.join("; ")
         } else {
             String::new()
         };
-        return Some((Phase::RepairMachines, r.ops, note));
+        return Ok((Phase::RepairMachines, r.ops, note));
     }
-    None
+    // 11. The reboot queue, never while etcd is not good.
+    let (ops, note) = reboot::reboot_ops(nf, constraints, apiserver.as_deref());
+    if !ops.is_empty() {
+        if !nf.etcd_is_good() {
+            let note = "the reboot queue waits: the managed etcd is not healthy or a member is not in sync";
+            return Ok((Phase::RebootNodes, vec![], note.into()));
+        }
+        return Ok((Phase::RebootNodes, ops, note));
+    }
+    Err(note)
 }
 
 /// CKE's `upgrade` (phase 0): only "1" (or an absent key) is known; it needs the control-plane

@@ -11,6 +11,7 @@ pub struct NodeFilter<'a> {
     status: &'a ClusterStatus,
     inputs: &'a PlanInputs,
     unknown: NodeStatus,
+    now: chrono::DateTime<chrono::Utc>,
 }
 
 impl<'a> NodeFilter<'a> {
@@ -21,7 +22,19 @@ impl<'a> NodeFilter<'a> {
             status,
             inputs,
             unknown: NodeStatus::default(),
+            now: chrono::DateTime::UNIX_EPOCH,
         }
+    }
+
+    /// The same filter at time `now` (the planner's input; the epoch unless set).
+    pub fn at(mut self, now: chrono::DateTime<chrono::Utc>) -> Self {
+        self.now = now;
+        self
+    }
+
+    /// The time the plan is made at.
+    pub(super) fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.now
     }
 
     pub(super) fn node_status(&self, n: &Node) -> &NodeStatus {

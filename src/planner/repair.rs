@@ -21,7 +21,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 
 use crate::model::repair::RepairLookupError;
 use crate::model::{OpKind, PlannedOp, Repair, RepairEntry, RepairStatus, RepairStepStatus};
@@ -39,9 +39,10 @@ pub(super) struct RepairPlan {
     pub waits: Vec<String>,
 }
 
-/// The repair queue's operations at `now`. `rebooting` holds the control planes whose reboot is in
-/// progress (draining or rebooting in an enabled reboot queue).
-pub(super) fn repair_ops(nf: &NodeFilter, rebooting: &BTreeSet<String>, now: DateTime<Utc>) -> RepairPlan {
+/// The repair queue's operations at the filter's time. `rebooting` holds the control planes whose
+/// reboot is in progress (draining or rebooting in an enabled reboot queue).
+pub(super) fn repair_ops(nf: &NodeFilter, rebooting: &BTreeSet<String>) -> RepairPlan {
+    let now = nf.now();
     let cluster = nf.cluster();
     let queue = &nf.status().repair_queue;
     let default = Repair::default();
@@ -221,4 +222,183 @@ fn drain_timeout(entry: &RepairEntry, why: &str) -> PlannedOp {
         },
         format!("repair entry {} for {}: {why}", entry.index, entry.address),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    //! Properties of the rules over random queues: the limits hold whatever the entries.
+    use std::collections::BTreeMap;
+
+    use chrono::{DateTime, Utc};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::model::{
+        Cluster, ClusterStatus, KubeComponentStatus, Node, NodeStatus, Repair, RepairOperation, RepairProcedure,
+        RepairStep,
+    };
+    use crate::planner::PlanInputs;
+
+    const ADDRESSES: [&str; 6] = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.99"];
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000, 0).unwrap()
+    }
+
+    fn cluster(max: i64, need_drain: bool) -> Cluster {
+        let nodes = (0..5).map(|i| Node::new(ADDRESSES[i], "u", i < 3)).collect();
+        let mut c = Cluster::new("c", "10.96.0.0/16", nodes);
+        let step = |cmd: &str| RepairStep {
+            repair_command: vec![cmd.into()],
+            need_drain,
+            watch_seconds: Some(60),
+            ..Default::default()
+        };
+        c.repair = Some(Repair {
+            max_concurrent_repairs: Some(max),
+            repair_procedures: vec![RepairProcedure {
+                machine_types: vec!["t".into()],
+                repair_operations: vec![RepairOperation {
+                    operation: "op".into(),
+                    repair_steps: vec![step("a"), step("b")],
+                    health_check_command: vec!["check".into()],
+                    ..Default::default()
+                }],
+            }],
+            ..Default::default()
+        });
+        c
+    }
+
+    fn entry() -> impl Strategy<Value = RepairEntry> {
+        (
+            0..ADDRESSES.len(),
+            prop_oneof![Just("op"), Just("other")],
+            0..4usize,
+            0..3usize,
+            0..3usize,
+            any::<bool>(),
+            prop_oneof![Just(None), (-200i64..200).prop_map(Some)],
+            prop_oneof![Just(None), (-200i64..200).prop_map(Some)],
+        )
+            .prop_map(|(a, op, status, step, step_status, deleted, ltt, expire)| {
+                let mut e = RepairEntry::new(op, "t", ADDRESSES[a], "");
+                e.status = RepairStatus::ALL[status];
+                e.step = step;
+                e.step_status = [
+                    RepairStepStatus::Waiting,
+                    RepairStepStatus::Draining,
+                    RepairStepStatus::Watching,
+                ][step_status];
+                e.deleted = deleted;
+                e.last_transition_time = ltt.map(|s| now() + Duration::seconds(s));
+                e.drain_backoff_expire = expire.map(|s| now() + Duration::seconds(s));
+                e
+            })
+    }
+
+    /// The operations that work on a machine (each takes one of its entry's slots).
+    fn working(ops: &[PlannedOp]) -> Vec<&str> {
+        ops.iter()
+            .filter_map(|p| match &p.kind {
+                OpKind::RepairDrainStart { address, .. }
+                | OpKind::RepairExecute { address, .. }
+                | OpKind::RepairDrainTimeout { address, .. }
+                | OpKind::RepairFinish {
+                    address,
+                    succeeded: false,
+                    ..
+                } => Some(address.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn limits_hold_for_any_queue(
+            entries in prop::collection::vec(entry(), 0..8),
+            max in 1i64..4,
+            need_drain in any::<bool>(),
+            enabled in any::<bool>(),
+            rebooting_cps in prop::collection::btree_set(0..3usize, 0..3),
+            completed in prop::collection::btree_set(0..ADDRESSES.len(), 0..3),
+        ) {
+            let cluster = cluster(max, need_drain);
+            let mut status = ClusterStatus::default();
+            status.kubernetes.api_read = true;
+            let healthy = NodeStatus {
+                ssh_connected: true,
+                kube_apiserver: KubeComponentStatus { is_healthy: true, ..Default::default() },
+                ..Default::default()
+            };
+            status.nodes = ADDRESSES[..5].iter().map(|a| (a.to_string(), healthy.clone())).collect::<BTreeMap<_, _>>();
+            let mut entries = entries;
+            for (i, e) in entries.iter_mut().enumerate() {
+                e.index = i as i64;
+                e.fill_nodename(&cluster);
+            }
+            status.repair_queue.enabled = enabled;
+            status.repair_queue.repair_completed = completed.iter().map(|i| ADDRESSES[*i].to_string()).collect();
+            status.repair_queue.entries = entries.clone();
+            let inputs = PlanInputs::default();
+            let nf = NodeFilter::new(&cluster, &status, &inputs).at(now());
+            let rebooting: BTreeSet<String> = rebooting_cps.iter().map(|i| ADDRESSES[*i].to_string()).collect();
+            let plan = repair_ops(&nf, &rebooting);
+
+            let working = working(&plan.ops);
+            // At most max_concurrent_repairs machines worked on, each by one entry.
+            prop_assert!(working.len() as i64 <= max, "{:?}", plan.ops);
+            let distinct: BTreeSet<&str> = working.iter().copied().collect();
+            prop_assert_eq!(distinct.len(), working.len(), "one entry per machine: {:?}", plan.ops);
+            // At most one control plane, none while two reboot or another one does.
+            let cps: Vec<&str> = working.iter().copied().filter(|a| ADDRESSES[..3].contains(a)).collect();
+            prop_assert!(cps.len() <= 1, "{:?}", plan.ops);
+            for cp in &cps {
+                prop_assert!(
+                    rebooting.is_empty() || (rebooting.len() == 1 && rebooting.contains(*cp)),
+                    "control plane {} repaired while {:?} reboot", cp, rebooting
+                );
+            }
+            // A disabled queue starts nothing.
+            if !enabled {
+                prop_assert!(
+                    !plan.ops.iter().any(|p| matches!(p.kind, OpKind::RepairDrainStart { .. } | OpKind::RepairExecute { .. })),
+                    "{:?}", plan.ops
+                );
+            }
+            // Finished entries are never touched but to be dequeued; every deleted one is dequeued.
+            for e in &entries {
+                let touched: Vec<&PlannedOp> = plan.ops.iter().filter(|p| match &p.kind {
+                    OpKind::RepairDrainStart { index, .. }
+                    | OpKind::RepairExecute { index, .. }
+                    | OpKind::RepairFinish { index, .. }
+                    | OpKind::RepairDequeue { index, .. }
+                    | OpKind::RepairDrainTimeout { index, .. } => *index == e.index,
+                    _ => false,
+                }).collect();
+                if e.deleted {
+                    let dequeued = matches!(touched.as_slice(), [p] if matches!(p.kind, OpKind::RepairDequeue { .. }));
+                    prop_assert!(dequeued, "a deleted entry is dequeued, nothing else: {:?}", touched);
+                } else if e.has_finished() {
+                    prop_assert!(touched.is_empty(), "{:?}", touched);
+                } else if e.status == RepairStatus::Processing && e.backing_off(now()) {
+                    // (CKE skips processing entries in back-off only: a queued one has none.)
+                    let finished_ok = touched.iter().all(|p| matches!(p.kind, OpKind::RepairFinish { succeeded: true, .. }));
+                    prop_assert!(finished_ok, "a backing-off entry is only finished by its health check: {:?}", touched);
+                }
+                // A drain only of a node of the cluster.
+                for p in &touched {
+                    if let OpKind::RepairDrainStart { nodename, .. } = &p.kind {
+                        prop_assert!(!nodename.is_empty());
+                    }
+                }
+            }
+            if !plan.ops.is_empty() {
+                prop_assert!(plan.active);
+            }
+        }
+    }
 }

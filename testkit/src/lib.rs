@@ -170,6 +170,14 @@ impl EtcdServer {
         format!("endpoints: [\"{}\"]\nprefix: {prefix}\ntimeout: 3s\n", self.endpoint)
     }
 
+    /// Writes the config file for prefix `/cke/` into this server's directory; its path (what
+    /// `ckecli --config` and `Config::load` take).
+    pub fn config_file(&self) -> PathBuf {
+        let path = self.dir.path().join("cke-config.yml");
+        std::fs::write(&path, self.config_yaml("/cke/")).unwrap();
+        path
+    }
+
     /// Kills the server (SIGKILL) without removing its data.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -1,14 +1,14 @@
 //! Helpers shared by the end-to-end tests on mtest node hosts.
 #![allow(dead_code)]
 
+pub mod k8s;
+
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cke::infra::managed_etcd::{EtcdTls, ManagedEtcd};
 use cke_testkit::{free_port, Mtest, ProcessGuard};
-
-pub mod k8s;
 
 /// `nodes` mtest node hosts with the tools image loaded, and a directory for logs. Panics when not
 /// run as root: these tests fail without it, they do not skip.
