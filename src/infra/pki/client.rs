@@ -579,17 +579,7 @@ impl VaultClient {
                 .exec(&c.http)
                 .await
                 .map_err(|source| ClientError::RestClientError { source })?;
-            let body = r.raw();
-            if body.iter().all(u8::is_ascii_whitespace) || serde_json::from_slice::<Value>(&body).is_ok() {
-                Ok(())
-            } else {
-                Err(ClientError::RestClientError {
-                    source: rustify::errors::ClientError::ResponseParseError {
-                        source: anyhow::anyhow!("a write answered with a body that is not JSON"),
-                        content: Some(String::from_utf8_lossy(&body).into_owned()),
-                    },
-                })
-            }
+            written(&r.raw())
         })
         .await
     }
@@ -605,17 +595,7 @@ impl VaultClient {
                 .exec(&c.http)
                 .await
                 .map_err(|source| ClientError::RestClientError { source })?;
-            let body = r.raw();
-            if body.iter().all(u8::is_ascii_whitespace) || serde_json::from_slice::<Value>(&body).is_ok() {
-                Ok(())
-            } else {
-                Err(ClientError::RestClientError {
-                    source: rustify::errors::ClientError::ResponseParseError {
-                        source: anyhow::anyhow!("a write answered with a body that is not JSON"),
-                        content: Some(String::from_utf8_lossy(&body).into_owned()),
-                    },
-                })
-            }
+            written(&r.raw())
         })
         .await
     }
@@ -652,5 +632,19 @@ impl VaultClient {
     pub fn without_retries(mut self) -> Self {
         self.retries = 0;
         self
+    }
+}
+
+/// A write's answer: empty, or JSON (a body that is neither is an error naming it).
+fn written(body: &[u8]) -> Result<(), ClientError> {
+    if body.iter().all(u8::is_ascii_whitespace) || serde_json::from_slice::<Value>(body).is_ok() {
+        Ok(())
+    } else {
+        Err(ClientError::RestClientError {
+            source: rustify::errors::ClientError::ResponseParseError {
+                source: anyhow::anyhow!("a write answered with a body that is not JSON"),
+                content: Some(String::from_utf8_lossy(body).into_owned()),
+            },
+        })
     }
 }
