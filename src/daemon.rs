@@ -18,7 +18,7 @@ use crate::infra::agent::hostkey::{HostKeyMode, StorageHostKeys};
 use crate::infra::agent::ssh::{SshConfig, SshPool};
 use crate::infra::kube::{HttpHealth, KubeClients};
 use crate::infra::pki::VaultClient;
-use crate::infra::term_guard::GuardedNodes;
+use crate::infra::term_guard::{GuardedCommands, GuardedNodes};
 use crate::infra::{EtcdClientConnector, EtcdCredentials, Health, Infra, KubeApi, NodeAccess};
 use crate::leader::Elector;
 #[cfg(feature = "test-hooks")]
@@ -334,8 +334,13 @@ async fn run(args: Args) -> Result<(), DaemonError> {
         );
         let etcd = Arc::new(EtcdClientConnector::new(credentials, Duration::from_secs(10)));
         let engine2 = Arc::new(engine.clone());
-        // Operators reach the nodes only while the term's lease deadline holds.
+        // Operators reach the nodes, and commands run on this host, only while the term's lease
+        // deadline holds.
         let nodes: Arc<dyn NodeAccess> = Arc::new(GuardedNodes::new(Arc::new(pool.clone()), term.deadline()));
+        let commands: Arc<dyn crate::infra::HostCommands> = Arc::new(GuardedCommands::new(
+            Arc::new(crate::infra::host_command::ProcessCommands),
+            term.deadline(),
+        ));
         let infra: InfraFactory = Arc::new(move |storage, cluster| Infra {
             storage,
             cluster,
@@ -345,7 +350,7 @@ async fn run(args: Args) -> Result<(), DaemonError> {
             etcd: etcd.clone(),
             kube: kube.clone(),
             health: health.clone(),
-            commands: Arc::new(crate::infra::host_command::ProcessCommands),
+            commands: commands.clone(),
             fence: None,
         });
         let integrator = Arc::new(crate::sabakan::Integrator::new(

@@ -186,12 +186,21 @@ struct TermCtx<'a> {
 }
 
 impl TermCtx<'_> {
+    /// The term's lease still holds, by the election's word and by the local lease deadline (a
+    /// shutdown in progress does not matter here).
+    fn held(&self) -> Result<(), PassError> {
+        if *self.lost.borrow() || self.deadline.is_past() {
+            Err(PassError::Lost)
+        } else {
+            Ok(())
+        }
+    }
+
     /// The term still holds: not lost (by the election's word or by the local lease deadline, which
     /// a paused process finds passed on waking) and not shutting down.
     fn check(&self) -> Result<(), PassError> {
-        if *self.lost.borrow() || self.deadline.is_past() {
-            Err(PassError::Lost)
-        } else if *self.shutdown.borrow() {
+        self.held()?;
+        if *self.shutdown.borrow() {
             Err(PassError::Shutdown)
         } else {
             Ok(())
@@ -435,7 +444,7 @@ impl Controller {
                 .map(|(a, n)| (format!("node {a}"), format!("unreachable: {}", n.ssh_error))),
         );
         self.read_resources(&cluster, &mut status, &infra, &resources).await;
-        self.read_repair_queue(&cluster, &mut status, &infra).await?;
+        self.read_repair_queue(ctx, &cluster, &mut status, &infra).await?;
         self.read_reboot_queue(ctx, &cluster, &mut status, &infra).await?;
         if !inputs.etcd_bootstrapped_before && !status.etcd.members.is_empty() {
             let members: Vec<&String> = status.etcd.members.keys().collect();
@@ -571,6 +580,7 @@ impl Controller {
     /// read fails the pass (a node being drained must not look free to uncordon).
     async fn read_repair_queue(
         &self,
+        ctx: &TermCtx<'_>,
         cluster: &crate::model::Cluster,
         status: &mut ClusterStatus,
         infra: &Infra,
@@ -588,7 +598,8 @@ impl Controller {
             REPAIR_HEALTH_CHECKS_AT_ONCE,
         )
         .await?;
-        Ok(())
+        // Health checks the lease deadline ended say nothing: the term is over.
+        ctx.check()
     }
 
     /// The reboot queue, once the Kubernetes API was read (as CKE reads it), through the first
@@ -607,6 +618,8 @@ impl Controller {
             status.reboot_queue =
                 crate::probe::reboot_queue_status(&*self.storage, &*infra.kube, &*infra.commands, cluster, &apiserver)
                     .await?;
+            // Boot checks the lease deadline ended say nothing: the term is over.
+            ctx.check()?;
         }
         let q = &status.reboot_queue;
         let running = q.enabled && !q.entries.is_empty();
@@ -817,6 +830,17 @@ impl Controller {
                     }
                 }
             };
+            // A command that ended as the lease deadline passed (a host command ended by it, one
+            // that finished as the process woke from a pause) is not acted upon, its failure not
+            // even recorded: the term is over.
+            if let Err(e) = ctx.held() {
+                tracing::warn!(
+                    id,
+                    command = record.command.name,
+                    "the term ended while the command ran: its result is not used"
+                );
+                return Err(self.note_last(&record, e));
+            }
             match result {
                 Err(e) => {
                     self.shared.metrics.command(&record.command.name, "failed");

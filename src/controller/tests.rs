@@ -63,6 +63,8 @@ enum Act {
     Sleep(Duration),
     /// Appends its step to the shared log, then sleeps.
     LogThenSleep(Arc<Mutex<Vec<String>>>, Duration),
+    /// Fails at this instant.
+    FailAt(Instant),
 }
 
 struct Scripted {
@@ -101,6 +103,10 @@ impl Commander for Scripted {
             Act::LogThenSleep(log, d) => {
                 log.lock().unwrap().push(format!("step {}", self.step));
                 tokio::time::sleep(*d).await
+            }
+            Act::FailAt(at) => {
+                tokio::time::sleep_until(*at).await;
+                return Err(CommandError::soon(&self.command(), "scripted failure at the deadline"));
             }
         }
         Ok(Outcome::Done)
@@ -267,6 +273,31 @@ async fn no_command_starts_once_the_lease_deadline_has_passed() {
     assert_eq!(*log.lock().unwrap(), ["step 1"]);
     let r = storage.get_records(1).await.unwrap().pop().unwrap();
     assert_eq!((r.status, r.command.detail.as_str()), (RecordStatus::Running, "step 1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_ending_as_the_lease_deadline_passes_is_not_acted_upon() {
+    // As a host command ended by the deadline (or one found done by a process woken past it): its
+    // failure arrives between two of the controller's lease checks and is not even recorded.
+    let (storage, fence) = setup().await;
+    let at = Instant::now() + Duration::from_millis(5100);
+    let t = start_until(
+        &storage,
+        &fence,
+        scripted(Act::FailAt(at), 2),
+        Duration::from_secs(60),
+        LeaseDeadline::until(at),
+    );
+    assert_eq!(t.handle.await.unwrap(), TermEnd::Lost);
+    assert_eq!(Instant::now(), at, "the term ended with the command");
+    let r = storage.get_records(1).await.unwrap().pop().unwrap();
+    assert_eq!(
+        (r.status, r.command.detail.as_str(), r.error.as_str()),
+        (RecordStatus::Running, "step 1", ""),
+        "left for the next leader to close"
+    );
+    let metrics = t.shared.metrics.render();
+    assert!(!metrics.contains("result=\"failed\""), "{metrics}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -74,6 +74,8 @@ pub struct World {
     pub host_answers: Vec<(String, Result<String, String>)>,
     /// Every host command run, with the timeout it was given.
     pub host_timeouts: Vec<(String, Option<Duration>)>,
+    /// How long host commands take ([`Fake::host_command_takes`]), by pattern of the command line.
+    pub host_durations: Vec<(String, Duration)>,
     /// Pods by (namespace, name). Evicted and deleted pods are gone at once.
     pub pods: BTreeMap<(String, String), crate::infra::KubePod>,
     /// Namespace labels by name (a namespace of a pod exists without an entry here).
@@ -439,6 +441,15 @@ impl Fake {
             w.host_answers.retain(|(p, _)| p != pattern);
             w.host_answers
                 .insert(0, (pattern.into(), answer.map(str::to_string).map_err(str::to_string)));
+        });
+    }
+
+    /// Host commands whose command line contains `pattern` take `duration` (tokio time) before they
+    /// answer; one given a shorter timeout times out at it.
+    pub fn host_command_takes(&self, pattern: &str, duration: Duration) {
+        self.with(|w| {
+            w.host_durations.retain(|(p, _)| p != pattern);
+            w.host_durations.insert(0, (pattern.into(), duration));
         });
     }
 
@@ -1235,15 +1246,15 @@ impl crate::infra::Health for Fake {
 
 #[async_trait]
 impl crate::infra::HostCommands for Fake {
-    /// Logs `host: <command line>` (and its timeout in `host_timeouts`); answers by
-    /// [`Fake::on_host_command`].
+    /// Logs `host: <command line>` (and its timeout in `host_timeouts`) when it starts; answers by
+    /// [`Fake::on_host_command`], after [`Fake::host_command_takes`].
     async fn run(&self, argv: &[String], timeout: Option<Duration>) -> Result<String, crate::infra::HostCommandError> {
         use crate::infra::HostCommandError;
         if argv.is_empty() {
             return Err(HostCommandError::Empty);
         }
         let command = argv.join(" ");
-        self.with(|w| {
+        let (answer, takes) = self.with(|w| {
             let failed = |stderr: String| HostCommandError::Failed {
                 command: command.clone(),
                 status: "exit status 1".into(),
@@ -1251,12 +1262,35 @@ impl crate::infra::HostCommands for Fake {
                 stderr,
             };
             w.host_timeouts.push((command.clone(), timeout));
-            w.act(format!("host: {command}")).map_err(failed)?;
-            match w.host_answers.iter().find(|(p, _)| command.contains(p.as_str())) {
-                Some((_, Ok(out))) => Ok(out.clone()),
-                Some((_, Err(e))) => Err(failed(e.clone())),
-                None => Ok(String::new()),
+            let takes = w
+                .host_durations
+                .iter()
+                .find(|(p, _)| command.contains(p.as_str()))
+                .map(|(_, d)| *d);
+            let answer = w.act(format!("host: {command}")).map_err(failed).and_then(|()| {
+                match w.host_answers.iter().find(|(p, _)| command.contains(p.as_str())) {
+                    Some((_, Ok(out))) => Ok(out.clone()),
+                    Some((_, Err(e))) => Err(failed(e.clone())),
+                    None => Ok(String::new()),
+                }
+            });
+            (answer, takes)
+        });
+        match (takes, timeout) {
+            (Some(takes), Some(t)) if t < takes => {
+                tokio::time::sleep(t).await;
+                Err(HostCommandError::TimedOut {
+                    command,
+                    timeout: t,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                })
             }
-        })
+            (Some(takes), _) => {
+                tokio::time::sleep(takes).await;
+                answer
+            }
+            (None, _) => answer,
+        }
     }
 }

@@ -6,9 +6,11 @@
 //! [`ProcessCommands`] starts each command as the leader of a new process group. At the timeout the
 //! whole group is killed (SIGKILL), so no child it started (a `sleep` in a shell script, an `ssh` to
 //! a BMC) outlives the deadline; dropping the future (cke shutting down, leadership lost) kills the
-//! group too. Once the command itself has exited, its output is read for at most
-//! [`PIPE_GRACE`] more: a child left in the background that holds the output open cannot stall cke
-//! (CKE's `runCommand` would wait for it), and such a child is the command's business, not killed.
+//! group too: that is how a command still running when the leader's lease deadline passes ends
+//! ([`crate::infra::term_guard::GuardedCommands`], which the daemon wraps around it). Once the
+//! command itself has exited, its output is read for at most [`PIPE_GRACE`] more: a child left in
+//! the background that holds the output open cannot stall cke (CKE's `runCommand` would wait for
+//! it), and such a child is the command's business, not killed.
 //!
 //! [`run_with_retries`] is CKE's retry loop (`command_retries`, `command_interval`). This module
 //! knows nothing of queues; the fake is in [`crate::infra::fake`].
@@ -67,6 +69,32 @@ pub enum HostCommandError {
         /// What it printed on stderr before.
         stderr: String,
     },
+    /// The leader's lease deadline passed ([`crate::infra::term_guard::GuardedCommands`]): the
+    /// command was not started, or, running, its process group was killed; what it did is not used.
+    /// The term is over; the next leader decides again.
+    #[error("{command}: {}", lease_part(*running))]
+    LeaseExpired {
+        /// The command line.
+        command: String,
+        /// It was running (and was killed); otherwise it never started.
+        running: bool,
+    },
+}
+
+impl HostCommandError {
+    /// The leader's lease deadline passed: nothing may be concluded from the command.
+    pub fn is_lease_expired(&self) -> bool {
+        matches!(self, HostCommandError::LeaseExpired { .. })
+    }
+}
+
+fn lease_part(running: bool) -> &'static str {
+    if running {
+        "killed with its process group, the leadership lease was lost while it ran (its deadline \
+         passed); its result is not used"
+    } else {
+        "not started, the leadership lease was lost (its deadline had passed)"
+    }
 }
 
 fn stderr_part(stderr: &str) -> String {
@@ -104,7 +132,7 @@ pub fn timeout_of(seconds: Option<i64>, default: i64) -> Option<Duration> {
 }
 
 /// CKE's retry loop: `retries + 1` attempts, `interval` after each failed one (not after the last);
-/// the last error when every attempt fails.
+/// the last error when every attempt fails. A command ended by the lease deadline is not retried.
 pub async fn run_with_retries(
     commands: &dyn HostCommands,
     argv: &[String],
@@ -116,7 +144,7 @@ pub async fn run_with_retries(
     loop {
         match commands.run(argv, timeout).await {
             Ok(out) => return Ok(out),
-            Err(e) if attempt >= retries => return Err(e),
+            Err(e) if attempt >= retries || e.is_lease_expired() => return Err(e),
             Err(e) => {
                 tracing::warn!(
                     command = argv.join(" "),
@@ -373,6 +401,91 @@ mod tests {
             wait_gone(child).await,
             "the background child {child} survived the timeout"
         );
+    }
+
+    /// The live (not zombie) processes of process group `pgid`.
+    fn group_members(pgid: i32) -> Vec<i32> {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return vec![];
+        };
+        dir.flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                    return false;
+                };
+                // After the command name: state, ppid, pgrp.
+                let fields: Vec<&str> = stat
+                    .rsplit_once(')')
+                    .map_or(vec![], |(_, r)| r.split_whitespace().collect());
+                fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn at_the_lease_deadline_the_whole_process_group_is_killed_and_its_output_not_used() {
+        use crate::infra::term_guard::GuardedCommands;
+        use crate::storage::LeaseDeadline;
+        let dir = tempfile::tempdir().unwrap();
+        let (bg, leader) = (dir.path().join("bg.pid"), dir.path().join("leader.pid"));
+        // It answers at once, then lingers with a child far past the deadline; the group leader's
+        // pid (its group's id) is written last, once the child runs.
+        let script = format!(
+            "echo true; sleep 300 & echo $! > {}; echo $$ > {}; sleep 300",
+            bg.display(),
+            leader.display()
+        );
+        let deadline = LeaseDeadline::until(tokio::time::Instant::now() + Duration::from_secs(3));
+        let commands = GuardedCommands::new(std::sync::Arc::new(ProcessCommands), deadline.clone());
+        let argv = sh(&script);
+        let t0 = Instant::now();
+        let (result, pgid) = tokio::join!(commands.run(&argv, Some(Duration::from_secs(600))), read_pid(&leader));
+        let elapsed = t0.elapsed();
+        let e = result.expect_err("a command past the lease deadline gives no output");
+        match &e {
+            HostCommandError::LeaseExpired { command, running } => {
+                assert_eq!(*command, argv.join(" "));
+                assert!(running);
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = e.to_string();
+        assert!(
+            text.starts_with(&format!("{}: killed with its process group", argv.join(" "))),
+            "{text}"
+        );
+        assert!(text.contains("leadership lease was lost"), "{text}");
+        assert!(deadline.is_past(), "not before the deadline");
+        // Not the 300 s of the script nor its 600 s timeout (a loaded machine is allowed its slowness).
+        assert!(elapsed < Duration::from_secs(60), "returned after {elapsed:?}");
+        let child = read_pid(&bg).await;
+        assert!(
+            wait_gone(child).await,
+            "the background child {child} survived the lease"
+        );
+        assert!(wait_gone(pgid).await, "the command {pgid} survived the lease");
+        assert_eq!(group_members(pgid), Vec::<i32>::new(), "its process group is gone");
+    }
+
+    #[tokio::test]
+    async fn a_command_done_before_the_lease_deadline_is_unaffected() {
+        use crate::infra::term_guard::GuardedCommands;
+        use crate::storage::LeaseDeadline;
+        let deadline = LeaseDeadline::until(tokio::time::Instant::now() + Duration::from_secs(600));
+        let commands = GuardedCommands::new(std::sync::Arc::new(ProcessCommands), deadline);
+        let argv = with_args(&sh(r#"sleep 1; echo "$0""#), &["10.0.0.1"]);
+        assert_eq!(
+            commands.run(&argv, Some(Duration::from_secs(60))).await.unwrap(),
+            "10.0.0.1\n"
+        );
+        let e = commands.run(&sh("echo oops >&2; exit 3"), None).await.unwrap_err();
+        assert!(matches!(e, HostCommandError::Failed { .. }), "{e:?}");
+        let e = commands
+            .run(&sh("sleep 300"), Some(Duration::from_secs(1)))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, HostCommandError::TimedOut { .. }), "its own timeout: {e:?}");
     }
 
     #[tokio::test]

@@ -142,6 +142,16 @@ impl Classify for crate::storage::StorageError {
     }
 }
 
+impl Classify for crate::infra::HostCommandError {
+    fn retry(&self) -> Retry {
+        use crate::infra::HostCommandError::*;
+        match self {
+            Empty | Spawn { .. } => Retry::AfterChange,
+            Failed { .. } | TimedOut { .. } | LeaseExpired { .. } => Retry::Soon,
+        }
+    }
+}
+
 /// What a command produced for the steps after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

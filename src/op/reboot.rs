@@ -14,7 +14,8 @@
 //! - `reboot-reboot`: marks each entry `rebooting` (now), forgets the SSH connection, and runs
 //!   `reboot_command <address>` on cke's host with `command_timeout_seconds`, `command_retries` and
 //!   `command_interval`, all nodes at once; a command that keeps failing is logged and the entry
-//!   stays `rebooting` (the boot check decides), as in CKE.
+//!   stays `rebooting` (the boot check decides), as in CKE. A command ended by the leader's lease
+//!   deadline fails the step instead (the term is over).
 //! - `reboot-dequeue`, `reboot-cancel`: remove entries, fenced.
 //! - `reboot-uncordon`: removes the cordon and the annotation.
 //!
@@ -353,14 +354,15 @@ impl Commander for RebootCommand {
                 }
                 infra.nodes.release(&item.node, user).await;
                 let argv = with_args(&self.command, &[&item.node]);
-                if let Err(e) =
-                    run_with_retries(&*infra.commands, &argv, self.timeout, self.retries, self.interval).await
-                {
-                    tracing::warn!(
+                match run_with_retries(&*infra.commands, &argv, self.timeout, self.retries, self.interval).await {
+                    // The term is over: nothing is concluded (the others' commands end with this one).
+                    Err(e) if e.is_lease_expired() => return Err(CommandError::new(&cmd, e)),
+                    Err(e) => tracing::warn!(
                         node = item.node,
                         error = crate::error::error_chain(&e),
                         "given up rebooting the node; its boot check decides"
-                    );
+                    ),
+                    Ok(_) => {}
                 }
                 Ok(())
             }

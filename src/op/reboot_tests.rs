@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::tests::{strings, Env};
 use crate::model::{Node, OpKind, QueueItem, Reboot, RebootQueueEntry, RebootStatus, DRAIN_BACKOFF_BASE_SECONDS};
 use crate::storage::queue::{self, REBOOT_QUEUE};
-use crate::storage::Fence;
+use crate::storage::{Fence, LeaseDeadline};
 
 const API: &str = "10.0.0.1";
 const W4: &str = "10.0.0.4";
@@ -293,6 +293,30 @@ async fn reboot_marks_rebooting_forgets_the_connection_and_runs_the_command() {
         let e = entry(&env, i.index).await.unwrap();
         assert_eq!(e.status, RebootStatus::Rebooting);
         assert!(recent(e.last_transition_time));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reboot_command_outliving_the_lease_deadline_fails_the_step() {
+    let mut env = env().await;
+    let items = enqueue(&env, &[W4, W5]).await;
+    // No timeout declared: it would run its minute and succeed.
+    env.fake
+        .host_command_takes("reboot-node 10.0.0.5", std::time::Duration::from_secs(60));
+    env.deadline = LeaseDeadline::until(tokio::time::Instant::now() + std::time::Duration::from_secs(5));
+    env.fake.take_log();
+    let (cmds, r) = env.run(OpKind::RebootReboot { entries: items.clone() }).await;
+    assert_eq!(cmds, ["reboot-reboot 10.0.0.4,10.0.0.5"]);
+    let text = crate::error::error_chain(&r.unwrap_err());
+    assert!(
+        text.contains("reboot-node 10.0.0.5: killed with its process group, the leadership lease was lost"),
+        "{text}"
+    );
+    let log = actions(&env);
+    assert_eq!(log.iter().filter(|l| l.starts_with("host: ")).count(), 2, "{log:?}");
+    // Marked before the commands; what follows is the next leader's to decide.
+    for i in &items {
+        assert_eq!(entry(&env, i.index).await.unwrap().status, RebootStatus::Rebooting);
     }
 }
 

@@ -37,6 +37,8 @@ pub(super) struct Env {
     pub(super) resources: Vec<crate::model::ResourceDefinition>,
     /// The leader's fence the operators get (none by default).
     pub(super) fence: Option<crate::storage::Fence>,
+    /// The leader's lease deadline, guarding host commands as in the daemon (none by default).
+    pub(super) deadline: crate::storage::LeaseDeadline,
 }
 
 impl Env {
@@ -50,6 +52,7 @@ impl Env {
             user_resources: vec![],
             resources: crate::planner::all_resources(&PlanInputs::default()),
             fence: None,
+            deadline: crate::storage::LeaseDeadline::unlimited(),
         }
     }
 
@@ -81,6 +84,10 @@ impl Env {
     pub(super) fn infra(&self) -> Infra {
         let mut infra = self.fake.infra(&self.cluster, self.storage.clone());
         infra.fence = self.fence.clone();
+        infra.commands = Arc::new(crate::infra::term_guard::GuardedCommands::new(
+            infra.commands,
+            self.deadline.clone(),
+        ));
         infra
     }
 

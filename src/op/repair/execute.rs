@@ -3,7 +3,8 @@
 //! `command_retries + 1` times, `command_interval` seconds apart, each within
 //! `command_timeout_seconds` (default 30 s, 0: no limit; at the limit its process group is killed).
 //! When every attempt fails the entry fails: a failed repair command is the repair's outcome, not an
-//! error of cke.
+//! error of cke. A command ended by the leader's lease deadline fails the step and leaves the entry
+//! as it is.
 
 use std::time::Duration;
 
@@ -87,6 +88,8 @@ impl super::super::Commander for Execute {
                     "repair command succeeded"
                 );
             }
+            // The term is over: the entry is left as it is for the next leader.
+            Err(e) if e.is_lease_expired() => return Err(CommandError::new(&cmd, e)),
             Err(e) => {
                 tracing::warn!(
                     index = self.index,

@@ -1,6 +1,7 @@
 //! `repair-finish` (CKE's `op/repair_finish.go`): finishes an entry. Succeeded: the operation's
 //! `success_command` (if any) runs first, within `success_command_timeout` (default 30 s, 0: no
-//! limit), and its failure makes the entry failed instead. Failed: the entry is marked so.
+//! limit), and its failure makes the entry failed instead (not when the leader's lease deadline ended
+//! it: the step fails, the entry is left as it is). Failed: the entry is marked so.
 
 use chrono::Utc;
 
@@ -67,15 +68,20 @@ impl super::super::Commander for Finish {
             RepairStatus::Failed
         };
         if let Some((argv, timeout)) = &self.success_command {
-            if let Err(e) = infra.commands.run(argv, *timeout).await {
-                // The repair is over either way; the entry says how it ended.
-                tracing::warn!(
-                    index = self.index,
-                    address = self.address,
-                    error = crate::error::error_chain(&e),
-                    "success command failed; the repair entry fails"
-                );
-                status = RepairStatus::Failed;
+            match infra.commands.run(argv, *timeout).await {
+                // The term is over: the entry is left as it is for the next leader.
+                Err(e) if e.is_lease_expired() => return Err(CommandError::new(&self.command(), e)),
+                Err(e) => {
+                    // The repair is over either way; the entry says how it ended.
+                    tracing::warn!(
+                        index = self.index,
+                        address = self.address,
+                        error = crate::error::error_chain(&e),
+                        "success command failed; the repair entry fails"
+                    );
+                    status = RepairStatus::Failed;
+                }
+                Ok(_) => {}
             }
         }
         let now = Utc::now();

@@ -13,7 +13,7 @@ use crate::model::{
     RepairStep, RepairStepStatus,
 };
 use crate::planner::{decide_ops, PlanInputs, PlannedOp};
-use crate::storage::{repairs, Fence};
+use crate::storage::{repairs, Fence, LeaseDeadline};
 
 /// Two steps of `op1` for `type1`; the first drains.
 fn repair_section() -> Repair {
@@ -243,6 +243,65 @@ async fn finish_runs_the_success_command_whose_failure_fails_the_entry() {
     assert_eq!(e.status, RepairStatus::Failed);
     assert!(e.last_transition_time.is_some());
     assert!(host_commands(&env).is_empty(), "no success command for a failure");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_command_outliving_the_lease_deadline_fails_the_step_and_leaves_the_entry() {
+    let mut env = env().await;
+    let i = queue(&env, WORKER).await;
+    let finished = queue(&env, CP[1]).await;
+    let st = status(&env).await;
+    host_commands(&env);
+    // Each of its three attempts would time out at 30 s and the entry fail; the lease deadline
+    // passes during the first.
+    env.fake.on_host_command("repair0", Err("BMC unreachable"));
+    env.fake.host_command_takes("repair0", Duration::from_secs(60));
+    env.deadline = LeaseDeadline::until(tokio::time::Instant::now() + Duration::from_secs(10));
+    let t0 = tokio::time::Instant::now();
+    let err = run(&env, execute(i, 0), &st, None).await.unwrap_err();
+    assert_eq!(t0.elapsed(), Duration::from_secs(10), "ended at the deadline");
+    let cmd = format!("repair0 --hard {WORKER}");
+    let text = crate::error::error_chain(&err);
+    assert!(
+        text.contains(&format!(
+            "{cmd}: killed with its process group, the leadership lease was lost"
+        )),
+        "{text}"
+    );
+    let e = stored(&env, i).await.unwrap();
+    assert_eq!(
+        (e.status, e.step_status),
+        (RepairStatus::Processing, RepairStepStatus::Watching),
+        "marked before the command, not failed after it"
+    );
+    assert_eq!(
+        host_commands(&env),
+        [(cmd, Some(Duration::from_secs(30)))],
+        "not retried"
+    );
+    // A success command likewise: the entry is neither succeeded nor failed.
+    env.fake.host_command_takes("notify", Duration::from_secs(60));
+    env.deadline = LeaseDeadline::until(tokio::time::Instant::now() + Duration::from_secs(3));
+    let finish = OpKind::RepairFinish {
+        index: finished,
+        address: CP[1].into(),
+        succeeded: true,
+    };
+    let err = run(&env, finish, &st, None).await.unwrap_err();
+    assert!(crate::error::error_chain(&err).contains("lease was lost"), "{err:?}");
+    assert_eq!(stored(&env, finished).await.unwrap().status, RepairStatus::Queued);
+    // Once past the deadline nothing starts.
+    let err = run(&env, execute(i, 1), &st, None).await.unwrap_err();
+    assert!(
+        crate::error::error_chain(&err).contains(&format!("repair1 {WORKER}: not started")),
+        "{err:?}"
+    );
+    assert_eq!(
+        host_commands(&env).len(),
+        1,
+        "only the success command ran: {:?}",
+        host_commands(&env)
+    );
 }
 
 fn drain_start(index: i64) -> OpKind {
