@@ -159,6 +159,32 @@ fn healthy_apiserver(cluster: &Cluster, status: &ClusterStatus) -> Option<String
         .map(|n| n.address.clone())
 }
 
+/// At most this many unreachable nodes are listed one by one in `/health`'s problems.
+pub const UNREACHABLE_LISTED: usize = 5;
+
+/// `/health`'s problems for the nodes the probe could not reach: each of them while there are at
+/// most [`UNREACHABLE_LISTED`], otherwise the first few (by address) and one line with the count, so
+/// that a rack down does not make `/health` a list of hundreds of addresses (`/status` has them all).
+fn unreachable_problems(status: &ClusterStatus) -> Vec<(String, String)> {
+    let down: Vec<_> = status.nodes.iter().filter(|(_, n)| !n.ssh_connected).collect();
+    let mut problems: Vec<(String, String)> = down
+        .iter()
+        .take(UNREACHABLE_LISTED)
+        .map(|(a, n)| (format!("node {a}"), format!("unreachable: {}", n.ssh_error)))
+        .collect();
+    if down.len() > UNREACHABLE_LISTED {
+        problems.push((
+            "nodes".into(),
+            format!(
+                "{} unreachable in all, {} more than listed here (every one is in /status)",
+                down.len(),
+                down.len() - UNREACHABLE_LISTED
+            ),
+        ));
+    }
+    problems
+}
+
 /// Resolves when the flag turns true (or its sender is gone). Returns nothing, so that no borrow of
 /// the channel is held across the awaits that follow.
 pub async fn signalled(rx: &mut watch::Receiver<bool>) {
@@ -435,14 +461,7 @@ impl Controller {
             ClusterStatus::default()
         };
         ctx.check()?;
-        self.shared.replace_problems(
-            "node ",
-            status
-                .nodes
-                .iter()
-                .filter(|(_, n)| !n.ssh_connected)
-                .map(|(a, n)| (format!("node {a}"), format!("unreachable: {}", n.ssh_error))),
-        );
+        self.shared.replace_problems("node", unreachable_problems(&status));
         self.read_resources(&cluster, &mut status, &infra, &resources).await;
         self.read_repair_queue(ctx, &cluster, &mut status, &infra).await?;
         self.read_reboot_queue(ctx, &cluster, &mut status, &infra).await?;

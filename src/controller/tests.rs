@@ -805,3 +805,49 @@ async fn an_invalid_stored_declaration_is_not_acted_on() {
     t.lost.send(true).unwrap();
     assert_eq!(t.handle.await.unwrap(), TermEnd::Lost);
 }
+
+#[test]
+fn health_lists_a_few_unreachable_nodes_and_counts_the_rest() {
+    let status = |down: usize, up: usize| {
+        let mut st = ClusterStatus::default();
+        for i in 0..down + up {
+            let node = NodeStatus {
+                ssh_connected: i >= down,
+                ssh_error: if i < down {
+                    format!("timed out {i}")
+                } else {
+                    String::new()
+                },
+                ..NodeStatus::default()
+            };
+            st.nodes.insert(format!("10.0.{}.{}", i / 250, i % 250), node);
+        }
+        st
+    };
+
+    // A few: each one, with its reason.
+    let few = unreachable_problems(&status(UNREACHABLE_LISTED, 3));
+    assert_eq!(few.len(), UNREACHABLE_LISTED);
+    assert_eq!(
+        few[0],
+        ("node 10.0.0.0".to_string(), "unreachable: timed out 0".to_string())
+    );
+
+    // A thousand: the first few, then a count.
+    let many = unreachable_problems(&status(1000, 20));
+    assert_eq!(many.len(), UNREACHABLE_LISTED + 1, "{many:?}");
+    assert!(many[..UNREACHABLE_LISTED]
+        .iter()
+        .all(|(k, v)| k.starts_with("node 10.0.") && v.starts_with("unreachable: ")));
+    let (source, text) = &many[UNREACHABLE_LISTED];
+    assert_eq!(source, "nodes");
+    assert!(text.starts_with("1000 unreachable in all, 995 more"), "{text}");
+
+    // Replacing with prefix "node" drops the earlier summary once the nodes are back.
+    let shared = Shared::default();
+    shared.replace_problems("node", many);
+    shared.set_problem("vault", Some("sealed".into()));
+    shared.replace_problems("node", unreachable_problems(&status(0, 5)));
+    let left: Vec<String> = shared.problems.lock().unwrap().keys().cloned().collect();
+    assert_eq!(left, vec!["vault".to_string()]);
+}
