@@ -177,9 +177,87 @@ impl Bench {
                 return s;
             }
             assert!(start.elapsed() < limit, "pass {done} did not end within {limit:?}");
-            std::thread::sleep(Duration::from_millis(20));
+            // Every scrape costs cke CPU (one series per node); a pass's duration is cke's own
+            // figure, so polling more often would measure the polling, not the pass.
+            std::thread::sleep(SCRAPE_EVERY);
         }
     }
+}
+
+/// The `cke` process that the profiler `wrapper` started (its child or grandchild).
+fn daemon_under(wrapper: u32) -> u32 {
+    let start = Instant::now();
+    loop {
+        let mut parents = vec![wrapper];
+        while let Some(parent) = parents.pop() {
+            for e in std::fs::read_dir("/proc").unwrap().flatten() {
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                    continue;
+                };
+                let Some(close) = stat.rfind(')') else { continue };
+                let comm = &stat[stat.find('(').unwrap_or(0) + 1..close];
+                let ppid: u32 = stat[close + 2..]
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                if ppid == parent {
+                    if comm == "cke" {
+                        return pid;
+                    }
+                    parents.push(pid);
+                }
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no cke under the wrapper {wrapper}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// How often the benchmark scrapes cke's `/metrics` while it waits for a pass to end.
+const SCRAPE_EVERY: Duration = Duration::from_millis(250);
+
+/// RSS of a process split as `/proc/PID/status` gives it: anonymous memory (the heap, stacks) and
+/// file-backed (the mapped binary), in KiB.
+fn rss_split_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("RssAnon:"), field("RssFile:"))
+}
+
+/// CPU seconds of the benchmark's sshd (`master`), of its per-connection processes and of the
+/// children they waited for (the nodes' shells and commands; a per-connection process lives as long
+/// as its connection).
+fn sshd_cpu_seconds(master: u32) -> f64 {
+    let mut total = 0.0;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else { continue };
+        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        if pid != master && f[1] != master.to_string() {
+            continue;
+        }
+        let ticks: f64 = f[11..15].iter().filter_map(|t| t.parse::<f64>().ok()).sum();
+        total += ticks / 100.0;
+    }
+    total
 }
 
 /// User plus system CPU seconds of a process (/proc/PID/stat).
@@ -230,7 +308,7 @@ async fn bench_scale() {
         .env("VAULT_ADDR", &bao.addr)
         .env("VAULT_TOKEN", &bao.token);
     cli.ok(&["vault", "init"], None);
-    let _sshd = start_sshd(d);
+    let sshd = start_sshd(d);
 
     // CKE's per-node layout: every node's own key (the same key text here), written at once.
     let key = std::fs::read_to_string(d.join("user")).unwrap();
@@ -257,7 +335,19 @@ async fn bench_scale() {
 
     let http = format!("127.0.0.1:{}", free_port());
     let log = d.join("cke.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_cke"))
+    // `CKE_BENCH_WRAP` (e.g. `heaptrack -o /tmp/cke` or `perf record -g -o /tmp/cke.perf --`) runs
+    // the daemon under a profiler; the figures are then the daemon's, read from its own process.
+    let wrap = std::env::var("CKE_BENCH_WRAP").ok().filter(|w| !w.trim().is_empty());
+    let mut command = match &wrap {
+        Some(w) => {
+            let mut parts = w.split_whitespace();
+            let mut c = Command::new(parts.next().unwrap());
+            c.args(parts).arg(env!("CARGO_BIN_EXE_cke"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_cke")),
+    };
+    let child = command
         .arg("--config")
         .arg(&config)
         .args([
@@ -277,9 +367,14 @@ async fn bench_scale() {
         .spawn()
         .unwrap();
     let cke = ProcessGuard(child);
+    let pid = if wrap.is_some() {
+        daemon_under(cke.id())
+    } else {
+        cke.id()
+    };
     let bench = Bench {
         http: http.clone(),
-        pid: cke.id(),
+        pid,
         etcd_endpoint: etcd.endpoint.clone(),
     };
     let started = Instant::now();
@@ -342,9 +437,24 @@ async fn bench_scale() {
             last = after;
         }
         if round == 0 {
+            let (anon, file) = rss_split_kib(bench.pid);
             println!(
-                "FIGURE RSS after 20 warm passes: {:.1} MiB ({n} pooled connections)",
-                last.rss_kib as f64 / 1024.0
+                "FIGURE RSS after 20 warm passes: {:.1} MiB ({n} pooled connections; anonymous {:.1} MiB, file-backed {:.1} MiB)",
+                last.rss_kib as f64 / 1024.0,
+                anon as f64 / 1024.0,
+                file as f64 / 1024.0
+            );
+            // What one scrape of /metrics costs cke (the benchmark scrapes every SCRAPE_EVERY).
+            let before = cpu_seconds(bench.pid);
+            let scrapes = 100;
+            let mut size = 0;
+            for _ in 0..scrapes {
+                size = http_get(&format!("http://{}/metrics", bench.http)).unwrap().1.len();
+            }
+            println!(
+                "FIGURE one /metrics scrape ({} KiB): {:.2} ms of cke CPU (mean of {scrapes})",
+                size / 1024,
+                (cpu_seconds(bench.pid) - before) * 1000.0 / scrapes as f64
             );
         }
     }
@@ -359,6 +469,7 @@ async fn bench_scale() {
 
     // A rivers restart over every node: a changed argument makes every rivers outdated.
     let received = bench.etcd_received();
+    let (cke_cpu, nodes_cpu) = (cpu_seconds(bench.pid), sshd_cpu_seconds(sshd.id()));
     let t = Instant::now();
     storage
         .put_raw(KEY_CLUSTER, cluster_json(n, Some("--log-level=info")).into_bytes())
@@ -386,6 +497,11 @@ async fn bench_scale() {
         written / 1024.0,
         serde_json::to_string(&record).unwrap().len() / 1024
     );
+    println!(
+        "FIGURE during the restart: cke CPU {:.2} s; the nodes' side (sshd, shells, timeout, stand-in engine) CPU {:.2} s",
+        cpu_seconds(bench.pid) - cke_cpu,
+        sshd_cpu_seconds(sshd.id()) - nodes_cpu
+    );
     assert_eq!(record.targets.len(), n);
 
     // SIGTERM with a probe in flight.
@@ -393,7 +509,7 @@ async fn bench_scale() {
     trigger().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let t = Instant::now();
-    cke.signal("-TERM");
+    sh(Command::new("kill").args(["-TERM", &pid.to_string()]));
     let mut child = cke;
     let status = loop {
         if let Some(s) = child.0.try_wait().unwrap() {

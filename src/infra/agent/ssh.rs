@@ -65,13 +65,31 @@ impl Default for SshConfig {
     fn default() -> Self {
         SshConfig {
             dial_timeout: Duration::from_secs(5),
-            keepalive: Duration::from_secs(5),
+            keepalive: KEEPALIVE,
             host_key_mode: HostKeyMode::Tofu,
             max_concurrency: 64,
             port: 22,
         }
     }
 }
+
+/// Keep-alive interval on idle connections: a pooled connection that answers none of two is dropped.
+/// Every idle connection costs a round trip per interval (at 1000 nodes and 5 s, 200 a second: more
+/// than the probe itself); a connection that dies silently while a command runs is found by the
+/// command's deadline or by these keep-alives, whichever comes first, and the probe drops a
+/// connection that does not answer within its own limit.
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// The ciphers offered, most preferred first: russh's default set, AES-GCM first (AES-NI and
+/// carry-less multiplication make it the cheapest on x86-64 and arm64 servers; ChaCha20-Poly1305 for
+/// nodes without them).
+const CIPHERS: &[russh::cipher::Name] = &[
+    russh::cipher::AES_256_GCM,
+    russh::cipher::CHACHA20_POLY1305,
+    russh::cipher::AES_256_CTR,
+    russh::cipher::AES_192_CTR,
+    russh::cipher::AES_128_CTR,
+];
 
 struct Verifier {
     address: String,
@@ -239,7 +257,10 @@ impl SshPool {
     async fn dial(&self, address: &str, user: &str) -> Result<(Handle<Verifier>, String), AgentError> {
         // With a pin, ask for the pinned key's algorithm: a server with several host keys would
         // otherwise present its Ed25519 key while an RSA or ECDSA key is pinned.
-        let mut preferred = russh::Preferred::default();
+        let mut preferred = russh::Preferred {
+            cipher: CIPHERS.into(),
+            ..Default::default()
+        };
         if let Ok(Some(pin)) = self.hostkeys.get(address).await {
             if let Some(algorithms) = host_key_algorithms(&pin) {
                 preferred.key = algorithms.into();
