@@ -18,7 +18,8 @@
 //! interleave two leaders; after the last fault heals, the cluster converges to the declaration within
 //! 2 minutes ([`converged`] says what that checks), and the API client writes again. It prints a
 //! report (and writes it to `SOAK_REPORT`, default `target/soak-report.txt`) and fails on any
-//! violation.
+//! violation. Its logs (each instance's, the API client's `api-writes.log`) are kept after a failure,
+//! and after a success too with `SOAK_KEEP_LOGS=1`.
 
 mod e2e_common;
 
@@ -170,6 +171,8 @@ struct World {
     /// Control-plane nodes (1-based) and the extra args now declared.
     declared: Mutex<(Vec<usize>, ExtraArgs)>,
     events: Mutex<Vec<String>>,
+    /// `started` in seconds since the epoch.
+    started_epoch: f64,
     violations: Mutex<Vec<String>>,
     /// A fault that takes a member down is running.
     member_fault: AtomicBool,
@@ -451,6 +454,31 @@ fn api_attempts(dir: &Path) -> Vec<ApiAttempt> {
             })
         })
         .collect()
+}
+
+/// The API client's outages of at least `min` seconds: (from the last acknowledged write, to the
+/// next one or the last attempt, failed attempts in between).
+fn api_outage_list(attempts: &[ApiAttempt], min: f64) -> Vec<(f64, f64, usize)> {
+    let Some(first) = attempts.first() else { return vec![] };
+    let (mut out, mut last_ok, mut failed) = (vec![], first.start, 0);
+    for a in attempts {
+        if a.acked {
+            if failed > 0 && a.end - last_ok >= min {
+                out.push((last_ok, a.end, failed));
+            }
+            last_ok = a.end;
+            failed = 0;
+        } else {
+            failed += 1;
+        }
+    }
+    if let Some(last) = attempts
+        .last()
+        .filter(|_| failed > 0 && attempts.last().unwrap().end - last_ok >= min)
+    {
+        out.push((last_ok, last.end, failed));
+    }
+    out
 }
 
 /// The longest outage of the API client (from an acknowledged write to the next, with failed
@@ -873,6 +901,7 @@ async fn soak() {
         vault_down: AtomicBool::new(false),
         declarations: Default::default(),
         started: Instant::now(),
+        started_epoch: epoch_now(),
     });
     w.ok(&["vault", "init"], None);
     w.ok(&["vault", "ssh-privkey", w.m.ssh_key().to_str().unwrap()], None);
@@ -1040,7 +1069,7 @@ async fn soak() {
                     &lost[..lost.len().min(5)]
                 ));
             }
-            vec![
+            let mut lines = vec![
                 format!(
                     "API writes (ConfigMaps through rivers on node{CLIENT_NODE}) acknowledged: {}, failed attempts: {}, lost: {}",
                     acked.len(),
@@ -1048,7 +1077,17 @@ async fn soak() {
                     lost.len()
                 ),
                 format!("longest API outage: {outage:.2}s (longest time between acknowledged API writes: {gap:.2}s)"),
-            ]
+                "API outages of 2 s or more (times since the soak started):".into(),
+            ];
+            for (from, to, failed) in api_outage_list(&attempts, 2.0) {
+                lines.push(format!(
+                    "  [{:>6.1}s - {:>6.1}s] {:.1}s, {failed} failed attempts",
+                    from - w.started_epoch,
+                    to - w.started_epoch,
+                    to - from
+                ));
+            }
+            lines
         }
         None => vec!["API writes: none (SOAK_KUBERNETES=0)".into()],
     };
@@ -1140,7 +1179,9 @@ async fn soak() {
         violations.len(),
         logs.display()
     );
-    let _ = std::fs::remove_dir_all(&logs);
+    if std::env::var_os("SOAK_KEEP_LOGS").is_none() {
+        let _ = std::fs::remove_dir_all(&logs);
+    }
 }
 
 /// The API client's loop, run here against an address nothing listens on: every attempt is logged
@@ -1150,9 +1191,12 @@ fn the_api_client_loop_logs_every_attempt_and_stops() {
     let dir = tempfile::tempdir().unwrap();
     let script = api_client_script(dir.path()).replace(LOCAL_API_SERVER_URL, "https://127.0.0.1:1");
     let mut child = Command::new("sh").args(["-c", &script]).spawn().unwrap();
-    cke_testkit::poll_until_blocking("two attempts", Duration::from_secs(30), Duration::from_millis(100), || {
-        (api_attempts(dir.path()).len() >= 2).then_some(())
-    });
+    cke_testkit::poll_until_blocking(
+        "two attempts",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || (api_attempts(dir.path()).len() >= 2).then_some(()),
+    );
     std::fs::write(dir.path().join("api-stop"), "").unwrap();
     let status = child.wait().unwrap();
     assert!(status.success());
@@ -1183,4 +1227,26 @@ fn api_outages_count_only_gaps_with_failures() {
     let attempts = [a(true, 0.0, 1.0), a(false, 1.5, 20.0)];
     assert_eq!(api_outages(&attempts), (19.0, 19.0));
     assert_eq!(api_outages(&[]), (0.0, 0.0));
+}
+
+#[test]
+fn api_outage_list_gives_each_outage_with_its_failures() {
+    let a = |acked: bool, end: f64| ApiAttempt {
+        name: String::new(),
+        acked,
+        start: end - 0.5,
+        end,
+    };
+    let attempts = [
+        a(true, 1.0),
+        a(false, 2.0),
+        a(true, 2.5),
+        a(false, 5.0),
+        a(false, 8.0),
+        a(true, 9.0),
+        a(true, 20.0),
+        a(false, 23.0),
+    ];
+    assert_eq!(api_outage_list(&attempts, 2.0), vec![(2.5, 9.0, 2), (20.0, 23.0, 1)]);
+    assert_eq!(api_outage_list(&attempts, 7.0), vec![]);
 }
