@@ -376,10 +376,12 @@ async fn monitor(w: Arc<World>, tls: EtcdTls, last: Arc<Mutex<Sample>>, stop: Ar
     suspected
 }
 
-/// Puts a key every 50 ms; returns the acknowledged keys and the longest time without an
-/// acknowledged write.
-async fn writer(m: Arc<World>, tls: EtcdTls, stop: Arc<AtomicBool>) -> (Vec<String>, Duration) {
+/// Puts a key every 50 ms; returns the acknowledged keys, the longest time without an acknowledged
+/// write, and each time of 2 s or more without one (from and to, in seconds since the soak started).
+async fn writer(m: Arc<World>, tls: EtcdTls, stop: Arc<AtomicBool>) -> (Vec<String>, Duration, Vec<(f64, f64)>) {
     let (mut acked, mut longest, mut last_ok) = (Vec::new(), Duration::ZERO, Instant::now());
+    let mut gaps = Vec::new();
+    let since = |t: Instant| (t - m.started).as_secs_f64();
     let mut etcd = None;
     let mut i = 0u64;
     while !stop.load(Ordering::SeqCst) {
@@ -395,6 +397,9 @@ async fn writer(m: Arc<World>, tls: EtcdTls, stop: Arc<AtomicBool>) -> (Vec<Stri
                 Ok(Ok(_)) => {
                     acked.push(key);
                     longest = longest.max(last_ok.elapsed());
+                    if last_ok.elapsed() >= Duration::from_secs(2) {
+                        gaps.push((since(last_ok), since(Instant::now())));
+                    }
                     last_ok = Instant::now();
                 }
                 // Reconnect through the endpoints that answer now.
@@ -404,7 +409,10 @@ async fn writer(m: Arc<World>, tls: EtcdTls, stop: Arc<AtomicBool>) -> (Vec<Stri
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    (acked, longest.max(last_ok.elapsed()))
+    if last_ok.elapsed() >= Duration::from_secs(2) {
+        gaps.push((since(last_ok), since(Instant::now())));
+    }
+    (acked, longest.max(last_ok.elapsed()), gaps)
 }
 
 /// The client of the Kubernetes API: a shell loop on node [`CLIENT_NODE`] (inside its network and
@@ -1017,7 +1025,7 @@ async fn soak() {
 
     stop.store(true, Ordering::SeqCst);
     let suspected = mon.await.unwrap();
-    let (acked, longest) = wr.await.unwrap();
+    let (acked, longest, etcd_gaps) = wr.await.unwrap();
     let api_report = match api {
         Some(client) => {
             std::fs::write(logs.join("api-stop"), "").unwrap();
@@ -1147,7 +1155,13 @@ async fn soak() {
     report.extend([
         format!("etcd writes acknowledged: {}, lost: {}", acked.len(), lost.len()),
         format!("longest etcd write outage: {longest:.2?}"),
+        "etcd write outages of 2 s or more (times since the soak started):".into(),
     ]);
+    report.extend(
+        etcd_gaps
+            .iter()
+            .map(|(from, to)| format!("  [{from:>6.1}s - {to:>6.1}s] {:.1}s", to - from)),
+    );
     report.extend(api_report);
     report.extend([
         format!("quorum samples below quorum, confirmed or not: {suspected}"),
