@@ -65,7 +65,8 @@ bench-scale: deps
 	unshare --net sh -c 'ip link set lo up && $(CARGO) test --release --offline --test bench_scale -- --ignored --nocapture'
 
 # The chaos soak (docs/reliability.md): SOAK_MINUTES of faults (default 10), SOAK_SEED replays a schedule.
-# Not part of `make test`. Needs root (mtest node hosts).
+# Not part of `make test`. Needs root (mtest node hosts). Runs real Kubernetes and takes /tmp/cke-k8s-e2e.lock
+# itself (SOAK_KUBERNETES=0: the managed etcd alone, no lock).
 .PHONY: soak
 SOAK_MINUTES ?= 10
 soak: deps
