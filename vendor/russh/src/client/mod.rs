@@ -228,7 +228,9 @@ pub enum Msg {
     },
     Channel(ChannelId, ChannelMsg),
     ServerChannelOpenReply {
-        pending: crate::PendingChannelOpen,
+        // Boxed: a pending open holds the channel's parameters inline, and every slot
+        // of the session's message channels is as large as the largest message.
+        pending: Box<crate::PendingChannelOpen>,
         result: Result<(), ChannelOpenFailure>,
     },
     Rekey,
@@ -1454,7 +1456,9 @@ impl Session {
                         } else {
                             self.common.received_data = true;
                             let kex_was_active = self.kex.active();
-                            reply(self, handler, kex_done_signal, &mut pkt).await?;
+                            // Boxed (PATCHES.md): inline, this future (the handler's callbacks, the
+                            // key exchange) sized the session task for its whole life.
+                            Box::pin(reply(self, handler, kex_done_signal, &mut pkt)).await?;
                             buffer.seqn = pkt.seqn; // TODO reply changes seqn internall, find cleaner way
 
                             if kex_was_active && !self.kex.active() {
@@ -1826,7 +1830,7 @@ impl Session {
                 let _ = self.send_global_request(reply_channel, &name, &data);
             }
             Msg::ServerChannelOpenReply { pending, result } => {
-                self.finalize_server_channel_open_reply(pending, result)?;
+                self.finalize_server_channel_open_reply(*pending, result)?;
             }
             msg => {
                 // should be unreachable, since the receiver only gets
