@@ -234,6 +234,73 @@ async fn resource_conformance<S: Storage + 'static>(s: Arc<S>) {
     }
 }
 
+/// Several reads in one request: keys found and absent, prefixes bounded and sorted, the store's
+/// revision, and every answer from one revision while a writer changes two keys together.
+async fn read_many_conformance<S: Storage + 'static>(s: Arc<S>) {
+    for k in ["r/b", "r/a", "r/c/1", "rz", "single"] {
+        s.put_raw(k, k.as_bytes().to_vec()).await.unwrap();
+    }
+    let reads = [
+        Read::Key("single".into()),
+        Read::Key("never-written".into()),
+        Read::Prefix("r/".into()),
+        Read::Key("r/a".into()),
+        Read::Prefix("nothing/".into()),
+    ];
+    let snap = s.read_many(&reads).await.unwrap();
+    assert_eq!(snap.answers.len(), reads.len());
+    assert_eq!(snap.key(0), s.get_raw("single").await.unwrap().as_ref());
+    assert_eq!(snap.key(1), None);
+    let keys: Vec<&str> = snap.all(2).iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["r/a", "r/b", "r/c/1"],
+        "a prefix read is bounded and sorted by key"
+    );
+    assert_eq!(snap.all(2)[0], s.get_raw("r/a").await.unwrap().unwrap());
+    assert_eq!(snap.key(3).map(|kv| kv.value.as_slice()), Some(&b"r/a"[..]));
+    assert!(snap.all(4).is_empty());
+    assert_eq!(
+        snap.revision,
+        revision(&*s).await,
+        "no write since: the store's revision"
+    );
+    let empty = s.read_many(&[]).await.unwrap();
+    assert!(empty.answers.is_empty());
+    assert_eq!(empty.revision, snap.revision);
+
+    // A writer sets `pair/x` and `pair/y` to the same value in one transaction; every read of both
+    // sees them equal and at the revision it reports.
+    let writer = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            for i in 0..40 {
+                let v = format!("{i}").into_bytes();
+                let writes = vec![Write::Put("pair/x".into(), v.clone()), Write::Put("pair/y".into(), v)];
+                assert!(s.txn(vec![], writes).await.unwrap());
+            }
+        })
+    };
+    let reads = [Read::Key("pair/x".into()), Read::Key("pair/y".into())];
+    while !writer.is_finished() {
+        let snap = s.read_many(&reads).await.unwrap();
+        let (x, y) = (snap.key(0).cloned(), snap.key(1).cloned());
+        assert_eq!(
+            x.as_ref().map(|kv| &kv.value),
+            y.as_ref().map(|kv| &kv.value),
+            "one revision"
+        );
+        if let Some(x) = x {
+            assert!(x.mod_revision <= snap.revision);
+        }
+        tokio::task::yield_now().await;
+    }
+    writer.await.unwrap();
+    for k in ["r/b", "r/a", "r/c/1", "rz", "single", "pair/x", "pair/y"] {
+        s.delete_raw(k).await.unwrap();
+    }
+}
+
 /// Create-if-absent: a create, a refusal that changes nothing, and races with exactly one winner.
 async fn create_conformance<S: Storage + 'static>(s: Arc<S>) {
     assert!(s.create_if_absent("c/one", b"first".to_vec()).await.unwrap());
@@ -696,6 +763,7 @@ async fn memory_double_conforms() {
     let mem = Arc::new(MemStorage::new("/test/"));
     conformance(mem.clone()).await;
     create_conformance(mem.clone()).await;
+    read_many_conformance(mem.clone()).await;
     resource_conformance(mem.clone()).await;
     queue_conformance(mem.clone()).await;
     watch_conformance(mem.clone(), &MemHarness(mem)).await;
@@ -739,6 +807,11 @@ async fn etcd_conforms_and_prefixes_isolate() {
     );
     conformance(Arc::new(b.clone())).await;
     create_conformance(Arc::new(a.clone())).await;
+    read_many_conformance(Arc::new(a.clone())).await;
+    assert!(
+        b.read_many(&[Read::Prefix("r/".into())]).await.unwrap().answers[0].is_empty(),
+        "a read of several keys stays within its prefix"
+    );
     resource_conformance(Arc::new(a.clone())).await;
     queue_conformance(Arc::new(a.clone())).await;
 

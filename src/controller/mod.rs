@@ -29,8 +29,8 @@ use crate::sabakan::repairer::Skipped;
 use crate::sabakan::{Integrator, Outcome, RepairOutcome, Report};
 use crate::server::Shared;
 use crate::storage::{
-    encode, Fence, LeaseDeadline, Storage, StorageError, Write, KEY_CONFIG_VERSION, KEY_ETCD_BOOTSTRAPPED,
-    KEY_RECORDS_PREFIX, KEY_RECORD_ID, KEY_SERVICE_ACCOUNT_CERT, KEY_SERVICE_ACCOUNT_KEY, KEY_STATUS,
+    encode, Fence, LeaseDeadline, Storage, StorageError, Write, KEY_ETCD_BOOTSTRAPPED, KEY_RECORDS_PREFIX,
+    KEY_RECORD_ID, KEY_SERVICE_ACCOUNT_CERT, KEY_SERVICE_ACCOUNT_KEY, KEY_STATUS,
 };
 use crate::topology::Images;
 
@@ -402,7 +402,9 @@ impl Controller {
         ctx.check()?;
         self.shared.alive();
         self.shared.metrics.pass();
-        let Some(cluster) = self.storage.get_cluster().await? else {
+        // The pass's inputs from the management etcd, in one request at one revision.
+        let reads = self.storage.get_pass_inputs().await?;
+        let Some(cluster) = reads.cluster()? else {
             self.shared.etcd_ok();
             self.shared.set_problem("declaration", None);
             self.set_note("no cluster is declared (ckecli cluster set FILE)");
@@ -424,10 +426,10 @@ impl Controller {
             return Ok(Vec::new());
         }
         self.shared.set_problem("declaration", None);
-        let constraints = self.storage.get_constraints().await?;
+        let constraints = reads.constraints()?;
         let mut inputs = PlanInputs {
             images: self.cfg.images.clone(),
-            etcd_bootstrapped_before: self.storage.get_raw(KEY_ETCD_BOOTSTRAPPED).await?.is_some(),
+            etcd_bootstrapped_before: reads.etcd_bootstrapped(),
             host: self.cfg.host.clone(),
             max_concurrent_updates: self.cfg.max_concurrent_updates,
             #[cfg(feature = "test-hooks")]
@@ -435,12 +437,11 @@ impl Controller {
             #[cfg(not(feature = "test-hooks"))]
             manage_kubernetes: true,
             resources: vec![],
-            config_version: match self.storage.get_raw(KEY_CONFIG_VERSION).await? {
-                Some(kv) => String::from_utf8_lossy(&kv.value).trim().to_string(),
-                None => crate::planner::CONFIG_VERSION_ABSENT.into(),
-            },
+            config_version: reads
+                .config_version()
+                .unwrap_or_else(|| crate::planner::CONFIG_VERSION_ABSENT.into()),
         };
-        inputs.resources = self.storage.list_resources().await?;
+        inputs.resources = reads.resources()?;
         let resources = crate::planner::all_resources(&inputs);
         let cluster = Arc::new(cluster);
         let mut infra = (self.infra)(self.storage.clone(), cluster.clone());
@@ -464,7 +465,8 @@ impl Controller {
         self.shared.replace_problems("node", unreachable_problems(&status));
         self.read_resources(&cluster, &mut status, &infra, &resources).await;
         self.read_repair_queue(ctx, &cluster, &mut status, &infra).await?;
-        self.read_reboot_queue(ctx, &cluster, &mut status, &infra).await?;
+        self.read_reboot_queue(ctx, &cluster, &mut status, &infra, reads.reboots_running())
+            .await?;
         if !inputs.etcd_bootstrapped_before && !status.etcd.members.is_empty() {
             let members: Vec<&String> = status.etcd.members.keys().collect();
             let value = serde_json::json!({"seen_at": Utc::now(), "members": members});
@@ -630,6 +632,7 @@ impl Controller {
         cluster: &crate::model::Cluster,
         status: &mut ClusterStatus,
         infra: &Infra,
+        stored: Option<&[u8]>,
     ) -> Result<(), PassError> {
         use crate::storage::queue::KEY_REBOOTS_RUNNING;
         let apiserver = healthy_apiserver(cluster, status);
@@ -642,8 +645,8 @@ impl Controller {
         }
         let q = &status.reboot_queue;
         let running = q.enabled && !q.entries.is_empty();
-        let stored = self.storage.get_raw(KEY_REBOOTS_RUNNING).await?;
-        if stored.is_none_or(|kv| kv.value != running.to_string().as_bytes()) {
+        // `stored` was read with the pass's inputs: only the leader writes this key.
+        if stored != Some(running.to_string().as_bytes()) {
             crate::storage::queue::put_flag_fenced(&*self.storage, ctx.fence, KEY_REBOOTS_RUNNING, running).await?;
         }
         ctx.check()

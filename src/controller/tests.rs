@@ -851,3 +851,140 @@ fn health_lists_a_few_unreachable_nodes_and_counts_the_rest() {
     let left: Vec<String> = shared.problems.lock().unwrap().keys().cloned().collect();
     assert_eq!(left, vec!["vault".to_string()]);
 }
+
+/// A [`Storage`] that counts the requests made through it (each call of a raw operation is one
+/// request to etcd).
+struct CountingStorage {
+    inner: MemStorage,
+    requests: AtomicUsize,
+}
+
+impl CountingStorage {
+    fn count(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    fn one(&self) {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Storage for CountingStorage {
+    fn prefix(&self) -> &str {
+        self.inner.prefix()
+    }
+    async fn get_raw(&self, key: &str) -> Result<Option<crate::storage::KeyValue>, StorageError> {
+        self.one();
+        self.inner.get_raw(key).await
+    }
+    async fn list_raw_with_revision(
+        &self,
+        key_prefix: &str,
+        limit: i64,
+        descending: bool,
+    ) -> Result<crate::storage::Listing, StorageError> {
+        self.one();
+        self.inner.list_raw_with_revision(key_prefix, limit, descending).await
+    }
+    async fn read_many(&self, reads: &[crate::storage::Read]) -> Result<crate::storage::Snapshot, StorageError> {
+        self.one();
+        self.inner.read_many(reads).await
+    }
+    async fn put_raw(&self, key: &str, value: Vec<u8>) -> Result<(), StorageError> {
+        self.one();
+        self.inner.put_raw(key, value).await
+    }
+    async fn create_if_absent(&self, key: &str, value: Vec<u8>) -> Result<bool, StorageError> {
+        self.one();
+        self.inner.create_if_absent(key, value).await
+    }
+    async fn watch(&self, key_prefix: &str, start_revision: i64) -> Result<crate::storage::WatchStream, StorageError> {
+        self.one();
+        self.inner.watch(key_prefix, start_revision).await
+    }
+    async fn delete_raw(&self, key: &str) -> Result<bool, StorageError> {
+        self.one();
+        self.inner.delete_raw(key).await
+    }
+    async fn txn(&self, conditions: Vec<crate::storage::Condition>, writes: Vec<Write>) -> Result<bool, StorageError> {
+        self.one();
+        self.inner.txn(conditions, writes).await
+    }
+}
+
+/// Every node unreachable: nothing can be planned, the steady state of a cluster whose nodes are
+/// down. Notes the storage's request count at each probe (one per pass).
+struct UnreachableProber {
+    storage: Arc<CountingStorage>,
+    at_probe: Mutex<Vec<usize>>,
+}
+
+#[async_trait]
+impl Prober for UnreachableProber {
+    async fn probe(&self, cluster: &Cluster) -> ClusterStatus {
+        self.at_probe.lock().unwrap().push(self.storage.count());
+        let mut st = ClusterStatus::default();
+        for n in &cluster.nodes {
+            st.nodes.insert(n.address.clone(), NodeStatus::default());
+        }
+        st
+    }
+}
+
+/// The management etcd requests of a steady pass (nothing planned, nothing changed, the sabakan
+/// integration present but not configured, as on most sites): a fixed number, whatever the node
+/// count. The probe's own reads (the Kubernetes CA, host-key pins) are the prober's, not counted
+/// here.
+#[tokio::test(start_paused = true)]
+async fn a_steady_pass_makes_a_fixed_small_number_of_etcd_requests() {
+    use crate::sabakan::fake::FakeSabakan;
+    use crate::sabakan::Integrator;
+
+    let (mem, fence) = setup().await;
+    let storage = Arc::new(CountingStorage {
+        inner: Arc::try_unwrap(mem).unwrap(),
+        requests: AtomicUsize::new(0),
+    });
+    let prober = Arc::new(UnreachableProber {
+        storage: storage.clone(),
+        at_probe: Mutex::new(Vec::new()),
+    });
+    let shared = Arc::new(Shared::default());
+    let ctl = Controller::new(
+        storage.clone(),
+        prober.clone(),
+        shared.clone(),
+        config(Duration::from_secs(1)),
+    )
+    .with_operators(scripted(Act::Fail(Retry::Soon), 1))
+    .with_integrator(Arc::new(Integrator::new(
+        storage.clone(),
+        Arc::new(FakeSabakan::new(vec![])),
+    )));
+    let (_lost, lost_rx) = watch::channel(false);
+    let (shutdown, sd_rx) = watch::channel(false);
+    let (_trigger, mut rx) = mpsc::channel(1);
+    let handle = tokio::spawn(async move {
+        ctl.run_term(&fence, LeaseDeadline::unlimited(), lost_rx, sd_rx, &mut rx)
+            .await
+    });
+    wait_for("six passes", || prober.at_probe.lock().unwrap().len() >= 6).await;
+    shutdown.send(true).unwrap();
+    assert_eq!(handle.await.unwrap(), TermEnd::Shutdown);
+    assert!(
+        shared.status.read().unwrap().planned_operations.is_empty(),
+        "a steady pass plans nothing: {:?}",
+        shared.status.read().unwrap().planned_operations
+    );
+    let at = prober.at_probe.lock().unwrap().clone();
+    // From the third pass on, nothing changes: the status is not written again.
+    let per_pass: Vec<usize> = at.windows(2).skip(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(
+        per_pass, [STEADY_PASS_REQUESTS; 3],
+        "requests per steady pass (probes at {at:?})"
+    );
+}
+
+/// The pass's inputs (one transaction), and the sabakan integration's reads.
+const STEADY_PASS_REQUESTS: usize = 2;

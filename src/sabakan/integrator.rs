@@ -20,7 +20,9 @@ use crate::error::error_chain;
 use crate::metrics::sabakan::SabakanMetrics;
 use crate::model::{ClusterStatus, RebootQueueEntry};
 use crate::storage::queue::{self, REBOOT_QUEUE};
-use crate::storage::{cluster_with_template_revision, repairs, Fence, SabakanStorage, Storage, StorageError};
+use crate::storage::{
+    cluster_with_template_revision, repairs, Fence, SabakanSettings, SabakanStorage, Storage, StorageError,
+};
 
 /// What a run of the generator did.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,7 +94,8 @@ impl Integrator {
         metrics: &SabakanMetrics,
         now: DateTime<Utc>,
     ) -> Result<Outcome, StorageError> {
-        self.generate(fence, None, true, metrics, now).await
+        let settings = SabakanSettings::read(&*self.storage).await?;
+        self.generate(&settings, fence, None, true, metrics, now).await
     }
 
     /// Generates a declaration when there is none, else updates it (or regenerates it for a new
@@ -105,10 +108,14 @@ impl Integrator {
         metrics: &SabakanMetrics,
         now: DateTime<Utc>,
     ) -> Result<Report, StorageError> {
-        let generation = self.generate(fence, status, false, metrics, now).await?;
+        // Every setting, and the declaration, in one read at one revision.
+        let settings = SabakanSettings::read(&*self.storage).await?;
+        let generation = self.generate(&settings, fence, status, false, metrics, now).await?;
         // CKE's repairer needs the probed cluster (it fails the pass without one; cke-rs skips it).
         let repair = match status {
-            Some(_) => self.repair(metrics).await?,
+            // A declaration just written is read again.
+            Some(_) if matches!(generation, Outcome::Written { .. }) => self.repair(metrics).await?,
+            Some(_) => self.repair_with(&settings, metrics).await?,
             None => RepairOutcome::NoCluster,
         };
         Ok(Report { generation, repair })
@@ -119,19 +126,29 @@ impl Integrator {
     /// [`repair_entries`] selects. Needs a declaration (its nodes are the cluster) and a sabakan URL;
     /// not the template, nor the integration enabled.
     pub async fn repair(&self, metrics: &SabakanMetrics) -> Result<RepairOutcome, StorageError> {
+        let settings = SabakanSettings::read(&*self.storage).await?;
+        self.repair_with(&settings, metrics).await
+    }
+
+    /// [`Integrator::repair`] with the settings and the declaration as read in `settings`.
+    async fn repair_with(
+        &self,
+        settings: &SabakanSettings,
+        metrics: &SabakanMetrics,
+    ) -> Result<RepairOutcome, StorageError> {
         let st = &*self.storage;
-        let disabled = st.is_auto_repair_disabled().await?;
+        let disabled = settings.is_auto_repair_disabled();
         metrics.set_auto_repair_enabled(!disabled);
-        let Some(cluster) = st.get_cluster().await? else {
+        let Some(cluster) = settings.get_cluster()? else {
             return Ok(RepairOutcome::NoCluster);
         };
         if disabled {
             return Ok(RepairOutcome::Disabled);
         }
-        let Some(url) = st.get_sabakan_url().await? else {
+        let Some(url) = settings.get_sabakan_url()? else {
             return Ok(RepairOutcome::NotConfigured);
         };
-        let variables = match st.get_auto_repair_query_variables().await? {
+        let variables = match settings.get_auto_repair_query_variables() {
             None => QueryVariables::auto_repair_default(),
             Some(raw) => match QueryVariables::parse(&String::from_utf8_lossy(&raw)) {
                 Ok(v) => v,
@@ -177,6 +194,7 @@ impl Integrator {
 
     async fn generate(
         &self,
+        settings: &SabakanSettings,
         fence: &Fence,
         status: Option<&ClusterStatus>,
         only_regenerate: bool,
@@ -184,18 +202,18 @@ impl Integrator {
         now: DateTime<Utc>,
     ) -> Result<Outcome, StorageError> {
         let st = &*self.storage;
-        if st.is_sabakan_disabled().await? {
+        if settings.is_sabakan_disabled() {
             metrics.set_enabled(false);
             return Ok(Outcome::Disabled);
         }
         metrics.set_enabled(true);
-        let Some((template, revision)) = st.get_sabakan_template().await? else {
+        let Some((template, revision)) = settings.get_sabakan_template()? else {
             return Ok(Outcome::NotConfigured);
         };
-        let Some(url) = st.get_sabakan_url().await? else {
+        let Some(url) = settings.get_sabakan_url()? else {
             return Ok(Outcome::NotConfigured);
         };
-        let variables = match st.get_sabakan_query_variables().await? {
+        let variables = match settings.get_sabakan_query_variables() {
             None => None,
             Some(raw) => match QueryVariables::parse(&String::from_utf8_lossy(&raw)) {
                 Ok(v) => Some(v),

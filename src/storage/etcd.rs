@@ -9,12 +9,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity, PutOptions, SortOrder,
-    SortTarget, TlsOptions, Txn, TxnOp, WatchOptions, WatchResponse,
+    SortTarget, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchResponse,
 };
 use futures::StreamExt;
 
 use super::{
-    check_start_revision, Condition, KeyValue, Listing, Storage, StorageError, WatchEvent, WatchStream, Write,
+    check_start_revision, Condition, KeyValue, Listing, Read, Snapshot, Storage, StorageError, WatchEvent, WatchStream,
+    Write,
 };
 use crate::config::Config;
 
@@ -163,6 +164,44 @@ impl Storage for EtcdStorage {
             .await?;
         Ok(Listing {
             kvs: resp.kvs().iter().map(|kv| self.convert(kv)).collect(),
+            revision: resp.header().map_or(0, |h| h.revision()),
+        })
+    }
+
+    async fn read_many(&self, reads: &[Read]) -> Result<Snapshot, StorageError> {
+        let ops: Vec<TxnOp> = reads
+            .iter()
+            .map(|r| match r {
+                Read::Key(k) => TxnOp::get(self.full_key(k), None),
+                Read::Prefix(p) => TxnOp::get(
+                    self.full_key(p),
+                    Some(
+                        GetOptions::new()
+                            .with_prefix()
+                            .with_sort(SortTarget::Key, SortOrder::Ascend),
+                    ),
+                ),
+            })
+            .collect();
+        let mut c = self.client.clone();
+        // A transaction without conditions runs its operations (here, reads only) at one revision.
+        let resp = self.request("txn", c.txn(Txn::new().and_then(ops))).await?;
+        let answers = resp
+            .op_responses()
+            .into_iter()
+            .map(|r| match r {
+                TxnOpResponse::Get(g) => g.kvs().iter().map(|kv| self.convert(kv)).collect(),
+                _ => Vec::new(),
+            })
+            .collect::<Vec<Vec<KeyValue>>>();
+        if answers.len() != reads.len() {
+            return Err(StorageError::Corrupt {
+                key: self.prefix.clone(),
+                reason: format!("{} reads answered with {} results", reads.len(), answers.len()),
+            });
+        }
+        Ok(Snapshot {
+            answers,
             revision: resp.header().map_or(0, |h| h.revision()),
         })
     }

@@ -13,7 +13,8 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use super::{
-    check_start_revision, Condition, KeyValue, Listing, Storage, StorageError, WatchEvent, WatchStream, Write,
+    check_start_revision, Condition, KeyValue, Listing, Read, Snapshot, Storage, StorageError, WatchEvent, WatchStream,
+    Write,
 };
 
 /// In-memory storage; keys are stored with the prefix, as etcd would.
@@ -51,6 +52,15 @@ struct Watcher {
 }
 
 impl Inner {
+    /// Every pair under the full prefix `full`, sorted by key.
+    fn under(&self, full: &str) -> Vec<KeyValue> {
+        self.kvs
+            .range(full.to_string()..)
+            .take_while(|(k, _)| k.starts_with(full))
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
     /// Applies `writes` as one transaction: one new revision if anything changed, as in etcd.
     fn apply(&mut self, prefix: &str, writes: Vec<Write>) {
         let rev = self.revision + 1;
@@ -180,14 +190,8 @@ impl Storage for MemStorage {
         limit: i64,
         descending: bool,
     ) -> Result<Listing, StorageError> {
-        let full = self.full_key(key_prefix);
         let inner = self.inner.lock().unwrap();
-        let it = inner
-            .kvs
-            .range(full.clone()..)
-            .take_while(|(k, _)| k.starts_with(&full))
-            .map(|(_, v)| v.clone());
-        let mut kvs: Vec<KeyValue> = it.collect();
+        let mut kvs = inner.under(&self.full_key(key_prefix));
         if descending {
             kvs.reverse();
         }
@@ -196,6 +200,21 @@ impl Storage for MemStorage {
         }
         Ok(Listing {
             kvs,
+            revision: inner.revision,
+        })
+    }
+
+    async fn read_many(&self, reads: &[Read]) -> Result<Snapshot, StorageError> {
+        let inner = self.inner.lock().unwrap();
+        let answers = reads
+            .iter()
+            .map(|r| match r {
+                Read::Key(k) => inner.kvs.get(&self.full_key(k)).cloned().into_iter().collect(),
+                Read::Prefix(p) => inner.under(&self.full_key(p)),
+            })
+            .collect();
+        Ok(Snapshot {
+            answers,
             revision: inner.revision,
         })
     }

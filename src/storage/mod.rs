@@ -10,7 +10,8 @@
 //! leader's election key still existing with its create revision (see DESIGN.md §3).
 //! [`Storage::create_if_absent`] is the atomic create (host-key pins), [`Storage::txn`] the
 //! compare-and-swap (CKE's queues, [`queue`]), [`Storage::watch`] the change feed (the daemon's
-//! triggers, `ckecli history -f`), so no caller needs a raw etcd client for them.
+//! triggers, `ckecli history -f`), [`Storage::read_many`] several reads in one request at one
+//! revision (the leader's inputs of a pass), so no caller needs a raw etcd client for them.
 
 mod etcd;
 mod memory;
@@ -167,6 +168,36 @@ pub struct Listing {
     pub revision: i64,
 }
 
+/// One read of [`Storage::read_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// One key (relative to the prefix).
+    Key(String),
+    /// Every key under this prefix, sorted by key.
+    Prefix(String),
+}
+
+/// The answers of [`Storage::read_many`], all at one revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// For each read, in the order asked: what it found (a [`Read::Key`] finds at most one pair).
+    pub answers: Vec<Vec<KeyValue>>,
+    /// The store's revision the reads were made at.
+    pub revision: i64,
+}
+
+impl Snapshot {
+    /// The key-value pair read `i` (a [`Read::Key`]) found, if any.
+    pub fn key(&self, i: usize) -> Option<&KeyValue> {
+        self.answers.get(i).and_then(|kvs| kvs.first())
+    }
+
+    /// What read `i` found.
+    pub fn all(&self, i: usize) -> &[KeyValue] {
+        self.answers.get(i).map_or(&[], Vec::as_slice)
+    }
+}
+
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -291,6 +322,11 @@ pub trait Storage: Send + Sync {
         limit: i64,
         descending: bool,
     ) -> Result<Listing, StorageError>;
+
+    /// Makes several reads in one request, all at one revision (etcd: one transaction of range
+    /// reads), so the answers are consistent with each other. An empty list reads nothing and
+    /// still answers the store's revision.
+    async fn read_many(&self, reads: &[Read]) -> Result<Snapshot, StorageError>;
 
     /// Writes one key unconditionally (used by `ckecli`, never by the leader loop).
     async fn put_raw(&self, key: &str, value: Vec<u8>) -> Result<(), StorageError>;
@@ -458,22 +494,23 @@ pub trait Storage: Send + Sync {
     /// ([`sort_resources`]); each revision is its key's `ModRevision`. A stored document that is not
     /// a resource, or not the one its key names, is [`StorageError::Corrupt`].
     async fn list_resources(&self) -> Result<Vec<ResourceDefinition>, StorageError> {
-        let mut defs = self
-            .list_raw(KEY_RESOURCE_PREFIX, 0, false)
-            .await?
-            .into_iter()
-            .map(|kv| {
-                let key = kv.key.strip_prefix(KEY_RESOURCE_PREFIX).unwrap_or(&kv.key);
-                ResourceDefinition::from_stored(key, kv.value.clone(), kv.mod_revision).map_err(|e| {
-                    StorageError::Corrupt {
-                        key: self.full_key(&kv.key),
-                        reason: e.to_string(),
-                    }
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        sort_resources(&mut defs);
-        Ok(defs)
+        decode_resources(self.prefix(), &self.list_raw(KEY_RESOURCE_PREFIX, 0, false).await?)
+    }
+
+    /// The leader's inputs of a pass, read in one request at one revision ([`Storage::read_many`]).
+    async fn get_pass_inputs(&self) -> Result<PassReads, StorageError> {
+        let reads = [
+            Read::Key(KEY_CLUSTER.into()),
+            Read::Key(KEY_CONSTRAINTS.into()),
+            Read::Key(KEY_ETCD_BOOTSTRAPPED.into()),
+            Read::Key(KEY_CONFIG_VERSION.into()),
+            Read::Prefix(KEY_RESOURCE_PREFIX.into()),
+            Read::Key(queue::KEY_REBOOTS_RUNNING.into()),
+        ];
+        Ok(PassReads {
+            prefix: self.prefix().to_string(),
+            snapshot: self.read_many(&reads).await?,
+        })
     }
 
     /// The keys of the user resources, sorted by key (CKE's `ListResources`); the documents are not
@@ -520,6 +557,81 @@ pub trait Storage: Send + Sync {
     fn full_key(&self, key: &str) -> String {
         format!("{}{}", self.prefix(), key)
     }
+}
+
+/// The leader's inputs of a pass ([`Storage::get_pass_inputs`]), all read at one revision; each
+/// is decoded when asked for (a pass without a declaration decodes nothing else).
+#[derive(Debug, Clone)]
+pub struct PassReads {
+    prefix: String,
+    snapshot: Snapshot,
+}
+
+impl PassReads {
+    fn full_key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// The cluster declaration, if set ([`Storage::get_cluster`]).
+    pub fn cluster(&self) -> Result<Option<Cluster>, StorageError> {
+        self.snapshot
+            .key(0)
+            .map(|kv| decode_cluster(&self.full_key(KEY_CLUSTER), &kv.value))
+            .transpose()
+    }
+
+    /// The constraints, defaults when unset ([`Storage::get_constraints`]).
+    pub fn constraints(&self) -> Result<Constraints, StorageError> {
+        Ok(self
+            .snapshot
+            .key(1)
+            .map(|kv| decode(&self.full_key(KEY_CONSTRAINTS), &kv.value))
+            .transpose()?
+            .unwrap_or_default())
+    }
+
+    /// Whether `etcd-bootstrapped` is set.
+    pub fn etcd_bootstrapped(&self) -> bool {
+        self.snapshot.key(2).is_some()
+    }
+
+    /// The stored `config-version`, trimmed, if set.
+    pub fn config_version(&self) -> Option<String> {
+        self.snapshot
+            .key(3)
+            .map(|kv| String::from_utf8_lossy(&kv.value).trim().to_string())
+    }
+
+    /// The user resources ([`Storage::list_resources`]).
+    pub fn resources(&self) -> Result<Vec<ResourceDefinition>, StorageError> {
+        decode_resources(&self.prefix, self.snapshot.all(4))
+    }
+
+    /// The stored value of `reboots/running`, if set.
+    pub fn reboots_running(&self) -> Option<&[u8]> {
+        self.snapshot.key(5).map(|kv| kv.value.as_slice())
+    }
+
+    /// The revision of the reads.
+    pub fn revision(&self) -> i64 {
+        self.snapshot.revision
+    }
+}
+
+/// Decodes the pairs under `resource/` (storage prefix `prefix`), sorted for application.
+fn decode_resources(prefix: &str, kvs: &[KeyValue]) -> Result<Vec<ResourceDefinition>, StorageError> {
+    let mut defs = kvs
+        .iter()
+        .map(|kv| {
+            let key = kv.key.strip_prefix(KEY_RESOURCE_PREFIX).unwrap_or(&kv.key);
+            ResourceDefinition::from_stored(key, kv.value.clone(), kv.mod_revision).map_err(|e| StorageError::Corrupt {
+                key: format!("{prefix}{}", kv.key),
+                reason: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    sort_resources(&mut defs);
+    Ok(defs)
 }
 
 /// Encodes a value as stored (JSON).

@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 
-use super::{decode, encode, Storage, StorageError, Write, KEY_CLUSTER};
+use super::{decode, decode_cluster, encode, KeyValue, Read, Snapshot, Storage, StorageError, Write, KEY_CLUSTER};
 use crate::model::Cluster;
 
 /// URL of sabakan's GraphQL endpoint.
@@ -121,6 +121,101 @@ pub trait SabakanStorage: Storage {
 
 #[async_trait]
 impl<S: Storage + ?Sized> SabakanStorage for S {}
+
+/// The keys the integration reads on every run, in the order of [`SabakanSettings`]'s snapshot.
+const SETTINGS_KEYS: [&str; 7] = [
+    KEY_SABAKAN_DISABLED,
+    KEY_SABAKAN_TEMPLATE,
+    KEY_SABAKAN_URL,
+    KEY_SABAKAN_QUERY_VARIABLES,
+    KEY_AUTO_REPAIR_DISABLED,
+    KEY_AUTO_REPAIR_QUERY_VARIABLES,
+    KEY_CLUSTER,
+];
+
+/// The settings of the sabakan integration and of sabakan-triggered repair, and the declaration,
+/// read in one request at one revision ([`SabakanSettings::read`]); the accessors answer as the
+/// [`SabakanStorage`] methods of the same names, each value decoded when asked for.
+#[derive(Debug, Clone)]
+pub struct SabakanSettings {
+    prefix: String,
+    snapshot: Snapshot,
+}
+
+impl SabakanSettings {
+    /// Reads them ([`Storage::read_many`]).
+    pub async fn read<S: Storage + ?Sized>(s: &S) -> Result<Self, StorageError> {
+        let reads: Vec<Read> = SETTINGS_KEYS.iter().map(|k| Read::Key((*k).into())).collect();
+        Ok(SabakanSettings {
+            prefix: s.prefix().to_string(),
+            snapshot: s.read_many(&reads).await?,
+        })
+    }
+
+    fn get(&self, key: &str) -> Option<&KeyValue> {
+        let i = SETTINGS_KEYS.iter().position(|k| *k == key).expect("a settings key");
+        self.snapshot.key(i)
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn text(&self, key: &str) -> Result<Option<String>, StorageError> {
+        self.get(key)
+            .map(|kv| {
+                String::from_utf8(kv.value.clone()).map_err(|_| StorageError::Corrupt {
+                    key: self.full_key(key),
+                    reason: "not UTF-8".into(),
+                })
+            })
+            .transpose()
+    }
+
+    /// [`SabakanStorage::is_sabakan_disabled`].
+    pub fn is_sabakan_disabled(&self) -> bool {
+        self.get(KEY_SABAKAN_DISABLED).is_some_and(|kv| kv.value == b"true")
+    }
+
+    /// [`SabakanStorage::get_sabakan_template`].
+    pub fn get_sabakan_template(&self) -> Result<Option<(Cluster, i64)>, StorageError> {
+        self.get(KEY_SABAKAN_TEMPLATE)
+            .map(|kv| {
+                Ok((
+                    decode(&self.full_key(KEY_SABAKAN_TEMPLATE), &kv.value)?,
+                    kv.mod_revision,
+                ))
+            })
+            .transpose()
+    }
+
+    /// [`SabakanStorage::get_sabakan_url`].
+    pub fn get_sabakan_url(&self) -> Result<Option<String>, StorageError> {
+        self.text(KEY_SABAKAN_URL)
+    }
+
+    /// [`SabakanStorage::get_sabakan_query_variables`].
+    pub fn get_sabakan_query_variables(&self) -> Option<Vec<u8>> {
+        self.get(KEY_SABAKAN_QUERY_VARIABLES).map(|kv| kv.value.clone())
+    }
+
+    /// [`SabakanStorage::is_auto_repair_disabled`].
+    pub fn is_auto_repair_disabled(&self) -> bool {
+        self.get(KEY_AUTO_REPAIR_DISABLED).is_some_and(|kv| kv.value == b"true")
+    }
+
+    /// [`SabakanStorage::get_auto_repair_query_variables`].
+    pub fn get_auto_repair_query_variables(&self) -> Option<Vec<u8>> {
+        self.get(KEY_AUTO_REPAIR_QUERY_VARIABLES).map(|kv| kv.value.clone())
+    }
+
+    /// The declaration, as [`Storage::get_cluster`] reads it.
+    pub fn get_cluster(&self) -> Result<Option<Cluster>, StorageError> {
+        self.get(KEY_CLUSTER)
+            .map(|kv| decode_cluster(&self.full_key(KEY_CLUSTER), &kv.value))
+            .transpose()
+    }
+}
 
 /// The writes that store a generated declaration with its template revision; the leader applies
 /// them in one fenced transaction (CKE's `PutClusterWithTemplateRevision`).
