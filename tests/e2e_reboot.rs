@@ -755,8 +755,14 @@ spec:
     // The budget lifted and the queue enabled: drained, repaired, succeeded, uncordoned.
     k.ok(&["delete", "pdb", "-n", "e2e-repair", "pinned"], None);
     ok(m, &["repair-queue", "enable"], None);
+    let mut polls = 0;
     wait("node5 repaired", Duration::from_secs(180), log, || {
-        (repair_status(m, &node(5)) == "succeeded").then_some(())
+        let entry = repair(m, &node(5));
+        polls += 1;
+        if polls % 30 == 0 {
+            println!("node5's repair entry after {polls} s: {entry:?}");
+        }
+        entry.filter(|e| e["status"] == "succeeded").map(|_| ())
     });
     println!(
         "FIGURE repair: node5 drained and repaired after the budget was lifted: {:?}",
