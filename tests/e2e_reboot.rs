@@ -761,6 +761,32 @@ spec:
         polls += 1;
         if polls % 30 == 0 {
             println!("node5's repair entry after {polls} s: {entry:?}");
+            // What the drain waits for: the pods there, terminating or not, and the Node's cordon.
+            let list = k.json(&["pods", "-n", "e2e-repair", "-l", "app=pinned"]);
+            for p in list["items"].as_array().into_iter().flatten() {
+                println!(
+                    "  pod {} node {} phase {} deletionTimestamp {} conditions {}",
+                    p["metadata"]["name"],
+                    p["spec"]["nodeName"],
+                    p["status"]["phase"],
+                    p["metadata"]["deletionTimestamp"],
+                    p["status"]["conditions"]
+                );
+            }
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let drains: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains("evict") || l.contains("repair-drain") || l.contains("back"))
+                .collect();
+            println!(
+                "  cke's drain lines (last 12):\n{}",
+                drains[drains.len().saturating_sub(12)..].join("\n")
+            );
+            let n = k.json(&["node", &node(5)]);
+            println!(
+                "  node5 unschedulable {} annotations {} conditions {}",
+                n["spec"]["unschedulable"], n["metadata"]["annotations"], n["status"]["conditions"]
+            );
         }
         entry.filter(|e| e["status"] == "succeeded").map(|_| ())
     });
