@@ -782,6 +782,18 @@ spec:
                 "  cke's drain lines (last 12):\n{}",
                 drains[drains.len().saturating_sub(12)..].join("\n")
             );
+            // The kubelet's word on the pinned pods (a pod it cannot kill stays Terminating).
+            let kubelet = m.run(&[
+                "exec",
+                "5",
+                "sh",
+                "-c",
+                "podman logs --tail 400 kubelet 2>&1 | grep pinned | tail -8",
+            ]);
+            println!(
+                "  node5's kubelet on the pinned pods:\n{}",
+                String::from_utf8_lossy(&kubelet.stdout)
+            );
             let n = k.json(&["node", &node(5)]);
             println!(
                 "  node5 unschedulable {} annotations {} conditions {}",
