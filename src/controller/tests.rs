@@ -181,14 +181,38 @@ fn start_until(
     let prober = Arc::new(ReachableProber::default());
     let shared = Arc::new(Shared::default());
     let ctl = Controller::new(storage.clone(), prober.clone(), shared.clone(), config(interval)).with_operators(ops);
+    let Running {
+        lost,
+        shutdown,
+        trigger,
+        handle,
+    } = spawn_term(ctl, fence, deadline);
+    Term {
+        prober,
+        shared,
+        lost,
+        shutdown,
+        trigger,
+        handle,
+    }
+}
+
+/// A controller's term running in its own task, and the senders that end or wake it.
+struct Running {
+    lost: watch::Sender<bool>,
+    shutdown: watch::Sender<bool>,
+    trigger: mpsc::Sender<()>,
+    handle: tokio::task::JoinHandle<TermEnd>,
+}
+
+/// Runs `ctl`'s term under `fence` until `deadline` in a task.
+fn spawn_term(ctl: Controller, fence: &Fence, deadline: LeaseDeadline) -> Running {
     let (lost, lost_rx) = watch::channel(false);
     let (shutdown, sd_rx) = watch::channel(false);
     let (trigger, mut rx) = mpsc::channel(1);
     let fence = fence.clone();
     let handle = tokio::spawn(async move { ctl.run_term(&fence, deadline, lost_rx, sd_rx, &mut rx).await });
-    Term {
-        prober,
-        shared,
+    Running {
         lost,
         shutdown,
         trigger,
@@ -475,13 +499,7 @@ async fn operators_for_planned_operations_run_against_the_infrastructure() {
     let f2 = fake.clone();
     let ctl = Controller::new(storage.clone(), prober, shared, config(Duration::from_secs(60)))
         .with_infra(Arc::new(move |s, c| f2.infra(&c, s)));
-    let (_lost, lost_rx) = watch::channel(false);
-    let (sd, sd_rx) = watch::channel(false);
-    let (_trigger, mut rx) = mpsc::channel(1);
-    let h = tokio::spawn(async move {
-        ctl.run_term(&fence, LeaseDeadline::unlimited(), lost_rx, sd_rx, &mut rx)
-            .await
-    });
+    let term = spawn_term(ctl, &fence, LeaseDeadline::unlimited());
     let constraints = storage.get_constraints().await.unwrap();
     let plan = |s: ClusterStatus| {
         crate::planner::decide_ops(&cluster, &s, &constraints, &Default::default(), chrono::Utc::now())
@@ -504,8 +522,8 @@ async fn operators_for_planned_operations_run_against_the_infrastructure() {
         assert_eq!(w.etcd.members.len(), cps.len());
         assert!(w.etcd.auth);
     });
-    sd.send(true).unwrap();
-    assert_eq!(h.await.unwrap(), TermEnd::Shutdown);
+    term.shutdown.send(true).unwrap();
+    assert_eq!(term.handle.await.unwrap(), TermEnd::Shutdown);
     let records = storage.get_records(0).await.unwrap();
     assert!(
         records.iter().all(|r| r.status == RecordStatus::Completed),
@@ -571,13 +589,7 @@ async fn a_queued_worker_is_drained_rebooted_dequeued_and_uncordoned() {
         config(Duration::from_secs(5)),
     )
     .with_infra(Arc::new(move |s, c| f2.infra(&c, s)));
-    let (_lost, lost_rx) = watch::channel(false);
-    let (sd, sd_rx) = watch::channel(false);
-    let (_trigger, mut rx) = mpsc::channel(1);
-    let h = tokio::spawn(async move {
-        ctl.run_term(&fence, LeaseDeadline::unlimited(), lost_rx, sd_rx, &mut rx)
-            .await
-    });
+    let term = spawn_term(ctl, &fence, LeaseDeadline::unlimited());
     let ops_seen = || async {
         let mut ops: Vec<String> = storage
             .get_records(0)
@@ -622,8 +634,8 @@ async fn a_queued_worker_is_drained_rebooted_dequeued_and_uncordoned() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    sd.send(true).unwrap();
-    assert_eq!(h.await.unwrap(), TermEnd::Shutdown);
+    term.shutdown.send(true).unwrap();
+    assert_eq!(term.handle.await.unwrap(), TermEnd::Shutdown);
     let ops = ops_seen().await;
     let from = ops
         .iter()
@@ -725,14 +737,7 @@ async fn the_sabakan_integration_runs_at_ckes_points_of_the_loop() {
     )
     .with_operators(scripted(Act::Sleep(Duration::from_millis(1)), 1))
     .with_integrator(Arc::new(Integrator::new(storage.clone(), sabakan.clone())));
-    let (_lost, lost_rx) = watch::channel(false);
-    let (shutdown, sd_rx) = watch::channel(false);
-    let (_trigger, mut rx) = mpsc::channel(1);
-    let f = fence.clone();
-    let handle = tokio::spawn(async move {
-        ctl.run_term(&f, LeaseDeadline::unlimited(), lost_rx, sd_rx, &mut rx)
-            .await
-    });
+    let term = spawn_term(ctl, &fence, LeaseDeadline::unlimited());
 
     let c = wait_for_cluster(&storage, "a generated declaration", |_| true).await;
     assert_eq!((c.control_planes().count(), c.workers().count()), (1, 2));
@@ -773,8 +778,8 @@ async fn the_sabakan_integration_runs_at_ckes_points_of_the_loop() {
         .iter()
         .any(|t| t.key == "cke.cybozu.com/state" && t.value == "unreachable"));
 
-    shutdown.send(true).unwrap();
-    assert_eq!(handle.await.unwrap(), TermEnd::Shutdown);
+    term.shutdown.send(true).unwrap();
+    assert_eq!(term.handle.await.unwrap(), TermEnd::Shutdown);
 }
 
 #[tokio::test(start_paused = true)]
@@ -962,16 +967,10 @@ async fn a_steady_pass_makes_a_fixed_small_number_of_etcd_requests() {
         storage.clone(),
         Arc::new(FakeSabakan::new(vec![])),
     )));
-    let (_lost, lost_rx) = watch::channel(false);
-    let (shutdown, sd_rx) = watch::channel(false);
-    let (_trigger, mut rx) = mpsc::channel(1);
-    let handle = tokio::spawn(async move {
-        ctl.run_term(&fence, LeaseDeadline::unlimited(), lost_rx, sd_rx, &mut rx)
-            .await
-    });
+    let term = spawn_term(ctl, &fence, LeaseDeadline::unlimited());
     wait_for("six passes", || prober.at_probe.lock().unwrap().len() >= 6).await;
-    shutdown.send(true).unwrap();
-    assert_eq!(handle.await.unwrap(), TermEnd::Shutdown);
+    term.shutdown.send(true).unwrap();
+    assert_eq!(term.handle.await.unwrap(), TermEnd::Shutdown);
     assert!(
         shared.status.read().unwrap().planned_operations.is_empty(),
         "a steady pass plans nothing: {:?}",
