@@ -199,14 +199,20 @@ impl ContainerEngine {
     /// Starts a container, replacing one of the same name. The image is made present first (pulled
     /// when missing), so a failed pull leaves the old container running.
     /// One SSH command: the image check, the pull when it is missing, then the removal and the run
-    /// (skipped when the pull failed).
+    /// (skipped when the pull failed). A removal that fails (an engine under load may) is tried once
+    /// more a second later, its error kept: the run then fails with both the removal's error and its
+    /// own ("name in use") rather than the run's alone. The removal's status is not checked otherwise:
+    /// removing an absent container fails with some engines.
     pub async fn run(&self, node: &dyn Runner, spec: &RunSpec) -> Result<(), AgentError> {
         let run = self.run_command(spec)?;
         let image = self.cmd(&["image", "inspect", &spec.image]);
         let pull = self.cmd(&["pull", "-q", &spec.image]);
         let rm = self.cmd(&["rm", "-f", &spec.name]);
         node.check(
-            &format!("{{ {image} >/dev/null 2>&1 || {pull} >/dev/null; }} && {{ {rm} >/dev/null 2>&1; {run}; }}"),
+            &format!(
+                "{{ {image} >/dev/null 2>&1 || {pull} >/dev/null; }} && \
+                 {{ {rm} >/dev/null 2>&1 || {{ sleep 1; {rm} >/dev/null; }}; {run}; }}"
+            ),
             None,
             Duration::from_secs(600),
         )
@@ -449,6 +455,96 @@ mod tests {
         assert!(p.builtin.extra_binds[0].read_only);
         assert!(p.extra.is_empty());
         assert_eq!(st["etcd"].image, "ghcr.io/cybozu/etcd:3.6.11.1");
+    }
+
+    /// Runs commands with the local `sh`.
+    struct LocalShell;
+
+    #[async_trait::async_trait]
+    impl Runner for LocalShell {
+        fn address(&self) -> &str {
+            "local"
+        }
+
+        async fn run(
+            &self,
+            command: &str,
+            _stdin: Option<&[u8]>,
+            _timeout: Duration,
+        ) -> Result<super::super::Output, AgentError> {
+            let out = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(command)
+                .output()
+                .await
+                .unwrap();
+            Ok(super::super::Output {
+                stdout: out.stdout,
+                stderr: out.stderr,
+                status: out.status.code().unwrap_or(255) as u32,
+            })
+        }
+    }
+
+    /// An engine whose `rm` fails `failures` times, and whose `run` fails while the container exists.
+    fn flaky_engine(dir: &std::path::Path, failures: u32) -> ContainerEngine {
+        let d = dir.display();
+        let cli = dir.join("engine");
+        std::fs::write(dir.join("rm-failures"), failures.to_string()).unwrap();
+        std::fs::write(dir.join("container"), "").unwrap();
+        std::fs::write(
+            &cli,
+            format!(
+                r#"#!/bin/sh
+echo "$1" >> {d}/calls
+case "$1" in
+image) exit 0 ;;
+rm) n=$(cat {d}/rm-failures)
+    if [ "$n" -gt 0 ]; then echo $((n - 1)) > {d}/rm-failures; echo "Error: cannot remove: engine busy" >&2; exit 125; fi
+    rm -f {d}/container ;;
+run) if [ -e {d}/container ]; then echo "Error: the container name is already in use" >&2; exit 125; fi
+    touch {d}/container ;;
+esac
+"#
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&cli, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        ContainerEngine::new(&cli.display().to_string(), vec![])
+    }
+
+    fn spec() -> RunSpec {
+        RunSpec {
+            name: "rivers".into(),
+            image: "localhost/cke-tools:latest".into(),
+            command: vec!["rivers".into()],
+            binds: vec![],
+            env: BTreeMap::new(),
+            params: ContainerParams::default(),
+            options: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replacement_tries_a_failed_removal_once_more_and_reports_it() {
+        let calls = |dir: &tempfile::TempDir| std::fs::read_to_string(dir.path().join("calls")).unwrap();
+        // One failed removal: the second one and the run succeed.
+        let dir = tempfile::tempdir().unwrap();
+        flaky_engine(dir.path(), 1).run(&LocalShell, &spec()).await.unwrap();
+        assert_eq!(calls(&dir), "image\nrm\nrm\nrun\n");
+        // Two: the run fails, and the error says why the old container is still there.
+        let dir = tempfile::tempdir().unwrap();
+        let err = flaky_engine(dir.path(), 2).run(&LocalShell, &spec()).await.unwrap_err();
+        assert_eq!(calls(&dir), "image\nrm\nrm\nrun\n");
+        let text = err.to_string();
+        assert!(
+            text.contains("cannot remove: engine busy") && text.contains("already in use"),
+            "{text}"
+        );
+        // None: one removal.
+        let dir = tempfile::tempdir().unwrap();
+        flaky_engine(dir.path(), 0).run(&LocalShell, &spec()).await.unwrap();
+        assert_eq!(calls(&dir), "image\nrm\nrun\n");
     }
 
     #[test]
