@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cke::infra::agent::container::{ContainerEngine, RunSpec};
+use cke::infra::agent::container::{ContainerEngine, Replace, RunSpec};
 use cke::infra::agent::hostkey::{HostKeyMode, HostKeyStore, StorageHostKeys};
 use cke::infra::agent::ssh::{SshConfig, SshPool, StaticKey};
 use cke::infra::agent::{AgentError, Runner};
@@ -162,6 +162,7 @@ async fn commands_files_host_keys_containers_and_probe() {
         env: Default::default(),
         params: params.clone(),
         options: vec![],
+        replace: Replace::Stop,
     };
     engine.run(&n1, &spec).await.unwrap();
     let st = probe_node(&p, &engine, &node(&m, 1), "etcd-cke").await;
@@ -172,6 +173,29 @@ async fn commands_files_host_keys_containers_and_probe() {
     );
     assert_eq!(st.etcd.service.image, "localhost/cke-etcd:latest");
     assert_eq!(st.etcd.service.params.as_ref(), Some(&params));
+    // Replacements of the running container, killed first and stopped first: a new one runs.
+    let id = || async {
+        n1.check("podman inspect -f '{{.Id}}' etcd", None, t)
+            .await
+            .unwrap()
+            .stdout_str()
+    };
+    for replace in [Replace::Kill, Replace::Stop] {
+        let before = id().await;
+        engine
+            .run(
+                &n1,
+                &RunSpec {
+                    replace,
+                    ..spec.clone()
+                },
+            )
+            .await
+            .unwrap();
+        assert_ne!(id().await, before, "{replace:?}: a new container");
+        let st = probe_node(&p, &engine, &node(&m, 1), "etcd-cke").await;
+        assert!(st.etcd.service.running && st.etcd.has_data, "{replace:?}: {st:?}");
+    }
     // A replacement whose image cannot be had fails before the running container is touched.
     let missing = RunSpec {
         image: "localhost/cke-missing:1".into(),

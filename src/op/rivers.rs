@@ -4,7 +4,7 @@
 
 use super::common::{steps, RunContainer};
 use super::{OpContext, Operator, SeqOperator};
-use crate::infra::agent::container::RunSpec;
+use crate::infra::agent::container::{Replace, RunSpec};
 use crate::model::{ContainerParams, Node};
 use crate::planner::params::*;
 
@@ -45,6 +45,8 @@ pub fn run_spec(ctx: OpContext<'_>, kind: Kind) -> RunSpec {
         env: extra.extra_env.clone(),
         params: ContainerParams { builtin, extra },
         options: vec![],
+        // Killed, as CKE's restart does: a stopped rivers would drain with its port closed.
+        replace: Replace::Kill,
     }
 }
 

@@ -206,6 +206,8 @@ async fn rivers_start_on_each_node_in_turn_with_the_computed_params() {
     assert!(spec
         .command
         .contains(&"--upstreams=10.0.0.1:6443,10.0.0.2:6443,10.0.0.3:6443".to_string()));
+    // Replaced as CKE's restart does it: killed, not drained with its port closed.
+    assert_eq!(spec.replace, crate::infra::agent::container::Replace::Kill);
 }
 
 #[tokio::test]
@@ -278,6 +280,7 @@ async fn etcd_bootstrap_prepares_every_node_before_starting_any_member() {
         assert_eq!(w.etcd.members.len(), 3);
         assert!(w.etcd.auth);
         let spec = &w.nodes["10.0.0.2"].containers["etcd"].0;
+        assert_eq!(spec.replace, crate::infra::agent::container::Replace::Stop, "the member hands over");
         assert!(spec.command.contains(&"--initial-cluster-state=new".to_string()));
         assert!(spec.command.contains(
             &"--initial-cluster=10.0.0.1=https://10.0.0.1:2380,10.0.0.2=https://10.0.0.2:2380,10.0.0.3=https://10.0.0.3:2380"

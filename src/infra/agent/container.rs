@@ -58,6 +58,24 @@ pub struct RunSpec {
     /// More `run` options (`--privileged`, `--tmpfs=/tmp`, `--log-driver=journald`, ...); each must
     /// start with `--` or be the value after a `--mount`.
     pub options: Vec<String>,
+    /// How a running container of the same name ends before this one starts.
+    pub replace: Replace,
+}
+
+/// How [`ContainerEngine::run`] ends a running container it replaces, as CKE's restarts do:
+/// kube-apiserver and etcd are stopped (SIGTERM, then SIGKILL after the engine's stop timeout, 10 s
+/// by default: etcd hands its leadership over, the apiserver finishes its requests); rivers,
+/// etcd-rivers, kube-controller-manager, kube-scheduler, kubelet and kube-proxy are killed at once
+/// (rivers would otherwise drain for its `--shutdown-timeout` with its port closed, so the node's
+/// clients would wait that long for the new one). `docker rm -f` kills and `podman rm -f` stops, so
+/// neither is left to choose.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Replace {
+    /// `stop` first.
+    #[default]
+    Stop,
+    /// `kill` first.
+    Kill,
 }
 
 /// What an `inspect` found: the state of each container asked for (absent ones: `exists: false`)
@@ -199,19 +217,24 @@ impl ContainerEngine {
     /// Starts a container, replacing one of the same name. The image is made present first (pulled
     /// when missing), so a failed pull leaves the old container running.
     /// One SSH command: the image check, the pull when it is missing, then the removal and the run
-    /// (skipped when the pull failed). A removal that fails (an engine under load may) is tried once
-    /// more a second later, its error kept: the run then fails with both the removal's error and its
-    /// own ("name in use") rather than the run's alone. The removal's status is not checked otherwise:
-    /// removing an absent container fails with some engines.
+    /// (skipped when the pull failed). The old container is stopped or killed as `spec.replace`
+    /// says, then removed. A removal that fails (an engine under load may) is tried once more a
+    /// second later, its error kept: the run then fails with both the removal's error and its own
+    /// ("name in use") rather than the run's alone. The status of the stop, the kill and the first
+    /// removal is not checked otherwise: each fails when there is no such container.
     pub async fn run(&self, node: &dyn Runner, spec: &RunSpec) -> Result<(), AgentError> {
         let run = self.run_command(spec)?;
         let image = self.cmd(&["image", "inspect", &spec.image]);
         let pull = self.cmd(&["pull", "-q", &spec.image]);
+        let end = match spec.replace {
+            Replace::Stop => self.cmd(&["stop", &spec.name]),
+            Replace::Kill => self.cmd(&["kill", &spec.name]),
+        };
         let rm = self.cmd(&["rm", "-f", &spec.name]);
         node.check(
             &format!(
                 "{{ {image} >/dev/null 2>&1 || {pull} >/dev/null; }} && \
-                 {{ {rm} >/dev/null 2>&1 || {{ sleep 1; {rm} >/dev/null; }}; {run}; }}"
+                 {{ {end} >/dev/null 2>&1; {rm} >/dev/null 2>&1 || {{ sleep 1; {rm} >/dev/null; }}; {run}; }}"
             ),
             None,
             Duration::from_secs(600),
@@ -513,29 +536,33 @@ esac
         ContainerEngine::new(&cli.display().to_string(), vec![])
     }
 
-    fn spec() -> RunSpec {
+    fn spec(replace: Replace) -> RunSpec {
         RunSpec {
             name: "rivers".into(),
             image: "localhost/cke-tools:latest".into(),
             command: vec!["rivers".into()],
-            binds: vec![],
-            env: BTreeMap::new(),
-            params: ContainerParams::default(),
-            options: vec![],
+            replace,
+            ..Default::default()
         }
     }
 
     #[tokio::test]
-    async fn a_replacement_tries_a_failed_removal_once_more_and_reports_it() {
+    async fn a_replacement_ends_the_old_container_as_asked_and_tries_a_failed_removal_again() {
         let calls = |dir: &tempfile::TempDir| std::fs::read_to_string(dir.path().join("calls")).unwrap();
         // One failed removal: the second one and the run succeed.
         let dir = tempfile::tempdir().unwrap();
-        flaky_engine(dir.path(), 1).run(&LocalShell, &spec()).await.unwrap();
-        assert_eq!(calls(&dir), "image\nrm\nrm\nrun\n");
+        flaky_engine(dir.path(), 1)
+            .run(&LocalShell, &spec(Replace::Kill))
+            .await
+            .unwrap();
+        assert_eq!(calls(&dir), "image\nkill\nrm\nrm\nrun\n");
         // Two: the run fails, and the error says why the old container is still there.
         let dir = tempfile::tempdir().unwrap();
-        let err = flaky_engine(dir.path(), 2).run(&LocalShell, &spec()).await.unwrap_err();
-        assert_eq!(calls(&dir), "image\nrm\nrm\nrun\n");
+        let err = flaky_engine(dir.path(), 2)
+            .run(&LocalShell, &spec(Replace::Stop))
+            .await
+            .unwrap_err();
+        assert_eq!(calls(&dir), "image\nstop\nrm\nrm\nrun\n");
         let text = err.to_string();
         assert!(
             text.contains("cannot remove: engine busy") && text.contains("already in use"),
@@ -543,8 +570,11 @@ esac
         );
         // None: one removal.
         let dir = tempfile::tempdir().unwrap();
-        flaky_engine(dir.path(), 0).run(&LocalShell, &spec()).await.unwrap();
-        assert_eq!(calls(&dir), "image\nrm\nrun\n");
+        flaky_engine(dir.path(), 0)
+            .run(&LocalShell, &spec(Replace::Stop))
+            .await
+            .unwrap();
+        assert_eq!(calls(&dir), "image\nstop\nrm\nrun\n");
     }
 
     #[test]
@@ -566,6 +596,7 @@ esac
                 "--mount".into(),
                 "type=tmpfs,dst=/run/kubernetes".into(),
             ],
+            replace: Replace::Stop,
         };
         let c = e.run_command(&spec).unwrap();
         assert!(c.contains("--privileged --mount type=tmpfs,dst=/run/kubernetes"), "{c}");

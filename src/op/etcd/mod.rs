@@ -22,7 +22,7 @@ use async_trait::async_trait;
 
 use super::common::{CertFiles, CreateVolume, FileContent, FileSpec, WriteFiles};
 use super::{CommandError, Commander, Infra, OpContext, Outcome};
-use crate::infra::agent::container::RunSpec;
+use crate::infra::agent::container::{Replace, RunSpec};
 use crate::infra::pki::requests;
 use crate::infra::EtcdAdmin;
 use crate::model::{Cluster, ContainerParams, Node, RecordCommand};
@@ -55,6 +55,8 @@ pub fn run_spec(ctx: OpContext<'_>, address: &str, initial: Option<(&[String], I
         env: extra.extra_env.clone(),
         params: ContainerParams { builtin, extra },
         options: vec![],
+        // Stopped, as CKE's restart does: the member hands its leadership over.
+        replace: Replace::Stop,
     }
 }
 

@@ -19,7 +19,7 @@ mod tests;
 
 use super::common::{steps, CertFiles, FileContent, FileSpec, PullImage, RemoveContainer, RunContainer, WriteFiles};
 use super::{CommandError, Commander, Infra, OpContext, Outcome};
-use crate::infra::agent::container::RunSpec;
+use crate::infra::agent::container::{Replace, RunSpec};
 use crate::infra::pki::{requests, IssueRequest};
 use crate::k8s::params::{self, ClusterInputs, Component};
 use crate::k8s::VersionSet;
@@ -58,6 +58,11 @@ pub fn run_spec(ctx: OpContext<'_>, version: &'static VersionSet, component: Com
         env,
         params: ContainerParams { builtin, extra },
         options: params::run_options(component, ctx.host),
+        // CKE stops kube-apiserver before its restart and kills the others (`WithRestart`).
+        replace: match component {
+            Component::ApiServer => Replace::Stop,
+            _ => Replace::Kill,
+        },
     }
 }
 

@@ -137,6 +137,12 @@ fn check_spec(env: &Env, address: &str, component: Component) -> crate::infra::a
     assert_eq!(s.params.builtin, builtin);
     assert_eq!(s.params.extra, extra);
     assert_eq!(s.options, params::run_options(component, &env.host));
+    // As CKE's restarts: the apiserver stopped, the others killed.
+    let replace = match component {
+        Component::ApiServer => crate::infra::agent::container::Replace::Stop,
+        _ => crate::infra::agent::container::Replace::Kill,
+    };
+    assert_eq!(s.replace, replace, "{component:?}");
     s
 }
 
