@@ -154,10 +154,18 @@ impl DaemonError {
     }
 }
 
+/// The daemon's tokio worker threads (`TOKIO_WORKER_THREADS` overrides it). cke waits on the network
+/// almost all the time (a warm pass over 1000 nodes costs it well under a second of CPU); with one
+/// worker per CPU, every wake-up of an idle worker to share a few ready tasks is a futex round trip and
+/// a context switch, which cost more CPU than the work they share (docs/performance.md). Key
+/// exchanges, JSON and the planner run on this thread too; blocking work (files, DNS) goes to tokio's
+/// blocking pool as before.
+pub const WORKER_THREADS: usize = 1;
+
 /// Runs the daemon until SIGTERM or SIGINT; returns the exit code.
 pub fn main_impl() -> std::process::ExitCode {
     let args = Args::parse();
-    let rt = crate::process_setup("CKE_LOG", "info");
+    let rt = crate::process_setup("CKE_LOG", "info", Some(WORKER_THREADS));
     match rt.block_on(run(args)) {
         Ok(()) => ExitCode::Success.into(),
         Err(e) => {

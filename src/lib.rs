@@ -38,16 +38,18 @@ macro_rules! failpoint {
 
 /// What every binary does first: install the TLS crypto provider (kube and the Vault client need one),
 /// log to standard error filtered by the environment variable `log_var` (default `default_filter`),
-/// and build the tokio runtime.
-pub fn process_setup(log_var: &str, default_filter: &str) -> tokio::runtime::Runtime {
+/// and build the tokio runtime: `workers` worker threads when given and `TOKIO_WORKER_THREADS` is not
+/// set, one per CPU otherwise.
+pub fn process_setup(log_var: &str, default_filter: &str, workers: Option<usize>) -> tokio::runtime::Runtime {
     let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env(log_var).unwrap_or_else(|_| default_filter.into()))
         .init();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers.filter(|_| std::env::var_os("TOKIO_WORKER_THREADS").is_none()) {
+        runtime.worker_threads(n);
+    }
+    runtime.enable_all().build().expect("tokio runtime")
 }

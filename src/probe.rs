@@ -87,6 +87,12 @@ async fn probe_node_inner(
 /// container and both etcd volumes at once (`inspect` without a type finds containers and volumes),
 /// its exit status, then the configuration files, each after its own separator. The engine's error
 /// output is the command's standard error; nothing else writes there.
+///
+/// The shell gathers both outputs and writes each at once when everything has run (command
+/// substitutions: subshells, no more processes): every write of the engine, the `echo`s and `cat`s
+/// would otherwise reach cke as an SSH packet of its own, and each packet is a wake-up of cke
+/// (docs/performance.md). The trailing newlines a substitution drops are the last file's, which
+/// its parser ignores.
 pub fn probe_script(engine: &ContainerEngine, etcd_volume: &str) -> Result<String, AgentError> {
     for v in [etcd_volume, ETCD_ADDED_MEMBER_VOLUME] {
         if !v.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) || v.is_empty() {
@@ -108,8 +114,10 @@ pub fn probe_script(engine: &ContainerEngine, etcd_volume: &str) -> Result<Strin
         script.push(format!("echo {FILE_SEPARATOR}"));
         script.push(format!("cat {} 2>/dev/null", shell_quote(path)));
     }
-    script.push("true".into());
-    Ok(script.join("; "))
+    Ok(format!(
+        "exec 3>&1; e=$( {{ o=$({}); printf '%s\\n' \"$o\" >&3; }} 2>&1 ); printf '%s' \"$e\" >&2",
+        script.join("; ")
+    ))
 }
 
 /// The containers the probe inspects.
@@ -767,10 +775,54 @@ mod tests {
     fn the_probe_calls_the_engine_once() {
         let script = probe_script(&ContainerEngine::new("podman", vec![]), "etcd-cke").unwrap();
         assert_eq!(script.matches("podman").count(), 1, "{script}");
-        assert!(script.starts_with(
-            "podman inspect etcd rivers etcd-rivers kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy etcd-cke etcd-added-member;"
+        assert!(script.contains(
+            "o=$(podman inspect etcd rivers etcd-rivers kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy etcd-cke etcd-added-member;"
         ), "{script}");
         assert!(probe_script(&ContainerEngine::default(), "a;b").is_err());
+    }
+
+    /// The script run by `sh` with an engine that writes its answer in pieces, apart in time: the
+    /// first read of each stream gets the whole of it (one write each), and it parses.
+    #[test]
+    fn the_probe_script_writes_each_stream_at_once() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let cli = dir.path().join("engine");
+        let rivers = inspect(RIVERS_CONTAINER, true).to_string();
+        std::fs::write(
+            &cli,
+            format!(
+                "#!/bin/sh\nshift; printf '['; sleep 0.2; printf '%s' '{rivers}'\n\
+                 for n in \"$@\"; do [ \"$n\" = rivers ] || {{ echo \"Error: No such object: $n\" >&2; sleep 0.01; }}; done\n\
+                 echo ']'; exit 1\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&cli, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let engine = ContainerEngine::new(cli.to_str().unwrap(), vec![]);
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(probe_script(&engine, "etcd-cke").unwrap())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let first_read = |r: &mut dyn Read| {
+            let mut buf = vec![0; 65536];
+            let n = r.read(&mut buf).unwrap();
+            buf.truncate(n);
+            String::from_utf8(buf).unwrap()
+        };
+        let stdout = first_read(child.stdout.as_mut().unwrap());
+        let stderr = first_read(child.stderr.as_mut().unwrap());
+        assert!(child.wait().unwrap().success());
+        assert_eq!(stderr.lines().count(), 9, "{stderr}");
+        let st = parse_probe_output("10.0.0.1", &engine, &stdout, &stderr, "etcd-cke").unwrap();
+        assert!(
+            st.ssh_connected && st.rivers.running && !st.etcd.service.exists,
+            "{st:?}"
+        );
+        assert_eq!(st.kubelet.config, None);
     }
 
     #[test]

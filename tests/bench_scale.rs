@@ -142,6 +142,7 @@ struct Sample {
     etcd: f64,
     cpu: f64,
     rss_kib: u64,
+    switches: u64,
 }
 
 struct Bench {
@@ -160,6 +161,7 @@ impl Bench {
             etcd: sum(&m, "cke_management_etcd_requests_total"),
             cpu: cpu_seconds(self.pid),
             rss_kib: rss_kib(self.pid),
+            switches: context_switches(self.pid),
         }
     }
 
@@ -267,6 +269,25 @@ fn cpu_seconds(pid: u32) -> f64 {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
     ticks / 100.0
+}
+
+/// Context switches of every thread of a process so far, voluntary (it slept: waited for events or
+/// for a lock) plus involuntary (/proc/PID/task/*/status): how often cke's threads went to sleep and
+/// were woken up.
+fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|s| {
+            s.lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -424,7 +445,7 @@ async fn bench_scale() {
     assert_eq!(reached, n, "rivers runs on every node");
 
     // Warm passes: probe, plan, nothing to do.
-    let (mut wall, mut cpu, mut vault_req, mut etcd_req) = (vec![], vec![], vec![], vec![]);
+    let (mut wall, mut cpu, mut vault_req, mut etcd_req, mut switches) = (vec![], vec![], vec![], vec![], vec![]);
     for round in 0..2 {
         for _ in 0..20 {
             let before = bench.sample();
@@ -434,6 +455,7 @@ async fn bench_scale() {
             cpu.push(after.cpu - before.cpu);
             vault_req.push(after.vault - before.vault);
             etcd_req.push(after.etcd - before.etcd);
+            switches.push((after.switches - before.switches) as f64);
             last = after;
         }
         if round == 0 {
@@ -462,6 +484,8 @@ async fn bench_scale() {
     println!("FIGURE warm pass ({n} nodes, 40 passes): min {a:.3} s, median {b:.3} s, max {c:.3} s");
     let (a, b, c) = stats(&mut cpu);
     println!("FIGURE cke CPU per warm pass: min {a:.3} s, median {b:.3} s, max {c:.3} s (/proc/PID/stat, 10 ms ticks)");
+    let (a, b, c) = stats(&mut switches);
+    println!("FIGURE cke context switches per warm pass (all threads): min {a}, median {b}, max {c}");
     let (a, b, c) = stats(&mut vault_req);
     println!("FIGURE Vault requests per warm pass: min {a}, median {b}, max {c}");
     let (a, b, c) = stats(&mut etcd_req);

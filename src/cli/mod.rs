@@ -380,7 +380,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 /// The whole `ckecli` program; returns the process exit code.
 pub fn main_impl() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let rt = crate::process_setup("CKECLI_LOG", "warn");
+    let rt = crate::process_setup("CKECLI_LOG", "warn", None);
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::Success.into(),
         Err(e) => {
