@@ -7,6 +7,18 @@
 //! ([`Retry`]).
 
 mod backoff;
+/// Hands the free pages inside the heap back to the system between passes. glibc returns free
+/// memory only from the top of each heap; a pass over many nodes leaves free chunks between live
+/// ones (about 8 MiB after warm passes over 1000 nodes: docs/performance.md) that would otherwise
+/// stay resident. Costs a walk of the free lists, once per pass.
+fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and advises glibc's own free chunks; it takes no pointer.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -347,6 +359,7 @@ impl Controller {
                     }
                 }
             };
+            release_free_heap();
             let (mut lost, mut shutdown) = (ctx.lost.clone(), ctx.shutdown.clone());
             let next_pass = tokio::time::sleep(wait);
             tokio::pin!(next_pass);
