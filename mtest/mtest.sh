@@ -237,13 +237,12 @@ CNI
 }
 
 # The Kubernetes image (~400 MiB) in a podman store that every node host reads as an additional image
-# store, built once per image tar (cached beside the other images): no node loads it.
+# store, built once per image tar beside it (in the Kubernetes cache, so that it outlives a clean clone
+# as the tar does): no node loads it.
 k8s_image_store() {
-  local tar name store lock run
+  local tar store lock run
   tar=$(k8s_var K8S_IMAGE_TAR)
-  name=$(basename "$tar" .tar)
-  store="$CACHE/store-$name"
-  mkdir -p "$CACHE"
+  store="${tar%.tar}.store"
   exec {lock}>"$store.lock"
   flock "$lock"
   if [ ! -f "$store.done" ]; then
