@@ -28,7 +28,7 @@ usage() {
   cat <<USAGE
 usage: mtest.sh [--dir DIR] [--prefix P] [--subnet A.B.C] COMMAND
   up [--nodes N] [--no-etcd] [--no-vault] [--image NAME=BIN[,BIN...]]... [--k8s]
-  down | status | env
+  down | status | env | gc-cgroups
   node-stop I [--power-off] | node-start I | partition I | heal I | rekey I
   ssh I CMD... | exec I CMD...
   load-image I|all TAR
@@ -587,6 +587,18 @@ up() {
 case "$CMD" in
   up) up "$@" ;;
   down) down; log "down: $PREFIX" ;;
+  gc-cgroups)
+    # Container cgroups (podman's /libpod_parent/libpod-ID, the pods' /k8s.io/ID) that are empty and
+    # were made over an hour ago: what killed containers of any node host left, mtest runs before
+    # `down` removed them included. A cgroup in use is never empty, and rmdir refuses a non-empty one.
+    n=0
+    for h in $(cgroup_mounts); do
+      for d in $(find "$h/libpod_parent" "$h/k8s.io" -mindepth 1 -maxdepth 1 -type d -mmin +60 2>/dev/null); do
+        case $d in */libpod_parent/libpod-*|*/k8s.io/*) ;; *) continue ;; esac
+        find "$d" -depth -type d -exec rmdir {} + 2>/dev/null && n=$((n + 1))
+      done
+    done
+    log "gc-cgroups: $n removed" ;;
   env) cat "$DIR/env" ;;
   status)
     for i in $(seq "$(node_count)"); do
