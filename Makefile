@@ -31,6 +31,8 @@ k8s: deps
 # suites in bounded groups); a summary of the slowest ones closes the output.
 test: deps k8s
 	$(CARGO) build --workspace --all-targets $(FEATURES)
+	# Container cgroups killed node hosts left (docs/mtest.md): every kubelet would watch them.
+	bash mtest/mtest.sh gc-cgroups
 	set -a && . ./$(K8S_ENV) && set +a && $(CARGO) nextest run --workspace --all-targets $(FEATURES) --no-fail-fast
 
 # Only the real-Kubernetes test bed check (also part of `make test`).

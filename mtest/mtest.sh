@@ -28,7 +28,7 @@ usage() {
   cat <<USAGE
 usage: mtest.sh [--dir DIR] [--prefix P] [--subnet A.B.C] COMMAND
   up [--nodes N] [--no-etcd] [--no-vault] [--image NAME=BIN[,BIN...]]... [--k8s]
-  down | status | env
+  down | status | env | gc-cgroups
   node-stop I [--power-off] | node-start I | partition I | heal I | rekey I
   ssh I CMD... | exec I CMD...
   load-image I|all TAR
@@ -38,6 +38,9 @@ USAGE
 }
 
 log() { echo "mtest: $*" >&2; }
+# `lap WHAT` logs how long since the previous lap (the phases of `up`, for the tests' figures).
+LAP=$(date +%s%N)
+lap() { local now; now=$(date +%s%N); log "time $1: $(( (now - LAP) / 1000000 )) ms"; LAP=$now; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -224,15 +227,51 @@ CONF
   {"type": "portmap", "capabilities": {"portMappings": true}}]}
 CNI
   start_containerd "$i"
+  lap "node$i containerd"
   node_exec "$i" ctr -n k8s.io images import "$(k8s_var PAUSE_IMAGE_TAR)" >/dev/null
   node_exec "$i" ctr -n k8s.io images import "$(k8s_var BUSYBOX_IMAGE_TAR)" >/dev/null
   # The node-dns DaemonSet's images (unbound, the exporter stand-in).
   node_exec "$i" ctr -n k8s.io images import "$(k8s_var UNBOUND_IMAGE_TAR)" >/dev/null
   node_exec "$i" ctr -n k8s.io images import "$(k8s_var UNBOUND_EXPORTER_IMAGE_TAR)" >/dev/null
-  load_image "$i" "$(k8s_var K8S_IMAGE_TAR)"
+  lap "node$i containerd images"
+}
+
+# The Kubernetes image (~400 MiB) in a podman store that every node host reads as an additional image
+# store, built once per image tar beside it (in the Kubernetes cache, so that it outlives a clean clone
+# as the tar does): no node loads it.
+k8s_image_store() {
+  local tar store lock run
+  tar=$(k8s_var K8S_IMAGE_TAR)
+  store="${tar%.tar}.store"
+  exec {lock}>"$store.lock"
+  flock "$lock"
+  if [ ! -f "$store.done" ]; then
+    rm -rf "$store"
+    run=$(mktemp -d)
+    podman --root "$store" --runroot "$run" --storage-driver overlay load --quiet -i "$tar" >/dev/null
+    podman --root "$store" --runroot "$run" --storage-driver overlay image exists "$(k8s_var K8S_IMAGE)"
+    rm -rf "$run"
+    touch "$store.done"
+    log "built the image store $store"
+  fi
+  exec {lock}>&-
+  echo "$store"
 }
 
 k8s_var() { sed -n "s/^$1=//p" "$DIR/k8s.env"; }
+
+# What scripts/build-k8s-images.sh prints, from the CKE_-prefixed variables `make test` exports (its
+# .k8s.env); fails when one is missing or names a missing file.
+K8S_KEYS=(K8S_BIN K8S_IMAGE K8S_IMAGE_TAR PAUSE_IMAGE PAUSE_IMAGE_TAR BUSYBOX_IMAGE BUSYBOX_IMAGE_TAR
+  UNBOUND_IMAGE UNBOUND_IMAGE_TAR UNBOUND_EXPORTER_IMAGE UNBOUND_EXPORTER_IMAGE_TAR)
+k8s_from_env() {
+  local k v
+  for k in "${K8S_KEYS[@]}"; do
+    v=$(printenv "CKE_$k") || return 1
+    case $k in *_TAR) [ -f "$v" ] || return 1 ;; K8S_BIN) [ -x "$v/kubelet" ] || return 1 ;; esac
+    echo "$k=$v"
+  done
+}
 
 # Node I's pod range (CNI host-local), and routes to every other node's range through that node.
 pod_range() { echo "10.200.$1.0/24"; }
@@ -294,6 +333,48 @@ remove_cgroups() {
   log "cgroups $glob not removed"
 }
 
+# The cgroups of node I's containers (every node's without I), relative to a hierarchy: podman's
+# (cgroupfs parent /libpod_parent/libpod-ID) and the pods' (/k8s.io/ID, where runc puts them with the
+# kubelet's cgroupsPerQOS false). Killed containers leave them behind, and a kubelet watches every
+# cgroup of the host: leftovers would slow every later cluster's kubelets (cadvisor).
+container_cgroups() {
+  local nd d
+  for nd in $(if [ -n "${1:-}" ]; then node_dir "$1"; else ls -d "$DIR"/nodes/node* 2>/dev/null; fi); do
+    for d in "$nd"/fs/var/lib/containers/storage/overlay-containers/*/; do
+      [ -d "$d" ] && echo "libpod_parent/libpod-$(basename "$d")"
+    done
+    for d in "$nd"/fs/var/lib/containerd/io.containerd.grpc.v1.cri/containers/*/ \
+      "$nd"/fs/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/*/; do
+      [ -d "$d" ] && echo "k8s.io/$(basename "$d")"
+    done
+  done
+  true
+}
+
+# Removes the cgroups [container_cgroups] names in every hierarchy; with --kill, first kills what still
+# runs in them (and waits for them to empty), else removes only the empty ones.
+remove_container_cgroups() {
+  local kill=0 dirs=() c h pids
+  [ "${1:-}" = --kill ] && { kill=1; shift; }
+  for c in $(container_cgroups "$@"); do
+    for h in $(cgroup_mounts); do [ -d "$h/$c" ] && dirs+=("$h/$c"); done
+  done
+  [ ${#dirs[@]} -gt 0 ] || return 0
+  for _ in $(seq 50); do
+    if [ "$kill" = 1 ]; then
+      pids=$(find "${dirs[@]}" -name cgroup.procs -exec cat {} + 2>/dev/null || true)
+      [ -n "$pids" ] && { kill -9 $pids 2>/dev/null || true; }
+    fi
+    find "${dirs[@]}" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    local left=()
+    for c in "${dirs[@]}"; do [ -d "$c" ] && left+=("$c"); done
+    dirs=("${left[@]}")
+    [ ${#dirs[@]} -eq 0 ] || [ "$kill" = 0 ] && return 0
+    sleep 0.1
+  done
+  log "container cgroups not removed: ${dirs[*]}"
+}
+
 setup_node() {
   local i=$1 nd ip; nd=$(node_dir "$i"); ip=$(ip_of "$i")
   mkdir -p "$nd/fs"
@@ -326,6 +407,9 @@ driver = "overlay"
 runroot = "/run/containers/storage"
 graphroot = "/var/lib/containers/storage"
 CONF
+  if k8s_on; then
+    printf '[storage.options]\nadditionalimagestores = ["%s"]\n' "$(cat "$DIR/k8s-store")" >> "$nd/fs/etc/containers/storage.conf"
+  fi
   echo "# node$i: root's shell start-up file (mtest)" > "$nd/bashrc"
   [ -f "$nd/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N "" -f "$nd/ssh_host_ed25519_key"
   cat > "$nd/sshd_config" <<CONF
@@ -345,6 +429,7 @@ MaxStartups 200
 Subsystem sftp /usr/lib/openssh/sftp-server
 CONF
   start_sshd "$i"
+  lap "node$i netns and sshd"
   if k8s_on; then setup_k8s_node "$i"; fi
 }
 
@@ -432,6 +517,7 @@ down() {
   kill_cgroups "mtest.${PREFIX}-node*"
   wait_cgroup_procs_gone "mtest.${PREFIX}-node"
   remove_cgroups "mtest.${PREFIX}-node*"
+  remove_container_cgroups --kill
   if [ -f "$DIR/sysctls" ]; then
     while read -r k v; do sysctl -q -w "$k=$v" >/dev/null || log "could not restore $k=$v"; done < "$DIR/sysctls"
   fi
@@ -450,11 +536,17 @@ up() {
     esac
   done
   down
+  lap "down before up"
   mkdir -p "$DIR/ssh" "$DIR/nodes"
   if [ "$K8S" = 1 ]; then
-    # Kubernetes binaries and images (cached: seconds once built), then the sysctls a kubelet rewrites.
-    "$REPO/scripts/build-k8s-images.sh" > "$DIR/k8s.env.part"
+    # Kubernetes binaries and images: those `make k8s` built and `make test` exports (CKE_K8S_BIN,
+    # CKE_K8S_IMAGE_TAR, ...; every file present), else scripts/build-k8s-images.sh (cached: seconds once
+    # built); then the sysctls a kubelet rewrites.
+    if k8s_from_env > "$DIR/k8s.env.part"; then :; else "$REPO/scripts/build-k8s-images.sh" > "$DIR/k8s.env.part"; fi
     mv "$DIR/k8s.env.part" "$DIR/k8s.env"
+    lap "kubernetes build and images"
+    k8s_image_store > "$DIR/k8s-store"
+    lap "kubernetes image store"
     for k in "${K8S_SYSCTLS[@]}"; do echo "$k $(sysctl -n "$k")"; done > "$DIR/sysctls"
   fi
   ssh-keygen -q -t ed25519 -N "" -C "mtest" -f "$DIR/ssh/id_ed25519"
@@ -462,10 +554,18 @@ up() {
   ip link add "$BRIDGE" type bridge
   ip addr add "$SUBNET.1/24" dev "$BRIDGE"
   ip link set "$BRIDGE" up
-  for i in $(seq "$NODES"); do setup_node "$i"; done
+  # The node hosts are set up side by side (each mostly waits on its image imports).
+  local pids=()
+  for i in $(seq "$NODES"); do
+    (LAP=$(date +%s%N); setup_node "$i") &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || { log "a node host did not come up"; return 1; }; done
+  lap "$NODES node hosts set up (side by side)"
   if [ "$K8S" = 1 ]; then route_pod_ranges "$NODES"; fi
   [ "$WITH_ETCD" = 1 ] && start_etcd
   [ "$WITH_VAULT" = 1 ] && start_bao
+  lap "routes, etcd, OpenBao"
   # Images: the managed etcd from Debian's etcd-server, plus any --image NAME=BIN[,BIN].
   local specs=("localhost/cke-etcd:latest=/usr/bin/etcd,/usr/bin/etcdctl" "${IMAGES[@]}")
   : > "$DIR/images"
@@ -473,7 +573,10 @@ up() {
   for spec in "${specs[@]}"; do
     local name=${spec%%=*} bins=${spec#*=} tar
     tar=$(build_image "$name" "$bins")
-    for i in $(seq "$NODES"); do load_image "$i" "$tar"; done
+    pids=()
+    for i in $(seq "$NODES"); do load_image "$i" "$tar" & pids+=($!); done
+    for p in "${pids[@]}"; do wait "$p" || { log "loading $name failed"; return 1; }; done
+    lap "image $name on $NODES nodes"
     k=$((k + 1))
     echo "IMAGE$k=$name" >> "$DIR/images"
   done
@@ -484,6 +587,18 @@ up() {
 case "$CMD" in
   up) up "$@" ;;
   down) down; log "down: $PREFIX" ;;
+  gc-cgroups)
+    # Container cgroups (podman's /libpod_parent/libpod-ID, the pods' /k8s.io/ID) that are empty and
+    # were made over an hour ago: what killed containers of any node host left, mtest runs before
+    # `down` removed them included. A cgroup in use is never empty, and rmdir refuses a non-empty one.
+    n=0
+    for h in $(cgroup_mounts); do
+      for d in $(find "$h/libpod_parent" "$h/k8s.io" -mindepth 1 -maxdepth 1 -type d -mmin +60 2>/dev/null); do
+        case $d in */libpod_parent/libpod-*|*/k8s.io/*) ;; *) continue ;; esac
+        find "$d" -depth -type d -exec rmdir {} + 2>/dev/null && n=$((n + 1))
+      done
+    done
+    log "gc-cgroups: $n removed" ;;
   env) cat "$DIR/env" ;;
   status)
     for i in $(seq "$(node_count)"); do
@@ -507,6 +622,9 @@ case "$CMD" in
     kill_cgroups "$(basename "$(cgroup_root "$i")")"
     for pid in $(ip netns pids "$(ns "$i")" 2>/dev/null); do kill -9 "$pid" 2>/dev/null || true; done
     rm -f "$(node_dir "$i")/sshd.pid" "$(node_dir "$i")/containerd.pid"
+    # The cgroups its killed containers left (only empty ones: a power-off here stops what ran in the
+    # node's cgroup root and network namespace).
+    remove_container_cgroups "$i"
     # A stopped node loses its tmpfs state, as after a power cycle.
     rm -rf "$(node_dir "$i")/fs/run" ;;
   node-start)

@@ -162,7 +162,9 @@ fn openssl(args: &[&str]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cke_brings_up_kubernetes_keeps_it_up_and_changes_it_safely() {
     // Bootstrap: every declared node becomes a Ready Node under its declared name.
+    let mut ph = Phases::new("e2e_k8s");
     let c = bring_up(5, CPS.len(), |m, _| declaration(m, &CPS, &WORKERS, &[]));
+    ph.lap("bring-up (mtest up to every Node Ready)");
     let (m, dir, log, k) = (&c.m, &c.dir, c.log.as_path(), &c.kubectl);
     let (image, unbound_image, exporter_image, all) = (&c.image, &c.unbound_image, &c.exporter_image, &c.all);
     let kubeconfig = &k.kubeconfig;
@@ -237,6 +239,7 @@ async fn cke_brings_up_kubernetes_keeps_it_up_and_changes_it_safely() {
         code == "200" || code == "401" || code == "403",
         "the kubernetes ClusterIP answered {code:?}"
     );
+    ph.lap("master label, endpoints, in-cluster API");
 
     // A label and a taint declared on a worker appear on its Node; someone else's label stays.
     k.ok(&["label", "node", &m.node(5), "e2e.example.com/user=kept"], None);
@@ -271,6 +274,7 @@ async fn cke_brings_up_kubernetes_keeps_it_up_and_changes_it_safely() {
     );
     assert_eq!(k.nodes_with("e2e.example.com/user=kept"), [m.node(5)]);
     assert_eq!(k.nodes_with("cke.cybozu.com/master"), cp_names);
+    ph.lap("declared label and taint");
 
     // Security: Secrets are encrypted in the managed etcd; anonymous requests are refused.
     k.ok(
@@ -340,6 +344,7 @@ async fn cke_brings_up_kubernetes_keeps_it_up_and_changes_it_safely() {
             "a kubelet certificate was allowed `kubectl {args:?}`: {err}"
         );
     }
+    ph.lap("encryption at rest, anonymous and kubelet authorization");
 
     // A Deployment of 2 busybox httpd pods behind a Service: the ClusterIP answers from a worker.
     k.ok(
@@ -393,6 +398,7 @@ spec:
             String::from_utf8_lossy(&o.stdout).contains("hello-from-").then_some(())
         },
     );
+    ph.lap("deployment behind a service");
 
     // CKE's nine static resources, each at its revision (and images) as the 1.20 row gives them.
     let t_objects = Instant::now();
@@ -569,6 +575,7 @@ spec:
         "static resources, DNS, logs and exec checked in {:?}",
         t_objects.elapsed()
     );
+    ph.lap("static resources, DNS, logs and exec");
 
     // User resources: one file of a Namespace, ServiceAccount, Role, RoleBinding, ConfigMap, a CRD
     // with a custom resource of it (set together: the resource follows once the CRD is served), a
@@ -626,6 +633,7 @@ spec:
         k.json(&["configmap", "-n", "e2e-res", "settings"])["data"]["color"],
         "green"
     );
+    ph.lap("user resources");
 
     // Stop the kubelet on a worker and the apiserver on a control plane: cke starts both again.
     // Meanwhile default/kubernetes lists the stopped apiserver not ready (the pass that restarts it
@@ -654,6 +662,7 @@ spec:
     wait("kubelet on node5 running again", Duration::from_secs(120), log, || {
         running(m, 5, "kubelet").then_some(())
     });
+    ph.lap("stopped kubelet and apiserver restarted");
 
     // Change the apiservers' extra_args: they restart one at a time, and a client on a worker polling
     // the API through rivers every 100 ms sees no long gap.
@@ -749,6 +758,7 @@ spec:
         failures <= 3 && outage < 6.0,
         "a client saw {failures} failed requests, an outage of {outage:.2} s"
     );
+    ph.lap("rolling apiserver restart");
 
     // Make a control plane unreachable: its apiserver goes not ready in default/kubernetes within
     // a pass, and no component changes until it is back. (First every apiserver is listed ready
@@ -792,6 +802,7 @@ spec:
         log,
         || (k.endpoints("default", "kubernetes") == [all_ready.clone(), all_ready.clone()]).then_some(()),
     );
+    ph.lap("partitioned control plane");
 
     // Demote a control plane to a worker: its control-plane containers stop.
     ok(m, &["constraints", "set", "control-plane-count", "2"], None);
@@ -867,6 +878,7 @@ spec:
             .then_some(())
         },
     );
+    ph.lap("demotion");
 
     // A node taken out of the declaration (its kubelet stopped first, as when a machine is
     // retired): its Node is cordoned and deleted (remove-node).
@@ -881,6 +893,7 @@ spec:
         (!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("NotFound")).then_some(())
     });
     assert_eq!(k.ready_nodes().len(), 4);
+    ph.lap("node removal");
 
     eprintln!("the whole scenario after mtest up: {:?}", c.started.elapsed());
 
@@ -904,4 +917,6 @@ spec:
             kib / 1024
         );
     }
+    drop(c);
+    ph.lap("teardown (cke, dnsmasq, mtest down)");
 }

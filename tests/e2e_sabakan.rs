@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cke_testkit::{free_port, Mtest};
-use e2e_common::k8s::{wait, Kubectl, TESTBED_OPTIONS};
+use e2e_common::k8s::{issue_kubeconfig, wait, Kubectl, TESTBED_OPTIONS};
 use e2e_common::*;
 
 /// Machines 1..6 on the node hosts: two per rack, the same lifetime, so the control planes are the
@@ -97,7 +97,9 @@ fn nodes(m: &Mtest, is: &[usize]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cke_follows_the_machine_inventory() {
     let t_all = Instant::now();
+    let mut ph = Phases::new("e2e_sabakan");
     let (m, dir) = mtest_up_with(6, &["--k8s"]);
+    ph.lap("mtest up");
     let log = dir.path().join("cke.log");
     prepare(&m, 3);
 
@@ -157,16 +159,14 @@ async fn cke_follows_the_machine_inventory() {
     let kubeconfig = dir.path().join("kubeconfig");
     let k = Kubectl::new(&m, kubeconfig.clone());
     let all = nodes(&m, &[1, 2, 3, 4, 5, 6]);
+    let mut issued = false;
     wait("every Node Ready", Duration::from_secs(480), &log, || {
-        let text = ckecli(&m, &["kubernetes", "issue"], None);
-        if !text.status.success() {
-            return None;
-        }
-        std::fs::write(&kubeconfig, &text.stdout).unwrap();
-        (k.ready_nodes() == all).then_some(())
+        issued = issued || issue_kubeconfig(&m, &kubeconfig);
+        (issued && k.ready_nodes() == all).then_some(())
     });
     let up = t0.elapsed();
     eprintln!("FIGURE declaration generated after {generated:?}; all 6 Nodes Ready after {up:?}");
+    ph.lap("generated declaration to every Node Ready");
     // The machines' attributes on the Nodes (CKE's labels), the control planes as such.
     wait(
         "the Nodes labelled from sabakan",
@@ -186,6 +186,7 @@ async fn cke_follows_the_machine_inventory() {
         node3["metadata"]["labels"]["node-role.kubernetes.io/control-plane"],
         "true"
     );
+    ph.lap("labels from sabakan");
 
     // A control plane retires: tainted NoExecute while retiring; once retired it leaves sabakan's
     // search, and the worker of its rack is promoted. A writer checks the managed etcd all along.
@@ -237,6 +238,7 @@ async fn cke_follows_the_machine_inventory() {
         longest < Duration::from_secs(15),
         "the managed etcd refused writes for {longest:?}"
     );
+    ph.lap("control plane retired and replaced");
 
     // A worker turns unreachable: tainted NoSchedule, and it stays in the cluster. Auto-repair (on
     // by default) queues it once the constraint lets it, and cke repairs it.
@@ -284,6 +286,7 @@ async fn cke_follows_the_machine_inventory() {
     );
     // Healthy again: the taint goes.
     set_state("m6", "healthy").await;
+    ph.lap("unreachable worker tainted, queued, repaired");
     wait("node6's state taint removed", Duration::from_secs(120), &log, || {
         (!k.taints(&m.node(6))
             .iter()
@@ -327,6 +330,7 @@ async fn cke_follows_the_machine_inventory() {
         t_delete.elapsed()
     );
     set_state("m2", "healthy").await;
+    ph.lap("queue limit, the next machine queued and repaired");
 
     // CKE's metrics of the integration.
     let metrics = cke_get(&http, port, "/metrics").await;
@@ -341,6 +345,10 @@ async fn cke_follows_the_machine_inventory() {
             "{line:?} missing from /metrics:\n{metrics}"
         );
     }
+    ph.lap("metrics");
     let _ = stop_sabakan.send(());
+    drop(_cke);
+    drop(m);
+    ph.lap("teardown (cke, mtest down)");
     eprintln!("FIGURE whole test {:?}", t_all.elapsed());
 }

@@ -688,12 +688,20 @@ impl Mtest {
             _lease: lease,
             ports: [free_port(), free_port(), free_port()],
         };
+        let t0 = std::time::Instant::now();
         let out = m.run(&[&["up", "--nodes", &nodes.to_string()], extra].concat());
         assert!(
             out.status.success(),
             "mtest up failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // The figures of a run (shown with --nocapture): how long up and each of its phases took.
+        for l in String::from_utf8_lossy(&out.stderr).lines() {
+            if let Some(phase) = l.strip_prefix("mtest: time ") {
+                println!("FIGURE mtest up {}: {phase}", m.prefix);
+            }
+        }
+        println!("FIGURE mtest up {} ({nodes} nodes): {:?}", m.prefix, t0.elapsed());
         let text = std::fs::read_to_string(m._dir.path().join("env.json")).unwrap();
         m.env = serde_json::from_str(&text).unwrap();
         m
@@ -733,7 +741,9 @@ impl Mtest {
 
 impl Drop for Mtest {
     fn drop(&mut self) {
+        let t0 = std::time::Instant::now();
         let _ = self.run(&["down"]);
+        println!("FIGURE mtest down {}: {:?}", self.prefix, t0.elapsed());
     }
 }
 

@@ -314,6 +314,16 @@ pub fn start_upstream_dns(m: &Mtest, dir: &Path) -> cke_testkit::ProcessGuard {
     }
 }
 
+/// Writes the admin kubeconfig (`ckecli kubernetes issue`) to `path`; false when it cannot be issued
+/// yet (no CA or no apiserver).
+pub fn issue_kubeconfig(m: &Mtest, path: &Path) -> bool {
+    let issued = ckecli(m, &["kubernetes", "issue"], None);
+    if issued.status.success() {
+        std::fs::write(path, &issued.stdout).unwrap();
+    }
+    issued.status.success()
+}
+
 /// A cluster cke brought up on node hosts with Kubernetes.
 pub struct K8sCluster {
     /// The cke process (killed on drop, before the node hosts go).
@@ -347,7 +357,9 @@ pub struct K8sCluster {
 /// declares the cluster `declare` gives (with `cps` control planes) and waits until every node is a
 /// Ready Node.
 pub fn bring_up(nodes: usize, cps: usize, declare: impl FnOnce(&Mtest, &Path) -> String) -> K8sCluster {
+    let t_up = Instant::now();
     let (m, dir) = mtest_up_with(nodes, &["--k8s"]);
+    let mtest_up = t_up.elapsed();
     let log = dir.path().join("cke.log");
     prepare(&m, cps);
     let image = m
@@ -375,20 +387,21 @@ pub fn bring_up(nodes: usize, cps: usize, declare: impl FnOnce(&Mtest, &Path) ->
         ],
     );
     let started = Instant::now();
+    println!(
+        "FIGURE bring-up: mtest up {mtest_up:?}, then Vault, dnsmasq and cke started {:?}",
+        t_up.elapsed() - mtest_up
+    );
     let text = declare(&m, dir.path());
     ok(&m, &["cluster", "set", "-"], Some(&text));
     let kubeconfig = dir.path().join("kubeconfig");
     let kubectl = Kubectl::new(&m, kubeconfig.clone());
     let mut all: Vec<String> = (1..=nodes).map(|i| m.node(i)).collect();
     all.sort();
+    let mut issued = false;
     wait("every Node Ready", Duration::from_secs(600), &log, || {
-        // The admin kubeconfig works once the CA and an apiserver exist.
-        let issued = ckecli(&m, &["kubernetes", "issue"], None);
-        if !issued.status.success() {
-            return None;
-        }
-        std::fs::write(&kubeconfig, &issued.stdout).unwrap();
-        (kubectl.ready_nodes() == all).then_some(())
+        // The admin kubeconfig can be issued once the CA and an apiserver exist (once is enough).
+        issued = issued || issue_kubeconfig(&m, &kubeconfig);
+        (issued && kubectl.ready_nodes() == all).then_some(())
     });
     let bootstrap = started.elapsed();
     K8sCluster {

@@ -349,3 +349,30 @@ pub fn running_field(m: &Mtest, i: usize, name: &str, format: &str) -> String {
 pub fn running(m: &Mtest, i: usize, name: &str) -> bool {
     running_field(m, i, name, "{{.Names}}") == name
 }
+
+/// How long each phase of a scenario took, printed as `FIGURE phase SUITE WHAT: SECONDS s` (the
+/// figures of a run, shown with `--no-capture`): where a suite's time goes.
+pub struct Phases {
+    suite: &'static str,
+    last: Instant,
+}
+
+impl Phases {
+    /// Starts timing the first phase.
+    pub fn new(suite: &'static str) -> Phases {
+        Phases {
+            suite,
+            last: Instant::now(),
+        }
+    }
+
+    /// Ends the phase `what` (printing its duration) and starts the next.
+    pub fn lap(&mut self, what: &str) {
+        println!(
+            "FIGURE phase {} {what}: {:.1} s",
+            self.suite,
+            self.last.elapsed().as_secs_f64()
+        );
+        self.last = Instant::now();
+    }
+}

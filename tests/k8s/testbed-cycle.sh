@@ -200,11 +200,11 @@ for i in $(seq "$N"); do
 done
 
 ready=""
-for _ in $(seq 90); do
+for _ in $(seq 180); do
   ready=$($KUBECTL get nodes -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null \
     | grep -c True || true)
   [ "$ready" = "$N" ] && break
-  sleep 2
+  sleep 1
 done
 [ "$ready" = "$N" ] || fail "$ready of $N Nodes Ready"
 echo "FIGURE nodes ready after kubelet start: $(since "$tk") s"
