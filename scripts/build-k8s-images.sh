@@ -37,7 +37,7 @@ die() { log "error: $*"; exit 1; }
 
 missing=()
 for p in "${APT_DEPS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing: ${missing[*]}"
@@ -70,12 +70,16 @@ if [ ! -x "$CONNTRACK" ]; then
 fi
 
 # copy_with_libs ROOT FILE [DEST]: copies FILE (to DEST in ROOT) and the libraries ldd names, in a
-# merged-/usr layout.
+# merged-/usr layout. A library this host lacks is an error: the image would not start.
 copy_with_libs() {
-  local root=$1 f=$2 dest=${3:-$2} lib
+  local root=$1 f=$2 dest=${3:-$2} lib deps
   mkdir -p "$root$(dirname "$dest")"
   cp -L "$f" "$root$dest"
-  ldd "$f" 2>/dev/null | grep -o '/[^ ]*' | while read -r lib; do
+  deps=$(ldd "$f" 2>/dev/null) || die "ldd $f failed"
+  if grep -q "not found" <<<"$deps"; then
+    die "$f needs libraries this host does not have: $(grep "not found" <<<"$deps" | tr -s '\t\n' '  ')"
+  fi
+  grep -o '/[^ ]*' <<<"$deps" | while read -r lib; do
     [ -f "$lib" ] || continue
     mkdir -p "$root$(dirname "$lib")"
     [ -e "$root$lib" ] || cp -L "$lib" "$root$lib"
@@ -183,12 +187,21 @@ if [ ! -f "$UNBOUND_TAR" ] || [ ! -f "$UNBOUND_EXPORTER_TAR" ]; then
     "dns-root-data=$root_data_version" >&2) || die "apt-get download unbound dns-root-data failed"
   for d in "$debs"/*.deb; do dpkg-deb -x "$d" "$debs/x"; done
   UNBOUND_BINS=(unbound unbound-control unbound-checkconf)
-  if ldd "${UNBOUND_BINS[@]/#/$debs/x/usr/sbin/}" | grep -q "not found"; then
-    libs=$(dpkg-deb -f "$debs"/unbound_*.deb Depends | tr ',' '\n' | sed 's/(.*)//; s/|.*//' | tr -d ' ' \
-      | grep '^lib')
-    log "installing unbound's libraries: $(echo $libs)"
+  # ldd's whole output first: `ldd | grep -q` under pipefail fails when grep exits at the first
+  # match and ldd gets SIGPIPE, which skipped this install on a fresh machine.
+  unbound_ldd=$(ldd "${UNBOUND_BINS[@]/#/$debs/x/usr/sbin/}")
+  if grep -q "not found" <<<"$unbound_ldd"; then
+    # Only the library packages not installed: naming installed ones would upgrade them (and
+    # what depends on them, systemd among them) on the host.
+    libs=()
+    for p in $(dpkg-deb -f "$debs"/unbound_*.deb Depends | tr ',' '\n' | sed 's/(.*)//; s/|.*//' | tr -d ' ' \
+      | grep '^lib'); do
+      [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || libs+=("$p")
+    done
+    [ ${#libs[@]} -gt 0 ] || die "unbound's libraries are installed, yet ldd does not find: $(grep "not found" <<<"$unbound_ldd" | tr -s '\t\n' '  ')"
+    log "installing unbound's libraries: ${libs[*]}"
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $libs >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${libs[@]}" >&2
   fi
   # busybox_root ROOT: a root with busybox and its applets (the scripts' shell and tools).
   busybox_root() {

@@ -14,7 +14,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cke_testkit::Mtest;
-use e2e_common::k8s::{self, bring_up, started_at, upstream_dns_address, wait, Kubectl, UPSTREAM_ADDR, UPSTREAM_NAME};
+use e2e_common::k8s::{
+    self, bring_up, started_at, upstream_dns_address, wait, wait_showing, Kubectl, UPSTREAM_ADDR, UPSTREAM_NAME,
+};
 use e2e_common::*;
 
 const CPS: [usize; 3] = [1, 2, 3];
@@ -450,7 +452,7 @@ spec:
         cke::k8s::dns::node_dns_unbound_conf("cluster.local", &dns_ip, &upstreams)
     );
     // node-dns runs on every node (the local unbound image), ready.
-    let node_dns_pods = wait(
+    let node_dns_pods = wait_showing(
         "a ready node-dns pod on every node",
         Duration::from_secs(180),
         log,
@@ -476,6 +478,7 @@ spec:
             ready.sort();
             (ready.iter().map(|(n, _)| n).eq(all.iter())).then_some(ready)
         },
+        || k.pods_summary("kube-system", "cke.cybozu.com/appname=node-dns"),
     );
     eprintln!("node-dns ready on all {} nodes", node_dns_pods.len());
     // unbound on each node host resolves a name only the upstream knows (through dns_servers), and the

@@ -203,6 +203,43 @@ impl Kubectl {
         [from_ep, (ready, not_ready)]
     }
 
+    /// One line per pod of `namespace` matching `selector` (node, phase, each container's readiness,
+    /// state, reason and restarts), then the namespace's last 30 events: what a timed-out wait shows.
+    pub fn pods_summary(&self, namespace: &str, selector: &str) -> String {
+        let pods = self.json(&["pods", "-n", namespace, "-l", selector]);
+        let mut out = String::new();
+        for p in pods["items"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "pod {} node={} phase={} deleting={}\n",
+                p["metadata"]["name"].as_str().unwrap_or("?"),
+                p["spec"]["nodeName"].as_str().unwrap_or("-"),
+                p["status"]["phase"].as_str().unwrap_or("?"),
+                p["metadata"]["deletionTimestamp"].as_str().unwrap_or("no"),
+            ));
+            for c in p["status"]["containerStatuses"].as_array().into_iter().flatten() {
+                out.push_str(&format!(
+                    "  container {} ready={} restarts={} state={} last={}\n",
+                    c["name"].as_str().unwrap_or("?"),
+                    c["ready"],
+                    c["restartCount"],
+                    c["state"],
+                    c["lastState"]
+                ));
+            }
+            for c in p["status"]["conditions"].as_array().into_iter().flatten() {
+                if c["status"] != "True" {
+                    out.push_str(&format!("  condition {}\n", c));
+                }
+            }
+        }
+        let o = self.run(&["get", "events", "-n", namespace, "--sort-by=.lastTimestamp"], None);
+        let events = String::from_utf8_lossy(&o.stdout);
+        let lines: Vec<&str> = events.lines().collect();
+        out.push_str("events (last 30):\n");
+        out.push_str(&lines[lines.len().saturating_sub(30)..].join("\n"));
+        out
+    }
+
     /// Names of the Ready Nodes, sorted.
     pub fn ready_nodes(&self) -> Vec<String> {
         let nodes = self.json(&["nodes"]);
@@ -248,13 +285,29 @@ pub fn started_at(m: &Mtest, i: usize, name: &str) -> String {
 }
 
 /// Polls `f` every second until it gives a value; after `limit`, fails with the tail of cke's log.
-pub fn wait<T>(what: &str, limit: Duration, log: &Path, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn wait<T>(what: &str, limit: Duration, log: &Path, f: impl FnMut() -> Option<T>) -> T {
+    wait_showing(what, limit, log, f, String::new)
+}
+
+/// [`wait`] that, when it times out, also shows what `show` gives (the state of the objects waited
+/// for).
+pub fn wait_showing<T>(
+    what: &str,
+    limit: Duration,
+    log: &Path,
+    mut f: impl FnMut() -> Option<T>,
+    show: impl FnOnce() -> String,
+) -> T {
     let t0 = Instant::now();
     loop {
         if let Some(v) = f() {
             return v;
         }
         if t0.elapsed() > limit {
+            let state = show();
+            if !state.is_empty() {
+                eprintln!("state when the wait for {what} timed out:\n{state}");
+            }
             let text = std::fs::read_to_string(log).unwrap_or_default();
             // The queues' checks succeed every pass: leave them out, so that the tail shows
             // what cke planned, warned about and failed.
