@@ -72,8 +72,9 @@ pub struct Args {
     /// The docker-compatible CLI on the nodes: `docker` or `podman`.
     #[arg(long, default_value = "docker", value_parser = ["docker", "podman"])]
     pub container_cli: String,
-    /// Nodes probed at once.
-    #[arg(long, default_value_t = 32)]
+    /// Nodes probed at once (the SSH pool runs at most 64 commands at once, so more than 64 only
+    /// helps the probe's other checks).
+    #[arg(long, default_value_t = 64)]
     pub probe_concurrency: usize,
     /// Image of the managed etcd.
     #[arg(long, default_value_t = Images::default().etcd)]

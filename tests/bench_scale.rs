@@ -382,6 +382,8 @@ async fn bench_scale() {
             "10s",
         ])
         .args(["--container-cli", "docker", "--max-concurrent-updates", &n.to_string()])
+        // `CKE_BENCH_ARGS`: more daemon flags, e.g. `--probe-concurrency 64`.
+        .args(std::env::var("CKE_BENCH_ARGS").unwrap_or_default().split_whitespace())
         .env("CKE_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
