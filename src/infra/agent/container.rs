@@ -67,14 +67,15 @@ pub struct RunSpec {
 /// by default: etcd hands its leadership over, the apiserver finishes its requests); rivers,
 /// etcd-rivers, kube-controller-manager, kube-scheduler, kubelet and kube-proxy are killed at once
 /// (rivers would otherwise drain for its `--shutdown-timeout` with its port closed, so the node's
-/// clients would wait that long for the new one). `docker rm -f` kills and `podman rm -f` stops, so
-/// neither is left to choose.
+/// clients would wait that long for the new one). `docker rm -f` kills and `podman rm -f` stops (with
+/// its stop timeout), so neither is left to choose: a killed container is removed with `docker rm -f`
+/// or `podman rm -f -t 0` (one engine call: SIGKILL and removal), a stopped one is `stop`ped first.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Replace {
     /// `stop` first.
     #[default]
     Stop,
-    /// `kill` first.
+    /// Killed (SIGKILL) by its removal.
     Kill,
 }
 
@@ -152,6 +153,13 @@ impl ContainerEngine {
         &self.cli
     }
 
+    /// Whether the CLI is podman (by its file name).
+    fn is_podman(&self) -> bool {
+        std::path::Path::new(&self.cli)
+            .file_name()
+            .is_some_and(|n| n == "podman")
+    }
+
     fn cmd(&self, args: &[&str]) -> String {
         format!("{} {}", shell_quote(&self.cli), shell_join(args))
     }
@@ -220,21 +228,25 @@ impl ContainerEngine {
     /// (skipped when the pull failed). The old container is stopped or killed as `spec.replace`
     /// says, then removed. A removal that fails (an engine under load may) is tried once more a
     /// second later, its error kept: the run then fails with both the removal's error and its own
-    /// ("name in use") rather than the run's alone. The status of the stop, the kill and the first
-    /// removal is not checked otherwise: each fails when there is no such container.
+    /// ("name in use") rather than the run's alone. The status of the stop and the first removal is
+    /// not checked otherwise: each fails when there is no such container.
     pub async fn run(&self, node: &dyn Runner, spec: &RunSpec) -> Result<(), AgentError> {
         let run = self.run_command(spec)?;
         let image = self.cmd(&["image", "inspect", &spec.image]);
         let pull = self.cmd(&["pull", "-q", &spec.image]);
-        let end = match spec.replace {
-            Replace::Stop => self.cmd(&["stop", &spec.name]),
-            Replace::Kill => self.cmd(&["kill", &spec.name]),
+        let (stop, rm) = match spec.replace {
+            Replace::Stop => (
+                format!("{} >/dev/null 2>&1; ", self.cmd(&["stop", &spec.name])),
+                self.cmd(&["rm", "-f", &spec.name]),
+            ),
+            // podman's `rm -f` stops with the stop timeout unless told none.
+            Replace::Kill if self.is_podman() => (String::new(), self.cmd(&["rm", "-f", "-t", "0", &spec.name])),
+            Replace::Kill => (String::new(), self.cmd(&["rm", "-f", &spec.name])),
         };
-        let rm = self.cmd(&["rm", "-f", &spec.name]);
         node.check(
             &format!(
                 "{{ {image} >/dev/null 2>&1 || {pull} >/dev/null; }} && \
-                 {{ {end} >/dev/null 2>&1; {rm} >/dev/null 2>&1 || {{ sleep 1; {rm} >/dev/null; }}; {run}; }}"
+                 {{ {stop}{rm} >/dev/null 2>&1 || {{ sleep 1; {rm} >/dev/null; }}; {run}; }}"
             ),
             None,
             Duration::from_secs(600),
@@ -547,6 +559,37 @@ esac
     }
 
     #[tokio::test]
+    async fn a_killed_container_is_ended_by_its_removal_a_stopped_one_by_stop() {
+        for cli in ["docker", "podman"] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(cli);
+            let d = dir.path().display();
+            std::fs::write(&path, format!("#!/bin/sh\necho \"$*\" >> {d}/calls\n")).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            let engine = ContainerEngine::new(&path.display().to_string(), vec![]);
+            engine.run(&LocalShell, &spec(Replace::Kill)).await.unwrap();
+            engine.run(&LocalShell, &spec(Replace::Stop)).await.unwrap();
+            let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap();
+            // The run's own arguments are checked by `run_commands_are_quoted_and_validated`.
+            let calls: Vec<&str> = calls
+                .lines()
+                .map(|l| if l.starts_with("run ") { "run" } else { l })
+                .collect();
+            let inspect = "image inspect localhost/cke-tools:latest";
+            let kill = if cli == "podman" {
+                "rm -f -t 0 rivers"
+            } else {
+                "rm -f rivers"
+            };
+            assert_eq!(
+                calls,
+                [inspect, kill, "run", inspect, "stop rivers", "rm -f rivers", "run"],
+                "{cli}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn a_replacement_ends_the_old_container_as_asked_and_tries_a_failed_removal_again() {
         let calls = |dir: &tempfile::TempDir| std::fs::read_to_string(dir.path().join("calls")).unwrap();
         // One failed removal: the second one and the run succeed.
@@ -555,7 +598,7 @@ esac
             .run(&LocalShell, &spec(Replace::Kill))
             .await
             .unwrap();
-        assert_eq!(calls(&dir), "image\nkill\nrm\nrm\nrun\n");
+        assert_eq!(calls(&dir), "image\nrm\nrm\nrun\n");
         // Two: the run fails, and the error says why the old container is still there.
         let dir = tempfile::tempdir().unwrap();
         let err = flaky_engine(dir.path(), 2)
