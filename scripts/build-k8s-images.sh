@@ -35,9 +35,12 @@ XTABLES_DIR=/usr/lib/x86_64-linux-gnu/xtables
 log() { echo "build-k8s-images: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# installed PACKAGE: whether Debian's PACKAGE is installed.
+installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
+
 missing=()
 for p in "${APT_DEPS[@]}"; do
-  [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || missing+=("$p")
+  installed "$p" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing: ${missing[*]}"
@@ -196,7 +199,7 @@ if [ ! -f "$UNBOUND_TAR" ] || [ ! -f "$UNBOUND_EXPORTER_TAR" ]; then
     libs=()
     for p in $(dpkg-deb -f "$debs"/unbound_*.deb Depends | tr ',' '\n' | sed 's/(.*)//; s/|.*//' | tr -d ' ' \
       | grep '^lib'); do
-      [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] || libs+=("$p")
+      installed "$p" || libs+=("$p")
     done
     [ ${#libs[@]} -gt 0 ] || die "unbound's libraries are installed, yet ldd does not find: $(grep "not found" <<<"$unbound_ldd" | tr -s '\t\n' '  ')"
     log "installing unbound's libraries: ${libs[*]}"

@@ -762,17 +762,7 @@ spec:
         if polls % 30 == 0 {
             println!("node5's repair entry after {polls} s: {entry:?}");
             // What the drain waits for: the pods there, terminating or not, and the Node's cordon.
-            let list = k.json(&["pods", "-n", "e2e-repair", "-l", "app=pinned"]);
-            for p in list["items"].as_array().into_iter().flatten() {
-                println!(
-                    "  pod {} node {} phase {} deletionTimestamp {} conditions {}",
-                    p["metadata"]["name"],
-                    p["spec"]["nodeName"],
-                    p["status"]["phase"],
-                    p["metadata"]["deletionTimestamp"],
-                    p["status"]["conditions"]
-                );
-            }
+            println!("{}", k.pods_summary("e2e-repair", "app=pinned"));
             let text = std::fs::read_to_string(log).unwrap_or_default();
             let drains: Vec<&str> = text
                 .lines()

@@ -225,8 +225,8 @@ impl ContainerEngine {
     /// Starts a container, replacing one of the same name. The image is made present first (pulled
     /// when missing), so a failed pull leaves the old container running.
     /// One SSH command: the image check, the pull when it is missing, then the removal and the run
-    /// (skipped when the pull failed). The old container is stopped or killed as `spec.replace`
-    /// says, then removed. A removal that fails (an engine under load may) is tried once more a
+    /// (skipped when the pull failed). The old container is stopped then removed, or killed by its
+    /// removal, as `spec.replace` says. A removal that fails (an engine under load may) is tried once more a
     /// second later, its error kept: the run then fails with both the removal's error and its own
     /// ("name in use") rather than the run's alone. The status of the stop and the first removal is
     /// not checked otherwise: each fails when there is no such container.
