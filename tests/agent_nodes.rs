@@ -163,6 +163,7 @@ async fn commands_files_host_keys_containers_and_probe() {
         params: params.clone(),
         options: vec![],
         replace: Replace::Stop,
+        image_present: false,
     };
     engine.run(&n1, &spec).await.unwrap();
     let st = probe_node(&p, &engine, &node(&m, 1), "etcd-cke").await;
@@ -173,20 +174,22 @@ async fn commands_files_host_keys_containers_and_probe() {
     );
     assert_eq!(st.etcd.service.image, "localhost/cke-etcd:latest");
     assert_eq!(st.etcd.service.params.as_ref(), Some(&params));
-    // Replacements of the running container, killed first and stopped first: a new one runs.
+    // Replacements of the running container, killed first and stopped first, and one without the
+    // image check: a new one runs.
     let id = || async {
         n1.check("podman inspect -f '{{.Id}}' etcd", None, t)
             .await
             .unwrap()
             .stdout_str()
     };
-    for replace in [Replace::Kill, Replace::Stop] {
+    for (replace, image_present) in [(Replace::Kill, false), (Replace::Stop, false), (Replace::Kill, true)] {
         let before = id().await;
         engine
             .run(
                 &n1,
                 &RunSpec {
                     replace,
+                    image_present,
                     ..spec.clone()
                 },
             )

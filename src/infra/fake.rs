@@ -728,6 +728,13 @@ impl Engine for Fake {
         self.node_act(a, format!("{a}: run {}", spec.name))?;
         self.with(|w| {
             let n = w.nodes.entry(a.into()).or_default();
+            // An operator that skips the image check must know the image is there.
+            assert!(
+                !spec.image_present || n.images.contains(&spec.image),
+                "{a}: {} run without an image check, but {} is not on the node",
+                spec.name,
+                spec.image
+            );
             n.images.insert(spec.image.clone());
             n.containers.insert(spec.name.clone(), (spec.clone(), true));
             if spec.name == ETCD_CONTAINER {

@@ -33,6 +33,13 @@ pub struct ServiceStatus {
     pub params: Option<ContainerParams>,
 }
 
+impl ServiceStatus {
+    /// The container exists and was started from `image` (which is then on the node).
+    pub fn has_image(&self, image: &str) -> bool {
+        self.exists && self.image == image
+    }
+}
+
 /// The managed etcd as seen on one node.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EtcdNodeStatus {

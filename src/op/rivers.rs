@@ -47,6 +47,7 @@ pub fn run_spec(ctx: OpContext<'_>, kind: Kind) -> RunSpec {
         options: vec![],
         // Killed, as CKE's restart does: a stopped rivers would drain with its port closed.
         replace: Replace::Kill,
+        image_present: false,
     }
 }
 
@@ -55,7 +56,18 @@ pub fn operator(name: &'static str, nodes: &[String], ctx: OpContext<'_>, kind: 
     let spec = run_spec(ctx, kind);
     let run = nodes
         .iter()
-        .map(|address| RunContainer::boxed(address, spec.clone(), None))
+        .map(|address| {
+            // A restart replaces a container of the same image: no image check before it.
+            let running = ctx.status.nodes.get(address).map(|n| match kind {
+                Kind::Rivers => &n.rivers,
+                Kind::EtcdRivers => &n.etcd_rivers,
+            });
+            let spec = RunSpec {
+                image_present: running.is_some_and(|s| s.has_image(&spec.image)),
+                ..spec.clone()
+            };
+            RunContainer::boxed(address, spec, None)
+        })
         .collect();
     SeqOperator::boxed(name, nodes.to_vec(), steps(vec![run]))
 }

@@ -208,6 +208,29 @@ async fn rivers_start_on_each_node_in_turn_with_the_computed_params() {
         .contains(&"--upstreams=10.0.0.1:6443,10.0.0.2:6443,10.0.0.3:6443".to_string()));
     // Replaced as CKE's restart does it: killed, not drained with its port closed.
     assert_eq!(spec.replace, crate::infra::agent::container::Replace::Kill);
+    // Nothing ran the image before: the run checks it (and pulls it when missing).
+    assert!(!spec.image_present);
+}
+
+#[tokio::test]
+async fn a_restart_over_a_container_of_the_same_image_skips_the_image_check() {
+    let mut env = Env::new().await;
+    with_rivers(&env).await;
+    // The worker's rivers runs another image (the declaration's changed under it).
+    env.fake.with(|w| {
+        let c = w.nodes.get_mut(WORKER).unwrap().containers.get_mut("rivers").unwrap();
+        c.0.image = "localhost/cke-tools:old".into();
+    });
+    env.cluster.options.rivers.extra_args = vec!["--dial-timeout=5s".into()];
+    let all = nodes(&[CP[0], CP[1], CP[2], WORKER]);
+    env.run_ok(OpKind::RiversRestart { nodes: all }).await;
+    let present = |a: &str| env.fake.with(|w| w.nodes[a].containers["rivers"].0.image_present);
+    assert!(present(CP[0]) && present(CP[2]));
+    assert!(!present(WORKER), "a container of another image proves nothing");
+    env.run_ok(OpKind::EtcdRiversRestart { nodes: cps() }).await;
+    assert!(env
+        .fake
+        .with(|w| w.nodes[CP[1]].containers["etcd-rivers"].0.image_present));
 }
 
 #[tokio::test]

@@ -60,6 +60,10 @@ pub struct RunSpec {
     pub options: Vec<String>,
     /// How a running container of the same name ends before this one starts.
     pub replace: Replace,
+    /// The image is known to be on the node: an earlier step of the operation pulled it, or the
+    /// container being replaced runs it. The run then skips its image check (one engine start
+    /// fewer per node; should the image have gone meanwhile, the engine's `run` pulls it itself).
+    pub image_present: bool,
 }
 
 /// How [`ContainerEngine::run`] ends a running container it replaces, as CKE's restarts do:
@@ -223,7 +227,8 @@ impl ContainerEngine {
     }
 
     /// Starts a container, replacing one of the same name. The image is made present first (pulled
-    /// when missing), so a failed pull leaves the old container running.
+    /// when missing), so a failed pull leaves the old container running; not checked when
+    /// `spec.image_present` says it is there.
     /// One SSH command: the image check, the pull when it is missing, then the removal and the run
     /// (skipped when the pull failed). The old container is stopped then removed, or killed by its
     /// removal, as `spec.replace` says. A removal that fails (an engine under load may) is tried once more a
@@ -243,11 +248,13 @@ impl ContainerEngine {
             Replace::Kill if self.is_podman() => (String::new(), self.cmd(&["rm", "-f", "-t", "0", &spec.name])),
             Replace::Kill => (String::new(), self.cmd(&["rm", "-f", &spec.name])),
         };
+        let image = if spec.image_present {
+            String::new()
+        } else {
+            format!("{{ {image} >/dev/null 2>&1 || {pull} >/dev/null; }} && ")
+        };
         node.check(
-            &format!(
-                "{{ {image} >/dev/null 2>&1 || {pull} >/dev/null; }} && \
-                 {{ {stop}{rm} >/dev/null 2>&1 || {{ sleep 1; {rm} >/dev/null; }}; {run}; }}"
-            ),
+            &format!("{image}{{ {stop}{rm} >/dev/null 2>&1 || {{ sleep 1; {rm} >/dev/null; }}; {run}; }}"),
             None,
             Duration::from_secs(600),
         )
@@ -559,7 +566,7 @@ esac
     }
 
     #[tokio::test]
-    async fn a_killed_container_is_ended_by_its_removal_a_stopped_one_by_stop() {
+    async fn a_killed_container_is_ended_by_its_removal_a_stopped_one_by_stop_a_present_image_unchecked() {
         for cli in ["docker", "podman"] {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join(cli);
@@ -569,6 +576,11 @@ esac
             let engine = ContainerEngine::new(&path.display().to_string(), vec![]);
             engine.run(&LocalShell, &spec(Replace::Kill)).await.unwrap();
             engine.run(&LocalShell, &spec(Replace::Stop)).await.unwrap();
+            let present = RunSpec {
+                image_present: true,
+                ..spec(Replace::Kill)
+            };
+            engine.run(&LocalShell, &present).await.unwrap();
             let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap();
             // The run's own arguments are checked by `run_commands_are_quoted_and_validated`.
             let calls: Vec<&str> = calls
@@ -583,7 +595,17 @@ esac
             };
             assert_eq!(
                 calls,
-                [inspect, kill, "run", inspect, "stop rivers", "rm -f rivers", "run"],
+                [
+                    inspect,
+                    kill,
+                    "run",
+                    inspect,
+                    "stop rivers",
+                    "rm -f rivers",
+                    "run",
+                    kill,
+                    "run"
+                ],
                 "{cli}"
             );
         }
@@ -640,6 +662,7 @@ esac
                 "type=tmpfs,dst=/run/kubernetes".into(),
             ],
             replace: Replace::Stop,
+            image_present: false,
         };
         let c = e.run_command(&spec).unwrap();
         assert!(c.contains("--privileged --mount type=tmpfs,dst=/run/kubernetes"), "{c}");

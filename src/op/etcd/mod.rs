@@ -57,6 +57,11 @@ pub fn run_spec(ctx: OpContext<'_>, address: &str, initial: Option<(&[String], I
         options: vec![],
         // Stopped, as CKE's restart does: the member hands its leadership over.
         replace: Replace::Stop,
+        image_present: ctx
+            .status
+            .nodes
+            .get(address)
+            .is_some_and(|n| n.etcd.service.has_image(&ctx.images.etcd)),
     }
 }
 

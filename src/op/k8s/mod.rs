@@ -63,6 +63,7 @@ pub fn run_spec(ctx: OpContext<'_>, version: &'static VersionSet, component: Com
             Component::ApiServer => Replace::Stop,
             _ => Replace::Kill,
         },
+        image_present: false,
     }
 }
 
@@ -74,8 +75,13 @@ fn pull(ctx: OpContext<'_>, node: &str) -> Box<dyn Commander> {
     })
 }
 
-/// `run-container`, replacing a container of the same name (CKE's stop + run).
+/// `run-container`, replacing a container of the same name (CKE's stop + run). Every Kubernetes
+/// operator pulls the image on its nodes in its first step ([`pull`]), so the run does not check it.
 fn run(node: &str, spec: RunSpec) -> Box<dyn Commander> {
+    let spec = RunSpec {
+        image_present: true,
+        ..spec
+    };
     RunContainer::boxed(node, spec, None)
 }
 
