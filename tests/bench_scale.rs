@@ -20,8 +20,10 @@ use cke_testkit::{free_port, http_get, require_root, BaoServer, Ckecli, EtcdServ
 
 /// The stand-in container engine: `docker` on the nodes' PATH (bind-mounted over /usr/local/bin in
 /// sshd's mount namespace). Keeps one JSON file per container per node (the node is the server
-/// address of `SSH_CONNECTION`) and answers `inspect`, `image inspect`, `rm -f` and `run` as docker
-/// does, at once.
+/// address of `SSH_CONNECTION`; a removed container's file is emptied) and answers `inspect`,
+/// `image inspect`, `rm -f` and `run` as docker does, at once: with the shell's builtins only, so
+/// that its cost on the benchmark's two cores is one shell start per call (it started `cat`, `rm`,
+/// `mkdir` and `sed` before 2026-12-06; docs/performance.md has the figures with both).
 const ENGINE: &str = r#"#!/bin/sh
 node=${SSH_CONNECTION#* * }; node=${node%% *}
 d="$STATE/$node"
@@ -30,14 +32,16 @@ inspect)
     shift; sep=''; miss=''
     printf '['
     for n in "$@"; do
-        if [ -f "$d/$n" ]; then printf '%s' "$sep"; cat "$d/$n"; sep=','
+        if [ -s "$d/$n" ]; then
+            doc=''; read -r doc < "$d/$n" || [ -n "$doc" ]
+            printf '%s%s' "$sep" "$doc"; sep=','
         else echo "Error: No such object: $n" >&2; miss=1; fi
     done
     echo ']'
     [ -z "$miss" ] || exit 1 ;;
 image) exit 0 ;;
 pull) exit 0 ;;
-rm) shift; for n in "$@"; do case "$n" in -*) ;; *) rm -f "$d/$n" ;; esac; done ;;
+rm) shift; for n in "$@"; do case "$n" in -*) ;; *) [ ! -s "$d/$n" ] || : > "$d/$n" ;; esac; done ;;
 run)
     shift; name=''; label=''; image=''
     while [ $# -gt 0 ]; do
@@ -49,8 +53,17 @@ run)
         *) image=$1; break ;;
         esac
     done
-    mkdir -p "$d"
-    esc=$(printf '%s' "$label" | sed 's/\\/\\\\/g; s/"/\\"/g')
+    [ -d "$d" ] || mkdir -p "$d"
+    # The label as a JSON string: a backslash before each backslash and double quote.
+    esc=''
+    while :; do
+        case "$label" in
+        *[\\\"]*)
+            pre=${label%%[\\\"]*}; label=${label#"$pre"}
+            esc="$esc$pre\\${label%"${label#?}"}"; label=${label#?} ;;
+        *) esc="$esc$label"; break ;;
+        esac
+    done
     printf '{"Name":"/%s","State":{"Running":true},"Config":{"Image":"%s","Labels":{"com.cybozu.cke":"%s"}}}' \
         "$name" "$image" "$esc" > "$d/$name"
     echo 0123456789ab ;;
@@ -511,7 +524,9 @@ async fn bench_scale() {
             break r;
         }
         assert!(t.elapsed() < Duration::from_secs(300), "no rivers-restart");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // The figure is the record's own times: polling faster would only take CPU from the restart
+        // (each read returns the record, 13 KiB at 1000 nodes).
+        tokio::time::sleep(SCRAPE_EVERY).await;
     };
     let written = bench.etcd_received() - received;
     let took = (record.end_at.unwrap() - record.start_at).to_std().unwrap();
