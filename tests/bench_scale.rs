@@ -368,7 +368,18 @@ async fn bench_scale() {
         .unwrap();
 
     let http = format!("127.0.0.1:{}", free_port());
-    let log = d.join("cke.log");
+    // `CKE_BENCH_LOG=FILE` keeps the daemon's log in FILE, at level `info` (`CKE_LOG` overrides it);
+    // otherwise warnings only, in the run's temporary directory.
+    let kept_log = std::env::var("CKE_BENCH_LOG").ok().filter(|f| !f.trim().is_empty());
+    let log = kept_log
+        .as_ref()
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| d.join("cke.log"));
+    let level = match (&kept_log, std::env::var("CKE_LOG")) {
+        (_, Ok(level)) => level,
+        (Some(_), _) => "info".into(),
+        (None, _) => "warn".into(),
+    };
     // `CKE_BENCH_WRAP` (e.g. `heaptrack -o /tmp/cke` or `perf record -g -o /tmp/cke.perf --`) runs
     // the daemon under a profiler; the figures are then the daemon's, read from its own process.
     let wrap = std::env::var("CKE_BENCH_WRAP").ok().filter(|w| !w.trim().is_empty());
@@ -397,7 +408,7 @@ async fn bench_scale() {
         .args(["--container-cli", "docker", "--max-concurrent-updates", &n.to_string()])
         // `CKE_BENCH_ARGS`: more daemon flags, e.g. `--probe-concurrency 64`.
         .args(std::env::var("CKE_BENCH_ARGS").unwrap_or_default().split_whitespace())
-        .env("CKE_LOG", "warn")
+        .env("CKE_LOG", &level)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
