@@ -70,8 +70,9 @@ impl AddMember {
         OpContext {
             cluster: &self.cluster,
             images: &self.images,
-            // The etcd operators read neither the status, the Kubernetes host settings nor the
-            // resources.
+            // The etcd operators read neither the Kubernetes host settings nor the resources, and
+            // the status only to skip a run's image check over an etcd of the same image: a joining
+            // member has none, so without a status its run checks the image, as it must.
             status: &NO_STATUS,
             host: &NO_HOST,
             resources: &[],
